@@ -1,0 +1,1 @@
+"""Content-based image retrieval core: descriptors, indexes, evaluation. Free of Streamlit."""

