@@ -1,0 +1,148 @@
+"""Broken input and interrupted work: a gallery full of bad files still builds, a killed
+extraction resumes without recomputing and never leaves a half-written cache, bad ground truth is
+counted and reported."""
+import io
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.config import EmbeddingConfig
+from core.datasets import load_oxford_paris, resolve
+from core.embed import Embedder
+from core.galleries import GalleryError, register_gallery
+from core.store import build_embeddings, cache_dir, load_embeddings
+
+from conftest import PARIS, REPO, require_shared
+
+CFG = EmbeddingConfig(max_size=96)
+QUIET = dict(progress=False, log=lambda m: None)
+
+
+def _real(n):
+    require_shared()
+    return sorted((PARIS / "jpg").glob("*.jpg"))[:n]
+
+
+def _bad_files(folder):
+    """Every kind of broken or odd file a photo folder meets, with whether it must be readable."""
+    good = Image.open(_real(1)[0]).convert("RGB")
+    buf = io.BytesIO()
+    good.save(buf, "JPEG")
+    jpeg = buf.getvalue()
+    files = {
+        "zero.jpg": (b"", False),
+        "truncated.jpg": (jpeg[: len(jpeg) // 3], False),
+        "corrupt.jpg": (jpeg[:200] + bytes(range(256)) * 20, False),
+        "text.jpg": (b"hello, I am a text file", False),
+    }
+    for name, data in files.items():
+        (folder / name).write_bytes(data[0] if isinstance(data, tuple) else data)
+    readable = {
+        "alpha.png": good.convert("RGBA"),
+        "palette.png": good.convert("P"),
+        "sixteen.png": Image.fromarray((np.asarray(good.convert("L"), np.uint16) * 257)),
+        "cmyk.jpg": good.convert("CMYK"),
+        "grey.jpg": good.convert("L"),
+        "one pixel ü.png": Image.new("RGB", (1, 1), (200, 10, 10)),
+    }
+    for name, img in readable.items():
+        img.save(folder / name)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    good.save(folder / "rotated.jpg", exif=exif)
+    frames = [good.resize((64, 48)), good.resize((64, 48)).rotate(90)]
+    frames[0].save(folder / "animated.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    side = 11_000
+    Image.new("1", (side, side)).save(folder / "bomb.png")                   # 121 Mpx > limit
+    return {"zero.jpg", "truncated.jpg", "corrupt.jpg", "text.jpg", "bomb.png"}
+
+
+def test_gallery_of_broken_files_builds_and_reports_each(artifacts, tmp_path):
+    folder = tmp_path / "my photos"
+    folder.mkdir()
+    for p in _real(3):
+        shutil.copy(p, folder / p.name)
+    unreadable = _bad_files(folder)
+    emb = build_embeddings(register_gallery("mixed", folder), CFG, **QUIET)
+    assert set(emb.failures) == unreadable
+    assert len(emb.ids) == 3 + 9
+    assert "one pixel ü.png" in emb.ids and "animated.gif" in emb.ids
+    assert np.isfinite(emb.vectors).all()
+    np.testing.assert_allclose(np.linalg.norm(emb.vectors, axis=1), 1.0, atol=1e-4)
+    assert "exceeds the limit" in emb.failures["bomb.png"] or "bomb" in emb.failures["bomb.png"]
+
+
+def test_gallery_paths_cannot_escape_the_folder(artifacts, tmp_path):
+    g = register_gallery("g", tmp_path)
+    with pytest.raises(GalleryError, match="outside gallery"):
+        g.path("../../etc/passwd")
+    with pytest.raises(GalleryError, match="must be"):
+        register_gallery("../evil", tmp_path)
+
+
+def test_killed_extraction_resumes_and_never_leaves_a_broken_cache(artifacts, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for p in _real(16):
+        shutil.copy(p, folder / p.name)
+    env = dict(os.environ, CBIR_CHECKPOINT_SECONDS="0", PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "core", "index", "--folder", str(folder), "--name", "killme",
+           "--max-size", "96", "--no-annoy", "--quiet"]
+    rng = random.Random(5)
+    directory = cache_dir("killme", CFG)
+    seen = []
+    for _ in range(3):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+        # wait until the run is past start-up (a first checkpoint exists or grew), then kill at random
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            n = len(load_embeddings("killme", CFG).ids) if (directory / "embeddings.npz").exists() else 0
+            if n > (seen[-1] if seen else 0):
+                break
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 0.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if (directory / "embeddings.npz").exists():
+            emb = load_embeddings("killme", CFG)                   # always readable
+            assert len(emb.ids) == emb.vectors.shape[0]
+            seen.append(len(emb.ids))
+    assert seen and seen[-1] > 0
+    before = seen[-1]
+    logs = []
+    emb = build_embeddings(register_gallery("killme", folder), CFG, log=logs.append, progress=False)
+    assert len(emb.ids) == 16 and emb.meta["complete"]
+    assert emb.meta["extraction"]["n_embedded"] == 16 - before if before < 16 else "extraction" in emb.meta
+    clean = Embedder(CFG).embed_image(folder / emb.ids[-1])
+    np.testing.assert_allclose(emb.vectors[-1], clean, atol=1e-5)
+    assert not [p for p in directory.iterdir() if ".tmp" in p.name]
+
+
+def test_bad_ground_truth_is_counted_and_evaluation_goes_on(tmp_path):
+    require_shared()
+    gt_dir = tmp_path / "gt"
+    shutil.copytree(PARIS / "gt", gt_dir)
+    (gt_dir / "louvre_1_junk.txt").unlink()                                  # missing file
+    ok = gt_dir / "louvre_2_ok.txt"
+    ok.write_text(ok.read_text() + "paris_louvre_000081\nparis_nowhere_000001\n")   # duplicate + absent
+    (gt_dir / "louvre_3_query.txt").write_text("paris_louvre_000050 1 2\n")       # malformed
+    gt = load_oxford_paris(gt_dir, "paris6k")
+    notes = "\n".join(gt.notes)
+    assert "louvre_1_junk.txt is missing" in notes
+    assert "louvre_2_ok.txt: 1 duplicate" in notes
+    assert "louvre_3_query.txt: expected" in notes
+    assert len(gt.queries) == 54
+    ids = [p.name for p in sorted((PARIS / "jpg").glob("*.jpg"))]
+    with pytest.warns(UserWarning, match="skipped"):
+        res = resolve(gt, ids)
+    louvre2 = next(q for q in res.queries if q.query.name == "louvre_2")
+    assert len(louvre2.positives) == 39                                      # absent names not counted
+    assert len(res.queries) == 11

@@ -1,0 +1,69 @@
+"""Exact and Annoy search: scores are cosine similarity or Euclidean distance, never Annoy's raw
+angular distance; an index from other descriptors is refused with the rebuild command."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from core.config import AnnoyParams, EmbeddingConfig
+from core.search import AnnoyIndex, ExactIndex, IndexMismatch, recall_at
+
+
+@pytest.fixture
+def vectors():
+    rng = np.random.default_rng(3)
+    v = rng.normal(size=(300, 32)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_exact_cosine_and_euclidean_agree_on_normalised_vectors(vectors):
+    q = vectors[:5] + 0.05
+    cos_i, cos_s = ExactIndex(vectors, "cosine").search(q, 10)
+    euc_i, euc_s = ExactIndex(vectors, "euclidean").search(q, 10)
+    assert (cos_i == euc_i).all()
+    assert np.all(np.diff(cos_s, axis=1) <= 1e-6) and np.all(np.diff(euc_s, axis=1) >= -1e-6)
+    brute = (q / np.linalg.norm(q, axis=1, keepdims=True)) @ vectors.T
+    assert cos_i[0, 0] == int(np.argmax(brute[0]))
+
+
+def test_rank_all_is_a_permutation_best_first(vectors):
+    r = ExactIndex(vectors).rank_all(vectors[:3])
+    assert r.shape == (3, 300) and r.dtype == np.int32
+    assert (np.sort(r, axis=1) == np.arange(300)).all()
+    assert (r[:, 0] == np.arange(3)).all()
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_annoy_scores_match_exact_scores(tmp_path, vectors, metric):
+    cfg = EmbeddingConfig()
+    params = AnnoyParams(metric="angular" if metric == "cosine" else "euclidean", n_trees=20)
+    ids = [f"{i}.jpg" for i in range(len(vectors))]
+    ann = AnnoyIndex.build(vectors, tmp_path, cfg, params, ids)
+    idx, scores = ann.search(vectors[:4], 5)
+    exact = ExactIndex(vectors, metric).scores(vectors[:4])
+    for row in range(4):
+        np.testing.assert_allclose(scores[row], exact[row, idx[row]], atol=1e-4)
+    assert ann.meta["recall@10"] >= 0.95 and ann.meta["recall_target_met"]
+    assert (tmp_path / "annoy-{}-20.json".format(params.metric)).exists()
+
+
+def test_annoy_refuses_other_config_dimension_or_images(tmp_path, vectors):
+    cfg = EmbeddingConfig()
+    params = AnnoyParams(n_trees=5)
+    ids = [f"{i}.jpg" for i in range(len(vectors))]
+    AnnoyIndex.build(vectors, tmp_path, cfg, params, ids)
+    AnnoyIndex.load(tmp_path, cfg, params, 32, ids)                     # the right one loads
+    with pytest.raises(IndexMismatch, match="built with embedding .*python -m core index"):
+        AnnoyIndex.load(tmp_path, replace(cfg, pooling="mac"), params, 32, ids)
+    with pytest.raises(IndexMismatch, match="dimension is 32"):
+        AnnoyIndex.load(tmp_path, cfg, params, 64, ids)
+    with pytest.raises(IndexMismatch, match="images changed"):
+        AnnoyIndex.load(tmp_path, cfg, params, 32, ids[:-1] + ["new.jpg"])
+    with pytest.raises(IndexMismatch, match="no Annoy index"):
+        AnnoyIndex.load(tmp_path, cfg, AnnoyParams(n_trees=7), 32, ids)
+
+
+def test_recall_at():
+    exact = np.array([[1, 2, 3, 4]])
+    assert recall_at(np.array([[1, 2, 9, 8]]), exact, 4) == 0.5
+    assert recall_at(np.array([[2, 1, 4, 3]]), exact, 2) == 1.0
