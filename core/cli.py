@@ -1,4 +1,4 @@
-"""Command line: ``python -m core {evaluate,index,search,galleries} ...``.
+"""Command line: ``python -m core {evaluate,index,search,galleries,data} ...``.
 
 The heavy work (extraction, indexing, evaluation) runs here with progress bars, so that the
 Streamlit app only reads what it leaves in ``artifacts/``.
@@ -14,7 +14,9 @@ from typing import Callable
 from .backbones import WeightsUnavailable, list_backbones
 from .config import DEFAULT_CONFIG, MULTI_SCALES, AnnoyParams, EmbeddingConfig
 from .datasets import LOADERS, dataset_layout, load_ground_truth
-from .galleries import GalleryError, delete_gallery, list_galleries, load_gallery, register_gallery
+from .download import CATALOGUE, DownloadError
+from .galleries import (GalleryError, delete_gallery, duplicate_groups, folder_size, list_galleries, load_gallery,
+                        register_gallery)
 from .images import Box, ImageError
 from .pooling import POOLINGS
 from .search import IndexMismatch
@@ -53,6 +55,32 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
                    help="Annoy search_k (default: the smallest measured to give recall@10 >= 0.95)")
 
 
+def add_rerank_args(p: argparse.ArgumentParser) -> None:
+    from .rerank import METHODS, RerankSettings
+
+    d = RerankSettings()
+    g = p.add_argument_group("re-ranking (core/rerank.py; default none)")
+    g.add_argument("--rerank", default="none", choices=METHODS,
+                   help="aqe/alpha_qe: query expansion; dba: database-side augmentation; diffusion: k-NN graph; "
+                        "blcf: bag of local conv features; local: sliding windows over the top-N's feature maps; "
+                        "spatial: SIFT/ORB + RANSAC verification of the top-N")
+    g.add_argument("--qe-n", type=int, default=d.qe_n, help=f"neighbours added by (alpha-)QE (default {d.qe_n})")
+    g.add_argument("--alpha", type=float, default=d.alpha, help=f"alpha-QE/DBA similarity exponent (default {d.alpha:g})")
+    g.add_argument("--dba-n", type=int, default=d.dba_n, help=f"neighbours averaged by DBA (default {d.dba_n})")
+    g.add_argument("--diffusion-k", type=int, default=d.diffusion_k, help=f"k of the diffusion graph (default {d.diffusion_k})")
+    g.add_argument("--top-n", type=int, default=d.top_n, help=f"images re-ranked by local/spatial (default {d.top_n})")
+    g.add_argument("--blcf-words", type=int, default=d.blcf_words,
+                   help="BLCF vocabulary size (default 0: sized to the gallery, e.g. 25000 on full datasets)")
+    g.add_argument("--local-features", default=d.local_features, choices=["sift", "orb"],
+                   help=f"spatial verification features (default {d.local_features})")
+
+
+def rerank_from_args(a: argparse.Namespace):
+    from .rerank import RerankSettings
+    return RerankSettings(method=a.rerank, qe_n=a.qe_n, alpha=a.alpha, dba_n=a.dba_n, diffusion_k=a.diffusion_k,
+                          top_n=a.top_n, blcf_words=a.blcf_words, local_features=a.local_features)
+
+
 def config_from_args(a: argparse.Namespace) -> EmbeddingConfig:
     return EmbeddingConfig(backbone=a.backbone, weights=a.weights, pooling=a.pooling, gem_p=a.gem_p,
                            scales=MULTI_SCALES if a.multiscale else tuple(a.scales), whitening=a.whitening,
@@ -76,20 +104,32 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from .evaluate import evaluate
 
     layout = dataset_layout(a.root)
-    gt = load_ground_truth(a.dataset, a.gt or layout.ground_truth)
-    gallery = register_gallery(a.name or a.dataset, a.images or layout.images)
-    s = evaluate(gallery, gt, config_from_args(a), settings_from_args(a), progress=not a.quiet)
-    print(f"\n{s['dataset']} on {s['n_images']} images, {s['n_queries']} queries "
+    gt = load_ground_truth(a.dataset, a.gt or layout.ground_truth, a.protocol)
+    gallery = register_gallery(a.name or a.dataset, a.images or layout.images, a.gt or layout.ground_truth, a.dataset)
+    s = evaluate(gallery, gt, config_from_args(a), settings_from_args(a), progress=not a.quiet,
+                 rerank=rerank_from_args(a))
+    print(f"\n{s['dataset']} ({s['protocol']}) on {s['n_images']} images, {s['n_queries']} queries "
           f"({s['n_queries_skipped']} skipped), {s['embedding_label']}, {s['search']['method']}/{s['search']['metric']}")
     print(f"  mAP {s['map'] * 100:.2f}   mAP_interp11 {s['map_interp11'] * 100:.2f}   NDCG {s['ndcg'] * 100:.2f}   "
           f"P@1/5/10 {s['p@1'] * 100:.1f}/{s['p@5'] * 100:.1f}/{s['p@10'] * 100:.1f}   random mAP {s['random_map'] * 100:.2f}")
     if s["images_per_second"]:
         print(f"  extraction {s['extraction_seconds']:.1f} s ({s['images_per_second']:.2f} img/s)", end="")
     print(f"   query {s['mean_query_ms']:.1f} ms (embed {s['query_embed_ms']:.1f} + search {s['query_search_ms']:.2f})")
+    if "mp@1" in s:
+        print(f"  revisitop mP@1/5/10 {s['mp@1'] * 100:.1f}/{s['mp@5'] * 100:.1f}/{s['mp@10'] * 100:.1f}")
+    if "classes" in s:
+        c = s["classes"]
+        print(f"  {c['n_classes']} classes: {c['knn_k']}-NN accuracy {c['knn_accuracy'] * 100:.1f}   top1/5/10 accuracy "
+              f"{s['top1'] * 100:.1f}/{s['top5'] * 100:.1f}/{s['top10'] * 100:.1f}   chance precision "
+              f"{c['chance_precision'] * 100:.1f}; per class in classes.csv, confusion matrix in confusion.json")
     if a.search == "annoy":
         i = s["index"]
         print(f"  Annoy n_trees {i['n_trees']} search_k {i['search_k']}: recall@10 {i['recall@10']:.3f} "
               f"recall@100 {i['recall@100']:.3f} (sample), on these queries {i['query_recall@10']:.3f}")
+    if s["rerank"]["method"] != "none":
+        r = s["rerank"]
+        print(f"  re-ranking {r['label']}: +{r['extra_ms_per_query']:.1f} ms per query, "
+              f"{r['offline_seconds']:.1f} s once per gallery")
     print(f"  run written to {s['run_dir']}")
     return 0
 
@@ -101,8 +141,22 @@ def cmd_index(a: argparse.Namespace) -> int:
 
     gallery = register_gallery(a.name, a.folder) if a.folder else load_gallery(a.name)
     cfg = config_from_args(a)
-    emb = build_embeddings(gallery, cfg, progress=not a.quiet)
+    if a.engine == "dask":
+        from .distributed import DaskEmbedder
+
+        with DaskEmbedder(cfg.base(), scheduler=a.scheduler, n_workers=a.dask_workers) as embedder:
+            emb = build_embeddings(gallery, cfg, embedder, progress=not a.quiet)
+    else:
+        emb = build_embeddings(gallery, cfg, progress=not a.quiet)
     print(f"{gallery.name}: {len(emb.ids)} images embedded ({emb.dim}-d, {cfg.label()}) in {emb.directory}")
+    changes = emb.meta.get("changes", {})
+    if not any(changes.get(k) for k in ("added", "changed", "removed")):
+        print(f"{gallery.name}: up to date, no image added, changed or removed")
+    duplicates = duplicate_groups(gallery)
+    if duplicates:
+        print(f"{len(duplicates)} groups of identical files (each is embedded and can appear several times in results):")
+        for group in duplicates:
+            print(f"  {' = '.join(group)}")
     if emb.failures:
         print(f"{len(emb.failures)} files skipped:")
         for image_id, reason in sorted(emb.failures.items()):
@@ -128,8 +182,18 @@ def cmd_search(a: argparse.Namespace) -> int:
           f"{len(engine.embeddings.ids)} in {engine.gallery.name} (embed {results.embed_ms:.0f} ms, "
           f"search {results.search_ms:.1f} ms)")
     score_name = "cosine" if a.metric == "cosine" else "distance"
-    for item in results.items:
-        print(f"{item.rank:4d}  {score_name} {item.score:.4f}  {item.image_id}")
+    items, evidence = results.items, {}
+    if a.rerank != "none":
+        from .rerank import rerank_results
+        reranked = rerank_results(engine, results.query_vector, rerank_from_args(a), a.image,
+                                  Box.of(a.box) if a.box else None, k=a.k)
+        items, evidence, score_name = reranked.items, reranked.evidence, "cosine"
+        print(f"re-ranked by {reranked.label} in {reranked.ms:.0f} ms")
+    for item in items:
+        extra = evidence.get(item.image_id)
+        print(f"{item.rank:4d}  {score_name} {item.score:.4f}  {item.image_id}"
+              + (f"  {a.rerank} {extra[0]:.3f}" if extra else "")
+              + (f"  window {' '.join(f'{v:.0f}' for v in extra[1].as_list())}" if extra and extra[1] else ""))
     return 0
 
 
@@ -138,6 +202,8 @@ def cmd_galleries(a: argparse.Namespace) -> int:
     from .store import gallery_caches
 
     if a.action == "delete":
+        if not a.gallery:
+            raise GalleryError("name the gallery to delete: python -m core galleries delete NAME")
         delete_gallery(a.gallery)
         print(f"deleted gallery {a.gallery} (its descriptors and indexes; the images are untouched)")
         return 0
@@ -146,10 +212,38 @@ def cmd_galleries(a: argparse.Namespace) -> int:
         print("no galleries yet; create one with: python -m core index --folder PATH --name NAME")
     for name in names:
         g = load_gallery(name)
-        print(f"{name}: {g.root}")
+        n_files, n_bytes = folder_size(g) if g.root.is_dir() else (0, 0)
+        size = f"{n_files} images, {n_bytes / 1e6:.1f} MB" if g.root.is_dir() else "folder missing"
+        print(f"{name}: {g.root} ({size}){f'  ground truth: {g.dataset}' if g.dataset else ''}")
         for info in gallery_caches(name):
             print(f"  {info['key']}  {info['label']}  {info['n_images']} images, {info['dim']}-d"
-                  f"{'  annoy: ' + ', '.join(info['indexes']) if info['indexes'] else ''}")
+                  f"{'' if info['complete'] else '  (extraction unfinished)'}")
+            for ix in info["index_params"]:
+                print(f"    annoy {ix['annoy_metric']}, {ix['n_trees']} trees, search_k {ix['search_k']}: "
+                      f"recall@10 {ix['recall@10']:.3f}, {ix['file_bytes'] / 1e6:.1f} MB")
+    return 0
+
+
+@command
+def cmd_data(a: argparse.Namespace) -> int:
+    from .classes import export_fashion_mnist
+    from .download import fetch, resources_of
+
+    if a.action == "list":
+        for spec in CATALOGUE.values():
+            folder = Path(a.dir) / spec.name
+            print(f"{spec.name}: {spec.description}{f'  [in {folder}]' if folder.is_dir() else ''}")
+            for r in resources_of(spec.name, tuple(spec.extras)):
+                print(f"  {r.url(a.base_url)}  ->  {spec.name}/{r.into or '.'}{' (unpacked)' if r.extract else ''}")
+    elif a.action == "fetch":
+        report = fetch(a.dataset, a.dir, a.base_url, ("r1m",) if a.with_r1m else (), progress=not a.quiet)
+        print(f"{a.dataset} is ready in {report.folder}; evaluate it with: "
+              f"python -m core evaluate --dataset {a.dataset} --root {report.folder}")
+    else:
+        counts = export_fashion_mnist(a.out, a.source, a.split, a.per_class, a.size)
+        print(f"{sum(counts.values())} Fashion-MNIST {a.split} images in {len(counts)} class folders under {a.out} "
+              f"({a.size} px): {', '.join(f'{c} {n}' for c, n in counts.items())}")
+        print(f"evaluate with: python -m core evaluate --dataset classes --root {a.out} --max-size {a.size}")
     return 0
 
 
@@ -166,8 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--images", help="image folder if not ROOT/jpg")
     e.add_argument("--gt", help="ground-truth folder if not ROOT/gt")
     e.add_argument("--name", help="gallery name (default: the dataset name)")
+    e.add_argument("--protocol", choices=["easy", "medium", "hard"],
+                   help="revisited Oxford/Paris protocol (default medium)")
     add_embedding_args(e)
     add_search_args(e)
+    add_rerank_args(e)
 
     i = sub.add_parser("index", help="embed a folder of images and build its Annoy index",
                        description="Create or update a gallery: only new or changed images are embedded.")
@@ -177,6 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--n-trees", type=int, default=AnnoyParams.n_trees, help="Annoy trees (default 50)")
     i.add_argument("--search-k", type=int, default=None, help="Annoy search_k (default: measured for recall@10 >= 0.95)")
     i.add_argument("--no-annoy", action="store_true", help="only embed, build no Annoy index")
+    i.add_argument("--engine", default="local", choices=["local", "dask"],
+                   help="local: this machine's pipeline; dask: a Dask cluster (core/distributed.py), same cache")
+    i.add_argument("--scheduler", default=None,
+                   help="with --engine dask: scheduler address such as tcp://host:8786 (default: a local cluster)")
+    i.add_argument("--dask-workers", type=int, default=2,
+                   help="with --engine dask and no --scheduler: worker processes of the local cluster (default 2)")
     add_embedding_args(i)
 
     s = sub.add_parser("search", help="search a gallery with an image (or a box of it)")
@@ -187,10 +290,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--name", required=True, help="gallery to search")
     add_embedding_args(s)
     add_search_args(s)
+    add_rerank_args(s)
 
     g = sub.add_parser("galleries", help="list or delete galleries")
     g.add_argument("action", nargs="?", default="list", choices=["list", "delete"])
     g.add_argument("gallery", nargs="?", help="gallery to delete")
+
+    d = sub.add_parser("data", help="download benchmarks from their official hosts, or export Fashion-MNIST")
+    dsub = d.add_subparsers(dest="action", required=True)
+    dl = dsub.add_parser("list", help="the datasets the downloader knows, with their URLs")
+    df = dsub.add_parser("fetch", help="download (resuming) and unpack a dataset into DIR/NAME",
+                         description="Files go to DIR/_downloads (kept, so roxford5k reuses oxford5k's images), "
+                                     "then are unpacked into DIR/NAME/jpg and DIR/NAME/gt.")
+    df.add_argument("dataset", choices=sorted(CATALOGUE))
+    df.add_argument("--with-r1m", action="store_true", help="also fetch the R-1M distractor list (roxford5k, rparis6k)")
+    df.add_argument("--quiet", action="store_true", help="no progress bars")
+    for sp in (dl, df):
+        sp.add_argument("--dir", default="data", help="data folder (default data/)")
+        sp.add_argument("--base-url", help="fetch every file from this URL instead of the official hosts (a mirror)")
+    dx = dsub.add_parser("export-fashion-mnist", help="write Fashion-MNIST images as PNGs in class folders",
+                         description="A real labelled gallery for class-based evaluation (--dataset classes).")
+    dx.add_argument("--out", required=True, help="output folder (OUT/<class>/<split>-<index>.png)")
+    dx.add_argument("--source", help="folder of the IDX .gz files (default: Debian's /usr/share/datasets/fashion-mnist)")
+    dx.add_argument("--split", default="t10k", choices=["t10k", "train"], help="split (default t10k)")
+    dx.add_argument("--per-class", type=int, default=100, help="images per class (default 100)")
+    dx.add_argument("--size", type=int, default=64, help="side in pixels after upscaling from 28 (default 64)")
 
     for sp in (e, i, s):
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -202,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except (GalleryError, CacheError, IndexMismatch, WeightsUnavailable, ImageError, FileNotFoundError,
-            KeyError, ValueError) as exc:
+            KeyError, ValueError, DownloadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

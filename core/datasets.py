@@ -35,6 +35,7 @@ class GroundTruth:
     protocol: str
     queries: list[Query]
     notes: list[str] = field(default_factory=list)    # problems met while loading
+    info: dict = field(default_factory=dict)           # counts and source of the ground truth, for run summaries
 
 
 def _read_names(path: Path) -> list[str]:
@@ -76,7 +77,9 @@ def load_oxford_paris(gt_dir: str | Path, dataset: str) -> GroundTruth:
     if not queries:
         raise FileNotFoundError(f"no *_query.txt files in {gt_dir}")
     queries.sort(key=lambda q: (q.group, int(GT_QUERY.match(q.name + "_query.txt")["n"])))
-    return GroundTruth(dataset=dataset, protocol="classic", queries=queries, notes=notes)
+    listed = set().union(*(q.positives | q.junk | {q.image} for q in queries))
+    return GroundTruth(dataset=dataset, protocol="classic", queries=queries, notes=notes,
+                       info={"source": str(gt_dir), "n_queries_listed": len(queries), "n_images_listed": len(listed)})
 
 
 def stem_of(image_id: str) -> str:
@@ -143,14 +146,48 @@ def dataset_layout(root: str | Path) -> DatasetLayout:
     return DatasetLayout(images, gt)
 
 
-LOADERS: dict[str, Callable[[Path], GroundTruth]] = {
+def _revisited(dataset: str) -> Callable[..., GroundTruth]:
+    def load(folder: Path, protocol: str | None = None) -> GroundTruth:
+        from .revisited import load_revisited     # imported late: core.revisited imports this module
+        return load_revisited(folder, dataset, protocol)
+    return load
+
+
+def _holidays(folder: Path) -> GroundTruth:
+    from .holidays import load_holidays
+    return load_holidays(folder)
+
+
+def _class_folders(folder: Path) -> GroundTruth:
+    from .classes import load_class_folders
+    return load_class_folders(folder)
+
+
+LOADERS: dict[str, Callable[..., GroundTruth]] = {
     "oxford5k": lambda gt_dir: load_oxford_paris(gt_dir, "oxford5k"),
     "paris6k": lambda gt_dir: load_oxford_paris(gt_dir, "paris6k"),
+    "roxford5k": _revisited("roxford5k"),
+    "rparis6k": _revisited("rparis6k"),
+    "holidays": _holidays,
+    "classes": _class_folders,
 }
 
+DATASET_PROTOCOLS: dict[str, tuple[str, ...]] = {
+    "roxford5k": ("easy", "medium", "hard"),
+    "rparis6k": ("easy", "medium", "hard"),
+}
+"""Datasets with a choice of protocol; the default (medium for the revisited ones) is the loader's."""
 
-def load_ground_truth(dataset: str, gt_dir: str | Path) -> GroundTruth:
-    """Ground truth of a named dataset (``LOADERS``) from its folder."""
+
+def load_ground_truth(dataset: str, gt_dir: str | Path, protocol: str | None = None) -> GroundTruth:
+    """Ground truth of a named dataset (``LOADERS``) from its folder, under ``protocol`` for the
+    datasets of ``DATASET_PROTOCOLS`` (None: the dataset's default)."""
     if dataset not in LOADERS:
         raise KeyError(f"unknown dataset {dataset!r}; known: {', '.join(sorted(LOADERS))}")
-    return LOADERS[dataset](Path(gt_dir))
+    if protocol is None:
+        return LOADERS[dataset](Path(gt_dir))
+    if protocol not in DATASET_PROTOCOLS.get(dataset, ()):
+        raise ValueError(f"dataset {dataset} has no protocol {protocol!r}"
+                         + (f"; choose one of {', '.join(DATASET_PROTOCOLS[dataset])}" if dataset in DATASET_PROTOCOLS
+                            else "; it has a single protocol"))
+    return LOADERS[dataset](Path(gt_dir), protocol=protocol)

@@ -2,13 +2,17 @@
 L2-normalised vector.
 
 ``Embedder`` holds the network (built once) and embeds single images (queries) or whole file
-lists (galleries, with worker processes decoding ahead of the network and a tqdm progress bar).
-Unreadable files are skipped and reported, never fatal.
+lists (galleries: worker processes decode batches of equally shaped images ahead of the network,
+OpenVINO or PyTorch inference keeps every core busy, a tqdm bar shows progress). Unreadable files
+are skipped and reported, never fatal. Speed figures: ``benchmarks/bench_extraction.py``.
 """
 from __future__ import annotations
 
 import os
 import time
+import warnings
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
@@ -21,14 +25,29 @@ from tqdm.auto import tqdm
 
 from .backbones import Backbone, create_backbone
 from .config import EmbeddingConfig
-from .images import Box, ImageError, load_image, to_tensor
+from .images import Box, ImageError, image_size, load_image, to_tensor
+from .ov_backend import OpenVinoBackbone, openvino_available
 from .pooling import pool
 
 MIN_SIDE = 32          # smaller scaled inputs are padded up to this side
+BACKENDS = ("auto", "torch", "openvino")
+GALLERY_BATCH = 4      # images of one shape per forward pass in iter_files (benchmarks/bench_extraction.py)
+MIN_FILES_FOR_WORKER = 32   # below this, starting a decoding process costs more than it saves
 
 
 def default_threads() -> int:
     return max(1, os.cpu_count() or 1)
+
+
+def default_backend() -> str:
+    """``$CBIR_BACKEND`` or "auto" (OpenVINO when installed, PyTorch otherwise)."""
+    return os.environ.get("CBIR_BACKEND", "auto")
+
+
+def default_workers(n_files: int) -> int:
+    """Decoding processes for ``n_files``: one beside the inference threads on a multi-core
+    machine once the gallery is large enough to repay the process start."""
+    return 1 if n_files >= MIN_FILES_FOR_WORKER and default_threads() > 1 else 0
 
 
 @dataclass
@@ -45,38 +64,95 @@ class ExtractionResult:
         return len(self.ids) / self.seconds if self.seconds > 0 else 0.0
 
 
-class _ImageFiles(Dataset):
-    """Decodes and resizes gallery images in DataLoader workers; failures travel as strings."""
+def planned_shape(path: str, max_size: int) -> tuple[int, int] | None:
+    """(height, width) that ``load_image(path, max_size)`` will most likely return, from the file
+    header only; None when the header cannot be read (the worker then reports the failure)."""
+    try:
+        w, h = image_size(path)
+    except Exception:  # noqa: BLE001 - unreadable files are reported by the decoding worker
+        return None
+    ratio = min(1.0, max_size / max(w, h, 1))
+    return max(1, round(h * ratio)), max(1, round(w * ratio))
 
-    def __init__(self, paths: Sequence[str], max_size: int) -> None:
-        self.paths, self.max_size = list(paths), max_size
+
+def shape_batches(shapes: Sequence[tuple[int, int] | None], batch_size: int) -> list[list[int]]:
+    """Positions grouped by planned shape (first-seen order), in chunks of ``batch_size``, so that
+    a batch needs no padding; unknown shapes get batches of their own."""
+    groups: dict[tuple[int, int] | int, list[int]] = {}
+    for i, shape in enumerate(shapes):
+        groups.setdefault(shape if shape is not None else -1 - i, []).append(i)
+    return [members[j:j + batch_size] for members in groups.values() for j in range(0, len(members), batch_size)]
+
+
+def _decode(path: str, max_size: int) -> torch.Tensor | str:
+    try:
+        return to_tensor(load_image(path, max_size))
+    except ImageError as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - any decoder crash is a skipped file, not a dead run
+        return f"{type(exc).__name__}: {exc}"
+
+
+class _ImageBatches(Dataset):
+    """Decodes and resizes one planned batch per item in DataLoader workers. An item is
+    (failures [(position, reason)], groups [(positions, [B, 3, H, W] tensor)]): images whose
+    decoded shape differs from the plan form a group of their own, so nothing is ever padded."""
+
+    def __init__(self, paths: Sequence[str], batches: list[list[int]], max_size: int) -> None:
+        self.paths, self.batches, self.max_size = list(paths), batches, max_size
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.batches)
 
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | str]:
-        try:
-            return i, to_tensor(load_image(self.paths[i], self.max_size))
-        except ImageError as exc:
-            return i, str(exc)
-        except Exception as exc:  # noqa: BLE001 - any decoder crash is a skipped file, not a dead run
-            return i, f"{type(exc).__name__}: {exc}"
-
-
-def _single(batch: list) -> tuple[int, torch.Tensor | str]:
-    return batch[0]
+    def __getitem__(self, b: int) -> tuple[list[tuple[int, str]], list[tuple[list[int], torch.Tensor]]]:
+        failures, by_shape = [], {}
+        for i in self.batches[b]:
+            out = _decode(self.paths[i], self.max_size)
+            if isinstance(out, str):
+                failures.append((i, out))
+            else:
+                by_shape.setdefault(tuple(out.shape), []).append((i, out))
+        groups = [([i for i, _ in items], torch.stack([t for _, t in items])) for items in by_shape.values()]
+        return failures, groups
 
 
 class Embedder:
     """Backbone + pooling + scales of one ``EmbeddingConfig`` (whitening is applied elsewhere,
-    on cached vectors, because it is learned from them)."""
+    on cached vectors, because it is learned from them).
 
-    def __init__(self, config: EmbeddingConfig, threads: int | None = None) -> None:
-        torch.set_num_threads(threads or default_threads())
+    ``backend``: "torch", "openvino" (``core.ov_backend``: same descriptors, several times faster
+    on CPUs) or "auto" (OpenVINO when installed and the weights are not "random", whose IR would
+    be converted anew for every build); default ``$CBIR_BACKEND`` or "auto". ``backbone`` stays
+    the PyTorch module whatever the backend (feature-map code uses it directly)."""
+
+    def __init__(self, config: EmbeddingConfig, threads: int | None = None, backend: str | None = None) -> None:
+        self.threads = threads or default_threads()
+        torch.set_num_threads(self.threads)
         self.config = config
         self.backbone: Backbone = create_backbone(config.backbone, config.weights)
         self.backbone = self.backbone.to(memory_format=torch.channels_last)
+        backend = backend or default_backend()
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend == "auto":
+            backend = "openvino" if openvino_available() and config.weights != "random" else "torch"
+        self.backend = backend
+        self._ov: dict[int, OpenVinoBackbone] = {}
         self._dim: int | None = None
+
+    def _openvino(self, threads: int) -> OpenVinoBackbone | None:
+        """The backbone compiled for ``threads`` cores per inference (None with the torch
+        backend, or when the conversion failed: then this embedder falls back to PyTorch)."""
+        if self.backend != "openvino":
+            return None
+        if threads not in self._ov:
+            try:
+                self._ov[threads] = OpenVinoBackbone(self.backbone, threads)
+            except Exception as exc:  # noqa: BLE001 - any conversion failure leaves PyTorch, which works
+                warnings.warn(f"OpenVINO conversion of {self.config.backbone} failed ({exc}); using PyTorch")
+                self.backend = "torch"
+                return None
+        return self._ov[threads]
 
     @property
     def dim(self) -> int:
@@ -85,22 +161,28 @@ class Embedder:
         return self._dim
 
     @torch.inference_mode()
-    def embed_tensor(self, rgb01: torch.Tensor) -> np.ndarray:
-        """[3, H, W] image in [0, 1] → L2-normalised float32 descriptor, averaged over scales."""
+    def embed_batch(self, rgb01: torch.Tensor, threads: int | None = None) -> np.ndarray:
+        """[B, 3, H, W] images in [0, 1] → [B, dim] L2-normalised float32 descriptors, averaged over
+        scales. ``threads``: cores of one OpenVINO inference (default all of the embedder's)."""
         cfg, patch = self.config, self.backbone.spec.patch_size
+        ov_model = self._openvino(threads or self.threads)
         total = None
+        h, w = rgb01.shape[2:]
         for scale in cfg.scales:
-            h, w = rgb01.shape[1:]
             size = (max(MIN_SIDE, round(h * scale)), max(MIN_SIDE, round(w * scale)))
             if patch > 1:
                 size = tuple(max(patch, round(s / patch) * patch) for s in size)
-            x = rgb01.unsqueeze(0)
+            x = rgb01
             if size != (h, w):
                 x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-            fmap = self.backbone(x.contiguous(memory_format=torch.channels_last))
+            fmap = ov_model(x) if ov_model is not None else self.backbone(x.contiguous(memory_format=torch.channels_last))
             vec = F.normalize(pool(fmap.float(), cfg.pooling, cfg.gem_p), dim=1)
             total = vec if total is None else total + vec
-        return F.normalize(total, dim=1)[0].numpy().astype(np.float32)
+        return F.normalize(total, dim=1).numpy().astype(np.float32)
+
+    def embed_tensor(self, rgb01: torch.Tensor) -> np.ndarray:
+        """[3, H, W] image in [0, 1] → L2-normalised float32 descriptor, averaged over scales."""
+        return self.embed_batch(rgb01.unsqueeze(0))[0]
 
     def embed_image(self, source, box: Box | Sequence[float] | None = None) -> np.ndarray:
         """Descriptor of an image file or file-like object, optionally of the crop ``box``."""
@@ -115,18 +197,43 @@ class Embedder:
         return self.embed_tensor(to_tensor(img))
 
     def iter_files(self, paths: Sequence[str], workers: int | None = None, desc: str = "embedding",
-                   progress: bool = True) -> Iterator[tuple[int, np.ndarray | str]]:
-        """Yield (position, descriptor or failure reason) for each path, in order."""
-        workers = 0 if workers is None else workers
-        loader = DataLoader(_ImageFiles(paths, self.config.max_size), batch_size=1, shuffle=False,
-                            num_workers=workers, collate_fn=_single,
-                            prefetch_factor=4 if workers > 0 else None, persistent_workers=False)
+                   progress: bool = True, batch_size: int = GALLERY_BATCH) -> Iterator[tuple[int, np.ndarray | str]]:
+        """Yield (position, descriptor or failure reason) once for each path.
+
+        The pipeline: ``workers`` processes (default ``default_workers``) decode and resize batches
+        of images that share one shape (planned from the file headers, so batches need no padding)
+        while the network runs; with OpenVINO, one inference thread per core, each on its own
+        batch. Results come batch by batch, so positions are not in input order."""
+        workers = default_workers(len(paths)) if workers is None else workers
+        batches = shape_batches([planned_shape(p, self.config.max_size) for p in paths], batch_size)
+        loader = DataLoader(_ImageBatches(paths, batches, self.config.max_size), batch_size=None, shuffle=False,
+                            num_workers=workers, prefetch_factor=4 if workers > 0 else None, persistent_workers=False)
+        streams = self.threads if self._openvino(1) is not None else 1
+        threads = 1 if streams > 1 else self.threads
         bar = tqdm(total=len(paths), desc=desc, unit="img", disable=not progress, dynamic_ncols=True)
+        pending: deque[tuple[list[int], Future]] = deque()
+
+        def finished() -> Iterator[tuple[int, np.ndarray]]:
+            positions, future = pending.popleft()
+            vectors = future.result()
+            bar.update(len(positions))
+            yield from zip(positions, vectors)
+
         try:
-            for i, item in loader:
-                yield i, item if isinstance(item, str) else self.embed_tensor(item)
-                bar.update(1)
+            with ThreadPoolExecutor(streams) as pool:
+                for failures, groups in loader:
+                    for i, reason in failures:
+                        bar.update(1)
+                        yield i, reason
+                    for positions, tensor in groups:
+                        pending.append((positions, pool.submit(self.embed_batch, tensor, threads)))
+                        while len(pending) > streams:
+                            yield from finished()
+                while pending:
+                    yield from finished()
         finally:
+            for _, future in pending:
+                future.cancel()
             bar.close()
 
     def embed_files(self, paths: Sequence[str], ids: Sequence[str] | None = None,
@@ -134,16 +241,18 @@ class Embedder:
                     on_progress: Callable[[int, int], None] | None = None) -> ExtractionResult:
         """Embed many files; ``ids`` name them in the result (default: the paths)."""
         ids = list(ids) if ids is not None else list(paths)
-        kept, vectors, failures = [], [], {}
+        found: dict[int, np.ndarray] = {}
+        failures = {}
         start = time.perf_counter()
         for done, (i, out) in enumerate(self.iter_files(paths, workers, progress=progress), 1):
             if isinstance(out, str):
                 failures[ids[i]] = out
             else:
-                kept.append(ids[i])
-                vectors.append(out)
+                found[i] = out
             if on_progress:
                 on_progress(done, len(paths))
+        kept = [ids[i] for i in sorted(found)]
+        vectors = [found[i] for i in sorted(found)]
         dim = vectors[0].shape[0] if vectors else 0
         arr = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, dim), np.float32)
         return ExtractionResult(kept, arr, failures, time.perf_counter() - start)

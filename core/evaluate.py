@@ -11,10 +11,12 @@ import numpy as np
 import pandas as pd
 
 from .config import AnnoyParams, EmbeddingConfig
-from .datasets import GroundTruth, Resolution, resolve
+from .datasets import DATASET_PROTOCOLS, GroundTruth, Resolution, resolve
 from .embed import Embedder
 from .galleries import Gallery
 from .metrics import TOP_KS, QueryScores, score_query
+from .reports import protocol_report
+from .rerank import RegionQuery, RerankSettings, rerank_rankings
 from .runs import machine_info, new_run_id, package_versions, write_run
 from .search import AnnoyIndex, ExactIndex, recall_at
 from .store import Embeddings, build_embeddings
@@ -79,6 +81,19 @@ def random_baseline_map(resolution: Resolution, n_images: int, trials: int = RAN
     return float(np.mean(aps)) if aps else 0.0
 
 
+def query_vectors(emb: Embeddings, res: Resolution, embedder: Embedder, gallery: Gallery) -> np.ndarray:
+    """Descriptors of the resolved queries (whitened like the gallery). A query without a box
+    is a whole gallery image whose cached descriptor is exactly what embedding it again would
+    give, so it is reused: class-folder and Holidays runs would otherwise embed every image twice."""
+    out = emb.vectors[[rq.image_index for rq in res.queries]].copy()
+    boxed = [i for i, rq in enumerate(res.queries) if rq.query.box is not None]
+    if boxed:
+        fresh = np.stack([embedder.embed_image(gallery.root / emb.ids[res.queries[i].image_index],
+                                               res.queries[i].query.box) for i in boxed])
+        out[boxed] = emb.whitening.apply(fresh) if emb.whitening is not None else fresh
+    return out
+
+
 def _row(rq, s: QueryScores, ks) -> dict:
     q = rq.query
     row = {"query": q.name, "group": q.group, "image": q.image,
@@ -94,9 +109,10 @@ def _row(rq, s: QueryScores, ks) -> dict:
 def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig,
              settings: SearchSettings | None = None, embedder: Embedder | None = None,
              progress: bool = True, log: Callable[[str], None] = print, write: bool = True,
-             ks: tuple[int, ...] = TOP_KS) -> dict:
+             ks: tuple[int, ...] = TOP_KS, rerank: RerankSettings | None = None) -> dict:
     """Run the whole pipeline and (with ``write``) save a run. Returns the summary dict, whose
-    ``run_dir`` names the run folder."""
+    ``run_dir`` names the run folder. ``rerank`` re-ranks the rankings before they are scored
+    (``core.rerank``); its settings and extra time per query go to the summary's "rerank"."""
     settings = settings or SearchSettings()
     emb = build_embeddings(gallery, config, embedder, progress=progress, log=log)
     with warnings.catch_warnings():
@@ -114,15 +130,18 @@ def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig,
 
     embedder = embedder or Embedder(config.base())
     start = time.perf_counter()
-    qvecs = np.stack([embedder.embed_image(gallery.root / emb.ids[rq.image_index], rq.query.box)
-                      for rq in res.queries])
-    if emb.whitening is not None:
-        qvecs = emb.whitening.apply(qvecs)
+    qvecs = query_vectors(emb, res, embedder, gallery)
     query_embed_s = time.perf_counter() - start
 
     ranking, info = rank_gallery(emb, qvecs, settings)
+    rerank = rerank or RerankSettings()
+    regions = [RegionQuery(gallery.root / emb.ids[rq.image_index], rq.query.box) for rq in res.queries]
+    reranked = rerank_rankings(rerank, ranking, qvecs, emb, gallery, embedder, regions, progress=progress, log=log)
+    ranking = reranked.ranking
     scores = [score_query(r, rq.positives, rq.junk, ks) for r, rq in zip(ranking, res.queries)]
     per_query = pd.DataFrame([_row(rq, s, ks) for rq, s in zip(res.queries, scores)])
+    report = protocol_report(gt, res, ranking, emb.ids, per_query, ks)
+    per_query = pd.concat([per_query, report.columns], axis=1)
     nq = len(res.queries)
     extraction = emb.meta.get("extraction", {})
     summary = {
@@ -144,14 +163,19 @@ def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig,
         "index_build_seconds": info.get("index_build_seconds"),
         "query_embed_ms": query_embed_s / nq * 1000, "query_search_ms": info["search_seconds"] / nq * 1000,
         "mean_query_ms": (query_embed_s + info["search_seconds"]) / nq * 1000,
-        "index": info, "ground_truth_notes": gt.notes,
+        "queries_from_cache": sum(rq.query.box is None for rq in res.queries),
+        "index": info, "rerank": reranked.info, "ground_truth_notes": gt.notes,
+        **report.summary,
         "versions": package_versions(), "machine": machine_info(),
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     if write:
-        run_id = new_run_id(gt.dataset, config.label() + f"-{settings.method}")
+        dataset_tag = f"{gt.dataset}-{gt.protocol}" if gt.dataset in DATASET_PROTOCOLS else gt.dataset
+        run_id = new_run_id(dataset_tag, config.label() + f"-{settings.method}"
+                            + (f"-{rerank.label()}" if rerank.label() else ""))
         pr = {rq.query.name: {"precision": s.precision.round(5).tolist(), "recall": s.recall.round(5).tolist()}
               for rq, s in zip(res.queries, scores)}
         summary["run_id"] = run_id
-        summary["run_dir"] = str(write_run(run_id, summary, per_query, emb.ids, ranking, pr))
+        summary["run_dir"] = str(write_run(run_id, summary, per_query, emb.ids, ranking, pr,
+                                               extra=report.files))
     return summary

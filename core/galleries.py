@@ -3,11 +3,13 @@ remembers the folder so that the app and the CLI can find it again; its descript
 live under ``artifacts/embeddings/<name>/``."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,8 @@ class Gallery:
 
     name: str
     root: Path
+    dataset: str | None = None               # benchmark whose ground truth covers this gallery
+    ground_truth: Path | None = None         # its ground-truth folder
 
     def image_ids(self) -> list[str]:
         if not self.root.is_dir():
@@ -57,20 +61,33 @@ class Gallery:
         return out
 
 
-def register_gallery(name: str, root: str | os.PathLike) -> Gallery:
-    """Record (or update) a gallery named ``name`` over the folder ``root``."""
+def register_gallery(name: str, root: str | os.PathLike, ground_truth: str | os.PathLike | None = None,
+                     dataset: str | None = None) -> Gallery:
+    """Record (or update) a gallery named ``name`` over the folder ``root``; ``dataset`` and its
+    ``ground_truth`` folder, when given, let the app label results and score queries."""
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise GalleryError(f"gallery folder {root} does not exist")
     record = galleries_dir() / f"{check_name(name)}.json"
-    if record.exists():
-        old = json.loads(record.read_text())
-        if Path(old["root"]) != root:
-            raise GalleryError(f"gallery {name!r} already points at {old['root']}; delete it first "
-                               f"(python -m core galleries delete {name}) or choose another --name")
-        return Gallery(name, root)
-    write_json(record, {"name": name, "root": str(root), "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    return Gallery(name, root)
+    exists = record.exists()
+    data = json.loads(record.read_text()) if exists else {"name": name, "root": str(root),
+                                                          "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if Path(data["root"]) != root:
+        raise GalleryError(f"gallery {name!r} already points at {data['root']}; delete it first "
+                           f"(python -m core galleries delete {name}) or choose another --name")
+    changed = not exists
+    if ground_truth is not None:
+        gt = {"dataset": dataset, "ground_truth": str(Path(ground_truth).expanduser().resolve())}
+        changed |= any(data.get(k) != v for k, v in gt.items())
+        data.update(gt)
+    if changed:
+        write_json(record, data)
+    return _from_record(data)
+
+
+def _from_record(data: dict) -> Gallery:
+    gt = data.get("ground_truth")
+    return Gallery(data["name"], Path(data["root"]), data.get("dataset"), Path(gt) if gt else None)
 
 
 def load_gallery(name: str) -> Gallery:
@@ -78,8 +95,7 @@ def load_gallery(name: str) -> Gallery:
     if not record.exists():
         raise GalleryError(f"no gallery named {name!r}; known: {', '.join(list_galleries()) or 'none'}. "
                            f"Create one with: python -m core index --folder PATH --name {name}")
-    data = json.loads(record.read_text())
-    return Gallery(data["name"], Path(data["root"]))
+    return _from_record(json.loads(record.read_text()))
 
 
 def list_galleries() -> list[str]:
@@ -95,3 +111,39 @@ def delete_gallery(name: str) -> None:
         raise GalleryError(f"no gallery named {name!r}")
     shutil.rmtree(embeddings_dir() / name, ignore_errors=True)
     record.unlink()
+
+
+HASHES = "content-hashes.json"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def duplicate_groups(gallery: Gallery, ids: list[str] | None = None) -> list[list[str]]:
+    """Groups of gallery images with byte-identical content (sha256), each sorted. Duplicates
+    crowd result lists with copies of one image, so ``index`` reports them. Hashes are cached
+    by fingerprint beside the gallery's descriptors: an update only reads new or changed files."""
+    ids = gallery.image_ids() if ids is None else ids
+    cache_path = embeddings_dir() / gallery.name / HASHES
+    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    current = {}
+    for image_id, fp in zip(ids, gallery.fingerprints(ids)):
+        known = cache.get(image_id)
+        current[image_id] = known if known and known[0] == fp else [fp, _sha256(gallery.root / image_id)]
+    if current != cache:
+        write_json(cache_path, current)
+    by_hash: dict[str, list[str]] = defaultdict(list)
+    for image_id, (_, digest) in current.items():
+        by_hash[digest].append(image_id)
+    return sorted(sorted(group) for group in by_hash.values() if len(group) > 1)
+
+
+def folder_size(gallery: Gallery) -> tuple[int, int]:
+    """(number of images, total bytes) in the gallery's folder now."""
+    ids = gallery.image_ids()
+    return len(ids), sum((gallery.root / i).stat().st_size for i in ids)

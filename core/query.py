@@ -5,6 +5,7 @@ then answers queries given as files, PIL images or gallery ids, optionally cropp
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -16,7 +17,7 @@ from .config import AnnoyParams, EmbeddingConfig
 from .embed import Embedder
 from .galleries import Gallery
 from .images import Box
-from .search import AnnoyIndex, ExactIndex
+from .search import AnnoyIndex, ExactIndex, IndexMismatch
 from .store import Embeddings, load_embeddings
 
 
@@ -46,22 +47,31 @@ class SearchEngine:
         self.embedder = embedder or Embedder(config.base())
         self._exact: dict[str, ExactIndex] = {}
         self._annoy: dict[AnnoyParams, AnnoyIndex] = {}
+        self._lock = threading.Lock()      # one engine serves every app session: build indexes once
 
     def exact(self, metric: str) -> ExactIndex:
-        if metric not in self._exact:
-            self._exact[metric] = ExactIndex(self.embeddings.vectors, metric)
-        return self._exact[metric]
+        with self._lock:
+            if metric not in self._exact:
+                self._exact[metric] = ExactIndex(self.embeddings.vectors, metric)
+            return self._exact[metric]
 
     def annoy(self, metric: str, n_trees: int = AnnoyParams.n_trees) -> AnnoyIndex:
         """The saved Annoy index (memory-mapped), built first if it does not exist yet."""
         params = AnnoyParams(metric="angular" if metric == "cosine" else "euclidean", n_trees=n_trees)
+        with self._lock:
+            return self._annoy_locked(params)
+
+    def _annoy_locked(self, params: AnnoyParams) -> AnnoyIndex:
         if params not in self._annoy:
             emb = self.embeddings
             path = emb.directory / AnnoyIndex.file_name(params)
-            if path.exists():
+            try:
                 self._annoy[params] = AnnoyIndex.load(emb.directory, self.config, params, emb.dim, emb.ids,
                                                       self.gallery.name)
-            else:
+            except IndexMismatch as exc:
+                if path.exists() and not exc.stale:
+                    raise
+                # absent, or older than the descriptors: Annoy cannot add items, rebuild from the cache
                 self._annoy[params] = AnnoyIndex.build(emb.vectors, emb.directory, self.config, params, emb.ids)
         return self._annoy[params]
 

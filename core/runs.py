@@ -4,7 +4,8 @@
 - ``per_query.csv``: one row per evaluated query (metrics, box, first relevant rank, ...);
 - ``images.txt``: gallery ids, one a line, in index order;
 - ``ranking.npy``: int32 [n_queries, n_images], full rankings, gallery indices best first;
-- ``pr.json``: {query: {"precision": [...], "recall": [...]}} after junk removal.
+- ``pr.json``: {query: {"precision": [...], "recall": [...]}} after junk removal;
+- protocol files (``core.reports``): ``classes.csv`` and ``confusion.json`` of class-folder runs.
 
 The app's metrics page and outside tools read runs with ``load_run``/``list_runs``.
 """
@@ -70,8 +71,10 @@ class Run:
 
 
 def write_run(run_id: str, summary: dict, per_query: pd.DataFrame, ids: list[str], ranking: np.ndarray,
-              pr: dict[str, dict[str, list[float]]], root: Path | None = None) -> Path:
-    """Write every file of a run; the summary goes last, so a run with a summary is complete."""
+              pr: dict[str, dict[str, list[float]]], root: Path | None = None,
+              extra: dict[str, pd.DataFrame | dict] | None = None) -> Path:
+    """Write every file of a run; the summary goes last, so a run with a summary is complete.
+    ``extra`` names further files: a DataFrame is written as CSV, anything else as JSON."""
     directory = (root or runs_dir()) / run_id
     directory.mkdir(parents=True, exist_ok=True)
     write_text(directory / "images.txt", "\n".join(ids) + "\n")
@@ -79,6 +82,12 @@ def write_run(run_id: str, summary: dict, per_query: pd.DataFrame, ids: list[str
     with atomic_path(directory / "per_query.csv") as tmp:
         per_query.to_csv(tmp, index=False)
     write_json(directory / "pr.json", pr)
+    for name, content in (extra or {}).items():
+        if isinstance(content, pd.DataFrame):
+            with atomic_path(directory / name) as tmp:
+                content.to_csv(tmp, index=False)
+        else:
+            write_json(directory / name, content)
     write_json(directory / "summary.json", summary)
     return directory
 

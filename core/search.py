@@ -24,7 +24,12 @@ RECALL_SAMPLE = 100         # gallery vectors used as sample queries when measur
 
 
 class IndexMismatch(RuntimeError):
-    """An index built from other descriptors than the ones asked for."""
+    """An index built from other descriptors than the ones asked for. ``stale`` is True when only
+    the gallery's images changed (same config and dimension): rebuilding from the cache is safe."""
+
+    def __init__(self, message: str, stale: bool = False) -> None:
+        super().__init__(message)
+        self.stale = stale
 
 
 def _check_metric(metric: str) -> str:
@@ -146,7 +151,8 @@ class AnnoyIndex:
         if meta.get("n_items") != len(ids) or meta.get("ids_digest") != _digest(ids):
             problems.append("the gallery's images changed since it was built")
         if problems:
-            raise IndexMismatch(f"refusing Annoy index {path}: {'; '.join(problems)}; {rebuild}")
+            raise IndexMismatch(f"refusing Annoy index {path}: {'; '.join(problems)}; {rebuild}",
+                                stale=problems == ["the gallery's images changed since it was built"])
         index = _Annoy(dim, params.metric)
         index.load(str(path))
         return cls(index, meta["metric"], meta, path)

@@ -15,6 +15,7 @@ folder are handled incrementally: only new or changed files are embedded.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from .galleries import Gallery, load_gallery
 from .paths import embeddings_dir
 from .whitening import Whitening, learn_pca_whitening
 
-CHECKPOINT_SECONDS = 30.0
+CHECKPOINT_SECONDS = float(os.environ.get("CBIR_CHECKPOINT_SECONDS", 30.0))
 NPZ = "embeddings.npz"
 
 
@@ -203,10 +204,13 @@ def build_embeddings(gallery: Gallery, config: EmbeddingConfig, embedder: Embedd
         seconds = time.perf_counter() - start
         meta["extraction"] = {"seconds": seconds, "n_embedded": n_done,
                               "images_per_second": n_done / seconds if seconds else 0.0}
+    last_changes = meta.get("changes")
     meta["changes"] = {"added": changes.added, "changed": changes.changed, "removed": changes.removed,
                        "unchanged": changes.unchanged}
     if todo or changes.removed or not (directory / NPZ).exists() or not meta.get("complete"):
         checkpoint(final=True)
+    elif meta["changes"] != last_changes:       # "changes" describes the latest update, even an empty one
+        write_json(directory / "meta.json", meta)
     if changes.added or changes.changed or changes.removed:
         log(f"{gallery.name}: {changes.summary()}")
     return load_embeddings(gallery.name, config)
@@ -236,13 +240,22 @@ def _build_whitened(gallery: Gallery, config: EmbeddingConfig, embedder: Embedde
     return load_embeddings(gallery.name, config)
 
 
+def _index_params(meta_path: Path) -> dict:
+    """Parameters and measured recall of one Annoy index, from the JSON written beside it."""
+    meta = json.loads(meta_path.read_text())
+    return {"name": meta_path.stem, **{k: meta.get(k) for k in ("annoy_metric", "n_trees", "search_k", "recall@10",
+                                                                "recall@100", "file_bytes")}}
+
+
 def gallery_caches(gallery: str) -> list[dict]:
-    """Every descriptor cache of a gallery: key, config label, size, dimension, Annoy indexes."""
+    """Every descriptor cache of a gallery: key, config label, size, dimension, Annoy indexes and their
+    parameters."""
     out = []
     for d in sorted((embeddings_dir() / gallery).glob("*/meta.json")):
         meta = json.loads(d.read_text())
         out.append({"key": d.parent.name, "label": meta.get("label", "?"), "config": meta.get("config", {}),
                     "n_images": meta.get("n_images", 0), "dim": meta.get("dim", 0),
                     "complete": meta.get("complete", False),
-                    "indexes": sorted(p.stem for p in d.parent.glob("annoy-*.ann"))})
+                    "indexes": sorted(p.stem for p in d.parent.glob("annoy-*.ann")),
+                    "index_params": [_index_params(p) for p in sorted(d.parent.glob("annoy-*.json"))]})
     return out

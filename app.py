@@ -1,0 +1,13 @@
+"""The CBIR app: ``streamlit run app.py``.
+
+Three pages over ``core/``: crop-and-search, evaluation metrics and galleries. Networks, descriptors and
+Annoy indexes are loaded once per process (``pages/common.py``) and shared by every session.
+"""
+import streamlit as st
+
+st.set_page_config(page_title="Image retrieval", layout="wide")
+st.navigation([
+    st.Page("pages/search.py", title="Search", icon=":material/image_search:", default=True),
+    st.Page("pages/metrics.py", title="Metrics", icon=":material/monitoring:"),
+    st.Page("pages/galleries.py", title="Galleries", icon="🗂️"),
+]).run()

@@ -1,0 +1,132 @@
+"""Drive the real app in a real browser: start ``streamlit run app.py`` on a free loopback port
+and Debian's Chromium through Playwright, and wait for searches to finish on screen.
+
+Used by ``tests/test_browser.py`` (end-to-end test) and ``benchmarks/bench_app_latency.py``
+(click-to-results latency).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = Path(os.environ.get("CBIR_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+RESULTS = ".st-key-results"             # the results grid (st.container(key="results"))
+
+# True once the results grid shows ``k`` loaded images and, when given, ``first`` is in the first
+# result's cell, with no element left stale by a rerun in progress.
+RESULTS_SHOWN = """([k, first]) => {
+  const grid = document.querySelector('%s');
+  if (!grid || document.querySelector('[data-stale="true"]')) return false;
+  const imgs = [...grid.querySelectorAll('img')];
+  if (imgs.length !== k || !imgs.every(i => i.complete && i.naturalWidth > 0)) return false;
+  const cell = grid.querySelector('[data-testid="stColumn"]');
+  return !first || (cell !== null && cell.innerText.includes(first));
+}""" % RESULTS
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def app_server(artifacts: Path, log: Path, timeout: float = 120.0) -> Iterator[str]:
+    """``streamlit run app.py`` over ``artifacts`` on a free loopback port; yields its URL once
+    its health check answers, and stops it on exit. Its output goes to ``log``."""
+    port = free_port()
+    env = {**os.environ, "CBIR_ARTIFACTS": str(artifacts)}
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+           "--server.fileWatcherType", "none"]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"streamlit exited with {proc.returncode}: {log.read_text()[-2000:]}")
+                try:
+                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                        if r.read().strip() == b"ok":
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"streamlit did not answer on {url} within {timeout:.0f} s")
+                time.sleep(0.3)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextmanager
+def chromium_page(width: int = 1400, height: int = 1000) -> Iterator:
+    """A Playwright page in Debian's Chromium (headless)."""
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        raise FileNotFoundError(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser.new_page(viewport={"width": width, "height": height})
+        finally:
+            browser.close()
+
+
+def wait_idle(page, timeout_ms: float = 120_000) -> None:
+    """Wait until the app's script run is over (nothing stale, no running indicator)."""
+    page.wait_for_function("""() => !document.querySelector('[data-stale="true"]')
+        && !document.querySelector('[data-testid="stStatusWidget"] [data-testid="stStatusWidgetRunningIcon"]')""",
+                           timeout=timeout_ms, polling="raf")
+
+
+def wait_rerun(page, timeout_ms: float = 120_000) -> None:
+    """Wait for the rerun that an interaction starts: first for it to begin (elements turn
+    stale; a very fast rerun may finish unseen), then for it to end."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function("() => !!document.querySelector('[data-stale=\"true\"]')", timeout=2_000, polling="raf")
+    except PlaywrightTimeout:
+        pass
+    wait_idle(page, timeout_ms)
+
+
+def choose(page, key: str, option: str) -> None:
+    """Pick ``option`` in the selectbox of widget ``key`` by typing it, and wait for the rerun."""
+    box = page.locator(f".st-key-{key} input")
+    box.click()
+    box.fill(option)
+    page.keyboard.press("Enter")
+    page.wait_for_function("([sel, o]) => (document.querySelector(sel) || {}).value?.startsWith(o)",
+                           arg=[f".st-key-{key} input", option], timeout=60_000)
+    wait_rerun(page)
+
+
+def search(page, k: int, first: str | None = None, timeout_ms: float = 120_000) -> float:
+    """Press Search and wait until ``k`` results are on screen (``first`` in the first caption);
+    returns the seconds from the click to the results."""
+    button = page.locator(".st-key-search button")
+    start = time.perf_counter()
+    button.click()
+    page.wait_for_function(RESULTS_SHOWN, arg=[k, first], timeout=timeout_ms, polling="raf")
+    return time.perf_counter() - start

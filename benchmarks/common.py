@@ -1,0 +1,117 @@
+"""Helpers shared by the benchmarks: the real Paris descriptors, vectors derived from them,
+the machine's measured matmul throughput, resident memory, and the JSON writer.
+
+Every benchmark writes ``artifacts/bench/<name>.json`` with the machine, the package versions and
+the time of the run beside its tables; speed figures are always given as ratios against a
+baseline measured in the same run as well as in absolute units.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.config import EmbeddingConfig  # noqa: E402
+from core.paths import artifacts_dir  # noqa: E402
+from core.runs import machine_info, package_versions  # noqa: E402
+
+DEFAULT_PARIS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "paris6k"
+
+
+def bench_dir() -> Path:
+    path = artifacts_dir() / "bench"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_result(name: str, result: dict) -> Path:
+    """Write ``result`` with machine, versions and timestamp to ``artifacts/bench/<name>.json``."""
+    result = {"benchmark": name, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "machine": {**machine_info(), "load_average_at_end": list(os.getloadavg())},
+              "versions": package_versions(), **result}
+    path = bench_dir() / f"{name}.json"
+    path.write_text(json.dumps(result, indent=1, default=float) + "\n")
+    print(f"written {path}")
+    return path
+
+
+def paris_paths(root: Path = DEFAULT_PARIS) -> list[str]:
+    """The Paris image files, sorted."""
+    paths = sorted(str(p) for p in (Path(root) / "jpg").glob("*.jpg"))
+    if not paths:
+        raise SystemExit(f"no images in {root}/jpg; pass --paris-root")
+    return paths
+
+
+def paris_descriptors(root: Path = DEFAULT_PARIS, config: EmbeddingConfig | None = None) -> np.ndarray:
+    """Real descriptors of the Paris images (the cache of gallery ``paris6k``, built if absent)."""
+    from core.galleries import register_gallery
+    from core.store import build_embeddings
+
+    gallery = register_gallery("paris6k", Path(root) / "jpg")
+    return build_embeddings(gallery, config or EmbeddingConfig(), progress=False, log=lambda m: None).vectors
+
+
+def derived_vectors(base: np.ndarray, n: int, dim: int, seed: int = 0, noise: float = 0.35,
+                    neighbours: int = 10, chunk: int = 100_000) -> np.ndarray:
+    """``n`` unit vectors of dimension ``dim`` derived from the real descriptors ``base``.
+
+    ``base`` is mapped to ``dim`` by a random orthonormal map (an isometry when ``dim`` ≥ its
+    dimension, a random projection otherwise); each new vector is a random point on the segment
+    between a real descriptor and one of its ``neighbours`` nearest real descriptors, plus
+    Gaussian noise of relative norm ``noise``. The neighbourhoods thus follow the real ones
+    instead of being uniform noise, which would make every ANN method look either trivially good
+    or hopeless."""
+    rng = np.random.default_rng(seed)
+    d0 = base.shape[1]
+    q, _ = np.linalg.qr(rng.standard_normal((max(dim, d0), max(dim, d0))).astype(np.float32))
+    proj = q[:d0, :dim]
+    mapped = base.astype(np.float32) @ proj
+    mapped /= np.linalg.norm(mapped, axis=1, keepdims=True)
+    sims = mapped @ mapped.T
+    np.fill_diagonal(sims, -np.inf)
+    near = np.argsort(-sims, axis=1)[:, :neighbours]
+    out = np.empty((n, dim), np.float32)
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        a = rng.integers(0, len(mapped), m)
+        b = near[a, rng.integers(0, near.shape[1], m)]
+        w = rng.random((m, 1), dtype=np.float32)
+        x = w * mapped[a] + (1 - w) * mapped[b]
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        x += rng.standard_normal((m, dim), dtype=np.float32) * (noise / np.sqrt(dim))
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        out[start:start + m] = x
+    return out
+
+
+def matmul_gflops(size: int = 2048, seconds: float = 2.0) -> float:
+    """Measured float32 matrix-product throughput of this process (PyTorch, its thread setting)."""
+    import torch
+
+    a, b = torch.rand(size, size), torch.rand(size, size)
+    a @ b
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        n += 1
+    return 2 * size ** 3 * n / (time.perf_counter() - start) / 1e9
+
+
+def rss_mb() -> float:
+    """Resident memory of this process in MB."""
+    import psutil
+
+    return psutil.Process().memory_info().rss / 1e6
+
+
+def percentiles_ms(seconds: list[float]) -> dict[str, float]:
+    arr = np.asarray(seconds) * 1000
+    return {"p50_ms": float(np.percentile(arr, 50)), "p95_ms": float(np.percentile(arr, 95)),
+            "mean_ms": float(arr.mean())}

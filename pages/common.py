@@ -1,0 +1,109 @@
+"""What both pages share: the process-wide caches (network, descriptors and indexes load once
+per process and serve every session) and the demo-gallery builder widget.
+
+Cache keys include the artifacts folder, so one process never mixes two ``CBIR_ARTIFACTS``
+(the tests run several in one interpreter).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+from PIL import Image
+
+from core.catalog import gallery_ground_truth, runs_table
+from core.config import DEFAULT_CONFIG, EmbeddingConfig
+from core.datasets import GroundTruth
+from core.demo import DEMO_NAME, PHOTOS, TRANSFORMS, build_demo_gallery
+from core.embed import Embedder
+from core.galleries import load_gallery
+from core.images import Box, load_image
+from core.labels import LABEL_COLOURS
+from core.paths import artifacts_dir
+from core.preview import thumbnail
+from core.query import SearchEngine
+from core.runs import Run, list_runs, load_run
+from core.store import build_embeddings
+
+
+def artifacts_key() -> str:
+    return str(artifacts_dir().resolve())
+
+
+@st.cache_resource(show_spinner="Loading the network…")
+def embedder(config_json: str) -> Embedder:
+    return Embedder(EmbeddingConfig.from_dict(json.loads(config_json)))
+
+
+@st.cache_resource(show_spinner="Loading descriptors…")
+def engine(artifacts: str, gallery: str, config_json: str) -> SearchEngine:
+    """Search engine of one gallery under one embedding; networks are shared between galleries."""
+    config = EmbeddingConfig.from_dict(json.loads(config_json))
+    return SearchEngine(load_gallery(gallery), config, embedder=embedder(json.dumps(config.base().to_dict())))
+
+
+@st.cache_data(show_spinner=False)
+def ground_truth(artifacts: str, gallery: str) -> GroundTruth | None:
+    return gallery_ground_truth(load_gallery(gallery))
+
+
+@st.cache_data(max_entries=4000, show_spinner=False)
+def thumb(path: str, mtime_ns: int, label: str | None = None, box: tuple[float, ...] | None = None,
+          max_side: int = 240) -> bytes:
+    """Square thumbnail bytes, framed in the colour of ``label``; ``mtime_ns`` renews it when the
+    file changes."""
+    return thumbnail(path, max_side, LABEL_COLOURS.get(label or ""), Box.of(box) if box else None, square=True)
+
+
+def thumb_of(path: Path, label: str | None = None, box: tuple[float, ...] | None = None, max_side: int = 240) -> bytes:
+    return thumb(str(path), path.stat().st_mtime_ns, label, box, max_side)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _image(path: str, mtime_ns: int, max_side: int, box: tuple[float, ...] | None) -> Image.Image:
+    return load_image(path, max_side, Box.of(box) if box else None)
+
+
+def image_of(path: str, max_side: int, box: Box | None = None) -> Image.Image:
+    """A gallery image (or its crop), downscaled, decoded once: reruns of the page are cheap."""
+    return _image(path, os.stat(path).st_mtime_ns, max_side, tuple(box.as_list()) if box else None)
+
+
+@st.cache_data(show_spinner=False)
+def runs(artifacts: str, run_ids: tuple[str, ...]) -> pd.DataFrame:
+    return runs_table()
+
+
+@st.cache_data(show_spinner=False)
+def run(artifacts: str, run_id: str) -> Run:
+    return load_run(run_id)
+
+
+def all_runs() -> pd.DataFrame:
+    return runs(artifacts_key(), tuple(list_runs()))
+
+
+def build_demo_widget(primary: bool = True) -> None:
+    """One click: write the demo images (from scikit-image's bundled photos), register the
+    ``demo`` gallery and embed it, with a progress bar."""
+    n = len(PHOTOS) * (1 + len(TRANSFORMS))
+    if st.button(f"Build the demo gallery ({n} images)", type="primary" if primary else "secondary",
+                 key="build_demo"):
+        bar = st.progress(0.0, text="Writing the demo images…")
+        build_demo_gallery(DEFAULT_CONFIG, on_progress=lambda d, t: bar.progress(d / t, text=f"Embedding {d}/{t} images"),
+                           log=lambda m: None)
+        st.session_state["gallery"] = DEMO_NAME
+        st.rerun()
+
+
+def build_index_widget(gallery: str) -> None:
+    """Embed a registered gallery that has no descriptors yet (default embedding)."""
+    if st.button(f"Build the index of {gallery} ({DEFAULT_CONFIG.label()})", type="primary", key="build_index"):
+        bar = st.progress(0.0, text="Loading the network…")
+        build_embeddings(load_gallery(gallery), DEFAULT_CONFIG, embedder(json.dumps(DEFAULT_CONFIG.to_dict())),
+                         progress=False, on_progress=lambda d, t: bar.progress(d / t, text=f"Embedding {d}/{t} images"),
+                         log=lambda m: None)
+        st.rerun()
