@@ -4,7 +4,8 @@ backbone, on the real Paris images.
     python benchmarks/bench_extraction.py                  # 4 offline backbones, 100 images
     python benchmarks/bench_extraction.py --images 250 --backbones tf_efficientnet_lite0
 
-Per backbone, in the same process and one after the other on the same images:
+Per backbone, in the same process on the same images (each pipeline is timed once before and
+once after the naive loop, mirrored, and the mean is kept):
 - naive: one image at a time with default settings — ``load_image``, the PyTorch model in NCHW
   under ``torch.no_grad``, GeM, L2 — as a user would first write it;
 - torch pipeline: ``Embedder(backend="torch").embed_files`` (decoding process, batches of one
@@ -88,7 +89,7 @@ def settings_sweep(embedder: Embedder, paths: list[str]) -> list[dict]:
     return rows
 
 
-def thread_layouts(config: EmbeddingConfig, seconds: float = 4.0) -> list[dict]:
+def thread_layouts(config: EmbeddingConfig, seconds: float = 3.0) -> list[dict]:
     """Forward-only images/s at 384×512 of the ways to use the cores: PyTorch with 1 or all
     threads, OpenVINO with one request on all cores, or one single-core request per core in
     parallel threads (the pipeline's choice)."""
@@ -109,19 +110,24 @@ def thread_layouts(config: EmbeddingConfig, seconds: float = 4.0) -> list[dict]:
                 n += parallel
         return n / (time.perf_counter() - start)
 
-    rows = []
-    for threads in sorted({1, cores}):
-        torch.set_num_threads(threads)
-        with torch.inference_mode():
-            rows.append({"layout": f"torch channels_last, {threads} thread(s)",
-                         "images_per_s": rate(lambda: model(x.contiguous(memory_format=torch.channels_last)))})
+    def torch_model() -> None:
+        with torch.inference_mode():                       # grad mode is per thread
+            model(x.contiguous(memory_format=torch.channels_last))
+
+    whole, single = OpenVinoBackbone(model, cores), OpenVinoBackbone(model, 1)
+    layouts = [(f"torch channels_last, {t} thread(s)", t, lambda: rate(torch_model)) for t in sorted({1, cores})]
+    layouts += [(f"openvino, 1 request x {cores} threads", cores, lambda: rate(lambda: whole(x))),
+                (f"openvino, {cores} requests x 1 thread", cores, lambda: rate(lambda: single(x), cores))]
+    measured: dict[str, list[float]] = {name: [] for name, _, _ in layouts}
+    for order in (layouts, layouts[::-1]):                     # mirrored rounds, as in settings_sweep
+        for name, threads, measure in order:
+            torch.set_num_threads(threads)
+            measured[name].append(measure())
     torch.set_num_threads(cores)
-    whole = OpenVinoBackbone(model, cores)
-    rows.append({"layout": f"openvino, 1 request x {cores} threads", "images_per_s": rate(lambda: whole(x))})
-    single = OpenVinoBackbone(model, 1)
-    rows.append({"layout": f"openvino, {cores} requests x 1 thread", "images_per_s": rate(lambda: single(x), cores)})
+    first = float(np.mean(measured[layouts[0][0]]))
+    rows = [{"layout": name, "images_per_s": float(np.mean(v)), "speed_vs_first": float(np.mean(v)) / first,
+             "rounds_images_per_s": v} for name, v in measured.items()]
     for row in rows:
-        row["speed_vs_first"] = row["images_per_s"] / rows[0]["images_per_s"]
         print(f"  {row['layout']}: {row['images_per_s']:.2f} img/s", flush=True)
     return rows
 
@@ -144,13 +150,19 @@ def main(argv: list[str] | None = None) -> int:
         embedders = {b: Embedder(cfg, backend=b) for b in ("torch", "openvino")}
         for e in embedders.values():
             pipeline(e, paths[:4], workers=0)                  # warm-up, and the IR conversion
+        # pipelines before and after the naive loop, in mirrored order, so that a drift of the
+        # machine's load during the long naive loop weighs on both sides alike
+        runs = {b: [pipeline(embedders[b], paths)] for b in ("openvino", "torch")}
         naive, naive_s = naive_loop(cfg, paths)
+        for b in ("torch", "openvino"):
+            runs[b].append(pipeline(embedders[b], paths))
         row = {"backbone": name, "gflop_per_image_384x512": flop, "naive_images_per_s": len(paths) / naive_s}
-        for backend, e in embedders.items():
-            vecs, s = pipeline(e, paths)
+        for backend, done in runs.items():
+            s = float(np.mean([sec for _, sec in done]))
             ips = len(paths) / s
             row[backend] = {"images_per_s": ips, "speedup_vs_naive": naive_s / s,
-                            "min_cosine_vs_naive": float((vecs * naive).sum(1).min()),
+                            "rounds_images_per_s": [len(paths) / sec for _, sec in done],
+                            "min_cosine_vs_naive": float(min((v * naive).sum(1).min() for v, _ in done)),
                             "compute_bound_share": ips * flop / gflops}
         row["naive_compute_bound_share"] = row["naive_images_per_s"] * flop / gflops
         rows.append(row)

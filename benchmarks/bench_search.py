@@ -18,7 +18,6 @@ Writes ``artifacts/bench/search.json`` and prints the Annoy Pareto front of each
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import shutil
 import subprocess
@@ -43,8 +42,9 @@ HNSW_M, HNSW_EF_CONSTRUCTION = 16, 100
 
 # ------------------------------------------------------------------ libraries (run in a subprocess)
 
-def _measure(search_one, queries: np.ndarray, truth: np.ndarray) -> dict:
-    """Latency of one-at-a-time queries and recall against ``truth``."""
+def _measure(search_one, queries: np.ndarray, truth: np.ndarray, rss0: float) -> dict:
+    """Latency of one-at-a-time queries, recall against ``truth``, and the resident memory the
+    library holds (measured here, while its index is alive) above ``rss0``."""
     search_one(queries[0])
     times, found = [], []
     for q in queries:
@@ -53,7 +53,8 @@ def _measure(search_one, queries: np.ndarray, truth: np.ndarray) -> dict:
         times.append(time.perf_counter() - start)
         found.append(np.asarray(idx)[:K])
     return {**percentiles_ms(times), "qps": len(queries) / sum(times),
-            "recall@10": recall(found, truth, 10), "recall@100": recall(found, truth, 100)}
+            "recall@10": recall(found, truth, 10), "recall@100": recall(found, truth, 100),
+            "rss_mb": rss_mb() - rss0}
 
 
 def recall(found: list[np.ndarray], truth: np.ndarray, k: int) -> float:
@@ -69,14 +70,14 @@ def _disk_bytes(save, folder: Path) -> int:
     return size
 
 
-def run_exact(vectors, queries, truth, folder, _args) -> list[dict]:
+def run_exact(vectors, queries, truth, folder, args) -> list[dict]:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from core.search import ExactIndex
 
     start = time.perf_counter()
     index = ExactIndex(vectors)
     build = time.perf_counter() - start
-    row = _measure(lambda q: index.search(q, K)[0][0], queries, truth)
+    row = _measure(lambda q: index.search(q, K)[0][0], queries, truth, args["rss0"])
     start = time.perf_counter()
     index.search(queries, K)
     row["batch_qps"] = len(queries) / (time.perf_counter() - start)
@@ -97,18 +98,15 @@ def run_annoy(vectors, queries, truth, folder, args) -> list[dict]:
         build = time.perf_counter() - start
         disk = _disk_bytes(index.save, folder)
         for sk in args["search_k"]:
-            row = _measure(lambda q: index.get_nns_by_vector(q, K, search_k=sk), queries, truth)
-            rows.append({"params": {"n_trees": n_trees, "search_k": sk}, "build_s": build, "disk_bytes": disk,
-                         "rss_mb": rss_mb() - args["rss0"], **row})
+            row = _measure(lambda q: index.get_nns_by_vector(q, K, search_k=sk), queries, truth, args["rss0"])
+            rows.append({"params": {"n_trees": n_trees, "search_k": sk}, "build_s": build, "disk_bytes": disk, **row})
             if row["recall@10"] >= 0.999 and row["recall@100"] >= 0.999:
                 break
         index.unload()
-        del index
-        gc.collect()
     return rows
 
 
-def run_faiss_flat(vectors, queries, truth, folder, _args) -> list[dict]:
+def run_faiss_flat(vectors, queries, truth, folder, args) -> list[dict]:
     import faiss
 
     start = time.perf_counter()
@@ -116,7 +114,7 @@ def run_faiss_flat(vectors, queries, truth, folder, _args) -> list[dict]:
     index.add(vectors)
     build = time.perf_counter() - start
     disk = _disk_bytes(lambda p: faiss.write_index(index, p), folder)
-    row = _measure(lambda q: index.search(q[None], K)[1][0], queries, truth)
+    row = _measure(lambda q: index.search(q[None], K)[1][0], queries, truth, args["rss0"])
     start = time.perf_counter()
     index.search(queries, K)
     row["batch_qps"] = len(queries) / (time.perf_counter() - start)
@@ -135,7 +133,7 @@ def run_faiss_hnsw(vectors, queries, truth, folder, args) -> list[dict]:
     rows = []
     for ef in args["ef"]:
         index.hnsw.efSearch = ef
-        row = _measure(lambda q: index.search(q[None], K)[1][0], queries, truth)
+        row = _measure(lambda q: index.search(q[None], K)[1][0], queries, truth, args["rss0"])
         rows.append({"params": {"M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION, "efSearch": ef},
                      "build_s": build, "disk_bytes": disk, **row})
     return rows
@@ -154,7 +152,7 @@ def run_hnswlib(vectors, queries, truth, folder, args) -> list[dict]:
     rows = []
     for ef in args["ef"]:
         index.set_ef(ef)
-        row = _measure(lambda q: index.knn_query(q, k=K)[0][0], queries, truth)
+        row = _measure(lambda q: index.knn_query(q, k=K)[0][0], queries, truth, args["rss0"])
         rows.append({"params": {"M": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION, "ef": ef},
                      "build_s": build, "disk_bytes": disk, **row})
     return rows
@@ -168,11 +166,7 @@ def worker(library: str, folder: Path, args: dict) -> None:
     """Subprocess entry: load the vectors, run one library, print its rows as JSON."""
     vectors = np.load(folder / "vectors.npy")
     queries, truth = np.load(folder / "queries.npy"), np.load(folder / "truth.npy")
-    args = {**args, "rss0": rss_mb()}
-    rows = LIBRARIES[library](vectors, queries, truth, folder, args)
-    after = rss_mb() - args["rss0"]
-    for row in rows:
-        row.setdefault("rss_mb", after)
+    rows = LIBRARIES[library](vectors, queries, truth, folder, {**args, "rss0": rss_mb()})
     print("ROWS " + json.dumps(rows))
 
 

@@ -106,6 +106,8 @@ def run_row(summary: dict) -> dict[str, Any]:
         "backbone": cfg.get("backbone"), "pooling": _pooling(cfg), "scales": len(cfg.get("scales", [1.0])),
         "max_size": cfg.get("max_size"), "whitening": whitening, "dim": summary.get("dim"),
         "search": f"{summary.get('search', {}).get('method', '?')}/{summary.get('search', {}).get('metric', '?')}",
+        "rerank": summary.get("rerank", {}).get("label") or "none",
+        "rerank_ms": summary.get("rerank", {}).get("extra_ms_per_query"),
         "mAP": summary.get("map"), "mAP_interp11": summary.get("map_interp11"), "NDCG": summary.get("ndcg"),
         "P@10": summary.get("p@10"), "extraction_s": summary.get("extraction_seconds"),
         "images_per_s": summary.get("images_per_second"), "query_ms": summary.get("mean_query_ms"),

@@ -32,9 +32,9 @@ class EmbeddingConfig:
 
     backbone: str = "tf_efficientnet_lite0"
     weights: str = "offline"
-    pooling: str = "gem"
+    pooling: str = "rmac"
     gem_p: float = 3.0
-    scales: tuple[float, ...] = (1.0,)
+    scales: tuple[float, ...] = MULTI_SCALES
     whitening: str = "none"
     whiten_dim: int | None = None
     max_size: int = 512
@@ -95,4 +95,8 @@ class AnnoyParams:
             raise ValueError("n_trees must be at least 1")
 
 
+# The offline default, chosen by measurement on the shared Paris images (README: "The default
+# embedding"): multi-scale R-MAC was the best pooling on both offline backbones.
 DEFAULT_CONFIG = EmbeddingConfig()
+# The plain single-scale GeM descriptor: the baseline that re-ranking methods are measured against.
+PLAIN_GEM = EmbeddingConfig(pooling="gem", scales=(1.0,))

@@ -2,8 +2,9 @@
 L2-normalised vector.
 
 ``Embedder`` holds the network (built once) and embeds single images (queries) or whole file
-lists (galleries: worker processes decode batches of equally shaped images ahead of the network,
-OpenVINO or PyTorch inference keeps every core busy, a tqdm bar shows progress). Unreadable files
+lists (galleries: images are decoded while earlier ones go through the network, batches hold
+images of one shape, OpenVINO or PyTorch inference keeps every core busy, a tqdm bar shows
+progress). Unreadable files
 are skipped and reported, never fatal. Speed figures: ``benchmarks/bench_extraction.py``.
 """
 from __future__ import annotations
@@ -31,8 +32,14 @@ from .pooling import pool
 
 MIN_SIDE = 32          # smaller scaled inputs are padded up to this side
 BACKENDS = ("auto", "torch", "openvino")
-GALLERY_BATCH = 4      # images of one shape per forward pass in iter_files (benchmarks/bench_extraction.py)
-MIN_FILES_FOR_WORKER = 32   # below this, starting a decoding process costs more than it saves
+# Pipeline defaults, measured by benchmarks/bench_extraction.py (artifacts/bench/extraction.json,
+# "pipeline_sweep") with OpenVINO on 2 shared cores at longer side 512: batch 1 beat batches of 4
+# and 8 in every run (the activations of one image stay in cache). Decoding in this thread (it
+# overlaps the inference threads; JPEG draft decoding is a few % of the work) against one
+# decoding process: within the machine's noise (0 vs 1 process: 19.5 vs 12.4, 17.3 vs 13.5 and
+# 11.2 vs 16.3 img/s in three runs), so no process, which saves its start and the tensor pickling.
+GALLERY_BATCH = 1
+GALLERY_WORKERS = 0
 
 
 def default_threads() -> int:
@@ -42,12 +49,6 @@ def default_threads() -> int:
 def default_backend() -> str:
     """``$CBIR_BACKEND`` or "auto" (OpenVINO when installed, PyTorch otherwise)."""
     return os.environ.get("CBIR_BACKEND", "auto")
-
-
-def default_workers(n_files: int) -> int:
-    """Decoding processes for ``n_files``: one beside the inference threads on a multi-core
-    machine once the gallery is large enough to repay the process start."""
-    return 1 if n_files >= MIN_FILES_FOR_WORKER and default_threads() > 1 else 0
 
 
 @dataclass
@@ -161,6 +162,13 @@ class Embedder:
         return self._dim
 
     @torch.inference_mode()
+    def feature_map(self, rgb01: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] images in [0, 1] → [B, C, h, w] feature maps at scale 1, through the same
+        backend as the descriptors (what the region-aware re-ranking of ``core.rerank`` reads)."""
+        ov_model = self._openvino(self.threads)
+        return ov_model(rgb01) if ov_model is not None else self.backbone(rgb01.contiguous(memory_format=torch.channels_last))
+
+    @torch.inference_mode()
     def embed_batch(self, rgb01: torch.Tensor, threads: int | None = None) -> np.ndarray:
         """[B, 3, H, W] images in [0, 1] → [B, dim] L2-normalised float32 descriptors, averaged over
         scales. ``threads``: cores of one OpenVINO inference (default all of the embedder's)."""
@@ -200,11 +208,12 @@ class Embedder:
                    progress: bool = True, batch_size: int = GALLERY_BATCH) -> Iterator[tuple[int, np.ndarray | str]]:
         """Yield (position, descriptor or failure reason) once for each path.
 
-        The pipeline: ``workers`` processes (default ``default_workers``) decode and resize batches
-        of images that share one shape (planned from the file headers, so batches need no padding)
-        while the network runs; with OpenVINO, one inference thread per core, each on its own
-        batch. Results come batch by batch, so positions are not in input order."""
-        workers = default_workers(len(paths)) if workers is None else workers
+        The pipeline: batches of ``batch_size`` images that share one shape (planned from the
+        file headers, so batches need no padding) are decoded and resized by ``workers``
+        DataLoader processes (0: by this thread) while the network runs on earlier batches; with
+        OpenVINO, one single-core inference thread per core, each on its own batch. Results come
+        batch by batch, so positions are not in input order."""
+        workers = GALLERY_WORKERS if workers is None else workers
         batches = shape_batches([planned_shape(p, self.config.max_size) for p in paths], batch_size)
         loader = DataLoader(_ImageBatches(paths, batches, self.config.max_size), batch_size=None, shuffle=False,
                             num_workers=workers, prefetch_factor=4 if workers > 0 else None, persistent_workers=False)

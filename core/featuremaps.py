@@ -31,7 +31,7 @@ from .atomic import write_npz
 from .config import EmbeddingConfig
 from .embed import Embedder
 from .galleries import Gallery
-from .images import Box, load_image, to_tensor
+from .images import Box, image_size, load_image, to_tensor
 from .store import cache_dir
 
 FMAPS = "featuremaps.npz"
@@ -45,8 +45,7 @@ def feature_map(embedder: Embedder, img: Image.Image) -> np.ndarray:
     if patch > 1:                      # ViTs take multiples of their patch size
         size = tuple(max(patch, round(s / patch) * patch) for s in x.shape[2:])
         x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-    fmap = embedder.backbone(x.contiguous(memory_format=torch.channels_last))
-    return fmap[0].float().contiguous().numpy()
+    return embedder.feature_map(x)[0].float().contiguous().numpy()
 
 
 def load_map(embedder: Embedder, source: str | os.PathLike | IO[bytes] | Image.Image) -> tuple[np.ndarray, tuple[int, int]]:
@@ -59,27 +58,21 @@ def load_map(embedder: Embedder, source: str | os.PathLike | IO[bytes] | Image.I
             img = img.copy()
             img.thumbnail((max_size, max_size), Image.Resampling.BICUBIC)
     else:
-        with Image.open(source) as probe:    # header only: the upright original size
-            size = _upright_size(probe)
+        size = image_size(source)            # header only: the upright original size
         if hasattr(source, "seek"):
             source.seek(0)
         img = load_image(source, max_size)
     return feature_map(embedder, img), size
 
 
-def _upright_size(img: Image.Image) -> tuple[int, int]:
-    w, h = img.size
-    return (h, w) if img.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)
-
-
-def box_mask(shape: tuple[int, int], box: Box | None, image_size: tuple[int, int]) -> np.ndarray:
+def box_mask(shape: tuple[int, int], box: Box | None, original_size: tuple[int, int]) -> np.ndarray:
     """[h, w] bool: the map cells whose centre lies inside ``box`` (original pixels). A box too
     small to hold any centre keeps the one cell under its centre, so a query is never empty."""
     h, w = shape
     if box is None:
         return np.ones((h, w), bool)
-    b = box.clamp(*image_size)
-    width, height = image_size
+    b = box.clamp(*original_size)
+    width, height = original_size
     cx = (np.arange(w) + 0.5) / w * width
     cy = (np.arange(h) + 0.5) / h * height
     mask = ((cy >= b.y1) & (cy <= b.y2))[:, None] & ((cx >= b.x1) & (cx <= b.x2))[None, :]
@@ -90,10 +83,10 @@ def box_mask(shape: tuple[int, int], box: Box | None, image_size: tuple[int, int
 
 
 def cells_to_box(top: int, left: int, height: int, width: int, shape: tuple[int, int],
-                 image_size: tuple[int, int]) -> Box:
+                 original_size: tuple[int, int]) -> Box:
     """A window of map cells as a box in original pixels."""
     h, w = shape
-    sx, sy = image_size[0] / w, image_size[1] / h
+    sx, sy = original_size[0] / w, original_size[1] / h
     return Box(left * sx, top * sy, (left + width) * sx, (top + height) * sy)
 
 

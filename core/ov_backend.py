@@ -13,6 +13,7 @@ threads can each run a batch on one core while Python decodes the next images.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import threading
 from pathlib import Path
@@ -26,11 +27,7 @@ EXAMPLE_SHAPE = (1, 3, 384, 512)
 
 
 def openvino_available() -> bool:
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("openvino") is not None
 
 
 def model_cache_dir() -> Path:

@@ -28,13 +28,18 @@ import scipy.sparse as sp
 from PIL import Image
 from scipy.sparse.linalg import cg
 
+from .blcf import auto_vocabulary_size, load_or_build_index
+from .featuremaps import MapSource, box_mask, gallery_feature_maps, load_map
 from .images import Box
+from .local_rerank import local_rerank, region_descriptor
+from .query import Result
 from .search import ExactIndex
+from .spatial import LocalFeatures, extract, spatial_rerank
 
-if TYPE_CHECKING:       # torch and OpenCV are imported only where a method needs them
+if TYPE_CHECKING:
     from .embed import Embedder
     from .galleries import Gallery
-    from .query import Result, SearchEngine
+    from .query import SearchEngine
     from .store import Embeddings
 
 GLOBAL_METHODS = ("aqe", "alpha_qe", "dba", "dba+alpha_qe", "diffusion")
@@ -223,6 +228,9 @@ class RegionQuery:
     box: Box | None = None
 
 
+Evidence = dict[int, tuple[float, Box | None]]     # gallery index -> (method score, best window)
+
+
 @dataclass
 class RerankOutput:
     """Rankings after re-ranking, what was measured, and per query the method's own evidence
@@ -230,7 +238,7 @@ class RerankOutput:
 
     ranking: np.ndarray
     info: dict
-    evidence: list[dict[int, tuple[float, Box | None]]] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
 
 
 def rerank_rankings(settings: RerankSettings, ranking: np.ndarray, queries: np.ndarray, emb: Embeddings,
@@ -264,13 +272,10 @@ def rerank_rankings(settings: RerankSettings, ranking: np.ndarray, queries: np.n
 
 
 def _with_maps(s: RerankSettings, ranking: np.ndarray, emb: Embeddings, gallery: Gallery, embedder: Embedder,
-               regions: Sequence[RegionQuery], state: dict, progress: bool, log: Callable[[str], None]):
+               regions: Sequence[RegionQuery], state: dict, progress: bool,
+               log: Callable[[str], None]) -> tuple[np.ndarray, list[Evidence], float]:
     """BLCF search or local window re-ranking: both read the gallery's feature maps and the
     cells of the query image's map that lie inside its box."""
-    from .blcf import auto_vocabulary_size, load_or_build_index
-    from .featuremaps import MapSource, box_mask, gallery_feature_maps, load_map
-    from .local_rerank import local_rerank, region_descriptor
-
     start = time.perf_counter()
     if s.method == "blcf":
         if ("blcf", s.blcf_words) not in state:
@@ -297,15 +302,13 @@ def _with_maps(s: RerankSettings, ranking: np.ndarray, emb: Embeddings, gallery:
 
 
 def _spatial(s: RerankSettings, ranking: np.ndarray, emb: Embeddings, gallery: Gallery,
-             regions: Sequence[RegionQuery], state: dict):
+             regions: Sequence[RegionQuery], state: dict) -> tuple[np.ndarray, list[Evidence], float]:
     """Spatial verification; gallery local features are extracted when first needed and kept in
     ``state`` (the top-Ns of related queries overlap), so their cost is counted per query."""
-    from .spatial import extract, spatial_rerank
-
     max_size = emb.config.max_size
     features = state.setdefault(("spatial", s.local_features, max_size), {})
 
-    def features_of(i: int):
+    def features_of(i: int) -> LocalFeatures:
         if i not in features:
             features[i] = extract(gallery.root / emb.ids[i], s.local_features, None, max_size)
         return features[i]
@@ -341,8 +344,6 @@ def rerank_results(engine: SearchEngine, query_vector: np.ndarray, settings: Rer
     ``source``/``box`` (the query image and region) are needed by the region methods; pass the
     same ``state`` dict between calls (e.g. from ``st.cache_resource``) to build the per-gallery
     parts once. Scores in ``items`` stay the cosine of the query with each image."""
-    from .query import Result
-
     if settings.method in REGION_METHODS and source is None:
         raise ValueError(f"re-ranking method {settings.method!r} needs the query image")
     vec = np.atleast_2d(query_vector).astype(np.float32)

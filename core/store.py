@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from .atomic import write_json, write_npz
+from .atomic import remove_stale_temporaries, write_json, write_npz
 from .config import EmbeddingConfig
 from .embed import Embedder
 from .galleries import Gallery, load_gallery
@@ -145,6 +145,8 @@ def build_embeddings(gallery: Gallery, config: EmbeddingConfig, embedder: Embedd
         return _build_whitened(gallery, config, embedder, progress, on_progress, log)
     directory = cache_dir(gallery.name, config)
     _check_config(directory, config)
+    if directory.is_dir():
+        remove_stale_temporaries(directory)
     old = _read_npz(directory / NPZ) or {}
     old_fp = dict(zip(old.get("ids", np.array([])).tolist(), old.get("fingerprints", np.array([])).tolist()))
     old_vec = dict(zip(old.get("ids", np.array([])).tolist(), old.get("vectors", np.zeros((0, 0)))))

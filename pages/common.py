@@ -26,7 +26,10 @@ from core.paths import artifacts_dir
 from core.preview import thumbnail
 from core.query import SearchEngine
 from core.runs import Run, list_runs, load_run
-from core.store import build_embeddings
+from core.store import NPZ, build_embeddings, cache_dir
+
+
+PENDING = "_pending"          # widget values to apply on the next run, before the widgets exist
 
 
 def artifacts_key() -> str:
@@ -38,11 +41,18 @@ def embedder(config_json: str) -> Embedder:
     return Embedder(EmbeddingConfig.from_dict(json.loads(config_json)))
 
 
-@st.cache_resource(show_spinner="Loading descriptors…")
-def engine(artifacts: str, gallery: str, config_json: str) -> SearchEngine:
-    """Search engine of one gallery under one embedding; networks are shared between galleries."""
+@st.cache_resource(show_spinner="Loading descriptors…", max_entries=16)
+def _engine(artifacts: str, gallery: str, config_json: str, version: int) -> SearchEngine:
     config = EmbeddingConfig.from_dict(json.loads(config_json))
     return SearchEngine(load_gallery(gallery), config, embedder=embedder(json.dumps(config.base().to_dict())))
+
+
+def engine(gallery: str, config: dict) -> SearchEngine:
+    """Search engine of one gallery under one embedding, shared by every session; networks are
+    shared between galleries. An update of the descriptors (``python -m core index``) gives a
+    new engine."""
+    npz = cache_dir(gallery, EmbeddingConfig.from_dict(config)) / NPZ
+    return _engine(artifacts_key(), gallery, json.dumps(config, sort_keys=True), npz.stat().st_mtime_ns)
 
 
 @st.cache_data(show_spinner=False)
@@ -95,7 +105,7 @@ def build_demo_widget(primary: bool = True) -> None:
         bar = st.progress(0.0, text="Writing the demo images…")
         build_demo_gallery(DEFAULT_CONFIG, on_progress=lambda d, t: bar.progress(d / t, text=f"Embedding {d}/{t} images"),
                            log=lambda m: None)
-        st.session_state["gallery"] = DEMO_NAME
+        st.session_state[PENDING] = {"gallery": DEMO_NAME}
         st.rerun()
 
 

@@ -14,27 +14,33 @@ from pages.common import all_runs, artifacts_key, run, thumb_of
 
 TABS = ["Runs", "Trade-off", "Per-query AP", "PR curves", "Failures", "Classes", "Performance"]
 SHOWN = ["dataset", "backbone", "pooling", "whitening", "dim", "mAP", "mAP_interp11", "NDCG", "P@10",
-         "extraction_s", "query_ms", "search", "scales", "max_size", "n_images", "n_queries", "gallery",
+         "extraction_s", "query_ms", "search", "rerank", "rerank_ms", "scales", "max_size", "n_images", "n_queries", "gallery",
          "timestamp", "run_id"]
-LEGEND = alt.Legend(orient="bottom", direction="vertical", labelLimit=600)
+LEGEND = alt.Legend(orient="top", direction="vertical", labelLimit=0, titleOrient="left")
+QUERY_AXIS = alt.Axis(labelAngle=-45, title=None)
 PERCENT = {c: st.column_config.NumberColumn(c, format="%.3f") for c in ("mAP", "mAP_interp11", "NDCG", "P@10")}
 
 
 def runs_tab(df: pd.DataFrame) -> None:
-    c = st.columns(3)
+    c = st.columns(4)
     datasets = c[0].multiselect("Dataset", sorted(df["dataset"].dropna().unique()), key="f_dataset")
     backbones = c[1].multiselect("Backbone", sorted(df["backbone"].dropna().unique()), key="f_backbone")
-    text = c[2].text_input("Contains", key="f_text", placeholder="e.g. gem, white, annoy")
+    reranks = c[2].multiselect("Re-ranking", sorted(df["rerank"].dropna().unique()), key="f_rerank",
+                               help="core/rerank.py method of the run (none: the plain global descriptor)")
+    text = c[3].text_input("Contains", key="f_text", placeholder="e.g. gem, white, annoy")
     view = df
     if datasets:
         view = view[view["dataset"].isin(datasets)]
     if backbones:
         view = view[view["backbone"].isin(backbones)]
+    if reranks:
+        view = view[view["rerank"].isin(reranks)]
     if text:
         view = view[view.astype(str).apply(lambda col: col.str.contains(text, case=False, regex=False)).any(axis=1)]
     st.dataframe(view[SHOWN], hide_index=True, column_config={
         **PERCENT, "extraction_s": st.column_config.NumberColumn("extraction (s)", format="%.1f"),
-        "query_ms": st.column_config.NumberColumn("query (ms)", format="%.1f")})
+        "query_ms": st.column_config.NumberColumn("query (ms)", format="%.1f"),
+        "rerank_ms": st.column_config.NumberColumn("re-ranking (ms/query)", format="%.1f")})
     st.download_button("Download CSV", view.to_csv(index=False), file_name="runs.csv", mime="text/csv")
     st.caption(f"{len(view)} of {len(df)} runs. Relevant images are the listed positives present in each "
                "gallery: figures on partial galleries are not comparable with published full-dataset mAP.")
@@ -44,15 +50,15 @@ def tradeoff_tab(df: pd.DataFrame) -> None:
     tooltip = ["run_id", "label", "dataset", alt.Tooltip("mAP:Q", format=".3f"), alt.Tooltip("extraction_s:Q", format=".1f"),
                alt.Tooltip("query_ms:Q", format=".1f"), "dim", "pooling", "whitening", "search"]
     base = alt.Chart(df).mark_circle(opacity=0.8).encode(
-        y=alt.Y("mAP:Q", scale=alt.Scale(zero=False), axis=alt.Axis(format=".2f")),
+        y=alt.Y("mAP:Q", scale=alt.Scale(zero=False, padding=24), axis=alt.Axis(format=".2f")),
         color=alt.Color("backbone:N", legend=alt.Legend(orient="bottom", columns=2, labelLimit=300)),
         size=alt.Size("dim:Q", scale=alt.Scale(range=[40, 400]), legend=alt.Legend(orient="bottom", values=[256, 512, 1024, 2048])),
         tooltip=tooltip)
     c = st.columns(2)
-    c[0].altair_chart(base.encode(x=alt.X("extraction_s:Q", title="extraction time (s)")).properties(
-        title="mAP against extraction time").interactive(), width="stretch")
-    c[1].altair_chart(base.encode(x=alt.X("query_ms:Q", title="query latency (ms)")).properties(
-        title="mAP against query latency").interactive(), width="stretch")
+    c[0].altair_chart(base.encode(x=alt.X("extraction_s:Q", title="extraction time (s)", scale=alt.Scale(padding=24))).properties(
+        title="mAP against extraction time", height=420).interactive(), width="stretch")
+    c[1].altair_chart(base.encode(x=alt.X("query_ms:Q", title="query latency (ms)", scale=alt.Scale(padding=24))).properties(
+        title="mAP against query latency", height=420).interactive(), width="stretch")
     st.caption("One point per run; colour: backbone, size: descriptor dimension. Timings come from the "
                "machine each run was made on.")
 
@@ -75,17 +81,17 @@ def per_query_tab(df: pd.DataFrame) -> None:
         return
     order = data.drop_duplicates("query")["query"].tolist()
     bars = alt.Chart(data).mark_bar().encode(
-        x=alt.X("query:N", sort=order), y=alt.Y("ap:Q", title="AP", scale=alt.Scale(domain=[0, 1])),
+        x=alt.X("query:N", sort=order, axis=QUERY_AXIS), y=alt.Y("ap:Q", title="AP", scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("run:N", legend=LEGEND), xOffset="run:N",
         tooltip=["query", "run", alt.Tooltip("ap:Q", format=".3f")])
-    st.altair_chart(bars.properties(title="AP per query", height=320), width="stretch")
+    st.altair_chart(bars.properties(title="AP per query", height=440), width="stretch")
     if len(chosen) == 2:
         diff = data.drop_duplicates("query")
         st.altair_chart(alt.Chart(diff).mark_bar().encode(
-            x=alt.X("query:N", sort=order), y=alt.Y("diff:Q", title="AP (second − first)"),
+            x=alt.X("query:N", sort=order, axis=QUERY_AXIS), y=alt.Y("diff:Q", title="AP (second − first)"),
             color=alt.Color("better:N", title="better run", legend=LEGEND),
             tooltip=["query", "better", alt.Tooltip("diff:Q", format="+.3f")]).properties(
-            title="Where one run beats the other", height=220), width="stretch")
+            title="Where one run beats the other", height=360), width="stretch")
         wins = diff[diff["diff"].abs() >= 0.05][["query", "better", "diff"]]
         st.dataframe(wins, hide_index=True, column_config={"diff": st.column_config.NumberColumn(format="%+.3f")})
 
@@ -103,9 +109,9 @@ def pr_tab(df: pd.DataFrame) -> None:
                 tooltip=["run", "curve", alt.Tooltip("recall:Q", format=".2f"), alt.Tooltip("precision:Q", format=".2f")])
     c = st.columns(2)
     c[0].altair_chart(alt.Chart(pr_curves(chosen, query)).mark_line(interpolate="step-after").encode(
-        **line, strokeDash=alt.StrokeDash("curve:N", legend=LEGEND)).properties(title=f"PR curve of {query}", height=360), width="stretch")
+        **line, strokeDash=alt.StrokeDash("curve:N", legend=LEGEND)).properties(title=f"PR curve of {query}", height=480), width="stretch")
     c[1].altair_chart(alt.Chart(pr_curves(chosen)).mark_line(point=True).encode(**line).properties(
-        title="Mean interpolated PR curve over each run's queries", height=360), width="stretch")
+        title="Mean interpolated PR curve over each run's queries", height=480), width="stretch")
 
 
 def failures_tab(df: pd.DataFrame) -> None:

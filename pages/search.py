@@ -7,21 +7,23 @@ Deep links (from the metrics page): ``?gallery=NAME&embedding=KEY&query=GT_QUERY
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import streamlit as st
-from PIL import Image
+from PIL import Image, ImageOps
 from streamlit_cropper import st_cropper
 
 from core.catalog import gallery_entries, image_id_of, queries_in_gallery
 from core.datasets import Query
 from core.images import Box, ImageError, image_size
 from core.labels import LABEL_COLOURS, label_results, report
-from core.preview import box_from_cropper, check_upload, cropper_coords, preview
+from core.local_rerank import draw_window
+from core.preview import FRAME, box_from_cropper, check_upload, cropper_coords, preview
 from core.query import Results, SearchEngine
+from core.rerank import METHOD_NAMES, RerankSettings, rerank_results
 from core.search import IndexMismatch
-from pages.common import (artifacts_key, build_demo_widget, build_index_widget, engine, ground_truth, image_of,
+from pages.common import (PENDING, artifacts_key, build_demo_widget, build_index_widget, engine, ground_truth, image_of,
                           thumb_of)
 
 PREVIEW = (440, 480)                   # the cropper draws on a preview at most this large (fits its column)
@@ -49,6 +51,7 @@ class Settings:
     method: str
     metric: str
     search_k: int | None
+    rerank: str = "none"
 
 
 @dataclass
@@ -60,6 +63,8 @@ class Shown:
     gt: Query | None
     k: int
     metric: str
+    windows: dict[str, Box] = field(default_factory=dict)   # best windows of local re-ranking
+    rerank: str = ""                                          # label of the re-ranking method
 
 
 def take_link() -> None:
@@ -70,14 +75,15 @@ def take_link() -> None:
     if not params or st.session_state.get("_link") == link:
         return
     st.session_state["_link"] = link
-    st.session_state["_pending"] = params
+    st.session_state[PENDING] = params
     if "query" in params or "image" in params:
         st.session_state.update(source=GT if "query" in params else GALLERY, auto_search=True)
 
 
 def pending(param: str, key: str, options: list) -> None:
-    """Apply deep-link parameter ``param`` to widget ``key`` when it is one of ``options``."""
-    value = st.session_state.get("_pending", {}).pop(param, None)
+    """Apply pending value ``param`` (a deep-link parameter, or the gallery just built) to widget
+    ``key`` when it is one of ``options``."""
+    value = st.session_state.get(PENDING, {}).pop(param, None)
     if value is not None and value in options:
         st.session_state[key] = value
 
@@ -141,10 +147,23 @@ def crop(query: QueryImage) -> Box:
     return box
 
 
+@st.cache_resource(show_spinner="Preparing the re-ranking…")
+def rerank_state(artifacts: str, gallery: str, config_key: str) -> dict:
+    """Per-gallery parts of the re-ranking methods (DBA, k-NN graph, feature maps, BLCF
+    vocabulary, local features), filled on first use and shared by every session."""
+    return {}
+
+
+def window_thumb(path: Path, label: str | None, window: Box) -> Image.Image:
+    """A result with its best window drawn, framed like ``thumb_of`` when it has a label."""
+    img = draw_window(image_of(str(path), 200), window, image_size(path))
+    return ImageOps.expand(img, border=FRAME, fill=LABEL_COLOURS[label]) if label else img
+
+
 def show_results(shown: Shown, root: Path, ids: list[str], eng: SearchEngine) -> None:
     results, gt, k = shown.results, shown.gt, shown.k
     st.markdown(f"**{len(results.items)} results** · embed {results.embed_ms:.0f} ms · "
-                f"search {results.search_ms:.1f} ms")
+                f"search {results.search_ms:.1f} ms" + (f" · re-ranked by {shown.rerank}" if shown.rerank else ""))
     labels = label_results(gt, [r.image_id for r in results.items]) if gt else [None] * len(results.items)
     if gt:
         ranking, _ = eng.search_vector(results.query_vector, k=len(ids), method="exact", metric=shown.metric)
@@ -164,7 +183,9 @@ def show_results(shown: Shown, root: Path, ids: list[str], eng: SearchEngine) ->
         for col, item, label in zip(grid.columns(COLUMNS), results.items[start:start + COLUMNS],
                                     labels[start:start + COLUMNS]):
             with col:
-                st.image(thumb_of(root / item.image_id, label, max_side=200), width="stretch")
+                window = shown.windows.get(item.image_id)
+                st.image(window_thumb(root / item.image_id, label, window) if window
+                         else thumb_of(root / item.image_id, label, max_side=200), width="stretch")
                 st.markdown(f"**#{item.rank}** · {item.score:.3f}" + (f" · **{label}**" if label else "")
                             + f"  \n:gray[{item.image_id}]")
                 st.button("Search with this", key=f"again-{item.rank}", on_click=search_with,
@@ -183,10 +204,19 @@ def results_panel(eng: SearchEngine, query: QueryImage | None, box: Box | None, 
             with st.spinner("Searching…"):
                 results = eng.search(query.source, box, k=settings.k, method=settings.method,
                                      metric=settings.metric, search_k=settings.search_k)
+            windows, label = {}, ""
+            if settings.rerank != "none":
+                reranked = rerank_results(eng, results.query_vector, RerankSettings(settings.rerank), query.source,
+                                          box, k=settings.k, state=rerank_state(artifacts_key(), eng.gallery.name,
+                                                                                eng.config.key()))
+                results = replace(results, items=reranked.items, search_ms=results.search_ms + reranked.ms)
+                windows = {i: e[1] for i, e in reranked.evidence.items() if e[1] is not None}
+                label = reranked.label
         except (ImageError, IndexMismatch) as exc:
             st.error(str(exc))
         else:
-            st.session_state["results"] = Shown(eng.gallery.name, results, query.gt, settings.k, settings.metric)
+            st.session_state["results"] = Shown(eng.gallery.name, results, query.gt, settings.k, settings.metric,
+                                                windows, label)
     shown = st.session_state.get("results")
     if shown and shown.gallery == eng.gallery.name:
         show_results(shown, eng.gallery.root, eng.embeddings.ids, eng)
@@ -214,6 +244,9 @@ def main() -> None:
                           help="Annoy: approximate nearest neighbours, built on first use")
         search_k = st.number_input("Annoy search_k (0: tuned at build time for recall@10 ≥ 0.95)", 0, 10_000_000,
                                    0, step=1000, key="search_k") if method == "annoy" else 0
+        rerank = st.selectbox("Re-ranking", list(METHOD_NAMES), format_func=METHOD_NAMES.get, key="rerank",
+                              help="core/rerank.py, over exact cosine search. Local windows draw the best "
+                                   "window on each result; the metrics page compares the methods' runs.")
         if "demo" not in by_name:
             with st.expander("Demo gallery"):
                 build_demo_widget(primary=False)
@@ -222,7 +255,7 @@ def main() -> None:
         st.warning(f"Gallery **{gallery.name}** ({gallery.root}) has no index yet.")
         build_index_widget(gallery.name)
         return
-    eng = engine(artifacts_key(), gallery.name, json.dumps(cache["config"]))
+    eng = engine(gallery.name, cache["config"])
     ids = eng.embeddings.ids
     gt = ground_truth(artifacts_key(), gallery.name)
     gt_queries = queries_in_gallery(gt, ids) if gt else []
@@ -237,7 +270,7 @@ def main() -> None:
             st.image(image_of(query.source, 320, box) if isinstance(query.source, str)
                      else query.source.crop(tuple(box.as_list())), caption="What is embedded", width=160)
     with right:
-        results_panel(eng, query, box, Settings(k, method, metric, search_k or None))
+        results_panel(eng, query, box, Settings(k, method, metric, search_k or None, rerank))
 
 
 main()

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 
 from core.blcf import (InvertedFile, auto_vocabulary_size, inverse_document_frequency, kmeans,
                        load_or_build_index, tfidf, word_counts)
-from core.config import DEFAULT_CONFIG
+from core.config import PLAIN_GEM
 from core.featuremaps import FeatureMaps
 from core.rerank import RerankSettings
 
@@ -48,10 +48,10 @@ def test_index_is_cached_and_reloaded_for_the_same_files(artifacts):
     features = rng.uniform(0, 1, (6 * 12, 32)).astype(np.float16)
     maps = FeatureMaps([f"{i}.jpg" for i in range(6)], features, np.arange(0, 73, 12), np.full((6, 2), (3, 4)),
                        np.full((6, 2), (40, 30)), digest="abc")
-    built = load_or_build_index("g", DEFAULT_CONFIG, maps, 8, log=lambda m: None)
+    built = load_or_build_index("g", PLAIN_GEM, maps, 8, log=lambda m: None)
     assert list(artifacts.rglob("blcf-8.npz"))
     logged = []
-    again = load_or_build_index("g", DEFAULT_CONFIG, maps, 8, log=logged.append)
+    again = load_or_build_index("g", PLAIN_GEM, maps, 8, log=logged.append)
     assert logged == []                                                    # nothing learned again
     np.testing.assert_array_equal(built.vocabulary.centroids, again.vocabulary.centroids)
     assert (built.histograms != again.histograms).nnz == 0

@@ -108,8 +108,6 @@ def test_metrics_charts_render(page, tab, charts):
         page.screenshot(path=str(SCREENS / "metrics-runs.png"))
     page.get_by_role("tab", name=tab).click()
     wait_idle(page)
-    if tab != "Trade-off":
-        page.locator("[data-baseweb='select']").first.wait_for()
     drawn = page.locator("[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg.marks")
     page.wait_for_function("(n) => [...document.querySelectorAll(\"[data-testid='stVegaLiteChart'] canvas, "
                            "[data-testid='stVegaLiteChart'] svg.marks\")].filter(e => e.getBoundingClientRect().width > 50)"

@@ -5,13 +5,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.config import DEFAULT_CONFIG
+from core.config import PLAIN_GEM
 from core.featuremaps import box_mask, cells_to_box
 from core.images import Box, image_size
 from core.local_rerank import best_window, draw_window, promote, region_descriptor, window_sides
 from core.query import SearchEngine
-from core.rerank import RerankSettings, rerank_results
+from core.rerank import METHOD_NAMES, RerankSettings, rerank_results
 
+from conftest import REPO
 from test_rerank import TOLERANCE, paris  # noqa: F401 (the shared fixture)
 
 
@@ -75,7 +76,7 @@ def test_local_rerank_improves_or_preserves_paris_map(paris):
 
 def test_search_page_gets_best_windows_in_original_pixels(paris, paris_gt):
     paris.cache_feature_maps()
-    engine = SearchEngine(paris.gallery, DEFAULT_CONFIG, embedder=paris.embedder, embeddings=paris.emb)
+    engine = SearchEngine(paris.gallery, PLAIN_GEM, embedder=paris.embedder, embeddings=paris.emb)
     query = next(q for q in paris_gt.queries if q.name == "louvre_1")
     path = paris.gallery.root / f"{query.image}.jpg"
     results = engine.search(str(path), query.box, k=5)
@@ -87,3 +88,18 @@ def test_search_page_gets_best_windows_in_original_pixels(paris, paris_gt):
         width, height = image_size(paris.gallery.root / item.image_id)
         assert 0 <= window.x1 < window.x2 <= width + 1e-6 and 0 <= window.y1 < window.y2 <= height + 1e-6
         assert -1 <= score <= 1 + 1e-6
+
+
+def test_search_page_offers_the_methods_and_draws_best_windows(paris):
+    from streamlit.testing.v1 import AppTest
+
+    paris.cache_feature_maps()
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300).run()
+    at.sidebar.selectbox(key="gallery").set_value(paris.gallery.name).run()
+    assert len(at.sidebar.selectbox(key="rerank").options) == len(METHOD_NAMES)
+    at.sidebar.selectbox(key="rerank").set_value("local").run()
+    at.button(key="search").click().run()
+    assert not at.exception
+    assert any("re-ranked by local50" in m.value for m in at.markdown)
+    shown = at.session_state["results"]                                   # what the thumbnails draw
+    assert {item.image_id for item in shown.results.items} <= set(shown.windows)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from core.config import DEFAULT_CONFIG
+from core.config import PLAIN_GEM
 from core.datasets import ResolvedQuery, resolve
 from core.embed import Embedder
 from core.evaluate import evaluate
@@ -18,6 +18,8 @@ from core.rerank import (RegionQuery, RerankSettings, database_augmentation, dif
                          query_expansion, rank_by_scores, rerank_rankings, weighted_neighbour_mean)
 from core.search import ExactIndex
 from core.store import Embeddings, build_embeddings
+
+from conftest import REPO
 
 QUIET = dict(progress=False, log=lambda m: None)
 # Half an mAP point: on 12 queries with 30-50 positives each, one positive swapping places with a
@@ -109,7 +111,7 @@ class PlainParis:
 
     def cache_feature_maps(self) -> None:
         """Cache the gallery's feature maps (once; BLCF and local windows read them)."""
-        gallery_feature_maps(self.gallery, DEFAULT_CONFIG, self.emb.ids, self.embedder, progress=False,
+        gallery_feature_maps(self.gallery, PLAIN_GEM, self.emb.ids, self.embedder, progress=False,
                              log=lambda m: None)
 
     def rerank_map(self, settings: RerankSettings) -> float:
@@ -126,11 +128,11 @@ def paris(paris_gallery, paris_gt) -> PlainParis:
     """Computed once per artifacts folder, i.e. once per test session, whichever file asks first."""
     key = str(artifacts_dir())
     if key not in _PLAIN:
-        emb = build_embeddings(paris_gallery, DEFAULT_CONFIG, progress=False, log=lambda m: None)
+        emb = build_embeddings(paris_gallery, PLAIN_GEM, progress=False, log=lambda m: None)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             queries = resolve(paris_gt, emb.ids).queries
-        embedder = Embedder(DEFAULT_CONFIG)
+        embedder = Embedder(PLAIN_GEM)
         paths = [paris_gallery.root / emb.ids[q.image_index] for q in queries]
         qvecs = np.stack([embedder.embed_image(p, q.query.box) for p, q in zip(paths, queries)])
         _PLAIN[key] = PlainParis(paris_gallery, emb, embedder, queries, qvecs, ExactIndex(emb.vectors).rank_all(qvecs),
@@ -146,7 +148,20 @@ def test_method_improves_or_preserves_paris_map(method, paris):
 
 def test_evaluate_records_the_method_and_names_the_run_after_it(paris, paris_gt):
     settings = RerankSettings("dba+alpha_qe")
-    s = evaluate(paris.gallery, paris_gt, DEFAULT_CONFIG, embedder=paris.embedder, rerank=settings, **QUIET)
+    s = evaluate(paris.gallery, paris_gt, PLAIN_GEM, embedder=paris.embedder, rerank=settings, **QUIET)
     assert s["rerank"]["label"] == "dba5+aqe5a3" and s["rerank"]["extra_ms_per_query"] > 0
     assert s["run_id"].endswith("-exact-dba5-aqe5a3")
     assert s["map"] == pytest.approx(paris.rerank_map(settings))
+
+
+def test_metrics_page_filters_runs_by_method(paris, paris_gt):
+    from streamlit.testing.v1 import AppTest
+
+    run = evaluate(paris.gallery, paris_gt, PLAIN_GEM, embedder=paris.embedder,
+                   rerank=RerankSettings("aqe"), **QUIET)
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300).run()
+    at.switch_page("pages/metrics.py").run()
+    at.multiselect(key="f_rerank").set_value(["aqe5"]).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert table["run_id"].tolist() == [run["run_id"]] and table["rerank_ms"].iloc[0] >= 0
