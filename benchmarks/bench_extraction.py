@@ -4,7 +4,7 @@ backbone, on the real Paris images.
     python benchmarks/bench_extraction.py                  # 4 offline backbones, 100 images
     python benchmarks/bench_extraction.py --images 250 --backbones tf_efficientnet_lite0
 
-Per backbone, in the same process on the same images (each pipeline is timed once before and
+Embedding: ``common.BENCH_CONFIG`` (single-scale GeM) with each backbone. Per backbone, in the same process on the same images (each pipeline is timed once before and
 once after the naive loop, mirrored, and the mean is kept):
 - naive: one image at a time with default settings — ``load_image``, the PyTorch model in NCHW
   under ``torch.no_grad``, GeM, L2 — as a user would first write it;
@@ -24,13 +24,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import DEFAULT_PARIS, matmul_gflops, paris_paths, write_result
+from common import BENCH_CONFIG, DEFAULT_PARIS, matmul_gflops, paris_paths, write_result
 
 from core.backbones import create_backbone, list_backbones
 from core.config import EmbeddingConfig
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backbones", nargs="+", default=list_backbones(offline_only=True))
     p.add_argument("--images", type=int, default=100, help="Paris images per measurement (default 100)")
-    p.add_argument("--max-size", type=int, default=EmbeddingConfig.max_size)
+    p.add_argument("--max-size", type=int, default=BENCH_CONFIG.max_size)
     p.add_argument("--paris-root", type=Path, default=DEFAULT_PARIS)
     p.add_argument("--no-sweep", action="store_true", help="skip the sweep of workers × batch size")
     a = p.parse_args(argv)
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"matmul {gflops:.1f} GFLOP/s; {len(paths)} images", flush=True)
     rows, sweep, layouts = [], [], []
     for name in a.backbones:
-        cfg = EmbeddingConfig(backbone=name, max_size=a.max_size)
+        cfg = replace(BENCH_CONFIG, backbone=name, max_size=a.max_size)
         flop = gflop_per_image(cfg)
         embedders = {b: Embedder(cfg, backend=b) for b in ("torch", "openvino")}
         for e in embedders.values():

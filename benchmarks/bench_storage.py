@@ -2,8 +2,8 @@
 
     python benchmarks/bench_storage.py
 
-On the real Paris gallery (classic protocol, queries cropped by their box, the default
-embedding): the gallery vectors are stored as float32 (the cache), float16, or projected on their
+On the real Paris gallery (classic protocol, queries cropped by their box, embedding
+``common.BENCH_CONFIG``): the gallery vectors are stored as float32 (the cache), float16, or projected on their
 first d principal components (learned on the gallery itself, re-normalised; d = 192, 128, 64, 32: a 250-image gallery has at most 250 components),
 optionally also in float16; queries go through the same projection and scores are computed in
 float32. Reports bytes per vector, memory of the stored gallery, and mAP with its change from
@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common import DEFAULT_PARIS, write_result
+from common import BENCH_CONFIG, DEFAULT_PARIS, write_result
 
-from core.config import EmbeddingConfig
 from core.datasets import load_ground_truth, resolve
 from core.embed import Embedder
 from core.galleries import register_gallery
@@ -45,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--paris-root", type=Path, default=DEFAULT_PARIS)
     a = p.parse_args(argv)
-    config = EmbeddingConfig()
+    config = BENCH_CONFIG
     gallery = register_gallery("paris6k", a.paris_root / "jpg")
     emb = build_embeddings(gallery, config, progress=False, log=lambda m: None)
     res = resolve(load_ground_truth("paris6k", a.paris_root / "gt"), emb.ids)

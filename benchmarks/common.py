@@ -22,6 +22,10 @@ from core.paths import artifacts_dir  # noqa: E402
 from core.runs import machine_info, package_versions  # noqa: E402
 
 DEFAULT_PARIS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "paris6k"
+BENCH_CONFIG = EmbeddingConfig(backbone="tf_efficientnet_lite0", pooling="gem", scales=(1.0,), max_size=512)
+"""The embedding the speed benchmarks measure: single-scale GeM, pinned so that a change of the
+project's default embedding does not silently change what a committed figure means (multi-scale
+R-MAC, the default since the Paris sweep, runs the network at 3 scales: 1.75× the pixels)."""
 
 
 def bench_dir() -> Path:
@@ -50,12 +54,13 @@ def paris_paths(root: Path = DEFAULT_PARIS) -> list[str]:
 
 
 def paris_descriptors(root: Path = DEFAULT_PARIS, config: EmbeddingConfig | None = None) -> np.ndarray:
-    """Real descriptors of the Paris images (the cache of gallery ``paris6k``, built if absent)."""
+    """Real descriptors of the Paris images under ``config`` (default ``BENCH_CONFIG``; the cache of
+    gallery ``paris6k``, built if absent)."""
     from core.galleries import register_gallery
     from core.store import build_embeddings
 
     gallery = register_gallery("paris6k", Path(root) / "jpg")
-    return build_embeddings(gallery, config or EmbeddingConfig(), progress=False, log=lambda m: None).vectors
+    return build_embeddings(gallery, config or BENCH_CONFIG, progress=False, log=lambda m: None).vectors
 
 
 def derived_vectors(base: np.ndarray, n: int, dim: int, seed: int = 0, noise: float = 0.35,

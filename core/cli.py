@@ -50,7 +50,7 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("search")
     g.add_argument("--search", default="exact", choices=["exact", "annoy"], help="exact search or Annoy (default exact)")
     g.add_argument("--metric", default="cosine", choices=["cosine", "euclidean"], help="similarity (default cosine)")
-    g.add_argument("--n-trees", type=int, default=AnnoyParams.n_trees, help="Annoy trees (default 50)")
+    g.add_argument("--n-trees", type=int, default=AnnoyParams.n_trees, help=f"Annoy trees (default {AnnoyParams.n_trees})")
     g.add_argument("--search-k", type=int, default=None,
                    help="Annoy search_k (default: the smallest measured to give recall@10 >= 0.95)")
 
@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--name", required=True, help="gallery name")
     i.add_argument("--folder", help="image folder (needed the first time)")
     i.add_argument("--annoy-metric", default="angular", choices=["angular", "euclidean"])
-    i.add_argument("--n-trees", type=int, default=AnnoyParams.n_trees, help="Annoy trees (default 50)")
+    i.add_argument("--n-trees", type=int, default=AnnoyParams.n_trees, help=f"Annoy trees (default {AnnoyParams.n_trees})")
     i.add_argument("--search-k", type=int, default=None, help="Annoy search_k (default: measured for recall@10 >= 0.95)")
     i.add_argument("--no-annoy", action="store_true", help="only embed, build no Annoy index")
     i.add_argument("--engine", default="local", choices=["local", "dask"],

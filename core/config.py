@@ -85,7 +85,11 @@ class AnnoyParams:
     recall"."""
 
     metric: str = "angular"          # angular (cosine) | euclidean
-    n_trees: int = 50
+    # 25 trees: on the Pareto front of benchmarks/bench_search.py (artifacts/bench/search.json) at
+    # 1M x 512 as at 100k: at a given search_k, 50 or 100 trees found no more neighbours (1M,
+    # search_k 10000: recall@10 0.994 / 0.989 / 0.981 for 25 / 50 / 100 trees) while the index grew
+    # from 2.4 to 2.8 / 3.5 GB and took longer to build. search_k stays measured per index.
+    n_trees: int = 25
     search_k: int | None = None
 
     def __post_init__(self) -> None:

@@ -17,7 +17,7 @@ from core.pooling import pool
 
 from conftest import PARIS, require_shared
 
-CFG = EmbeddingConfig(max_size=128)
+CFG = EmbeddingConfig(pooling="gem", scales=(1.0,), max_size=128)   # what ``naive`` computes
 
 
 def paris_files(n):
@@ -76,11 +76,11 @@ def test_dask_engine_writes_the_local_cache(artifacts, tmp_path):
     for p in paris_files(6):
         shutil.copy(p, folder / p.split("/")[-1])
     (folder / "broken.jpg").write_bytes(b"not a jpeg")
-    flags = ["--max-size", "96", "--no-annoy", "--quiet"]
+    flags = ["--max-size", "96", "--pooling", "gem", "--scales", "1", "--no-annoy", "--quiet"]
     assert main(["index", "--name", "viadask", "--folder", str(folder), "--engine", "dask", "--dask-workers", "2",
                  *flags]) == 0
     assert main(["index", "--name", "local", "--folder", str(folder), *flags]) == 0
-    cfg = EmbeddingConfig(max_size=96)
+    cfg = EmbeddingConfig(pooling="gem", scales=(1.0,), max_size=96)
     remote, local = load_embeddings("viadask", cfg), load_embeddings("local", cfg)
     assert remote.ids == local.ids and len(remote.ids) == 6
     assert set(remote.failures) == set(local.failures) == {"broken.jpg"}

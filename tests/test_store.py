@@ -13,7 +13,7 @@ from core.store import CacheError, build_embeddings, cache_dir, load_embeddings
 
 from conftest import PARIS, require_shared
 
-CFG = EmbeddingConfig(max_size=96)
+CFG = EmbeddingConfig(pooling="gem", scales=(1.0,), max_size=96)
 
 
 @pytest.fixture(scope="module")
