@@ -15,6 +15,7 @@ from PIL import Image, ImageOps
 from streamlit_cropper import st_cropper
 
 from core.catalog import gallery_entries, image_id_of, queries_in_gallery
+from core.config import DEFAULT_CONFIG
 from core.datasets import Query
 from core.images import Box, ImageError, image_size
 from core.labels import LABEL_COLOURS, label_results, report
@@ -233,7 +234,8 @@ def main() -> None:
     with st.sidebar:
         pending("gallery", "gallery", list(by_name))
         entry = by_name[st.selectbox("Gallery", list(by_name), key="gallery")]
-        caches = {c["key"]: c for c in entry.indexed}
+        # the default embedding first, so that a fresh session searches with the measured default
+        caches = {c["key"]: c for c in sorted(entry.indexed, key=lambda c: c["key"] != DEFAULT_CONFIG.key())}
         if caches:
             pending("embedding", "embedding", list(caches))
             cache = caches[st.selectbox("Embedding", list(caches), key="embedding",

@@ -3,6 +3,7 @@ that tests never touch the user's artifacts/."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,17 @@ def paris_gt():
 
     require_shared()
     return load_ground_truth("paris6k", PARIS / "gt")
+
+
+def paris_images(count: int | None = None, step: int = 1) -> list[Path]:
+    """The shared Paris JPEGs, sorted; the first ``count`` of every ``step``-th."""
+    require_shared()
+    return sorted((PARIS / "jpg").glob("*.jpg"))[::step][:count]
+
+
+def copy_paris_images(folder: Path, count: int | None = None, step: int = 1) -> Path:
+    """A real photo folder for a test: copies of shared Paris images in ``folder`` (created)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for p in paris_images(count, step):
+        shutil.copy(p, folder / p.name)
+    return folder

@@ -1,7 +1,6 @@
 """One SearchEngine serves every app session: concurrent searches must give the same, independent
 results as sequential ones, and memory must stay flat over hundreds of searches."""
 import resource
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -12,17 +11,14 @@ from core.galleries import register_gallery
 from core.query import SearchEngine
 from core.store import build_embeddings
 
-from conftest import PARIS, require_shared
+from conftest import copy_paris_images
 
 CFG = EmbeddingConfig(max_size=128)
 
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
-    require_shared()
-    folder = tmp_path_factory.mktemp("concurrent")
-    for p in sorted((PARIS / "jpg").glob("*.jpg"))[::10]:
-        shutil.copy(p, folder / p.name)
+    folder = copy_paris_images(tmp_path_factory.mktemp("concurrent"), step=10)
     g = register_gallery("concurrent", folder)
     build_embeddings(g, CFG, progress=False, log=lambda m: None)
     return SearchEngine(g, CFG)

@@ -15,7 +15,7 @@ from core.embed import Embedder
 from core.galleries import duplicate_groups, list_galleries, load_gallery
 from core.store import load_embeddings
 
-from conftest import PARIS, require_shared
+from conftest import PARIS, copy_paris_images
 
 CFG = EmbeddingConfig(max_size=96)
 FLAGS = ["--max-size", "96", "--quiet"]
@@ -23,12 +23,7 @@ FLAGS = ["--max-size", "96", "--quiet"]
 
 @pytest.fixture
 def photos(tmp_path):
-    require_shared()
-    d = tmp_path / "photos"
-    d.mkdir()
-    for p in sorted((PARIS / "jpg").glob("*.jpg"))[:5]:
-        shutil.copy(p, d / p.name)
-    return d
+    return copy_paris_images(tmp_path / "photos", 5)
 
 
 def index(capsys, folder, name="photos", *extra) -> str:

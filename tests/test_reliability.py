@@ -20,20 +20,15 @@ from core.embed import Embedder
 from core.galleries import GalleryError, register_gallery
 from core.store import build_embeddings, cache_dir, load_embeddings
 
-from conftest import PARIS, REPO, require_shared
+from conftest import PARIS, REPO, copy_paris_images, paris_images, require_shared
 
 CFG = EmbeddingConfig(max_size=96)
 QUIET = dict(progress=False, log=lambda m: None)
 
 
-def _real(n):
-    require_shared()
-    return sorted((PARIS / "jpg").glob("*.jpg"))[:n]
-
-
 def _bad_files(folder):
     """Every kind of broken or odd file a photo folder meets, with whether it must be readable."""
-    good = Image.open(_real(1)[0]).convert("RGB")
+    good = Image.open(paris_images(1)[0]).convert("RGB")
     buf = io.BytesIO()
     good.save(buf, "JPEG")
     jpeg = buf.getvalue()
@@ -66,10 +61,7 @@ def _bad_files(folder):
 
 
 def test_gallery_of_broken_files_builds_and_reports_each(artifacts, tmp_path):
-    folder = tmp_path / "my photos"
-    folder.mkdir()
-    for p in _real(3):
-        shutil.copy(p, folder / p.name)
+    folder = copy_paris_images(tmp_path / "my photos", 3)
     unreadable = _bad_files(folder)
     emb = build_embeddings(register_gallery("mixed", folder), CFG, **QUIET)
     assert set(emb.failures) == unreadable
@@ -89,10 +81,7 @@ def test_gallery_paths_cannot_escape_the_folder(artifacts, tmp_path):
 
 
 def test_killed_extraction_resumes_and_never_leaves_a_broken_cache(artifacts, tmp_path):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for p in _real(16):
-        shutil.copy(p, folder / p.name)
+    folder = copy_paris_images(tmp_path / "photos", 16)
     env = dict(os.environ, CBIR_CHECKPOINT_SECONDS="0", PYTHONPATH=str(REPO))
     cmd = [sys.executable, "-m", "core", "index", "--folder", str(folder), "--name", "killme",
            "--max-size", "96", "--no-annoy", "--quiet"]
@@ -140,7 +129,7 @@ def test_bad_ground_truth_is_counted_and_evaluation_goes_on(tmp_path):
     assert "louvre_2_ok.txt: 1 duplicate" in notes
     assert "louvre_3_query.txt: expected" in notes
     assert len(gt.queries) == 54
-    ids = [p.name for p in sorted((PARIS / "jpg").glob("*.jpg"))]
+    ids = [p.name for p in paris_images()]
     with pytest.warns(UserWarning, match="skipped"):
         res = resolve(gt, ids)
     louvre2 = next(q for q in res.queries if q.query.name == "louvre_2")

@@ -11,7 +11,7 @@ from core.embed import Embedder
 from core.galleries import register_gallery
 from core.store import CacheError, build_embeddings, cache_dir, load_embeddings
 
-from conftest import PARIS, require_shared
+from conftest import copy_paris_images
 
 CFG = EmbeddingConfig(pooling="gem", scales=(1.0,), max_size=96)
 
@@ -23,12 +23,7 @@ def embedder():
 
 @pytest.fixture
 def folder(tmp_path):
-    require_shared()
-    d = tmp_path / "photos"
-    d.mkdir()
-    for p in sorted((PARIS / "jpg").glob("*.jpg"))[:6]:
-        shutil.copy(p, d / p.name)
-    return d
+    return copy_paris_images(tmp_path / "photos", 6)
 
 
 class CountingEmbedder:
