@@ -17,6 +17,7 @@ from PIL import Image
 from core.config import EmbeddingConfig
 from core.datasets import load_oxford_paris, resolve
 from core.embed import Embedder
+from core.images import ImageError
 from core.galleries import GalleryError, register_gallery
 from core.store import build_embeddings, cache_dir, load_embeddings
 
@@ -135,3 +136,23 @@ def test_bad_ground_truth_is_counted_and_evaluation_goes_on(tmp_path):
     louvre2 = next(q for q in res.queries if q.query.name == "louvre_2")
     assert len(louvre2.positives) == 39                                      # absent names not counted
     assert len(res.queries) == 11
+
+
+def test_every_bad_upload_gets_a_clear_message_and_good_ones_load(tmp_path):
+    from core.preview import check_upload
+
+    unreadable = _bad_files(tmp_path)
+    for path in sorted(tmp_path.iterdir()):
+        data = path.read_bytes()
+        if path.name in unreadable or path.suffix == ".gif":          # GIF is not an upload type
+            with pytest.raises(ImageError) as err:
+                check_upload(path.name, data, max_mb=20)
+            assert path.name in str(err.value) or "not" in str(err.value) or "bomb" in str(err.value) \
+                or "limit" in str(err.value), str(err.value)
+        else:
+            img = check_upload(path.name, data, max_mb=20)
+            assert img.mode == "RGB" and img.width >= 1
+    with pytest.raises(ImageError, match="the limit is 0.001 MB"):
+        check_upload("big.png", (tmp_path / "alpha.png").read_bytes(), max_mb=0.001)
+    with pytest.raises(ImageError, match="not supported"):
+        check_upload("../../etc/passwd", b"root:x:0:0", max_mb=20)
