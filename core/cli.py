@@ -6,7 +6,6 @@ Streamlit app only reads what it leaves in ``artifacts/``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Callable

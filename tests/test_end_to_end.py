@@ -1,10 +1,8 @@
 """End to end on the real Paris images with the real offline weights: descriptors, indexes,
 evaluation of the queries whose images are present, the run files, and the CLI."""
-import json
 from dataclasses import replace
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from core.cli import main
