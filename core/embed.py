@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .backbones import Backbone, create_backbone
 from .config import EmbeddingConfig
-from .images import Box, ImageError, image_size, load_image, to_tensor
+from .images import Box, ImageError, fit_max_size, image_size, load_image, to_tensor
 from .ov_backend import OpenVinoBackbone, openvino_available
 from .pooling import pool
 
@@ -198,11 +198,7 @@ class Embedder:
 
     def embed_pil(self, img: Image.Image) -> np.ndarray:
         """Descriptor of an already loaded (and cropped) PIL image, resized to ``max_size``."""
-        img = img.convert("RGB")
-        if max(img.size) > self.config.max_size:
-            img = img.copy()
-            img.thumbnail((self.config.max_size, self.config.max_size), Image.Resampling.BICUBIC)
-        return self.embed_tensor(to_tensor(img))
+        return self.embed_tensor(to_tensor(fit_max_size(img.convert("RGB"), self.config.max_size)))
 
     def iter_files(self, paths: Sequence[str], workers: int | None = None, desc: str = "embedding",
                    progress: bool = True, batch_size: int = GALLERY_BATCH) -> Iterator[tuple[int, np.ndarray | str]]:

@@ -116,11 +116,16 @@ def load_image(source: str | os.PathLike | IO[bytes], max_size: int | None = Non
         full_w, full_h = round(img.size[0] / scale), round(img.size[1] / scale)
         b = box_obj.clamp(full_w, full_h)
         img = img.crop(tuple(round(v * scale) for v in b.as_list()))
-    if max_size is not None and max(img.size) > max_size:
-        ratio = max_size / max(img.size)
-        img = img.resize((max(1, round(img.size[0] * ratio)), max(1, round(img.size[1] * ratio))),
-                         Image.Resampling.BICUBIC)
-    return img
+    return fit_max_size(img, max_size) if max_size is not None else img
+
+
+def fit_max_size(img: Image.Image, max_size: int) -> Image.Image:
+    """Downscale (bicubic) so that the longer side is at most ``max_size``; never upscale."""
+    if max(img.size) <= max_size:
+        return img
+    ratio = max_size / max(img.size)
+    return img.resize((max(1, round(img.size[0] * ratio)), max(1, round(img.size[1] * ratio))),
+                      Image.Resampling.BICUBIC)
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
