@@ -212,9 +212,7 @@ class Embedder:
         workers = GALLERY_WORKERS if workers is None else workers
         batches = shape_batches([planned_shape(p, self.config.max_size) for p in paths], batch_size)
         loader = DataLoader(_ImageBatches(paths, batches, self.config.max_size), batch_size=None, shuffle=False,
-                            num_workers=workers, prefetch_factor=4 if workers > 0 else None, persistent_workers=False,
-                            # never fork: this process already runs PyTorch/OpenVINO thread pools
-                            multiprocessing_context="spawn" if workers > 0 else None)
+                            num_workers=workers, prefetch_factor=4 if workers > 0 else None, persistent_workers=False)
         streams = self.threads if self._openvino(1) is not None else 1
         threads = 1 if streams > 1 else self.threads
         bar = tqdm(total=len(paths), desc=desc, unit="img", disable=not progress, dynamic_ncols=True)

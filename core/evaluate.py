@@ -114,7 +114,6 @@ def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig,
     ``run_dir`` names the run folder. ``rerank`` re-ranks the rankings before they are scored
     (``core.rerank``); its settings and extra time per query go to the summary's "rerank"."""
     settings = settings or SearchSettings()
-    embedder = embedder or Embedder(config.base())     # one network for the gallery, the queries and re-ranking
     emb = build_embeddings(gallery, config, embedder, progress=progress, log=log)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -129,6 +128,7 @@ def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig,
         raise ValueError(f"none of the {len(gt.queries)} queries of {gt.dataset} can be evaluated on gallery "
                          f"{gallery.name} ({len(emb.ids)} images)")
 
+    embedder = embedder or Embedder(config.base())
     start = time.perf_counter()
     qvecs = query_vectors(emb, res, embedder, gallery)
     query_embed_s = time.perf_counter() - start
