@@ -25,14 +25,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.browser import REPO, app_server, choose, chromium_page, search, wait_idle  # noqa: E402
-from core.atomic import write_json  # noqa: E402
+from core.cache.descriptors import build_embeddings  # noqa: E402
+from core.cache.galleries import register_gallery  # noqa: E402
 from core.config import DEFAULT_CONFIG  # noqa: E402
 from core.datasets import dataset_layout  # noqa: E402
-from core.galleries import register_gallery  # noqa: E402
+from core.evaluation.runs import machine_info, package_versions  # noqa: E402
+from core.files import write_json  # noqa: E402
 from core.paths import artifacts_dir  # noqa: E402
-from core.query import SearchEngine  # noqa: E402
-from core.runs import machine_info, package_versions  # noqa: E402
-from core.store import build_embeddings  # noqa: E402
+from core.search.engine import SearchEngine  # noqa: E402
 
 K = 10
 TIMING = re.compile(r"embed (\d+) ms · search ([\d.]+) ms")

@@ -29,13 +29,13 @@ import psutil  # noqa: E402
 
 from benchmarks.bench_app_latency import summary  # noqa: E402
 from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS, REPO, RESULTS_SHOWN, app_server  # noqa: E402
-from core.atomic import write_json  # noqa: E402
+from core.cache.descriptors import build_embeddings  # noqa: E402
+from core.cache.galleries import register_gallery  # noqa: E402
 from core.config import DEFAULT_CONFIG  # noqa: E402
 from core.datasets import dataset_layout  # noqa: E402
-from core.galleries import register_gallery  # noqa: E402
+from core.evaluation.runs import machine_info, package_versions  # noqa: E402
+from core.files import write_json  # noqa: E402
 from core.paths import artifacts_dir  # noqa: E402
-from core.runs import machine_info, package_versions  # noqa: E402
-from core.store import build_embeddings  # noqa: E402
 
 K = 10
 TIMEOUT_MS = 180_000

@@ -7,8 +7,8 @@ junk ignored, indices into the 6,322 images); the descriptors are 6,322 vectors 
 real Paris descriptors (``common.derived_vectors``, 1280-d), queries 70 more. Three ways to score
 the same full rankings, in the same run:
 - python loop: plain Python over each ranking (lists and sets, one position at a time);
-- per query: ``core.metrics.score_query`` for each query (NumPy per query);
-- all queries: ``core.metrics.score_queries`` (NumPy over the [70, 6322] matrix).
+- per query: ``core.evaluation.metrics.score_query`` for each query (NumPy per query);
+- all queries: ``core.evaluation.metrics.score_queries`` (NumPy over the [70, 6322] matrix).
 The ranking itself (``ExactIndex.rank_all``) is timed once and added to each. Repeats take the
 median. Writes ``artifacts/bench/evaluation.json``.
 """
@@ -22,12 +22,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import DEFAULT_PARIS, derived_vectors, paris_descriptors, write_result
 
-from core.metrics import TOP_KS, score_queries, score_query
-from core.revisited import load_gnd
-from core.search import ExactIndex
+from core.datasets.revisited import load_gnd
+from core.evaluation.metrics import TOP_KS, score_queries, score_query
+from core.index import ExactIndex
 
 
 def python_loop(ranking: list[int], positives: set[int], junk: set[int], ks=TOP_KS) -> dict:

@@ -30,14 +30,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from common import BENCH_CONFIG, DEFAULT_PARIS, matmul_gflops, paris_paths, write_result
 
-from core.backbones import create_backbone, list_backbones
 from core.config import EmbeddingConfig
-from core.embed import Embedder
+from core.embed.backbones import create_backbone, list_backbones
+from core.embed.embedder import Embedder
+from core.embed.pooling import pool
 from core.images import load_image, to_tensor
-from core.pooling import pool
 
 SWEEP = [(workers, batch) for workers in (0, 1) for batch in (1, 4, 8)]
 
@@ -96,7 +95,7 @@ def thread_layouts(config: EmbeddingConfig, seconds: float = 3.0) -> list[dict]:
     parallel threads (the pipeline's choice)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from core.ov_backend import OpenVinoBackbone
+    from core.embed.openvino import OpenVinoBackbone
 
     cores = torch.get_num_threads()
     x = torch.rand(1, 3, 384, 512)

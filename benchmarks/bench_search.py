@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import DEFAULT_PARIS, derived_vectors, paris_descriptors, percentiles_ms, rss_mb, write_result
 
 K = 100
@@ -72,7 +71,7 @@ def _disk_bytes(save, folder: Path) -> int:
 
 def run_exact(vectors, queries, truth, folder, args) -> list[dict]:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from core.search import ExactIndex
+    from core.index import ExactIndex
 
     start = time.perf_counter()
     index = ExactIndex(vectors)
@@ -175,7 +174,7 @@ def worker(library: str, folder: Path, args: dict) -> None:
 def make_dataset(name: str, base: np.ndarray, n_queries: int, folder: Path) -> dict:
     """Write vectors, queries and exact top-K of dataset ``name`` into ``folder``."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from core.search import ExactIndex
+    from core.index import ExactIndex
 
     n, dim = DATASETS[name]
     rng = np.random.default_rng(1)

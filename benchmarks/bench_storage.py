@@ -16,15 +16,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
 from common import BENCH_CONFIG, DEFAULT_PARIS, write_result
 
+from core.cache.descriptors import build_embeddings
+from core.cache.galleries import register_gallery
 from core.datasets import load_ground_truth, resolve
-from core.embed import Embedder
-from core.galleries import register_gallery
-from core.metrics import score_queries
-from core.search import ExactIndex
-from core.store import build_embeddings
+from core.embed.embedder import Embedder
+from core.evaluation.metrics import score_queries
+from core.index import ExactIndex
 
 PCA_DIMS = (192, 128, 64, 32)
 

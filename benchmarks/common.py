@@ -18,8 +18,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.config import EmbeddingConfig  # noqa: E402
+from core.evaluation.runs import machine_info, package_versions  # noqa: E402
 from core.paths import artifacts_dir  # noqa: E402
-from core.runs import machine_info, package_versions  # noqa: E402
 
 DEFAULT_PARIS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "paris6k"
 BENCH_CONFIG = EmbeddingConfig(backbone="tf_efficientnet_lite0", pooling="gem", scales=(1.0,), max_size=512)
@@ -56,8 +56,8 @@ def paris_paths(root: Path = DEFAULT_PARIS) -> list[str]:
 def paris_descriptors(root: Path = DEFAULT_PARIS, config: EmbeddingConfig | None = None) -> np.ndarray:
     """Real descriptors of the Paris images under ``config`` (default ``BENCH_CONFIG``; the cache of
     gallery ``paris6k``, built if absent)."""
-    from core.galleries import register_gallery
-    from core.store import build_embeddings
+    from core.cache.descriptors import build_embeddings
+    from core.cache.galleries import register_gallery
 
     gallery = register_gallery("paris6k", Path(root) / "jpg")
     return build_embeddings(gallery, config or BENCH_CONFIG, progress=False, log=lambda m: None).vectors

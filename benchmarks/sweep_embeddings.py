@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.cache.galleries import register_gallery  # noqa: E402
 from core.config import MULTI_SCALES, EmbeddingConfig  # noqa: E402
 from core.datasets import dataset_layout, load_ground_truth  # noqa: E402
-from core.evaluate import evaluate  # noqa: E402
-from core.galleries import register_gallery  # noqa: E402
+from core.evaluation.pipeline import evaluate  # noqa: E402
 from core.paths import artifacts_dir  # noqa: E402
 
 POOLINGS = ("gap", "mac", "gem", "spoc", "rmac")

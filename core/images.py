@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Sequence
+from typing import IO
 
 import numpy as np
 import torch
@@ -37,12 +38,12 @@ class Box:
     y2: float
 
     @classmethod
-    def of(cls, values: Sequence[float]) -> "Box":
+    def of(cls, values: Sequence[float]) -> Box:
         if len(values) != 4:
             raise ValueError(f"a box needs 4 numbers x1 y1 x2 y2, got {len(values)}")
         return cls(*(float(v) for v in values))
 
-    def clamp(self, width: int, height: int) -> "Box":
+    def clamp(self, width: int, height: int) -> Box:
         """Order the corners, clip to the image, round outwards to whole pixels; raise
         ``ImageError`` if nothing of the box is left inside the image."""
         x1, x2 = sorted((self.x1, self.x2))

@@ -14,20 +14,19 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from core.catalog import gallery_ground_truth, runs_table
+from core.app.catalog import gallery_ground_truth, runs_table
+from core.app.demo import DEMO_NAME, PHOTOS, TRANSFORMS, build_demo_gallery
+from core.app.labels import LABEL_COLOURS
+from core.app.preview import thumbnail
+from core.cache.descriptors import NPZ, build_embeddings, cache_dir
+from core.cache.galleries import load_gallery
 from core.config import DEFAULT_CONFIG, EmbeddingConfig
 from core.datasets import GroundTruth
-from core.demo import DEMO_NAME, PHOTOS, TRANSFORMS, build_demo_gallery
-from core.embed import Embedder
-from core.galleries import load_gallery
+from core.embed.embedder import Embedder
+from core.evaluation.runs import Run, list_runs, load_run
 from core.images import Box, load_image
-from core.labels import LABEL_COLOURS
 from core.paths import artifacts_dir
-from core.preview import thumbnail
-from core.query import SearchEngine
-from core.runs import Run, list_runs, load_run
-from core.store import NPZ, build_embeddings, cache_dir
-
+from core.search.engine import SearchEngine
 
 PENDING = "_pending"          # widget values to apply on the next run, before the widgets exist
 

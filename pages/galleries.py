@@ -7,8 +7,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.catalog import gallery_entries
-from core.galleries import delete_gallery, folder_size
+from core.app.catalog import gallery_entries
+from core.cache.galleries import delete_gallery, folder_size
 
 
 def caches_table(caches: list[dict]) -> pd.DataFrame:

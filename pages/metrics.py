@@ -6,10 +6,10 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core.catalog import ap_comparison, bench_reports, chart_columns, failure_cases, pr_curves
-from core.galleries import list_galleries
-from core.labels import LABEL_COLOURS
-from core.reports import class_results
+from core.app.catalog import ap_comparison, bench_reports, chart_columns, failure_cases, pr_curves
+from core.app.labels import LABEL_COLOURS
+from core.cache.galleries import list_galleries
+from core.evaluation.reports import class_results
 from pages.common import all_runs, artifacts_key, run, thumb_of
 
 TABS = ["Runs", "Trade-off", "Per-query AP", "PR curves", "Failures", "Classes", "Performance"]

@@ -14,18 +14,26 @@ import streamlit as st
 from PIL import Image, ImageOps
 from streamlit_cropper import st_cropper
 
-from core.catalog import gallery_entries, image_id_of, queries_in_gallery
+from core.app.catalog import gallery_entries, image_id_of, queries_in_gallery
+from core.app.labels import LABEL_COLOURS, label_results, report
+from core.app.preview import FRAME, box_from_cropper, check_upload, cropper_coords, preview
 from core.config import DEFAULT_CONFIG
 from core.datasets import Query
 from core.images import Box, ImageError, image_size
-from core.labels import LABEL_COLOURS, label_results, report
-from core.local_rerank import draw_window
-from core.preview import FRAME, box_from_cropper, check_upload, cropper_coords, preview
-from core.query import Results, SearchEngine
-from core.rerank import METHOD_NAMES, RerankSettings, rerank_results
-from core.search import IndexMismatch
-from pages.common import (PENDING, artifacts_key, build_demo_widget, build_index_widget, engine, ground_truth, image_of,
-                          thumb_of)
+from core.index import IndexMismatch
+from core.rerank.local import draw_window
+from core.rerank.methods import METHOD_NAMES, RerankSettings, rerank_results
+from core.search.engine import Results, SearchEngine
+from pages.common import (
+    PENDING,
+    artifacts_key,
+    build_demo_widget,
+    build_index_widget,
+    engine,
+    ground_truth,
+    image_of,
+    thumb_of,
+)
 
 PREVIEW = (440, 480)                   # the cropper draws on a preview at most this large (fits its column)
 COLUMNS = 3

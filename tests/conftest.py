@@ -37,7 +37,7 @@ def artifacts(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture(scope="session")
 def paris_gallery(session_artifacts):
-    from core.galleries import register_gallery
+    from core.cache.galleries import register_gallery
 
     require_shared()
     return register_gallery("paris6k", PARIS / "jpg")

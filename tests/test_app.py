@@ -10,15 +10,14 @@ import os
 from dataclasses import replace
 
 import pytest
+from conftest import PARIS, REPO
 from streamlit.testing.v1 import AppTest
 
+from core.cache.descriptors import build_embeddings
+from core.cache.galleries import register_gallery
 from core.config import DEFAULT_CONFIG
-from core.evaluate import evaluate
-from core.galleries import register_gallery
-from core.runs import load_run
-from core.store import build_embeddings
-
-from conftest import PARIS, REPO
+from core.evaluation.pipeline import evaluate
+from core.evaluation.runs import load_run
 
 TIMEOUT = 300
 QUIET = dict(progress=False, log=lambda m: None)

@@ -4,14 +4,20 @@ import math
 
 import numpy as np
 import scipy.sparse as sp
-
-from core.blcf import (InvertedFile, auto_vocabulary_size, inverse_document_frequency, kmeans,
-                       load_or_build_index, tfidf, word_counts)
-from core.config import PLAIN_GEM
-from core.featuremaps import FeatureMaps
-from core.rerank import RerankSettings
-
 from test_rerank import TOLERANCE, paris  # noqa: F401 (the shared fixture)
+
+from core.config import PLAIN_GEM
+from core.rerank.blcf import (
+    InvertedFile,
+    auto_vocabulary_size,
+    inverse_document_frequency,
+    kmeans,
+    load_or_build_index,
+    tfidf,
+    word_counts,
+)
+from core.rerank.featuremaps import FeatureMaps
+from core.rerank.methods import RerankSettings
 
 
 def test_kmeans_recovers_well_separated_centres():

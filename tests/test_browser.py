@@ -7,14 +7,13 @@ import re
 from dataclasses import replace
 
 import pytest
+from conftest import PARIS, REPO, require_shared
 
 from benchmarks.browser import CHROMIUM, app_server, choose, chromium_page, search, wait_idle, wait_rerun
+from core.cache.galleries import register_gallery
 from core.config import DEFAULT_CONFIG
 from core.datasets import load_ground_truth
-from core.evaluate import evaluate
-from core.galleries import register_gallery
-
-from conftest import PARIS, REPO, require_shared
+from core.evaluation.pipeline import evaluate
 
 SCREENS = REPO / "artifacts" / "screens"
 LANDMARKS = ("defense", "eiffel", "invalides", "louvre", "moulinrouge")

@@ -6,19 +6,28 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import PARIS
 from PIL import Image
 
-from core.catalog import (ap_comparison, bench_reports, chart_columns, gallery_ground_truth, interpolated_precision,
-                          pr_curves, queries_in_gallery, read_bench, run_row, runs_table)
+from core.app.catalog import (
+    ap_comparison,
+    bench_reports,
+    chart_columns,
+    gallery_ground_truth,
+    interpolated_precision,
+    pr_curves,
+    queries_in_gallery,
+    read_bench,
+    run_row,
+    runs_table,
+)
+from core.app.labels import complete_ranking, label_results, report
+from core.app.preview import box_from_cropper, check_upload, cropper_coords, preview, thumbnail
+from core.cache.galleries import load_gallery, register_gallery
 from core.datasets import Query
-from core.galleries import load_gallery, register_gallery
+from core.evaluation.metrics import interpolated_ap11, precision_recall, score_query
+from core.evaluation.runs import load_run, write_run
 from core.images import Box, ImageError
-from core.labels import complete_ranking, label_results, report
-from core.metrics import interpolated_ap11, precision_recall, score_query
-from core.preview import box_from_cropper, check_upload, cropper_coords, preview, thumbnail
-from core.runs import load_run, write_run
-
-from conftest import PARIS
 
 QUERY = Query(name="q_1", image="a", box=None, positives=frozenset({"a", "b", "c"}), junk=frozenset({"j"}),
               labels={"good": frozenset({"a"}), "ok": frozenset({"b", "c"}), "junk": frozenset({"j"})})

@@ -8,15 +8,15 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SHARED_DATA
 
-from core.classes import (FASHION_MNIST_CLASSES, KNN_K, class_of, class_report, confusion_long, confusion_matrix,
-                          export_fashion_mnist, knn_predict, knn_vote, load_class_folders, read_idx)
 from core.cli import main
 from core.datasets import load_ground_truth, resolve
-from core.metrics import score_query
-from core.runs import load_run
-
-from conftest import SHARED_DATA
+from core.datasets.classes import class_of, load_class_folders
+from core.datasets.exporters import FASHION_MNIST_CLASSES, export_fashion_mnist, read_idx
+from core.evaluation.knn import KNN_K, class_report, confusion_long, confusion_matrix, knn_predict, knn_vote
+from core.evaluation.metrics import score_query
+from core.evaluation.runs import load_run
 
 FMNIST = SHARED_DATA / "fashion-mnist"
 
@@ -126,9 +126,8 @@ def test_class_folder_evaluation_beats_chance(session_artifacts, tmp_path, capsy
     assert s["map"] > 2 * s["random_map"]
 
     # the metrics page shows the per-class table and the confusion heatmap of this run
-    from streamlit.testing.v1 import AppTest
-
     from conftest import REPO
+    from streamlit.testing.v1 import AppTest
     at = AppTest.from_file(str(REPO / "pages" / "metrics.py"), default_timeout=120)
     at.session_state["tab"] = "Classes"
     at.run()

@@ -5,13 +5,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-
-from core.config import EmbeddingConfig
-from core.galleries import register_gallery
-from core.query import SearchEngine
-from core.store import build_embeddings
-
 from conftest import copy_paris_images
+
+from core.cache.descriptors import build_embeddings
+from core.cache.galleries import register_gallery
+from core.config import EmbeddingConfig
+from core.search.engine import SearchEngine
 
 CFG = EmbeddingConfig(max_size=128)
 

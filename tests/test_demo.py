@@ -6,14 +6,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.catalog import gallery_ground_truth
+from core.app.catalog import gallery_ground_truth
+from core.app.demo import (
+    DEMO_NAME,
+    PHOTOS,
+    TRANSFORMS,
+    build_demo_gallery,
+    demo_ground_truth,
+    demo_root,
+    write_demo_images,
+)
+from core.app.labels import report
+from core.cache.galleries import load_gallery
 from core.config import DEFAULT_CONFIG
 from core.datasets import stem_of
-from core.demo import (DEMO_NAME, PHOTOS, TRANSFORMS, build_demo_gallery, demo_ground_truth, demo_root,
-                       write_demo_images)
-from core.galleries import load_gallery
-from core.labels import report
-from core.query import SearchEngine
+from core.search.engine import SearchEngine
 
 SMALL = replace(DEFAULT_CONFIG, max_size=256)      # same network, smaller inputs: a faster test
 

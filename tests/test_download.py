@@ -14,13 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from core import download as dl
-from core.cli import main
-from core.datasets import load_ground_truth
-from core.revisited import load_gnd
-
 from conftest import OXFORD, PARIS, require_shared
+
+from core.cli import main
+from core.datasets import download as dl
+from core.datasets import load_ground_truth
+from core.datasets.revisited import load_gnd
 
 
 class Served:

@@ -4,15 +4,14 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from conftest import PARIS
 
 from core.cli import main
 from core.config import DEFAULT_CONFIG, AnnoyParams
 from core.datasets import resolve
-from core.evaluate import SearchSettings, evaluate
-from core.metrics import score_query
-from core.runs import list_runs, load_run
-
-from conftest import PARIS
+from core.evaluation.metrics import score_query
+from core.evaluation.pipeline import SearchSettings, evaluate
+from core.evaluation.runs import list_runs, load_run
 
 QUIET = dict(progress=False, log=lambda m: None)
 

@@ -7,15 +7,14 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import PARIS, copy_paris_images
 
-import core.galleries as galleries
+import core.cache.galleries as galleries
+from core.cache.descriptors import load_embeddings
+from core.cache.galleries import duplicate_groups, list_galleries, load_gallery
 from core.cli import main
 from core.config import EmbeddingConfig
-from core.embed import Embedder
-from core.galleries import duplicate_groups, list_galleries, load_gallery
-from core.store import load_embeddings
-
-from conftest import PARIS, copy_paris_images
+from core.embed.embedder import Embedder
 
 CFG = EmbeddingConfig(max_size=96)
 FLAGS = ["--max-size", "96", "--quiet"]
@@ -89,9 +88,8 @@ def test_list_shows_size_config_and_index_parameters_then_delete(artifacts, phot
 
 
 def test_app_galleries_page_lists_and_deletes(artifacts, photos, capsys):
-    from streamlit.testing.v1 import AppTest
-
     from conftest import REPO
+    from streamlit.testing.v1 import AppTest
     index(capsys, photos, "photos", "--n-trees", "5")
     at = AppTest.from_file(str(REPO / "pages" / "galleries.py"), default_timeout=120).run()
     assert not at.exception

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.images import Box, ImageError, MAX_PIXELS, list_images, load_image
+from core.images import MAX_PIXELS, Box, ImageError, list_images, load_image
 
 
 def _jpeg(img: Image.Image, **kw) -> bytes:

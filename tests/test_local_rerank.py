@@ -3,17 +3,16 @@ planted pattern, and the method against the plain global descriptor on the real 
 with its best windows in original pixels for the app."""
 import numpy as np
 import pytest
+from conftest import REPO
 from PIL import Image
+from test_rerank import TOLERANCE, paris  # noqa: F401 (the shared fixture)
 
 from core.config import PLAIN_GEM
-from core.featuremaps import box_mask, cells_to_box
 from core.images import Box, image_size
-from core.local_rerank import best_window, draw_window, promote, region_descriptor, window_sides
-from core.query import SearchEngine
-from core.rerank import METHOD_NAMES, RerankSettings, rerank_results
-
-from conftest import REPO
-from test_rerank import TOLERANCE, paris  # noqa: F401 (the shared fixture)
+from core.rerank.featuremaps import box_mask, cells_to_box
+from core.rerank.local import best_window, draw_window, promote, region_descriptor, window_sides
+from core.rerank.methods import METHOD_NAMES, RerankSettings, rerank_results
+from core.search.engine import SearchEngine
 
 
 def test_box_mask_keeps_cells_whose_centre_is_inside_and_cells_map_back_to_pixels():
@@ -51,8 +50,8 @@ def test_window_scores_from_integral_images_equal_direct_gem():
     query /= np.linalg.norm(query)
     win = best_window(fmap, query, scales=(0.6,))                         # 3x4 windows only
     assert window_sides((5, 6), (0.6,)) == [(3, 4)]
-    direct = max(float(query @ region_descriptor(fmap[:, t:t + 3, l:l + 4], np.ones((3, 4), bool)))
-                 for t in range(3) for l in range(3))
+    direct = max(float(query @ region_descriptor(fmap[:, t:t + 3, left:left + 4], np.ones((3, 4), bool)))
+                 for t in range(3) for left in range(3))
     assert win.score == pytest.approx(direct, abs=1e-5)
 
 

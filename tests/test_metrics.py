@@ -4,8 +4,18 @@ import math
 import numpy as np
 import pytest
 
-from core.metrics import (average_precision, first_relevant_rank, interpolated_ap11, mean_average_precision,
-                          ndcg, precision_at_k, recall_at_k, relevance_vector, score_query, top_k_accuracy)
+from core.evaluation.metrics import (
+    average_precision,
+    first_relevant_rank,
+    interpolated_ap11,
+    mean_average_precision,
+    ndcg,
+    precision_at_k,
+    recall_at_k,
+    relevance_vector,
+    score_query,
+    top_k_accuracy,
+)
 
 
 def test_ap_matches_official_trapezoid_by_hand():

@@ -7,15 +7,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-from core.backbones import create_backbone
-from core.config import EmbeddingConfig
-from core.embed import Embedder, shape_batches
-from core.images import load_image, to_tensor
-from core.metrics import score_queries, score_query
-from core.pooling import pool
-
 from conftest import PARIS, require_shared
+
+from core.config import EmbeddingConfig
+from core.embed.backbones import create_backbone
+from core.embed.embedder import Embedder, shape_batches
+from core.embed.pooling import pool
+from core.evaluation.metrics import score_queries, score_query
+from core.images import load_image, to_tensor
 
 CFG = EmbeddingConfig(pooling="gem", scales=(1.0,), max_size=128)   # what ``naive`` computes
 
@@ -68,8 +67,8 @@ def test_shape_batches_never_mix_shapes():
 
 def test_dask_engine_writes_the_local_cache(artifacts, tmp_path):
     pytest.importorskip("dask.distributed")
+    from core.cache.descriptors import load_embeddings
     from core.cli import main
-    from core.store import load_embeddings
 
     folder = tmp_path / "photos"
     folder.mkdir()

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from core.pooling import gap, gem, mac, pool, rmac, rmac_regions, spoc
+from core.embed.pooling import gap, gem, mac, pool, rmac, rmac_regions, spoc
 
 
 @pytest.fixture

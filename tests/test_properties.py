@@ -3,8 +3,8 @@ import numpy as np
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from core.evaluation.metrics import score_query
 from core.images import Box, ImageError
-from core.metrics import score_query
 
 
 @st.composite

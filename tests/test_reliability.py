@@ -12,16 +12,15 @@ import time
 
 import numpy as np
 import pytest
+from conftest import PARIS, REPO, copy_paris_images, paris_images, require_shared
 from PIL import Image
 
+from core.cache.descriptors import build_embeddings, cache_dir, load_embeddings
+from core.cache.galleries import GalleryError, register_gallery
 from core.config import EmbeddingConfig
 from core.datasets import load_oxford_paris, resolve
-from core.embed import Embedder
+from core.embed.embedder import Embedder
 from core.images import ImageError
-from core.galleries import GalleryError, register_gallery
-from core.store import build_embeddings, cache_dir, load_embeddings
-
-from conftest import PARIS, REPO, copy_paris_images, paris_images, require_shared
 
 CFG = EmbeddingConfig(max_size=96)
 QUIET = dict(progress=False, log=lambda m: None)
@@ -44,7 +43,7 @@ def _bad_files(folder):
     readable = {
         "alpha.png": good.convert("RGBA"),
         "palette.png": good.convert("P"),
-        "sixteen.png": Image.fromarray((np.asarray(good.convert("L"), np.uint16) * 257)),
+        "sixteen.png": Image.fromarray(np.asarray(good.convert("L"), np.uint16) * 257),
         "cmyk.jpg": good.convert("CMYK"),
         "grey.jpg": good.convert("L"),
         "one pixel ü.png": Image.new("RGB", (1, 1), (200, 10, 10)),
@@ -139,7 +138,7 @@ def test_bad_ground_truth_is_counted_and_evaluation_goes_on(tmp_path):
 
 
 def test_every_bad_upload_gets_a_clear_message_and_good_ones_load(tmp_path):
-    from core.preview import check_upload
+    from core.app.preview import check_upload
 
     unreadable = _bad_files(tmp_path)
     for path in sorted(tmp_path.iterdir()):

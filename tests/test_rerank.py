@@ -5,21 +5,29 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from conftest import REPO
 
+from core.cache.descriptors import Embeddings, build_embeddings
+from core.cache.galleries import Gallery
 from core.config import PLAIN_GEM
 from core.datasets import ResolvedQuery, resolve
-from core.embed import Embedder
-from core.evaluate import evaluate
-from core.featuremaps import gallery_feature_maps
-from core.galleries import Gallery
-from core.metrics import score_query
+from core.embed.embedder import Embedder
+from core.evaluation.metrics import score_query
+from core.evaluation.pipeline import evaluate
+from core.index import ExactIndex
 from core.paths import artifacts_dir
-from core.rerank import (RegionQuery, RerankSettings, database_augmentation, diffusion_scores, knn_affinity,
-                         query_expansion, rank_by_scores, rerank_rankings, weighted_neighbour_mean)
-from core.search import ExactIndex
-from core.store import Embeddings, build_embeddings
-
-from conftest import REPO
+from core.rerank.featuremaps import gallery_feature_maps
+from core.rerank.methods import (
+    RegionQuery,
+    RerankSettings,
+    database_augmentation,
+    diffusion_scores,
+    knn_affinity,
+    query_expansion,
+    rank_by_scores,
+    rerank_rankings,
+    weighted_neighbour_mean,
+)
 
 QUIET = dict(progress=False, log=lambda m: None)
 # Half an mAP point: on 12 queries with 30-50 positives each, one positive swapping places with a

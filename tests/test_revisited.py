@@ -10,15 +10,15 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import OXFORD, PARIS, SHARED_DATA, require_shared
 
 from core.cli import main
 from core.datasets import load_ground_truth, resolve
-from core.holidays import holidays_from_mat, holidays_from_names, load_holidays
+from core.datasets.holidays import holidays_from_mat, holidays_from_names, load_holidays
+from core.datasets.revisited import UnsafePickle, load_gnd, protocol_sets
+from core.evaluation.metrics import revisitop_precision_at_k
+from core.evaluation.runs import load_run
 from core.images import list_images
-from core.revisited import UnsafePickle, load_gnd, protocol_sets, revisitop_precision_at_k
-from core.runs import load_run
-
-from conftest import OXFORD, PARIS, SHARED_DATA, require_shared
 
 RPARIS_PRESENT = [4, 5, 8, 12, 15, 16, 17, 18, 19, 22, 25, 55]      # README: queries whose image is shipped
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core.config import AnnoyParams, EmbeddingConfig
-from core.search import AnnoyIndex, ExactIndex, IndexMismatch, recall_at
+from core.index import AnnoyIndex, ExactIndex, IndexMismatch, recall_at
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_annoy_scores_match_exact_scores(tmp_path, vectors, metric):
     for row in range(4):
         np.testing.assert_allclose(scores[row], exact[row, idx[row]], atol=1e-4)
     assert ann.meta["recall@10"] >= 0.95 and ann.meta["recall_target_met"]
-    assert (tmp_path / "annoy-{}-20.json".format(params.metric)).exists()
+    assert (tmp_path / f"annoy-{params.metric}-20.json").exists()
 
 
 def test_annoy_refuses_other_config_dimension_or_images(tmp_path, vectors):

@@ -2,13 +2,12 @@
 Paris queries against the plain global descriptor."""
 import numpy as np
 import pytest
-
-from core.images import Box
-from core.rerank import RerankSettings
-from core.spatial import count_inliers, extract, verified_order
-
 from conftest import PARIS
 from test_rerank import TOLERANCE, paris  # noqa: F401 (the shared fixture)
+
+from core.images import Box
+from core.rerank.methods import RerankSettings
+from core.rerank.spatial import count_inliers, extract, verified_order
 
 MIN_INLIERS = RerankSettings().min_inliers
 

@@ -4,14 +4,13 @@ import shutil
 
 import numpy as np
 import pytest
-
-import core.store as store
-from core.config import EmbeddingConfig
-from core.embed import Embedder
-from core.galleries import register_gallery
-from core.store import CacheError, build_embeddings, cache_dir, load_embeddings
-
 from conftest import copy_paris_images
+
+import core.cache.descriptors as store
+from core.cache.descriptors import CacheError, build_embeddings, cache_dir, load_embeddings
+from core.cache.galleries import register_gallery
+from core.config import EmbeddingConfig
+from core.embed.embedder import Embedder
 
 CFG = EmbeddingConfig(pooling="gem", scales=(1.0,), max_size=96)
 

@@ -1,0 +1,75 @@
+"""Images as the app shows them: small framed thumbnails, checked uploads, and boxes converted
+between a downscaled preview (what the cropper draws on) and original pixels (what is embedded).
+
+Thumbnails are decoded with ``Image.draft`` (JPEG at 1/2 to 1/8 scale), so a results grid costs
+a few milliseconds per image instead of a full decode of each photo.
+"""
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from core.images import Box, ImageError, load_image
+
+UPLOAD_TYPES: tuple[str, ...] = ("jpg", "jpeg", "png", "webp", "bmp")
+FRAME = 6                             # frame width in pixels of a labelled thumbnail
+BACKGROUND = (240, 242, 246)          # behind square thumbnails: the app's secondary background
+
+
+def thumbnail(path: str | os.PathLike, max_side: int = 240, colour: str | None = None,
+              box: Box | None = None, square: bool = False) -> bytes:
+    """JPEG bytes of the image (cropped to ``box`` in original pixels when given), longer side at
+    most ``max_side``, centred on a light square of that side when ``square`` (so that a grid of
+    them lines up), framed in ``colour`` when given."""
+    img = load_image(path, max_side, box)
+    if square:
+        canvas = Image.new("RGB", (max_side, max_side), BACKGROUND)
+        canvas.paste(img, ((max_side - img.width) // 2, (max_side - img.height) // 2))
+        img = canvas
+    if colour is not None:
+        img = ImageOps.expand(img, border=FRAME, fill=colour)
+    out = io.BytesIO()
+    img.save(out, format="JPEG", quality=85)
+    return out.getvalue()
+
+
+def check_upload(name: str, data: bytes, max_mb: float) -> Image.Image:
+    """The uploaded image as RGB, or ``ImageError`` saying what is wrong with the file: its type
+    (only jpg, png, webp, bmp), its size (over ``max_mb`` megabytes) or its content."""
+    ext = Path(name).suffix.lower().lstrip(".")
+    if ext not in UPLOAD_TYPES:
+        raise ImageError(f"{name}: .{ext or '?'} files are not supported; upload a JPEG, PNG, WebP or BMP image")
+    if len(data) > max_mb * 1024 * 1024:
+        raise ImageError(f"{name} is {len(data) / 1024 / 1024:.1f} MB; the limit is {max_mb:g} MB")
+    if not data:
+        raise ImageError(f"{name} is empty")
+    return load_image(io.BytesIO(data))
+
+
+def preview(img: Image.Image, max_width: int, max_height: int) -> tuple[Image.Image, float]:
+    """A copy that fits in ``max_width`` × ``max_height``, and the factor from preview to
+    original pixels (>= 1)."""
+    scale = max(1.0, img.width / max_width, img.height / max_height)
+    if scale == 1.0:
+        return img, 1.0
+    small = img.resize((max(1, round(img.width / scale)), max(1, round(img.height / scale))),
+                       Image.Resampling.BILINEAR)
+    return small, img.width / small.width
+
+
+def box_from_cropper(rect: Mapping[str, float], scale: float, size: tuple[int, int]) -> Box:
+    """The cropper's ``{left, top, width, height}`` (preview pixels) as a box in original pixels,
+    clipped to the original ``size``."""
+    x1, y1 = rect["left"] * scale, rect["top"] * scale
+    box = Box(x1, y1, x1 + rect["width"] * scale, y1 + rect["height"] * scale)
+    return box.clamp(*size)
+
+
+def cropper_coords(box: Box, scale: float) -> tuple[int, int, int, int]:
+    """A box in original pixels as ``st_cropper``'s ``default_coords`` (x left, x right, y top,
+    y bottom) in preview pixels."""
+    return (round(box.x1 / scale), round(box.x2 / scale), round(box.y1 / scale), round(box.y2 / scale))

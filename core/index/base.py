@@ -1,0 +1,59 @@
+"""What every index backend shares: metrics and their names in each library, the result of a
+search, and the error raised for an index that belongs to other descriptors.
+
+Scores are cosine similarity (metric "cosine", higher is better) or Euclidean distance
+(metric "euclidean", lower is better), never a library's raw distance.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+METRICS = ("cosine", "euclidean")
+ANNOY_METRIC = {"cosine": "angular", "euclidean": "euclidean"}
+METRIC_OF_ANNOY = {v: k for k, v in ANNOY_METRIC.items()}
+
+
+class IndexMismatch(RuntimeError):
+    """An index built from other descriptors than the ones asked for. ``stale`` is True when only
+    the gallery's images changed (same config and dimension): rebuilding from the cache is safe."""
+
+    def __init__(self, message: str, stale: bool = False) -> None:
+        super().__init__(message)
+        self.stale = stale
+
+
+def check_metric(metric: str) -> str:
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    return metric
+
+
+def higher_is_better(metric: str) -> bool:
+    """Cosine similarities rank high first, Euclidean distances low first."""
+    return check_metric(metric) == "cosine"
+
+
+@dataclass(frozen=True)
+class Result:
+    """One ranked gallery image."""
+
+    rank: int              # 1-based
+    index: int             # row in the gallery's descriptors
+    image_id: str
+    score: float           # cosine similarity (higher is better) or Euclidean distance (lower is better)
+
+
+def results_of(indices: np.ndarray, scores: np.ndarray, ids: list[str]) -> list[Result]:
+    """``Result`` list from one row of indices and scores (rows padded with -1 are cut)."""
+    return [Result(r + 1, int(i), ids[int(i)], float(s)) for r, (i, s) in enumerate(zip(indices, scores)) if i >= 0]
+
+
+class Index(Protocol):
+    """The one call every backend answers: top-``k`` [q, k] indices and scores, best first."""
+
+    metric: str
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...

@@ -1,0 +1,108 @@
+"""Local re-ranking of the top-N by sliding windows over feature maps (as in the re-ranking
+step of Mohedano et al. 2016 and R-MAC's region search, Tolias et al. 2016).
+
+A global descriptor pools the whole image, so a landmark filling a quarter of a photo is
+diluted by everything around it. Here each top-N image is scored by its best window instead:
+windows of several sizes slide over its feature map with a stride of one cell, each is GeM-pooled
+and compared (cosine) with the GeM of the query region, and the top-N is re-ordered by the best
+window's score. GeM of any window is read from an integral image of x^p in four look-ups, so
+all windows of all sizes of a map cost about one pass over it.
+
+The best window is returned in the image's original pixels, for the app to draw.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from core.images import Box
+from core.rerank.featuremaps import cells_to_box
+
+EPS = 1e-6
+GEM_P = 3.0
+
+
+def region_descriptor(fmap: np.ndarray, mask: np.ndarray, p: float = GEM_P) -> np.ndarray:
+    """L2-normalised GeM [C] of the cells of ``fmap`` [C, h, w] where ``mask`` [h, w] is True."""
+    cells = np.clip(fmap[:, mask], EPS, None).astype(np.float64)
+    vec = np.mean(cells ** p, axis=1) ** (1.0 / p)
+    return (vec / max(np.linalg.norm(vec), 1e-12)).astype(np.float32)
+
+
+def integral_power(fmap: np.ndarray, p: float = GEM_P) -> np.ndarray:
+    """[h+1, w+1, C] integral image of max(x, EPS)^p of a [C, h, w] map, channels last so that
+    window sums are contiguous (float64: window sums are differences of large cumulative sums)."""
+    c, h, w = fmap.shape
+    x = np.clip(fmap, EPS, None).transpose(1, 2, 0).astype(np.float64)
+    out = np.zeros((h + 1, w + 1, c), np.float64)
+    out[1:, 1:] = (x * x * x if p == 3.0 else x ** p).cumsum(0).cumsum(1)
+    return out
+
+
+def window_sides(shape: tuple[int, int], scales: Sequence[float]) -> list[tuple[int, int]]:
+    """Distinct window (height, width) in cells: every pair of ``scales`` fractions of the map
+    height and width, at least one cell."""
+    h, w = shape
+    sides = {(max(1, round(a * h)), max(1, round(b * w))) for a in scales for b in scales}
+    return sorted(sides, reverse=True)
+
+
+@dataclass(frozen=True)
+class Window:
+    score: float           # cosine of the window's GeM with the query region's
+    top: int               # in map cells
+    left: int
+    height: int
+    width: int
+
+
+def best_window(fmap: np.ndarray, query: np.ndarray, scales: Sequence[float], p: float = GEM_P) -> Window:
+    """The window of ``fmap`` [C, h, w] whose GeM is closest (cosine) to ``query`` [C]."""
+    integral = integral_power(fmap, p)
+    best = Window(-np.inf, 0, 0, *fmap.shape[1:])
+    for a, b in window_sides(fmap.shape[1:], scales):
+        sums = integral[a:, b:] - integral[:-a, b:] - integral[a:, :-b] + integral[:-a, :-b]
+        mean = np.maximum(sums, 0.0).astype(np.float32) / (a * b)      # differences in float64, then float32
+        gem = np.cbrt(mean) if p == 3.0 else mean ** np.float32(1.0 / p)  # [h-a+1, w-b+1, C]
+        cos = (gem @ query) / np.maximum(np.linalg.norm(gem, axis=2), 1e-12)
+        y, x = np.unravel_index(int(np.argmax(cos)), cos.shape)
+        if cos[y, x] > best.score:
+            best = Window(float(cos[y, x]), int(y), int(x), a, b)
+    return best
+
+
+def promote(row: np.ndarray, top_n: int, scores: np.ndarray) -> np.ndarray:
+    """One ranking with its first ``top_n`` reordered by ``scores`` [top_n] (higher first, stable
+    on ties) and the tail unchanged."""
+    head = row[:top_n]
+    return np.concatenate([head[np.argsort(-np.asarray(scores), kind="stable")], row[top_n:]]).astype(row.dtype)
+
+
+def local_rerank(row: np.ndarray, query: np.ndarray,
+                 map_of: Callable[[int], tuple[np.ndarray, tuple[int, int]]], top_n: int,
+                 scales: Sequence[float], p: float = GEM_P) -> tuple[np.ndarray, dict[int, tuple[float, Box]]]:
+    """Re-rank the first ``top_n`` of one ranking ``row`` by best-window score against the query
+    region descriptor ``query`` [C]. ``map_of(i)`` gives gallery image i's map [C, h, w] and
+    original (width, height). Returns the new row and, per re-ranked image, its score and best
+    window in original pixels."""
+    head = row[:top_n]
+    found: dict[int, tuple[float, Box]] = {}
+    for i in head:
+        fmap, size = map_of(int(i))
+        win = best_window(fmap, query, scales, p)
+        found[int(i)] = (win.score, cells_to_box(win.top, win.left, win.height, win.width, fmap.shape[1:], size))
+    return promote(row, top_n, np.array([found[int(i)][0] for i in head])), found
+
+
+def draw_window(img: Image.Image, window: Box, original_size: tuple[int, int], colour: str = "#ffd400",
+                width: int = 3) -> Image.Image:
+    """Copy of ``img`` (the original image at any scale) with ``window`` (original pixels)
+    outlined, for the search page to show where a result matched the query region."""
+    sx, sy = img.width / original_size[0], img.height / original_size[1]
+    out = img.convert("RGB")
+    ImageDraw.Draw(out).rectangle([window.x1 * sx, window.y1 * sy, max(window.x1 * sx, window.x2 * sx - 1),
+                                   max(window.y1 * sy, window.y2 * sy - 1)], outline=colour, width=width)
+    return out
