@@ -13,13 +13,11 @@ A gallery that holds them anyway, such as the 250-image folder in ``../shared/da
 downloaded ``jpg/`` folder, must not score them, so every query image is junk for every query:
 the database of the protocol is then exactly the gallery images listed in ``imlist``.
 
-Pickles from the internet can run code when loaded; ``load_gnd`` reads them with an unpickler
-that only rebuilds builtin containers and numpy arrays, never ``pickle.load``.
+Pickles from the internet can run code when loaded; ``load_gnd`` reads them with the restricted
+unpickler of ``core.datasets.safepickle``, never ``pickle.load``.
 """
 from __future__ import annotations
 
-import codecs
-import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,39 +25,14 @@ from typing import Any
 
 import numpy as np
 import scipy.io
-from numpy._core import multiarray, numeric
 
+from core.datasets.safepickle import safe_load
 from core.datasets.types import GroundTruth, Query
 from core.images import Box
 
 REVISITED: tuple[str, ...] = ("roxford5k", "rparis6k")
 PROTOCOLS: tuple[str, ...] = ("easy", "medium", "hard")
 DEFAULT_PROTOCOL = "medium"
-
-_SAFE_GLOBALS: dict[tuple[str, str], Any] = {
-    **{(f"numpy.{core}.multiarray", name): getattr(multiarray, name)
-       for core in ("core", "_core") for name in ("_reconstruct", "scalar")},
-    **{(f"numpy.{core}.numeric", "_frombuffer"): numeric._frombuffer for core in ("core", "_core")},   # protocol 5
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    ("_codecs", "encode"): codecs.encode,                    # bytes in protocol-2 pickles
-    **{(module, t.__name__): t for module in ("builtins", "__builtin__")       # __builtin__: protocol 2
-       for t in (set, frozenset, bytes, bytearray)},
-}
-
-
-class UnsafePickle(pickle.UnpicklingError):
-    """A ground-truth pickle that asks for anything but containers and numpy arrays."""
-
-
-class _GroundTruthUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return _SAFE_GLOBALS[(module, name)]
-        except KeyError:
-            raise UnsafePickle(f"refused to load {module}.{name}: a ground-truth pickle holds only lists, "
-                               f"dicts and numpy arrays") from None
-
 
 @dataclass(frozen=True)
 class RevisitedGnd:
@@ -84,7 +57,7 @@ def _box(value: Any) -> list[float] | None:
 
 def _from_pickle(path: Path) -> RevisitedGnd:
     with open(path, "rb") as fh:
-        data = _GroundTruthUnpickler(fh).load()
+        data = safe_load(fh)
     gnd = data["gnd"]
     return RevisitedGnd(imlist=[str(s) for s in data["imlist"]], qimlist=[str(s) for s in data["qimlist"]],
                         easy=[_ints(g["easy"], 0) for g in gnd], hard=[_ints(g["hard"], 0) for g in gnd],

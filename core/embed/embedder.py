@@ -1,4 +1,5 @@
-"""Descriptor extraction: a backbone, a pooling and a set of scales turn an image into one
+"""Descriptor extraction: a backbone, a pooling (or another descriptor layer: the network's
+penultimate layer, a trained embedding head) and a set of scales turn an image into one
 L2-normalised vector.
 
 ``Embedder`` holds the network (built once) and embeds single images (queries) or whole file
@@ -27,7 +28,6 @@ from tqdm.auto import tqdm
 from core.config import EmbeddingConfig
 from core.embed.backbones import Backbone, create_backbone
 from core.embed.openvino import OpenVinoBackbone, openvino_available
-from core.embed.pooling import pool
 from core.images import Box, ImageError, fit_max_size, image_size, load_image, to_tensor
 
 MIN_SIDE = 32          # smaller scaled inputs are padded up to this side
@@ -131,6 +131,7 @@ class Embedder:
         torch.set_num_threads(self.threads)
         self.config = config
         self.backbone: Backbone = create_backbone(config.backbone, config.weights)
+        self.backbone.check_layer(config.layer)
         self.backbone = self.backbone.to(memory_format=torch.channels_last)
         backend = backend or default_backend()
         if backend not in BACKENDS:
@@ -158,7 +159,8 @@ class Embedder:
     @property
     def dim(self) -> int:
         if self._dim is None:
-            self._dim = int(self.embed_tensor(torch.rand(3, 64, 64)).shape[0])
+            side = max(64, self.backbone.spec.min_side)
+            self._dim = int(self.embed_tensor(torch.rand(3, side, side)).shape[0])
         return self._dim
 
     @torch.inference_mode()
@@ -173,18 +175,19 @@ class Embedder:
         """[B, 3, H, W] images in [0, 1] → [B, dim] L2-normalised float32 descriptors, averaged over
         scales. ``threads``: cores of one OpenVINO inference (default all of the embedder's)."""
         cfg, patch = self.config, self.backbone.spec.patch_size
+        min_side = max(MIN_SIDE, self.backbone.spec.min_side)
         ov_model = self._openvino(threads or self.threads)
         total = None
         h, w = rgb01.shape[2:]
         for scale in cfg.scales:
-            size = (max(MIN_SIDE, round(h * scale)), max(MIN_SIDE, round(w * scale)))
+            size = (max(min_side, round(h * scale)), max(min_side, round(w * scale)))
             if patch > 1:
                 size = tuple(max(patch, round(s / patch) * patch) for s in size)
             x = rgb01
             if size != (h, w):
                 x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
             fmap = ov_model(x) if ov_model is not None else self.backbone(x.contiguous(memory_format=torch.channels_last))
-            vec = F.normalize(pool(fmap.float(), cfg.pooling, cfg.gem_p), dim=1)
+            vec = F.normalize(self.backbone.describe(fmap.float(), cfg.layer, cfg.pooling, cfg.gem_p), dim=1)
             total = vec if total is None else total + vec
         return F.normalize(total, dim=1).numpy().astype(np.float32)
 

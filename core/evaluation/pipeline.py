@@ -6,6 +6,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,7 @@ import pandas as pd
 from core.cache.descriptors import Embeddings, build_embeddings
 from core.cache.galleries import Gallery
 from core.config import AnnoyParams, EmbeddingConfig
-from core.datasets import DATASET_PROTOCOLS, GroundTruth, Resolution, resolve
+from core.datasets import DATASET_PROTOCOLS, GroundTruth, Resolution, ResolvedQuery, resolve
 from core.embed.embedder import Embedder
 from core.evaluation.metrics import TOP_KS, QueryScores, score_query
 from core.evaluation.reports import protocol_report
@@ -94,6 +95,25 @@ def query_vectors(emb: Embeddings, res: Resolution, embedder: Embedder, gallery:
     return out
 
 
+def folder_query_vectors(emb: Embeddings, res: Resolution, embedder: Embedder, root: Path, progress: bool = True,
+                         log: Callable[[str], None] = print) -> tuple[np.ndarray, Resolution]:
+    """Descriptors of queries from a separate query folder (whitened like the gallery), and the
+    resolution without the queries whose image could not be read (counted as skipped)."""
+    names = [rq.query.name for rq in res.queries]
+    got = embedder.embed_files([str(root / n) for n in names], ids=names, progress=progress)
+    for name, reason in got.failures.items():
+        log(f"warning: query {name} skipped: {reason}")
+    kept = set(got.ids)
+    res = Resolution([rq for rq in res.queries if rq.query.name in kept], res.skipped + sorted(got.failures),
+                     res.no_positives)
+    vectors = emb.whitening.apply(got.vectors) if emb.whitening is not None else got.vectors
+    return vectors, res
+
+
+def _query_path(rq: ResolvedQuery, gt: GroundTruth, gallery: Gallery, ids: list[str]) -> Path:
+    return gt.query_root / rq.query.name if rq.image_index is None else gallery.root / ids[rq.image_index]
+
+
 def _row(rq, s: QueryScores, ks) -> dict:
     q = rq.query
     row = {"query": q.name, "group": q.group, "image": q.image,
@@ -130,12 +150,15 @@ def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig,
 
     embedder = embedder or Embedder(config.base())
     start = time.perf_counter()
-    qvecs = query_vectors(emb, res, embedder, gallery)
+    if gt.query_root is not None:
+        qvecs, res = folder_query_vectors(emb, res, embedder, gt.query_root, progress, log)
+    else:
+        qvecs = query_vectors(emb, res, embedder, gallery)
     query_embed_s = time.perf_counter() - start
 
     ranking, info = rank_gallery(emb, qvecs, settings)
     rerank = rerank or RerankSettings()
-    regions = [RegionQuery(gallery.root / emb.ids[rq.image_index], rq.query.box) for rq in res.queries]
+    regions = [RegionQuery(_query_path(rq, gt, gallery, emb.ids), rq.query.box) for rq in res.queries]
     reranked = rerank_rankings(rerank, ranking, qvecs, emb, gallery, embedder, regions, progress=progress, log=log)
     ranking = reranked.ranking
     scores = [score_query(r, rq.positives, rq.junk, ks) for r, rq in zip(ranking, res.queries)]
@@ -163,7 +186,7 @@ def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig,
         "index_build_seconds": info.get("index_build_seconds"),
         "query_embed_ms": query_embed_s / nq * 1000, "query_search_ms": info["search_seconds"] / nq * 1000,
         "mean_query_ms": (query_embed_s + info["search_seconds"]) / nq * 1000,
-        "queries_from_cache": sum(rq.query.box is None for rq in res.queries),
+        "queries_from_cache": sum(rq.query.box is None and rq.image_index is not None for rq in res.queries),
         "index": info, "rerank": reranked.info, "ground_truth_notes": gt.notes,
         **report.summary,
         "versions": package_versions(), "machine": machine_info(),
