@@ -16,6 +16,7 @@ from streamlit_cropper import st_cropper
 
 from core.app.catalog import gallery_entries, image_id_of, queries_in_gallery
 from core.app.labels import LABEL_COLOURS, label_results, report
+from core.app.models import trained_configs
 from core.app.preview import FRAME, box_from_cropper, check_upload, cropper_coords, preview
 from core.config import DEFAULT_CONFIG
 from core.datasets import Query
@@ -257,6 +258,11 @@ def main() -> None:
         rerank = st.selectbox("Re-ranking", list(METHOD_NAMES), format_func=METHOD_NAMES.get, key="rerank",
                               help="core/rerank.py, over exact cosine search. Local windows draw the best "
                                    "window on each result; the metrics page compares the methods' runs.")
+        trained = {n: c for n, c in trained_configs().items() if c.key() not in caches}
+        if trained:
+            with st.expander("Trained models"):
+                for model, config in trained.items():
+                    build_index_widget(entry.gallery.name, config, key=f"build-{model}")
         if "demo" not in by_name:
             with st.expander("Demo gallery"):
                 build_demo_widget(primary=False)

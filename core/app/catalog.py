@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from core.app.labels import label_results
+from core.app.models import model_of_run
 from core.cache.descriptors import gallery_caches
 from core.cache.galleries import Gallery, GalleryError, list_galleries, load_gallery
 from core.datasets import LOADERS, GroundTruth, Query, dataset_layout, load_ground_truth, load_oxford_paris, stem_of
@@ -114,6 +115,7 @@ def run_row(summary: dict) -> dict[str, Any]:
         "images_per_s": summary.get("images_per_second"), "query_ms": summary.get("mean_query_ms"),
         "n_images": summary.get("n_images"), "n_queries": summary.get("n_queries"),
         "embedding_key": summary.get("embedding_key"), "label": summary.get("embedding_label"),
+        "model": model_of_run(cfg),
     }
 
 

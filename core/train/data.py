@@ -110,10 +110,10 @@ class Augmentation:
         return v2.Compose(steps)
 
 
-def square(img: Image.Image, size: int) -> torch.Tensor:
+def square(img: Image.Image, size: int) -> Image.Image:
     """The whole image resized to ``size``×``size`` (the aspect ratio is not kept, so nothing is
-    cut off), as a [3, size, size] tensor in [0, 1]."""
-    return to_tensor(img.resize((size, size), Image.Resampling.BICUBIC))
+    cut off)."""
+    return img.resize((size, size), Image.Resampling.BICUBIC)
 
 
 def view_seed(seed: int, image: int, view: int) -> int:
@@ -122,14 +122,15 @@ def view_seed(seed: int, image: int, view: int) -> int:
 
 def load_view(path: str | Path, size: int, view: int, seed: int, image: int,
               augmentation: Augmentation | None) -> torch.Tensor:
-    """View ``view`` of an image as a [3, size, size] tensor: view 0 is the plain image, views
-    1.. are augmented, each reproducibly (its own seed)."""
-    x = square(load_image(path, LOAD_SIDE), size)
+    """View ``view`` of an image as a [3, size, size] tensor in [0, 1]: view 0 is the plain
+    image, views 1.. are augmented, each reproducibly (its own seed). Augmentation works on the
+    PIL image: a hundred times faster than on tensors."""
+    img = square(load_image(path, LOAD_SIDE), size)
     if view == 0 or augmentation is None:
-        return x
+        return to_tensor(img)
     state = torch.random.get_rng_state()
     try:
         torch.manual_seed(view_seed(seed, image, view))
-        return augmentation.transform()(x).clamp(0.0, 1.0)
+        return to_tensor(augmentation.transform()(img))
     finally:
         torch.random.set_rng_state(state)

@@ -107,7 +107,8 @@ def shuffled_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[
     order = rng.permutation(n)
     batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
     if len(batches) > 1 and len(batches[-1]) == 1:
-        batches[-2] = np.concatenate([batches[-2], batches.pop()])
+        last = batches.pop()
+        batches[-1] = np.concatenate([batches[-1], last])
     return batches
 
 
@@ -122,7 +123,8 @@ def balanced_batches(labels: np.ndarray, batch_size: int, per_class: int, rng: n
     per_batch = max(2, batch_size // per_class)
     batches = [np.concatenate([chunks[j] for j in order[i:i + per_batch]]) for i in range(0, len(order), per_batch)]
     if len(batches) > 1 and len(np.unique(labels[batches[-1]])) < 2:
-        batches[-2] = np.concatenate([batches[-2], batches.pop()])
+        last = batches.pop()
+        batches[-1] = np.concatenate([batches[-1], last])
     return batches
 
 
