@@ -19,7 +19,7 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from core.datasets.classes import class_of
-from core.images import list_images, load_image, to_tensor
+from core.images import image_size, list_images, load_image, to_tensor
 
 LOAD_SIDE = 512               # images are decoded at most this large before they are augmented
 
@@ -114,6 +114,14 @@ def square(img: Image.Image, size: int) -> Image.Image:
     """The whole image resized to ``size``×``size`` (the aspect ratio is not kept, so nothing is
     cut off)."""
     return img.resize((size, size), Image.Resampling.BICUBIC)
+
+
+def view_side(data: LabelledImages, positions: list[int], largest: int) -> int:
+    """Side of the square training views: ``largest``, or the median longer side of the images
+    when they are smaller (Fashion-MNIST's 64 px are not blown up to 224 for training and then
+    searched at 64)."""
+    sides = [max(image_size(data.path(i))) for i in positions]
+    return int(min(largest, max(32, np.median(sides)))) if sides else largest
 
 
 def view_seed(seed: int, image: int, view: int) -> int:

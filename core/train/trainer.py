@@ -33,12 +33,12 @@ from tqdm.auto import tqdm
 
 from core.cache.galleries import check_name
 from core.config import DEFAULT_CONFIG
-from core.embed.backbones import create_backbone
+from core.embed.backbones import Backbone, create_backbone
 from core.embed.heads import EmbeddingHead, HeadConfig
 from core.embed.trained import MODEL_FILE, ModelCard, read_card
 from core.paths import models_dir
 from core.train.checkpoint import export_model, load_state, save_state
-from core.train.data import Augmentation, fingerprint, load_labelled, stratified_split
+from core.train.data import Augmentation, fingerprint, load_labelled, stratified_split, view_side
 from core.train.losses import LOSSES, create_loss
 from core.train.trunk import FeatureCache, TrunkSplit, cache_features
 
@@ -94,9 +94,13 @@ class TrainSettings:
 
 @dataclass
 class TrainResult:
+    """The written model, its card, the epochs done before this call (0: a fresh run), and the
+    trained network in eval mode (None when the model was already trained)."""
+
     model_path: Path
     card: ModelCard
-    resumed_from: int             # epochs already done when this call started (0: a fresh run)
+    resumed_from: int
+    backbone: Backbone | None = None
 
 
 # ---------------------------------------------------------------- batches
@@ -146,9 +150,9 @@ class _Trainable(nn.Module):
         return self.head(self.top(maps))
 
 
-def _cache_key(settings: TrainSettings, fp: str, positions: list[int], split: TrunkSplit) -> str:
+def _cache_key(settings: TrainSettings, fp: str, positions: list[int], split: TrunkSplit, side: int) -> str:
     blob = json.dumps({"backbone": settings.backbone, "weights": settings.weights, "frozen": split.n_stages - split.n_trainable,
-                       "size": settings.image_size, "seed": settings.seed, "augmentation": settings.augmentation.to_dict(),
+                       "size": side, "seed": settings.seed, "augmentation": settings.augmentation.to_dict(),
                        "data": fp, "positions": positions}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -209,10 +213,11 @@ def train(root: str | Path, name: str, settings: TrainSettings | None = None, pr
     split = TrunkSplit.of(backbone, s.trainable_stages)
     cache_root = models_dir() / "_cache"
     aug = s.augmentation if s.views > 0 else None
-    train_cache = cache_features(split, data, train_pos, s.views, s.image_size, s.seed, aug,
-                                 cache_root / _cache_key(s, fp, train_pos, split), progress, log)
-    val_cache = cache_features(split, data, val_pos, 0, s.image_size, s.seed, None,
-                               cache_root / _cache_key(s, fp, val_pos, split), progress, log) if val_pos else None
+    side = view_side(data, train_pos, s.image_size)
+    train_cache = cache_features(split, data, train_pos, s.views, side, s.seed, aug,
+                                 cache_root / _cache_key(s, fp, train_pos, split, side), progress, log)
+    val_cache = cache_features(split, data, val_pos, 0, side, s.seed, None,
+                               cache_root / _cache_key(s, fp, val_pos, split, side), progress, log) if val_pos else None
     with torch.no_grad():
         channels = split.trainable.eval()(train_cache.batch(np.array([0]), np.array([0]))).shape[1]
     head = EmbeddingHead(HeadConfig(channels, s.embedding_dim, dropout=s.dropout))
@@ -254,7 +259,7 @@ def train(root: str | Path, name: str, settings: TrainSettings | None = None, pr
                 optimizer.zero_grad(set_to_none=True)
                 out.loss.backward()
                 optimizer.step()
-                total_loss += float(out.loss) * len(rows)
+                total_loss += float(out.loss.detach()) * len(rows)
                 correct += out.correct
                 seen += len(rows)
                 bar.update(1)
@@ -284,7 +289,7 @@ def train(root: str | Path, name: str, settings: TrainSettings | None = None, pr
         name=name, backbone=s.backbone, base_weights=s.weights, layer="head", classes=data.classes, sha256="",
         head=head.config, training=s.to_dict(),
         data={"root": str(data.root), "fingerprint": fp, "n_images": len(data.ids), "n_train": len(train_pos),
-              "n_val": len(val_pos), "class_counts": data.counts(), "stages": split.n_stages,
+              "n_val": len(val_pos), "class_counts": data.counts(), "stages": split.n_stages, "view_side": side,
               "trainable_stages": split.n_trainable},
         history=tuple(history),
         timing={"feature_cache_seconds": train_cache.seconds + (val_cache.seconds if val_cache else 0.0),
@@ -293,7 +298,7 @@ def train(root: str | Path, name: str, settings: TrainSettings | None = None, pr
                 "threads": torch.get_num_threads(), "load_average": list(os.getloadavg())})
     card = export_model(directory, backbone, card)
     log(f"model written to {directory / MODEL_FILE} (best epoch {best['epoch']} of {len(history)})")
-    return TrainResult(directory / MODEL_FILE, card, first)
+    return TrainResult(directory / MODEL_FILE, card, first, backbone)
 
 
 def _epoch_batches(s: TrainSettings, labels: np.ndarray, epoch: int,

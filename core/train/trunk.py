@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from core.embed.backbones import Backbone
+from core.embed.embedder import default_backend
+from core.embed.openvino import OpenVinoBackbone, openvino_available
 from core.files import write_json, write_npy
 from core.train.data import Augmentation, LabelledImages, load_view
 
@@ -79,14 +82,26 @@ class FeatureCache:
         return torch.from_numpy(np.stack([self.views[v][r] for r, v in zip(rows, view_of_row)]).astype(np.float32))
 
 
+def frozen_runner(split: TrunkSplit, threads: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The frozen trunk as a function of a batch: through OpenVINO where it is installed (the
+    same maps as PyTorch to float precision, about twice as fast on CPUs), else PyTorch."""
+    if openvino_available() and default_backend() != "torch":
+        try:
+            return OpenVinoBackbone(split.frozen, threads,
+                                    name=f"{split.backbone.spec.name}-frozen{split.n_stages - split.n_trainable}")
+        except Exception as exc:  # noqa: BLE001 - any conversion failure leaves PyTorch, which works
+            warnings.warn(f"OpenVINO conversion of the frozen trunk failed ({exc}); using PyTorch")
+    return lambda x: split.frozen(x.contiguous(memory_format=torch.channels_last))
+
+
 @torch.inference_mode()
-def _compute_view(split: TrunkSplit, data: LabelledImages, positions: list[int], view: int, size: int, seed: int,
-                  augmentation: Augmentation | None, bar: tqdm) -> np.ndarray:
+def _compute_view(run: Callable[[torch.Tensor], torch.Tensor], data: LabelledImages, positions: list[int], view: int,
+                  size: int, seed: int, augmentation: Augmentation | None, bar: tqdm) -> np.ndarray:
     out = None
     for start in range(0, len(positions), CACHE_BATCH):
         chunk = positions[start:start + CACHE_BATCH]
         x = torch.stack([load_view(data.path(i), size, view, seed, i, augmentation) for i in chunk])
-        y = split.frozen(x.contiguous(memory_format=torch.channels_last)).float().numpy().astype(np.float16)
+        y = run(x).float().numpy().astype(np.float16)
         if out is None:
             out = np.empty((len(positions), *y.shape[1:]), np.float16)
         out[start:start + len(chunk)] = y
@@ -114,11 +129,12 @@ def cache_features(split: TrunkSplit, data: LabelledImages, positions: list[int]
             f"({split.n_stages - split.n_trainable} of {split.n_stages} stages frozen, {size} px)")
     bar = tqdm(total=len(positions) * len(todo), desc="trunk features", unit="img", disable=not progress or not todo,
                dynamic_ncols=True)
+    run = frozen_runner(split, torch.get_num_threads()) if todo and split.n_trainable < split.n_stages else None
     try:
         for v in range(total_views):
             path = directory / f"view{v}.npy"
             if v in todo:
-                write_npy(path, _compute_view(split, data, positions, v, size, seed, augmentation, bar))
+                write_npy(path, _compute_view(run or split.frozen, data, positions, v, size, seed, augmentation, bar))
             views.append(np.load(path, mmap_mode="r"))
     finally:
         bar.close()
