@@ -124,8 +124,11 @@ def load_trained_backbone(spec: BackboneSpec, path: str | Path) -> Backbone:
 def apply_model(config: EmbeddingConfig, backbone_given: bool = False, layer_given: bool = False) -> EmbeddingConfig:
     """``config`` completed from the card of its trained model (unchanged for other weights):
     the model's backbone and, unless given, its descriptor layer; its sha256 always. A backbone
-    given explicitly must be the model's own."""
+    given explicitly must be the model's own; the head layer needs a trained model."""
     if not is_trained_model(config.weights):
+        if config.layer == "head":
+            raise ValueError(f"--layer head reads the embedding head of a model trained by `python -m core train`; "
+                             f"pass its model.pt as --weights ({config.weights!r} is not one)")
         return config
     card = read_card(config.weights)
     if backbone_given and config.backbone != card.backbone:

@@ -58,7 +58,11 @@ class TrainSettings:
 
     backbone: str = DEFAULT_CONFIG.backbone
     weights: str = DEFAULT_CONFIG.weights
-    trainable_stages: int = 2
+    # Defaults measured on 15 images a class of Fashion-MNIST, Corel-1k (another draw than the
+    # benchmark's) and the Paris landmarks, and on a 90/10 Corel split of another seed (README,
+    # "Training"): the head alone on the frozen network beat fine-tuning 1, 2 or 3 stages on
+    # every set, and the margin losses beat softmax cross-entropy.
+    trainable_stages: int = 0
     loss: str = "cosface"
     margin: float | None = None
     scale: float = 30.0
