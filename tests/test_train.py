@@ -80,9 +80,43 @@ def test_short_training_run_reloads_to_the_same_descriptors(artifacts, few_image
     assert again.card.sha256 == card.sha256 and "already trained" in logs[0]
     with pytest.raises(ValueError, match="other settings"):
         train(few_images, "few", replace(SHORT, epochs=5), progress=False, log=lambda m: None)
+
+    # the app: training curves and the run beside the off-the-shelf one on the metrics page; the
+    # search page offers to index a gallery with the model
+    assert main(["evaluate", "--dataset", "classes", "--root", str(few_images), "--name", "few", "--max-size", "64",
+                 "--quiet"]) == 0
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_file(str(REPO / "pages" / "metrics.py"), default_timeout=300)
+    at.session_state["tab"] = "Training"
+    at.run()
+    assert not at.exception, at.exception
+    assert at.dataframe[0].value["model"].tolist() == ["few"] and len(at.get("vega_lite_chart")) == 2
+    side = at.dataframe[1].value
+    assert sorted(side["weights"]) == ["fine-tuned (few)", "off the shelf"]
+    from core.cache.galleries import register_gallery
+    register_gallery("other", few_images / "Flowers")
+    search = AppTest.from_file(str(REPO / "pages" / "search.py"), default_timeout=300).run()
+    search.sidebar.selectbox(key="gallery").set_value("other").run()
+    assert not search.exception
+    search.button(key="build-few").click().run()
+    assert not search.exception
+    assert any("@few/head" in o for o in search.sidebar.selectbox(key="embedding").options)
+
     (few_images / "Buses" / sorted(os.listdir(few_images / "Buses"))[0]).unlink()
     with pytest.raises(ValueError, match="other images"):
         train(few_images, "few", SHORT, progress=False, log=lambda m: None)
+
+
+def test_small_cnn_trains_from_scratch(artifacts, few_images):
+    """The baseline of the seed systems: every stage trained, from random weights (the cache then
+    holds the views themselves)."""
+    settings = replace(SHORT, backbone="small_cnn", weights="random", trainable_stages=99, image_size=48, epochs=3,
+                       lr=3e-3, backbone_lr=3e-3)
+    result = train(few_images, "scratch", settings, progress=False, log=lambda m: None)
+    assert result.card.data["trainable_stages"] == result.card.data["stages"] == 4
+    assert result.card.history[-1]["loss"] < result.card.history[0]["loss"]
+    config = apply_model(EmbeddingConfig(weights=str(result.model_path), scales=(1.0,), max_size=48))
+    assert config.backbone == "small_cnn" and Embedder(config, backend="torch").dim == 512
 
 
 @pytest.mark.slow

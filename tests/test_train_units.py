@@ -181,3 +181,16 @@ def test_hub_weights_without_network_say_what_works(name):
         create_backbone(name, "DEFAULT")
     with pytest.raises(WeightsUnavailable):
         create_backbone(name, "offline")
+
+
+def test_penultimate_of_an_efficientnet_is_its_pooled_map():
+    """lite0's classifier reads the global average of its last map: the penultimate layer equals
+    GAP pooling, under another cache key."""
+    from core.embed.embedder import Embedder
+
+    x = torch.rand(3, 96, 128)
+    gap = EmbeddingConfig(pooling="gap", scales=(1.0,))
+    penultimate = replace(gap, layer="penultimate")
+    assert np.allclose(Embedder(penultimate, backend="torch").embed_tensor(x),
+                       Embedder(gap, backend="torch").embed_tensor(x), atol=1e-6)
+    assert penultimate.key() != gap.key()
