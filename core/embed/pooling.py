@@ -18,6 +18,11 @@ RMAC_LEVELS = 3          # region scales of R-MAC (Tolias et al. 2016)
 RMAC_OVERLAP = 0.4       # target overlap between neighbouring regions
 
 
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    """Rows of ``x`` [..., d] scaled to unit L2 norm (all-zero rows stay zero), as float32."""
+    return (x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+
+
 def gap(x: torch.Tensor) -> torch.Tensor:
     """Global average pooling (GAP)."""
     return x.mean(dim=(2, 3))
