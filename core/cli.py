@@ -21,7 +21,7 @@ from core.cache.galleries import (
     register_gallery,
 )
 from core.config import DEFAULT_CONFIG, MULTI_SCALES, AnnoyParams, EmbeddingConfig
-from core.datasets import LOADERS, dataset_layout, load_ground_truth
+from core.datasets import DATASET_PROTOCOLS, LOADERS, dataset_layout, load_ground_truth
 from core.datasets.download import CATALOGUE, DownloadError
 from core.embed.backbones import WeightsUnavailable, list_backbones
 from core.embed.pooling import POOLINGS
@@ -270,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--images", help="image folder if not ROOT/jpg")
     e.add_argument("--gt", help="ground-truth folder if not ROOT/gt")
     e.add_argument("--name", help="gallery name (default: the dataset name)")
-    e.add_argument("--protocol", choices=["easy", "medium", "hard"],
+    e.add_argument("--protocol", choices=list(dict.fromkeys(p for ps in DATASET_PROTOCOLS.values() for p in ps)),
                    help="revisited Oxford/Paris protocol (default medium)")
     add_embedding_args(e)
     add_search_args(e)

@@ -32,7 +32,7 @@ def runs_tab(df: pd.DataFrame) -> None:
     datasets = c[0].multiselect("Dataset", sorted(df["dataset"].dropna().unique()), key="f_dataset")
     backbones = c[1].multiselect("Backbone", sorted(df["backbone"].dropna().unique()), key="f_backbone")
     reranks = c[2].multiselect("Re-ranking", sorted(df["rerank"].dropna().unique()), key="f_rerank",
-                               help="core/rerank.py method of the run (none: the plain global descriptor)")
+                               help="core/rerank/ method of the run (none: the plain global descriptor)")
     text = c[3].text_input("Contains", key="f_text", placeholder="e.g. gem, white, annoy")
     view = df
     if datasets:
