@@ -43,6 +43,11 @@ def database_augmentation(database: np.ndarray, n: int, alpha: float = 0.0) -> n
     return weighted_neighbour_mean(database, database[others], alpha)
 
 
+def research(queries: np.ndarray, database: np.ndarray) -> np.ndarray:
+    """Full cosine rankings [q, N] of (expanded) ``queries`` over (augmented) ``database``."""
+    return ExactIndex(database, "cosine").rank_all(queries)
+
+
 @register("aqe", "average query expansion")
 @dataclass(frozen=True)
 class AverageQE(Reranker):
@@ -54,9 +59,8 @@ class AverageQE(Reranker):
         return f"aqe{self.qe_n}"
 
     def rerank(self, ranking, queries, regions, ctx, prepared):
-        db = ctx.embeddings.vectors
-        expanded = query_expansion(queries, db, ranking, self.qe_n, 0.0)
-        return ExactIndex(db, "cosine").rank_all(expanded), [{} for _ in regions]
+        return research(query_expansion(queries, ctx.embeddings.vectors, ranking, self.qe_n, 0.0),
+                        ctx.embeddings.vectors), [{} for _ in regions]
 
 
 @register("alpha_qe", "alpha query expansion")
@@ -71,9 +75,8 @@ class AlphaQE(Reranker):
         return f"aqe{self.qe_n}a{self.alpha:g}"
 
     def rerank(self, ranking, queries, regions, ctx, prepared):
-        db = ctx.embeddings.vectors
-        expanded = query_expansion(queries, db, ranking, self.qe_n, self.alpha)
-        return ExactIndex(db, "cosine").rank_all(expanded), [{} for _ in regions]
+        return research(query_expansion(queries, ctx.embeddings.vectors, ranking, self.qe_n, self.alpha),
+                        ctx.embeddings.vectors), [{} for _ in regions]
 
 
 @register("dba", "database-side augmentation")
@@ -91,7 +94,7 @@ class DBA(Reranker):
         return database_augmentation(ctx.embeddings.vectors, self.dba_n, self.alpha)
 
     def rerank(self, ranking, queries, regions, ctx, prepared):
-        return ExactIndex(prepared, "cosine").rank_all(queries), [{} for _ in regions]
+        return research(queries, prepared), [{} for _ in regions]
 
 
 @register("dba+alpha_qe", "DBA + alpha-QE")
