@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from core.app.catalog import gallery_entries
+from core.app.markdown import escape_markdown
 from core.cache.galleries import delete_gallery, folder_size
 
 
@@ -33,7 +34,7 @@ def main() -> None:
         n, size = folder_size(g) if g.root.is_dir() else (0, 0)
         with st.container(border=True):
             st.subheader(g.name)
-            st.caption(f"{g.root} · {n} images, {size / 1e6:.1f} MB"
+            st.caption(f"{escape_markdown(str(g.root))} · {n} images, {size / 1e6:.1f} MB"
                        + (f" · ground truth: {g.dataset}" if g.dataset else "")
                        + ("" if g.root.is_dir() else " · folder missing"))
             if entry.caches:

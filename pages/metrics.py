@@ -8,6 +8,7 @@ import streamlit as st
 
 from core.app.catalog import ap_comparison, bench_reports, chart_columns, failure_cases, pr_curves
 from core.app.labels import LABEL_COLOURS
+from core.app.markdown import escape_markdown
 from core.cache.galleries import list_galleries
 from core.evaluation.reports import class_results
 from pages.common import all_runs, artifacts_key, run, thumb_of
@@ -122,7 +123,7 @@ def failures_tab(df: pd.DataFrame) -> None:
     r = run(artifacts_key(), run_id)
     root_ok = r.summary.get("gallery") in list_galleries()
     for case in failure_cases(r, n, k):
-        st.markdown(f"**{case.query}** · AP {case.ap:.3f} · first relevant rank "
+        st.markdown(f"**{escape_markdown(case.query)}** · AP {case.ap:.3f} · first relevant rank "
                     f"{case.first_relevant if case.first_relevant is not None else 'none'}")
         cols = st.columns([2] + [1] * k)
         if case.image_path is not None and case.image_path.exists():
@@ -175,7 +176,7 @@ def performance_tab() -> None:
                 "e.g. `python benchmarks/bench_app_latency.py`.")
         return
     for rep in reports:
-        st.subheader(rep.name)
+        st.subheader(escape_markdown(rep.name))
         if rep.scalars:
             st.dataframe(pd.DataFrame({"value": {k: str(v) for k, v in rep.scalars.items()}}))
         for i, (title, table) in enumerate(rep.tables):

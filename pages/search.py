@@ -16,9 +16,11 @@ from streamlit_cropper import st_cropper
 
 from core.app.catalog import gallery_entries, image_id_of, queries_in_gallery
 from core.app.labels import LABEL_COLOURS, label_results, report
+from core.app.markdown import escape_markdown
 from core.app.preview import FRAME, box_from_cropper, check_upload, cropper_coords, preview
 from core.config import DEFAULT_CONFIG
 from core.datasets import Query
+from core.fs import printable
 from core.images import Box, ImageError, image_size
 from core.index import IndexMismatch
 from core.rerank.local import draw_window
@@ -195,8 +197,8 @@ def show_results(shown: Shown, root: Path, ids: list[str], eng: SearchEngine) ->
                 window = shown.windows.get(item.image_id)
                 st.image(window_thumb(root / item.image_id, label, window) if window
                          else thumb_of(root / item.image_id, label, max_side=200), width="stretch")
-                st.markdown(f"**#{item.rank}** · {item.score:.3f}" + (f" · **{label}**" if label else "")
-                            + f"  \n:gray[{item.image_id}]")
+                st.markdown(f"**#{item.rank}** · {item.score:.3f}" + (f" · **{label}**" if label else ""))
+                st.text(printable(item.image_id))          # a file name is plain text, never Markdown
                 st.button("Search with this", key=f"again-{item.rank}", on_click=search_with,
                           args=(item.image_id,), type="tertiary", icon=":material/image_search:")
 
@@ -262,7 +264,7 @@ def main() -> None:
                 build_demo_widget(primary=False)
     gallery = entry.gallery
     if not caches:
-        st.warning(f"Gallery **{gallery.name}** ({gallery.root}) has no index yet.")
+        st.warning(f"Gallery **{gallery.name}** ({escape_markdown(str(gallery.root))}) has no index yet.")
         build_index_widget(gallery.name)
         return
     eng = engine(gallery.name, cache["config"])
