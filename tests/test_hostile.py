@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from itertools import takewhile
 
 import numpy as np
 import pandas as pd
@@ -28,7 +29,6 @@ from markdown_it import MarkdownIt
 from PIL import EpsImagePlugin, Image
 
 import core.evaluation.runs as runs
-from core.app.markdown import escape_markdown
 from core.app.preview import check_upload
 from core.cache.descriptors import NPZ, CacheError, build_embeddings, cache_dir, load_embeddings
 from core.cache.galleries import duplicate_groups, register_gallery
@@ -39,9 +39,8 @@ from core.datasets.classes import load_class_folders
 from core.datasets.revisited import UnsafePickle, load_gnd, revisited_ground_truth
 from core.embed.embedder import Embedder
 from core.evaluation.pipeline import evaluate
-from core.evaluation.runs import RunError, load_run, new_run_id, write_run
+from core.evaluation.runs import load_run, new_run_id, write_run
 from core.files import write_json, write_npz
-from core.fs import printable
 from core.images import ImageError, image_size, load_image
 from core.index import AnnoyIndex, IndexMismatch
 
@@ -58,8 +57,9 @@ def embedder() -> Embedder:
 def cli(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """``python -m core`` in a child process: a hang or a segfault there fails the test, not the suite."""
     try:
-        return subprocess.run([sys.executable, "-m", "core", *argv], cwd=REPO, capture_output=True, text=True,
-                              env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=timeout)
+        return subprocess.run([sys.executable, "-m", "core", *argv], cwd=REPO, capture_output=True,
+                              encoding="utf-8", errors="replace", env=dict(os.environ, PYTHONPATH=str(REPO)),
+                              timeout=timeout)
     except subprocess.TimeoutExpired:
         pytest.fail(f"python -m core {' '.join(argv)} still running after {timeout} s (it hangs)")
 
@@ -176,6 +176,8 @@ def test_a_newline_in_a_file_name_keeps_run_ids_and_rankings_aligned(artifacts, 
 
 
 def test_a_run_whose_ids_disagree_with_its_ranking_is_refused(tmp_path):
+    from core.evaluation.runs import RunError
+
     d = write_run("r", {"run_id": "r"}, pd.DataFrame({"query": ["q"], "ap": [1.0]}), ["a.jpg", "b.jpg"],
                   np.array([[1, 0]]), {}, root=tmp_path)
     (d / "images.json").unlink()                                           # a run written before images.json
@@ -186,41 +188,57 @@ def test_a_run_whose_ids_disagree_with_its_ranking_is_refused(tmp_path):
 
 # ---------------------------------------------------------------- folders that block, loop or fail
 
-def hostile_folder(folder):
-    """Four real photos, one photo with a newline in its name, and every entry that must be skipped
-    with its reason (name -> part of the reason)."""
-    copy_paris_images(folder, 4)
-    shutil.copy(paris_images(5)[-1], folder / "new\nline.jpg")
-    os.mkfifo(folder / "fifo.jpg")
-    (folder / "zero.jpg").symlink_to("/dev/zero")
+def test_a_fifo_and_a_link_to_dev_zero_never_block_index(artifacts, tmp_path):
+    folder = copy_paris_images(tmp_path / "g", 3)
+    os.mkfifo(folder / "fifo.jpg")                                          # open() would wait for a writer forever
+    (folder / "zero.jpg").symlink_to("/dev/zero")                           # reading would never end
+    done = cli("index", "--folder", str(folder), "--name", "g", "--n-trees", "2", *FLAGS, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert "fifo.jpg: a FIFO, not a regular file" in done.stdout
+    assert "zero.jpg: a character device, not a regular file" in done.stdout
+    assert len(load_embeddings("g", CFG).ids) == 3
+
+
+def _dangling(folder):
     (folder / "gone.jpg").symlink_to(folder / "nowhere.jpg")
+    return {"gone.jpg": "dangling symbolic link"}
+
+
+def _loop(folder):
     (folder / "loop1.jpg").symlink_to(folder / "loop2.jpg")
     (folder / "loop2.jpg").symlink_to(folder / "loop1.jpg")
-    (folder / "sub.jpg").mkdir()                                           # a folder named like an image
+    return {"loop1.jpg": "symbolic link loop", "loop2.jpg": "symbolic link loop"}
+
+
+def _socket(folder):
+    (folder / "sub.jpg").mkdir()                                           # a folder named like an image: not a file
     sock = socket.socket(socket.AF_UNIX)
     sock.bind(str(folder / "sock.jpg"))
     sock.close()
+    return {"sock.jpg": "a socket"}
+
+
+def _latin1(folder):
     with open(os.path.join(os.fsencode(folder), b"caf\xe9.jpg"), "wb") as fh:   # Latin-1, not UTF-8
         fh.write(paris_images(1)[0].read_bytes())
-    return {"fifo.jpg": "a FIFO", "zero.jpg": "a character device", "gone.jpg": "dangling symbolic link",
-            "loop1.jpg": "symbolic link loop", "loop2.jpg": "symbolic link loop", "sock.jpg": "a socket",
-            "caf\\xe9.jpg": "not valid UTF-8"}
+    return {"caf\\xe9.jpg": "not valid UTF-8"}
 
 
-def test_fifos_devices_dangling_links_and_bad_names_are_skipped_and_the_rest_indexed(artifacts, tmp_path):
-    folder = tmp_path / "hostile"
-    folder.mkdir()
-    skipped = hostile_folder(folder)
+@pytest.mark.parametrize("make", [_dangling, _loop, _socket, _latin1], ids=["dangling", "loop", "socket", "latin1"])
+def test_entries_that_cannot_be_read_are_skipped_and_the_rest_indexed(artifacts, tmp_path, make):
+    folder = copy_paris_images(tmp_path / "hostile", 4)
+    shutil.copy(paris_images(5)[-1], folder / "new\nline.jpg")                # odd, but a photo: indexed
+    skipped = make(folder)
     done = cli("index", "--folder", str(folder), "--name", "hostile", "--n-trees", "2", *FLAGS)
     assert done.returncode == 0, done.stderr
+    listing = list(takewhile(lambda line: line.startswith("  "), done.stdout.split("files skipped:\n")[1].splitlines()))
+    assert len(listing) == len(skipped), done.stdout
     for name, reason in skipped.items():
-        assert any(line.strip().startswith(f"{name}:") and reason in line for line in done.stdout.splitlines()), \
-            (name, done.stdout)
-    assert "Annoy angular, 2 trees" in done.stdout and "new\\nline.jpg" not in done.stdout.split("skipped")[-1]
+        assert any(line.strip().startswith(f"{name}:") and reason in line for line in listing), (name, done.stdout)
+    assert "Annoy angular, 2 trees" in done.stdout
     emb = load_embeddings("hostile", CFG)
     assert len(emb.ids) == 5 and "new\nline.jpg" in emb.ids
-    again = cli("index", "--name", "hostile", "--n-trees", "2", *FLAGS)                 # every run, not just the first
-    assert again.returncode == 0 and "up to date" in again.stdout, again.stderr
+    assert sorted(p.name for p in emb.directory.glob("annoy-*")) == ["annoy-angular-2.ann", "annoy-angular-2.json"]
     listed = cli("galleries")
     assert listed.returncode == 0 and "hostile: " in listed.stdout and "5 images" in listed.stdout, listed.stderr
 
@@ -330,26 +348,42 @@ def test_search_with_an_infinite_box_says_so_in_one_line(artifacts, tmp_path, em
 
 # ---------------------------------------------------------------- damaged Annoy indexes
 
-def test_truncated_or_altered_annoy_index_is_refused_and_rebuilt_never_loaded(artifacts, tmp_path, embedder):
+def _annoy_gallery(tmp_path, embedder):
     folder = copy_paris_images(tmp_path / "g", 6)
     emb = build_embeddings(register_gallery("g", folder), CFG, embedder, **QUIET)
-    params = AnnoyParams(n_trees=3)
-    ann = AnnoyIndex.build(emb.vectors, emb.directory, CFG, params, emb.ids).path
+    return folder, emb, AnnoyIndex.build(emb.vectors, emb.directory, CFG, PARAMS, emb.ids).path
+
+
+PARAMS = AnnoyParams(n_trees=3)
+
+
+def test_a_truncated_annoy_index_never_crashes_the_search_process(artifacts, tmp_path, embedder):
+    folder, emb, ann = _annoy_gallery(tmp_path, embedder)
     good = ann.read_bytes()
-    altered = bytearray(good)
-    altered[len(good) // 3: len(good) // 3 + 64] = b"\xff" * 64
+    ann.write_bytes(good[: len(good) // 2])                                # its .json is intact
+    done = cli("search", str(folder / emb.ids[0]), "--name", "g", "--search", "annoy", "--n-trees", "3", "-k", "3",
+               *FLAGS)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])    # the earlier code died of SIGSEGV here
+    assert emb.ids[0] in done.stdout.splitlines()[1]
+    AnnoyIndex.load(emb.directory, CFG, PARAMS, emb.dim, emb.ids, "g")      # rebuilt from the cached descriptors
+    ann.write_bytes(ann.read_bytes()[:-4096])
+    with pytest.raises(IndexMismatch, match="truncated") as err:
+        AnnoyIndex.load(emb.directory, CFG, PARAMS, emb.dim, emb.ids, "g")
+    assert err.value.stale                                                 # rebuilding from the cache is safe
+
+
+def test_an_altered_annoy_index_of_the_right_size_is_refused(artifacts, tmp_path, embedder):
+    _, emb, ann = _annoy_gallery(tmp_path, embedder)
+    altered = bytearray(ann.read_bytes())
+    altered[len(altered) // 3: len(altered) // 3 + 64] = b"\xff" * 64
     ann.write_bytes(bytes(altered))
     with pytest.raises(IndexMismatch, match="sha256 differs") as err:
-        AnnoyIndex.load(emb.directory, CFG, params, emb.dim, emb.ids, "g")
-    assert err.value.stale                                                 # the search engine rebuilds it
-    ann.write_bytes(good[: len(good) // 2])
-    with pytest.raises(IndexMismatch, match="truncated"):
-        AnnoyIndex.load(emb.directory, CFG, params, emb.dim, emb.ids, "g")
-    # a search process never maps the damaged file: it rebuilds the index from the cached descriptors
-    done = cli("search", str(folder / emb.ids[0]), "--name", "g", "--search", "annoy", "--n-trees", "3", "-k", "3", *FLAGS)
-    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
-    assert emb.ids[0] in done.stdout.splitlines()[1]
-    AnnoyIndex.load(emb.directory, CFG, params, emb.dim, emb.ids, "g")      # the rebuilt one loads
+        AnnoyIndex.load(emb.directory, CFG, PARAMS, emb.dim, emb.ids, "g")
+    assert err.value.stale
+    ann.with_suffix(".json").unlink()                                      # an .ann whose build was cut short
+    with pytest.raises(IndexMismatch, match="cannot be read") as err:
+        AnnoyIndex.load(emb.directory, CFG, PARAMS, emb.dim, emb.ids, "g")
+    assert err.value.stale
 
 
 # ---------------------------------------------------------------- Markdown injection
@@ -365,6 +399,9 @@ def _rendered(markdown: str) -> str:
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES)
 def test_escaped_names_render_as_their_own_text(name):
+    from core.app.markdown import escape_markdown
+    from core.fs import printable
+
     rendered = _rendered(f"#1 · 0.9 · {escape_markdown(name)}")
     assert re.findall(r"<(\w+)", rendered) == ["p"]                         # one paragraph: no image, link, emphasis
     assert html.unescape(re.sub(r"<[^>]+>", "", rendered)).strip() == f"#1 · 0.9 · {printable(name)}"
