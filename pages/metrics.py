@@ -122,7 +122,12 @@ def failures_tab(df: pd.DataFrame) -> None:
     k = c[2].slider("Results", 1, 20, 8, key="fail_k")
     r = run(artifacts_key(), run_id)
     root_ok = r.summary.get("gallery") in list_galleries()
-    for case in failure_cases(r, n, k):
+    try:
+        cases = failure_cases(r, n, k)
+    except (ValueError, OSError) as exc:                  # a run whose files disagree, an unusable ground truth
+        st.error(escape_markdown(str(exc)))
+        return
+    for case in cases:
         st.markdown(f"**{escape_markdown(case.query)}** · AP {case.ap:.3f} · first relevant rank "
                     f"{case.first_relevant if case.first_relevant is not None else 'none'}")
         cols = st.columns([2] + [1] * k)

@@ -269,7 +269,11 @@ def main() -> None:
         return
     eng = engine(gallery.name, cache["config"])
     ids = eng.embeddings.ids
-    gt = ground_truth(artifacts_key(), gallery.name)
+    try:
+        gt = ground_truth(artifacts_key(), gallery.name)
+    except (ValueError, OSError) as exc:                  # a malformed or refused ground-truth file: one line
+        st.warning(f"Ground truth of {gallery.name} not used: {escape_markdown(str(exc))}")
+        gt = None
     gt_queries = queries_in_gallery(gt, ids) if gt else []
     st.caption(f"{gallery.name}: {len(ids)} images · {cache['label']}"
                + (f" · ground truth: {gt.dataset}, {len(gt_queries)} queries in this gallery" if gt else ""))

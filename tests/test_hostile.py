@@ -243,6 +243,19 @@ def test_entries_that_cannot_be_read_are_skipped_and_the_rest_indexed(artifacts,
     assert listed.returncode == 0 and "hostile: " in listed.stdout and "5 images" in listed.stdout, listed.stderr
 
 
+def test_a_folder_of_nothing_but_unusable_files_indexes_to_an_empty_gallery(artifacts, tmp_path, capsys):
+    folder = tmp_path / "g"
+    folder.mkdir()
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "text.png").write_text("not an image")
+    os.mkfifo(folder / "fifo.jpg")
+    assert main(["index", "--folder", str(folder), "--name", "g", *FLAGS]) == 0
+    out = capsys.readouterr().out
+    assert "g: 0 images embedded" in out and "3 files skipped" in out
+    emb = load_embeddings("g", CFG)
+    assert emb.ids == [] and sorted(emb.failures) == ["empty.jpg", "fifo.jpg", "text.png"]
+
+
 def test_files_failing_with_eacces_or_eio_are_skipped_and_the_rest_indexed(artifacts, tmp_path, monkeypatch, capsys):
     folder = copy_paris_images(tmp_path / "g", 4)
     denied, broken = sorted(os.listdir(folder))[:2]

@@ -116,7 +116,8 @@ def _save(directory: Path, config: EmbeddingConfig, ids: list[str], vectors: np.
           extra: dict[str, np.ndarray] | None = None) -> None:
     failed = sorted(failures)
     write_json(directory / "config.json", config.to_dict())
-    write_npz(directory / NPZ, vectors=np.asarray(vectors, np.float32).reshape(len(ids), -1),
+    vectors = np.asarray(vectors, np.float32)
+    write_npz(directory / NPZ, vectors=vectors.reshape(len(ids), -1) if len(ids) else np.zeros((0, 0), np.float32),
               ids=np.array(ids, dtype=str), fingerprints=np.array(fingerprints, dtype=str),
               failed_ids=np.array(failed, dtype=str),
               failed_reasons=np.array([failures[f][0] for f in failed], dtype=str),
