@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,7 @@ from core.evaluation.metrics import TOP_KS, QueryScores, score_queries, score_qu
 from core.evaluation.reports import protocol_report
 from core.evaluation.runs import machine_info, new_run_id, package_versions, write_run
 from core.evaluation.summary import RunSummary
+from core.images import ImageError
 from core.index import AnnoyIndex, ExactIndex, SearchSettings, recall_at
 from core.rerank import RegionQuery, RerankContext, Reranker, apply_reranker, create_reranker
 
@@ -70,17 +72,26 @@ def random_baseline_map(resolution: Resolution, n_images: int, trials: int = RAN
     return float(np.mean(aps)) if aps else 0.0
 
 
-def query_vectors(emb: Embeddings, res: Resolution, embedder: Embedder, gallery: Gallery) -> np.ndarray:
-    """Descriptors of the resolved queries (whitened like the gallery). A query without a box
-    is a whole gallery image whose cached descriptor is exactly what embedding it again would
-    give, so it is reused: class-folder and Holidays runs would otherwise embed every image twice."""
+def query_vectors(emb: Embeddings, res: Resolution, embedder: Embedder,
+                  gallery: Gallery) -> tuple[np.ndarray, dict[int, str]]:
+    """Descriptors of the resolved queries (whitened like the gallery), and the queries that
+    cannot be embedded (position → reason: a box with nothing of it inside its image, an image
+    that cannot be read any more); their rows are left out. A query without a box is a whole
+    gallery image whose cached descriptor is exactly what embedding it again would give, so it
+    is reused: class-folder and Holidays runs would otherwise embed every image twice."""
     out = emb.vectors[[rq.image_index for rq in res.queries]].copy()
-    boxed = [i for i, rq in enumerate(res.queries) if rq.query.box is not None]
+    fresh, boxed, refused = [], [], {}
+    for i, rq in enumerate(res.queries):
+        if rq.query.box is None:
+            continue
+        try:
+            fresh.append(embedder.embed_image(gallery.root / emb.ids[rq.image_index], rq.query.box))
+            boxed.append(i)
+        except ImageError as exc:
+            refused[i] = str(exc)
     if boxed:
-        fresh = np.stack([embedder.embed_image(gallery.root / emb.ids[res.queries[i].image_index],
-                                               res.queries[i].query.box) for i in boxed])
-        out[boxed] = emb.whitening.apply(fresh) if emb.whitening is not None else fresh
-    return out
+        out[boxed] = emb.whitening.apply(np.stack(fresh)) if emb.whitening is not None else np.stack(fresh)
+    return np.delete(out, list(refused), axis=0), refused
 
 
 def _row(rq, s: QueryScores, ks) -> dict:
@@ -120,8 +131,16 @@ def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig,
                          f"{gallery.name} ({len(emb.ids)} images)")
 
     start = time.perf_counter()
-    qvecs = query_vectors(emb, res, embedder, gallery)
+    qvecs, refused = query_vectors(emb, res, embedder, gallery)
     query_embed_s = time.perf_counter() - start
+    if refused:
+        reasons = [f"{res.queries[i].query.name}: {reason}; query skipped" for i, reason in refused.items()]
+        log(f"warning: {len(refused)} queries skipped, they cannot be embedded: " + "; ".join(reasons))
+        gt = replace(gt, notes=[*gt.notes, *reasons])
+        res = Resolution([rq for i, rq in enumerate(res.queries) if i not in refused],
+                         res.skipped + [res.queries[i].query.name for i in refused], res.no_positives)
+        if not res.queries:
+            raise ValueError(f"none of the queries of {gt.dataset} can be embedded: {'; '.join(reasons)}")
 
     ranking, info = rank_gallery(emb, qvecs, settings)
     regions = [RegionQuery(gallery.root / emb.ids[rq.image_index], rq.query.box) for rq in res.queries]
@@ -161,9 +180,9 @@ def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig,
     if write:
         dataset_tag = f"{gt.dataset}-{gt.protocol}" if gt.dataset in DATASET_PROTOCOLS else gt.dataset
         summary.run_id = new_run_id(dataset_tag, config.label() + f"-{settings.method}"
-                                    + (f"-{rerank.label()}" if rerank.label() else ""))
+                                    + (f"-{rerank.label()}" if rerank.label() else ""), gallery.name)
         pr = {rq.query.name: {"precision": s.precision.round(5).tolist(), "recall": s.recall.round(5).tolist()}
               for rq, s in zip(res.queries, scores)}
-        summary.run_dir = str(write_run(summary.run_id, summary.to_dict(), per_query, emb.ids, ranking, pr,
-                                        extra=report.files))
+        run_dir = write_run(summary.run_id, summary, per_query, emb.ids, ranking, pr, extra=report.files)
+        summary.run_id, summary.run_dir = run_dir.name, str(run_dir)
     return summary
