@@ -329,8 +329,8 @@ def test_query_boxes_outside_their_image_are_skipped_and_evaluation_goes_on(arti
             (gt_dir / f"mine_{n}_{label}.txt").write_text("")
     summary = evaluate(register_gallery("mine", images), load_oxford_paris(gt_dir, "mine"), CFG, embedder=embedder,
                        **QUIET)
-    assert summary["n_queries"] == 1 and summary["skipped_queries"] == ["mine_2", "mine_3"]
-    assert sum("no area inside" in n for n in summary["ground_truth_notes"]) == 2
+    assert summary.n_queries == 1 and summary.skipped_queries == ["mine_2", "mine_3"]
+    assert sum("no area inside" in n for n in summary.ground_truth_notes) == 2
 
 
 class _Reduce:
