@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from core.fs import Scan, describe_error, open_regular, printable, scan_files
+from core.fs import Scan, describe_error, iter_blocks, open_regular, printable, scan_files
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 # The decoders of those extensions (JPEG also opens the multi-picture MPO files of phone cameras); nothing
@@ -96,13 +96,12 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 def open_image(source: str | os.PathLike | IO[bytes]) -> Image.Image:
-    """``Image.open`` restricted to ``ALLOWED_FORMATS``. A path is opened with
-    ``core.fs.open_regular`` (never a FIFO or a device) and read into memory, so no file stays
-    open; raises ``ImageError`` for what cannot be opened."""
+    """``Image.open`` restricted to ``ALLOWED_FORMATS``. A path is read into memory through
+    ``core.fs`` (a regular file only, never a FIFO or a device; no more than its size when
+    opened), so no file stays open; raises ``ImageError`` for what cannot be opened."""
     try:
         if isinstance(source, (str, os.PathLike)):
-            with open_regular(source) as fh:
-                source = io.BytesIO(fh.read())
+            source = io.BytesIO(b"".join(iter_blocks(source)))   # no more than the size it had when opened
         return Image.open(source, formats=ALLOWED_FORMATS)
     except UnidentifiedImageError as exc:
         raise ImageError(f"not an image in one of the formats {', '.join(ALLOWED_FORMATS)}: {_name(source)}") from exc
