@@ -47,8 +47,11 @@ def add_embedding_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--multiscale", action="store_true", help="use scales 1, 1/sqrt(2), 1/2")
     g.add_argument("--whitening", default=d.whitening,
                    help="'none', 'gallery' (PCA-whitening learned on the gallery itself) or the name of another "
-                        "gallery to learn it on (the literature learns on Oxford to search Paris and back)")
+                        "gallery to learn it on (the literature learns on Oxford to search Paris and back); "
+                        "validate also takes 'other': each set learns it on another validation gallery")
     g.add_argument("--whiten-dim", type=int, default=None, help="output dimension after whitening")
+    g.add_argument("--whiten-shrinkage", type=float, default=d.whiten_shrinkage,
+                   help="0..1: eigenvalues shrunk towards their mean before whitening (default 0: none)")
     g.add_argument("--max-size", type=int, default=d.max_size, help=f"longer image side in pixels (default {d.max_size})")
 
 
@@ -90,7 +93,7 @@ def rerank_from_args(a: argparse.Namespace):
 def config_from_args(a: argparse.Namespace) -> EmbeddingConfig:
     return EmbeddingConfig(backbone=a.backbone, weights=a.weights, pooling=a.pooling, gem_p=a.gem_p,
                            scales=MULTI_SCALES if a.multiscale else tuple(a.scales), whitening=a.whitening,
-                           whiten_dim=a.whiten_dim, max_size=a.max_size)
+                           whiten_dim=a.whiten_dim, whiten_shrinkage=a.whiten_shrinkage, max_size=a.max_size)
 
 
 def settings_from_args(a: argparse.Namespace):
@@ -137,6 +140,21 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         print(f"  re-ranking {r['label']}: +{r['extra_ms_per_query']:.1f} ms per query, "
               f"{r['offline_seconds']:.1f} s once per gallery")
     print(f"  run written to {s['run_dir']}")
+    return 0
+
+
+@command
+def cmd_validate(a: argparse.Namespace) -> int:
+    from core.evaluation.validation import table, validate, validation_sets, write_validation
+
+    sets = validation_sets(a.data, a.sets, a.seed)
+    v = validate(sets, config_from_args(a), settings_from_args(a), rerank_from_args(a), progress=not a.quiet)
+    directory = write_validation([v], v.label.replace("/", "-"))
+    print(table([v]))
+    for s in v.scores:
+        print(f"  {s.name}: {s.n_queries} queries on {s.n_images} images, run {s.run_id}"
+              + ("" if s.basis else "  (reported beside, not a basis for choosing)"))
+    print(f"validation written to {directory}")
     return 0
 
 
@@ -272,6 +290,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_search_args(e)
     add_rerank_args(e)
 
+    from core.evaluation.validation import SET_NAMES
+
+    v = sub.add_parser("validate", help="the validation protocol: many queries on several image kinds (for defaults)",
+                       description="Evaluate one config on the validation sets: every positive Paris image as a query "
+                                   "of its landmark, whole and cropped to a seeded random 30-70%% box; Corel-1k and a "
+                                   "Fashion-MNIST export as class galleries; the 12 official Paris queries beside. "
+                                   "Writes one run per set and artifacts/validation/<id>/{validation.json,table.md}.")
+    v.add_argument("--data", default=str(Path(__file__).resolve().parent.parent.parent / "shared" / "data"),
+                   help="data folder holding paris6k/, corel1k/, fashion-mnist/ (default ../shared/data)")
+    v.add_argument("--sets", nargs="+", default=list(SET_NAMES), choices=SET_NAMES, help="sets to run (default all)")
+    v.add_argument("--seed", type=int, default=0, help="seed of the random query boxes (default 0)")
+    add_embedding_args(v)
+    add_search_args(v)
+    add_rerank_args(v)
+
     i = sub.add_parser("index", help="embed a folder of images and build its Annoy index",
                        description="Create or update a gallery: only new or changed images are embedded.")
     i.add_argument("--name", required=True, help="gallery name")
@@ -322,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     dx.add_argument("--per-class", type=int, default=100, help="images per class (default 100)")
     dx.add_argument("--size", type=int, default=64, help="side in pixels after upscaling from 28 (default 64)")
 
-    for sp in (e, i, s):
+    for sp in (e, v, i, s):
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 

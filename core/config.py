@@ -27,6 +27,10 @@ class EmbeddingConfig:
     whitening:  "none", "gallery" (PCA-whitening learned on the gallery itself) or the name of
                 another gallery whose cached descriptors (same base config) it is learned on.
     whiten_dim: output dimension of the whitening (None keeps all learnable components).
+    whiten_shrinkage: s in [0, 1]: eigenvalues λ become (1 − s)·λ + s·mean(λ) before whitening
+                (0: full whitening; 1: a PCA rotation and projection only). Learned on n
+                descriptors, full whitening with n − 1 components maps those n to equidistant
+                points, so without shrinkage or a reduced dimension it cannot rank them.
     max_size:   longer image side in pixels after resizing (images are only downscaled).
     """
 
@@ -38,11 +42,14 @@ class EmbeddingConfig:
     whitening: str = "none"
     whiten_dim: int | None = None
     max_size: int = 512
+    whiten_shrinkage: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
         if not self.scales or any(s <= 0 for s in self.scales):
             raise ValueError(f"scales must be positive, got {self.scales}")
+        if not 0.0 <= self.whiten_shrinkage <= 1.0:
+            raise ValueError(f"whiten_shrinkage must be in [0, 1], got {self.whiten_shrinkage}")
         if self.max_size < 32:
             raise ValueError(f"max_size must be at least 32 pixels, got {self.max_size}")
 
@@ -59,13 +66,15 @@ class EmbeddingConfig:
 
     def base(self) -> EmbeddingConfig:
         """The same config without whitening: what the network itself produces."""
-        return replace(self, whitening="none", whiten_dim=None)
+        return replace(self, whitening="none", whiten_dim=None, whiten_shrinkage=0.0)
 
     def key(self) -> str:
         """Stable 12-hex-digit hash of the config (the name of its cache directory)."""
         data = self.to_dict()
         if self.pooling != "gem":
             data.pop("gem_p")
+        if self.whiten_shrinkage == 0.0:         # added later: the default keeps existing cache keys
+            data.pop("whiten_shrinkage")
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -80,6 +89,8 @@ class EmbeddingConfig:
             flags.append(f"--whitening {self.whitening}")
             if self.whiten_dim:
                 flags.append(f"--whiten-dim {self.whiten_dim}")
+            if self.whiten_shrinkage:
+                flags.append(f"--whiten-shrinkage {self.whiten_shrinkage!r}")
         return " ".join(flags)
 
     def label(self) -> str:
@@ -88,7 +99,8 @@ class EmbeddingConfig:
         scales = "ss" if len(self.scales) == 1 and self.scales[0] == 1.0 else f"ms{len(self.scales)}"
         parts = [self.backbone, pooling, scales, str(self.max_size)]
         if self.whitening != "none":
-            parts.append(f"white-{self.whitening}" + (f"{self.whiten_dim}" if self.whiten_dim else ""))
+            parts.append(f"white-{self.whitening}" + (f"{self.whiten_dim}" if self.whiten_dim else "")
+                         + (f"s{self.whiten_shrinkage:g}" if self.whiten_shrinkage else ""))
         return "/".join(parts)
 
 

@@ -12,8 +12,10 @@ import pandas as pd
 
 from core.cache.descriptors import Embeddings, build_embeddings
 from core.cache.galleries import Gallery
+from core.cache.queries import CropRequest, crop_descriptors
 from core.config import AnnoyParams, EmbeddingConfig
 from core.datasets import DATASET_PROTOCOLS, GroundTruth, Resolution, resolve
+from core.datasets.validation import VALIDATION_PROTOCOL
 from core.embed.embedder import Embedder
 from core.evaluation.metrics import TOP_KS, QueryScores, score_query
 from core.evaluation.reports import protocol_report
@@ -81,17 +83,20 @@ def random_baseline_map(resolution: Resolution, n_images: int, trials: int = RAN
     return float(np.mean(aps)) if aps else 0.0
 
 
-def query_vectors(emb: Embeddings, res: Resolution, embedder: Embedder, gallery: Gallery) -> np.ndarray:
+def query_vectors(emb: Embeddings, res: Resolution, embedder: Embedder, gallery: Gallery) -> tuple[np.ndarray, int]:
     """Descriptors of the resolved queries (whitened like the gallery). A query without a box
     is a whole gallery image whose cached descriptor is exactly what embedding it again would
-    give, so it is reused: class-folder and Holidays runs would otherwise embed every image twice."""
+    give, so it is reused: class-folder and Holidays runs would otherwise embed every image twice.
+    Crops are embedded once per base config (``core.cache.queries``); also returned: how many
+    crops came from that cache (their embedding time is not in this run's)."""
     out = emb.vectors[[rq.image_index for rq in res.queries]].copy()
     boxed = [i for i, rq in enumerate(res.queries) if rq.query.box is not None]
     if boxed:
-        fresh = np.stack([embedder.embed_image(gallery.root / emb.ids[res.queries[i].image_index],
-                                               res.queries[i].query.box) for i in boxed])
-        out[boxed] = emb.whitening.apply(fresh) if emb.whitening is not None else fresh
-    return out
+        requests = [CropRequest(emb.ids[res.queries[i].image_index], res.queries[i].query.box) for i in boxed]
+        crops = crop_descriptors(gallery, emb.config, requests, embedder.embed_image)
+        out[boxed] = emb.whitening.apply(crops.vectors) if emb.whitening is not None else crops.vectors
+        return out, crops.n_cached
+    return out, 0
 
 
 def _row(rq, s: QueryScores, ks) -> dict:
@@ -130,7 +135,7 @@ def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig,
 
     embedder = embedder or Embedder(config.base())
     start = time.perf_counter()
-    qvecs = query_vectors(emb, res, embedder, gallery)
+    qvecs, crops_cached = query_vectors(emb, res, embedder, gallery)
     query_embed_s = time.perf_counter() - start
 
     ranking, info = rank_gallery(emb, qvecs, settings)
@@ -163,14 +168,15 @@ def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig,
         "index_build_seconds": info.get("index_build_seconds"),
         "query_embed_ms": query_embed_s / nq * 1000, "query_search_ms": info["search_seconds"] / nq * 1000,
         "mean_query_ms": (query_embed_s + info["search_seconds"]) / nq * 1000,
-        "queries_from_cache": sum(rq.query.box is None for rq in res.queries),
+        "queries_from_cache": sum(rq.query.box is None for rq in res.queries), "query_crops_cached": crops_cached,
         "index": info, "rerank": reranked.info, "ground_truth_notes": gt.notes,
         **report.summary,
         "versions": package_versions(), "machine": machine_info(),
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     if write:
-        dataset_tag = f"{gt.dataset}-{gt.protocol}" if gt.dataset in DATASET_PROTOCOLS else gt.dataset
+        with_protocol = gt.dataset in DATASET_PROTOCOLS or gt.protocol.startswith(VALIDATION_PROTOCOL)
+        dataset_tag = f"{gt.dataset}-{gt.protocol}" if with_protocol else gt.dataset
         run_id = new_run_id(dataset_tag, config.label() + f"-{settings.method}"
                             + (f"-{rerank.label()}" if rerank.label() else ""))
         pr = {rq.query.name: {"precision": s.precision.round(5).tolist(), "recall": s.recall.round(5).tolist()}

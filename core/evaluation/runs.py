@@ -45,9 +45,16 @@ def machine_info() -> dict[str, str | int]:
             "cpu_count": os.cpu_count() or 0}
 
 
-def new_run_id(dataset: str, label: str) -> str:
+def new_run_id(dataset: str, label: str, root: Path | None = None) -> str:
+    """``<timestamp>-<dataset>-<label>``, with a ``-2``, ``-3``... suffix when a run of the same
+    second already has that name (a validation writes several runs a second)."""
     slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{dataset}-{label}").strip("-").lower()
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}"[:120]
+    base = f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}"[:116]
+    run_id, n = base, 1
+    while ((root or runs_dir()) / run_id).exists():
+        n += 1
+        run_id = f"{base}-{n}"
+    return run_id
 
 
 @dataclass
