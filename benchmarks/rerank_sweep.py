@@ -28,15 +28,11 @@ from core.config import DEFAULT_CONFIG, EmbeddingConfig  # noqa: E402
 from core.datasets import ResolvedQuery  # noqa: E402
 from core.evaluation.validation import BASIS_SETS, SetArrays, set_arrays, validation_sets  # noqa: E402
 from core.index import ExactIndex  # noqa: E402
+from core.rerank import rank_by_scores  # noqa: E402
+from core.rerank.diffusion import diffusion_scores, knn_affinity  # noqa: E402
+from core.rerank.expansion import database_augmentation, query_expansion  # noqa: E402
 from core.rerank.kreciprocal import kreciprocal_rerank  # noqa: E402
 from core.rerank.kreciprocal import prepare_gallery as kr_prepare  # noqa: E402
-from core.rerank.methods import (  # noqa: E402
-    database_augmentation,
-    diffusion_scores,
-    knn_affinity,
-    query_expansion,
-    rank_by_scores,
-)
 from core.rerank.superglobal import superglobal_rerank  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
@@ -82,7 +78,7 @@ GRIDS: dict[str, dict[str, Method]] = {
     "diffusion": {f"k={k}": diffusion(k) for k in (5, 10, 15, 25, 40, 60, 100)},
     "kreciprocal": {f"k1={k1},k2={k2}": kreciprocal(k1, k2) for k1 in (5, 10, 20, 30, 50, 80)
                     for k2 in (max(1, k1 // 4), max(1, k1 // 2))},
-    "superglobal": {f"M={m},K={k}": superglobal(m, k) for m in (50, 100, 200, 400) for k in (3, 5, 9, 15)},
+    "superglobal": {f"M={m},K={k}": superglobal(m, k) for m in (50, 100, 200) for k in (3, 9)},
 }
 
 
@@ -111,13 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=str(DATA))
     p.add_argument("--methods", nargs="+", default=list(GRIDS), choices=list(GRIDS))
     p.add_argument("--fractions", type=float, nargs="+", default=[0.25, 0.5, 1.0])
+    p.add_argument("--sets", nargs="+", default=list(BASIS_SETS), choices=BASIS_SETS)
     p.add_argument("--backbone", default=DEFAULT_CONFIG.backbone)
     p.add_argument("--pooling", default=DEFAULT_CONFIG.pooling)
     p.add_argument("--out", default="rerank_sweep")
     a = p.parse_args(argv)
     config: EmbeddingConfig = replace(DEFAULT_CONFIG, backbone=a.backbone, pooling=a.pooling)
     results = []
-    for vs in validation_sets(a.data, BASIS_SETS):
+    for vs in validation_sets(a.data, a.sets):
         full = set_arrays(vs, config)
         for fraction in a.fractions:
             arrays = subsample(full, fraction)

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import bench_dir, write_result  # noqa: E402
 from core.config import DEFAULT_CONFIG, MULTI_SCALES, EmbeddingConfig  # noqa: E402
 from core.evaluation.validation import SET_NAMES, validate, validation_sets  # noqa: E402
-from core.rerank.methods import RerankSettings  # noqa: E402
+from core.rerank import Reranker, create_reranker  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 LITE0 = EmbeddingConfig(backbone="tf_efficientnet_lite0")
@@ -35,16 +35,16 @@ MBV2 = EmbeddingConfig(backbone="mobilenet_v2")
 ENSEMBLE = EmbeddingConfig(backbone="tf_efficientnet_lite0+mobilenet_v2")
 
 
-def rerank_of(method: str, **params) -> RerankSettings:
+def rerank_of(method: str, **params) -> Reranker:
     """The one place where the ladder names a re-ranking method and its parameters."""
-    return RerankSettings(method=method, **params)
+    return create_reranker(method, **params)
 
 
 @dataclass(frozen=True)
 class Row:
     name: str
     config: EmbeddingConfig
-    rerank: RerankSettings
+    rerank: Reranker
     note: str = ""
 
 

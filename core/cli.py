@@ -26,7 +26,7 @@ from core.datasets.download import CATALOGUE, DownloadError
 from core.embed.backbones import WeightsUnavailable, list_backbones
 from core.embed.pooling import POOLINGS
 from core.images import Box, ImageError
-from core.index import IndexMismatch
+from core.index import ANNOY_METRIC, IndexMismatch, SearchSettings
 
 COMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
 
@@ -64,30 +64,37 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
                    help="Annoy search_k (default: the smallest measured to give recall@10 >= 0.95)")
 
 
-def add_rerank_args(p: argparse.ArgumentParser) -> None:
-    from core.rerank.methods import METHODS, RerankSettings
+# CLI flag → re-ranker parameter; each method takes the ones it has, the rest keep its defaults
+RERANK_FLAGS = ("qe_n", "alpha", "dba_n", "diffusion_k", "top_n", "blcf_words", "local_features")
 
-    d = RerankSettings()
-    g = p.add_argument_group("re-ranking (core/rerank.py; default none)")
-    g.add_argument("--rerank", default="none", choices=METHODS,
-                   help="aqe/alpha_qe: query expansion; dba: database-side augmentation; diffusion: k-NN graph; "
-                        "blcf: bag of local conv features; local: sliding windows over the top-N's feature maps; "
-                        "spatial: SIFT/ORB + RANSAC verification of the top-N")
-    g.add_argument("--qe-n", type=int, default=d.qe_n, help=f"neighbours added by (alpha-)QE (default {d.qe_n})")
-    g.add_argument("--alpha", type=float, default=d.alpha, help=f"alpha-QE/DBA similarity exponent (default {d.alpha:g})")
-    g.add_argument("--dba-n", type=int, default=d.dba_n, help=f"neighbours averaged by DBA (default {d.dba_n})")
-    g.add_argument("--diffusion-k", type=int, default=d.diffusion_k, help=f"k of the diffusion graph (default {d.diffusion_k})")
-    g.add_argument("--top-n", type=int, default=d.top_n, help=f"images re-ranked by local/spatial (default {d.top_n})")
-    g.add_argument("--blcf-words", type=int, default=d.blcf_words,
+
+def add_rerank_args(p: argparse.ArgumentParser) -> None:
+    from core.rerank import RERANKERS, create_reranker, list_rerankers
+
+    g = p.add_argument_group("re-ranking (core/rerank/; default none)")
+    g.add_argument("--rerank", default="none", choices=list_rerankers(),
+                   help="; ".join(f"{n}: {RERANKERS[n].title}" + (f" ({RERANKERS[n].helps})" if RERANKERS[n].helps else "")
+                                  for n in list_rerankers() if n != "none"))
+    defaults = {"qe_n": create_reranker("alpha_qe").qe_n, "alpha": create_reranker("alpha_qe").alpha,
+                "dba_n": create_reranker("dba").dba_n, "diffusion_k": create_reranker("diffusion").diffusion_k,
+                "top_n": create_reranker("local").top_n}
+    g.add_argument("--qe-n", type=int, help=f"neighbours added by (alpha-)QE (default {defaults['qe_n']})")
+    g.add_argument("--alpha", type=float, help=f"alpha-QE/DBA similarity exponent (default {defaults['alpha']:g})")
+    g.add_argument("--dba-n", type=int, help=f"neighbours averaged by DBA (default {defaults['dba_n']})")
+    g.add_argument("--diffusion-k", type=int, help=f"k of the diffusion graph (default {defaults['diffusion_k']})")
+    g.add_argument("--top-n", type=int, help=f"images re-ranked by local/spatial (default {defaults['top_n']})")
+    g.add_argument("--blcf-words", type=int,
                    help="BLCF vocabulary size (default 0: sized to the gallery, e.g. 25000 on full datasets)")
-    g.add_argument("--local-features", default=d.local_features, choices=["sift", "orb"],
-                   help=f"spatial verification features (default {d.local_features})")
+    g.add_argument("--local-features", choices=["sift", "orb"], help="spatial verification features (default sift)")
 
 
 def rerank_from_args(a: argparse.Namespace):
-    from core.rerank.methods import RerankSettings
-    return RerankSettings(method=a.rerank, qe_n=a.qe_n, alpha=a.alpha, dba_n=a.dba_n, diffusion_k=a.diffusion_k,
-                          top_n=a.top_n, blcf_words=a.blcf_words, local_features=a.local_features)
+    """The chosen re-ranker with the flags given that it has (the others would not apply)."""
+    from core.rerank import create_reranker, reranker_parameters
+
+    own = set(reranker_parameters(a.rerank))
+    return create_reranker(a.rerank, **{f: getattr(a, f) for f in RERANK_FLAGS
+                                        if f in own and getattr(a, f) is not None})
 
 
 def config_from_args(a: argparse.Namespace) -> EmbeddingConfig:
@@ -96,11 +103,9 @@ def config_from_args(a: argparse.Namespace) -> EmbeddingConfig:
                            whiten_dim=a.whiten_dim, whiten_shrinkage=a.whiten_shrinkage, max_size=a.max_size)
 
 
-def settings_from_args(a: argparse.Namespace):
-    from core.evaluation.pipeline import SearchSettings
+def settings_from_args(a: argparse.Namespace) -> SearchSettings:
     return SearchSettings(method=a.search, metric=a.metric,
-                          annoy=AnnoyParams(metric="angular" if a.metric == "cosine" else "euclidean",
-                                            n_trees=a.n_trees, search_k=a.search_k))
+                          annoy=AnnoyParams(metric=ANNOY_METRIC[a.metric], n_trees=a.n_trees, search_k=a.search_k))
 
 
 def command(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -117,29 +122,31 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     gallery = register_gallery(a.name or a.dataset, a.images or layout.images, a.gt or layout.ground_truth, a.dataset)
     s = evaluate(gallery, gt, config_from_args(a), settings_from_args(a), progress=not a.quiet,
                  rerank=rerank_from_args(a))
-    print(f"\n{s['dataset']} ({s['protocol']}) on {s['n_images']} images, {s['n_queries']} queries "
-          f"({s['n_queries_skipped']} skipped), {s['embedding_label']}, {s['search']['method']}/{s['search']['metric']}")
-    print(f"  mAP {s['map'] * 100:.2f}   mAP_interp11 {s['map_interp11'] * 100:.2f}   NDCG {s['ndcg'] * 100:.2f}   "
-          f"P@1/5/10 {s['p@1'] * 100:.1f}/{s['p@5'] * 100:.1f}/{s['p@10'] * 100:.1f}   random mAP {s['random_map'] * 100:.2f}")
-    if s["images_per_second"]:
-        print(f"  extraction {s['extraction_seconds']:.1f} s ({s['images_per_second']:.2f} img/s)", end="")
-    print(f"   query {s['mean_query_ms']:.1f} ms (embed {s['query_embed_ms']:.1f} + search {s['query_search_ms']:.2f})")
-    if "mp@1" in s:
-        print(f"  revisitop mP@1/5/10 {s['mp@1'] * 100:.1f}/{s['mp@5'] * 100:.1f}/{s['mp@10'] * 100:.1f}")
-    if "classes" in s:
-        c = s["classes"]
+    p = {k: v * 100 for k, v in s.precision_at.items()}
+    print(f"\n{s.dataset} ({s.protocol}) on {s.n_images} images, {s.n_queries} queries "
+          f"({s.n_queries_skipped} skipped), {s.embedding_label}, {s.search['method']}/{s.search['metric']}")
+    print(f"  mAP {s.map * 100:.2f}   mAP_interp11 {s.map_interp11 * 100:.2f}   NDCG {s.ndcg * 100:.2f}   "
+          f"P@1/5/10 {p[1]:.1f}/{p[5]:.1f}/{p[10]:.1f}   random mAP {s.random_map * 100:.2f}")
+    if s.images_per_second:
+        print(f"  extraction {s.extraction_seconds:.1f} s ({s.images_per_second:.2f} img/s)", end="")
+    print(f"   query {s.mean_query_ms:.1f} ms (embed {s.query_embed_ms:.1f} + search {s.query_search_ms:.2f})")
+    if s.metric("mp@1") is not None:
+        print(f"  revisitop mP@1/5/10 {s.metric('mp@1') * 100:.1f}/{s.metric('mp@5') * 100:.1f}/"
+              f"{s.metric('mp@10') * 100:.1f}")
+    if "classes" in s.protocol_extras:
+        c, top = s.protocol_extras["classes"], {k: v * 100 for k, v in s.top_k.items()}
         print(f"  {c['n_classes']} classes: {c['knn_k']}-NN accuracy {c['knn_accuracy'] * 100:.1f}   top1/5/10 accuracy "
-              f"{s['top1'] * 100:.1f}/{s['top5'] * 100:.1f}/{s['top10'] * 100:.1f}   chance precision "
+              f"{top[1]:.1f}/{top[5]:.1f}/{top[10]:.1f}   chance precision "
               f"{c['chance_precision'] * 100:.1f}; per class in classes.csv, confusion matrix in confusion.json")
     if a.search == "annoy":
-        i = s["index"]
+        i = s.index
         print(f"  Annoy n_trees {i['n_trees']} search_k {i['search_k']}: recall@10 {i['recall@10']:.3f} "
               f"recall@100 {i['recall@100']:.3f} (sample), on these queries {i['query_recall@10']:.3f}")
-    if s["rerank"]["method"] != "none":
-        r = s["rerank"]
+    if s.rerank_label:
+        r = s.rerank
         print(f"  re-ranking {r['label']}: +{r['extra_ms_per_query']:.1f} ms per query, "
               f"{r['offline_seconds']:.1f} s once per gallery")
-    print(f"  run written to {s['run_dir']}")
+    print(f"  run written to {s.run_dir}")
     return 0
 
 
@@ -200,21 +207,18 @@ def cmd_search(a: argparse.Namespace) -> int:
     from core.search.engine import SearchEngine
 
     engine = SearchEngine(load_gallery(a.name), config_from_args(a))
-    results = engine.search(a.image, Box.of(a.box) if a.box else None, k=a.k, method=a.search,
-                                 metric=a.metric, n_trees=a.n_trees, search_k=a.search_k)
+    box = Box.of(a.box) if a.box else None
+    reranker = rerank_from_args(a)
+    results = engine.search(a.image, box, k=a.k, settings=settings_from_args(a), reranker=reranker)
     print(f"{a.image}{' box ' + ' '.join(f'{v:g}' for v in a.box) if a.box else ''}: top {len(results.items)} of "
           f"{len(engine.embeddings.ids)} in {engine.gallery.name} (embed {results.embed_ms:.0f} ms, "
           f"search {results.search_ms:.1f} ms)")
-    score_name = "cosine" if a.metric == "cosine" else "distance"
-    items, evidence = results.items, {}
-    if a.rerank != "none":
-        from core.rerank.methods import rerank_results
-        reranked = rerank_results(engine, results.query_vector, rerank_from_args(a), a.image,
-                                  Box.of(a.box) if a.box else None, k=a.k)
-        items, evidence, score_name = reranked.items, reranked.evidence, "cosine"
-        print(f"re-ranked by {reranked.label} in {reranked.ms:.0f} ms")
-    for item in items:
-        extra = evidence.get(item.image_id)
+    score_name = "cosine" if a.metric == "cosine" or results.rerank_label else "distance"
+    if results.rerank_label:
+        print(f"re-ranked by {results.rerank_label} in {results.rerank_ms:.0f} ms"
+              + (f" (+{results.prepare_seconds:.1f} s once for the gallery)" if results.prepare_seconds > 0.05 else ""))
+    for item in results.items:
+        extra = results.evidence.get(item.image_id)
         print(f"{item.rank:4d}  {score_name} {item.score:.4f}  {item.image_id}"
               + (f"  {a.rerank} {extra[0]:.3f}" if extra else "")
               + (f"  window {' '.join(f'{v:.0f}' for v in extra[1].as_list())}" if extra and extra[1] else ""))
@@ -240,11 +244,11 @@ def cmd_galleries(a: argparse.Namespace) -> int:
         size = f"{n_files} images, {n_bytes / 1e6:.1f} MB" if g.root.is_dir() else "folder missing"
         print(f"{name}: {g.root} ({size}){f'  ground truth: {g.dataset}' if g.dataset else ''}")
         for info in gallery_caches(name):
-            print(f"  {info['key']}  {info['label']}  {info['n_images']} images, {info['dim']}-d"
-                  f"{'' if info['complete'] else '  (extraction unfinished)'}")
-            for ix in info["index_params"]:
-                print(f"    annoy {ix['annoy_metric']}, {ix['n_trees']} trees, search_k {ix['search_k']}: "
-                      f"recall@10 {ix['recall@10']:.3f}, {ix['file_bytes'] / 1e6:.1f} MB")
+            print(f"  {info.key}  {info.label}  {info.n_images} images, {info.dim}-d"
+                  f"{'' if info.complete else '  (extraction unfinished)'}")
+            for ix in info.indexes:
+                print(f"    annoy {ix.annoy_metric}, {ix.n_trees} trees, search_k {ix.search_k}: "
+                      f"recall@10 {ix.recall_at_10:.3f}, {ix.file_bytes / 1e6:.1f} MB")
     return 0
 
 

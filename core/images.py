@@ -120,6 +120,23 @@ def load_image(source: str | os.PathLike | IO[bytes], max_size: int | None = Non
     return fit_max_size(img, max_size) if max_size is not None else img
 
 
+ImageSource = str | os.PathLike | IO[bytes] | Image.Image
+
+
+def load_region(source: ImageSource, max_size: int | None = None,
+                box: Box | Sequence[float] | None = None) -> Image.Image:
+    """``load_image`` for a file, or the same for an image already decoded (upright, as the
+    search page holds an upload): converted to RGB, cropped to ``box`` in its pixels, downscaled
+    by the one rule of ``fit_max_size``. Lets a query be decoded once for every stage."""
+    if not isinstance(source, Image.Image):
+        return load_image(source, max_size, box)
+    img = _to_rgb(source)
+    if box is not None:
+        b = (box if isinstance(box, Box) else Box.of(box)).clamp(*img.size)
+        img = img.crop(tuple(int(v) for v in b.as_list()))
+    return fit_max_size(img, max_size) if max_size is not None else img
+
+
 def fit_max_size(img: Image.Image, max_size: int) -> Image.Image:
     """Downscale (bicubic) so that the longer side is at most ``max_size``; never upscale."""
     if max(img.size) <= max_size:

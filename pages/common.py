@@ -14,19 +14,31 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from core.app.catalog import gallery_ground_truth, runs_table
-from core.app.demo import DEMO_NAME, PHOTOS, TRANSFORMS, build_demo_gallery
-from core.app.labels import LABEL_COLOURS
-from core.app.preview import thumbnail
-from core.cache.descriptors import NPZ, build_embeddings, cache_dir
-from core.cache.galleries import load_gallery
-from core.config import DEFAULT_CONFIG, EmbeddingConfig
-from core.datasets import GroundTruth
-from core.embed.embedder import Embedder
-from core.evaluation.runs import Run, list_runs, load_run
-from core.images import Box, load_image
-from core.paths import artifacts_dir
-from core.search.engine import SearchEngine
+from core import (
+    DEFAULT_CONFIG,
+    DEMO_NAME,
+    LABEL_COLOURS,
+    NPZ,
+    PHOTOS,
+    TRANSFORMS,
+    Box,
+    Embedder,
+    EmbeddingConfig,
+    GroundTruth,
+    Run,
+    SearchEngine,
+    artifacts_dir,
+    build_demo_gallery,
+    build_embeddings,
+    cache_dir,
+    gallery_ground_truth,
+    list_runs,
+    load_gallery,
+    load_image,
+    load_run,
+    runs_table,
+    thumbnail,
+)
 
 PENDING = "_pending"          # widget values to apply on the next run, before the widgets exist
 
@@ -46,12 +58,12 @@ def _engine(artifacts: str, gallery: str, config_json: str, version: int) -> Sea
     return SearchEngine(load_gallery(gallery), config, embedder=embedder(json.dumps(config.base().to_dict())))
 
 
-def engine(gallery: str, config: dict) -> SearchEngine:
+def engine(gallery: str, config: EmbeddingConfig) -> SearchEngine:
     """Search engine of one gallery under one embedding, shared by every session; networks are
     shared between galleries. An update of the descriptors (``python -m core index``) gives a
     new engine."""
-    npz = cache_dir(gallery, EmbeddingConfig.from_dict(config)) / NPZ
-    return _engine(artifacts_key(), gallery, json.dumps(config, sort_keys=True), npz.stat().st_mtime_ns)
+    npz = cache_dir(gallery, config) / NPZ
+    return _engine(artifacts_key(), gallery, json.dumps(config.to_dict(), sort_keys=True), npz.stat().st_mtime_ns)
 
 
 @st.cache_data(show_spinner=False)

@@ -7,17 +7,16 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.app.catalog import gallery_entries
-from core.cache.galleries import delete_gallery, folder_size
+from core import CacheInfo, delete_gallery, folder_size, gallery_entries
 
 
-def caches_table(caches: list[dict]) -> pd.DataFrame:
+def caches_table(caches: list[CacheInfo]) -> pd.DataFrame:
     rows = []
     for c in caches:
-        indexes = "; ".join(f"{ix['annoy_metric']}, {ix['n_trees']} trees, search_k {ix['search_k']}, "
-                            f"recall@10 {ix['recall@10']:.3f}" for ix in c["index_params"]) or "none"
-        rows.append({"embedding": c["label"], "key": c["key"], "images": c["n_images"], "dim": c["dim"],
-                     "complete": c["complete"], "annoy indexes": indexes})
+        indexes = "; ".join(f"{ix.annoy_metric}, {ix.n_trees} trees, search_k {ix.search_k}, "
+                            f"recall@10 {ix.recall_at_10:.3f}" for ix in c.indexes) or "none"
+        rows.append({"embedding": c.label, "key": c.key, "images": c.n_images, "dim": c.dim,
+                     "complete": c.complete, "annoy indexes": indexes})
     return pd.DataFrame(rows)
 
 

@@ -6,10 +6,16 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core.app.catalog import ap_comparison, bench_reports, chart_columns, failure_cases, pr_curves
-from core.app.labels import LABEL_COLOURS
-from core.cache.galleries import list_galleries
-from core.evaluation.reports import class_results
+from core import (
+    LABEL_COLOURS,
+    ap_comparison,
+    bench_reports,
+    chart_columns,
+    class_results,
+    failure_cases,
+    list_galleries,
+    pr_curves,
+)
 from pages.common import all_runs, artifacts_key, run, thumb_of
 
 TABS = ["Runs", "Trade-off", "Per-query AP", "PR curves", "Failures", "Classes", "Performance"]
@@ -120,7 +126,7 @@ def failures_tab(df: pd.DataFrame) -> None:
     n = c[1].slider("Worst queries", 1, 20, 5, key="fail_n")
     k = c[2].slider("Results", 1, 20, 8, key="fail_k")
     r = run(artifacts_key(), run_id)
-    root_ok = r.summary.get("gallery") in list_galleries()
+    root_ok = r.summary.gallery in list_galleries()
     for case in failure_cases(r, n, k):
         st.markdown(f"**{case.query}** · AP {case.ap:.3f} · first relevant rank "
                     f"{case.first_relevant if case.first_relevant is not None else 'none'}")
@@ -130,7 +136,7 @@ def failures_tab(df: pd.DataFrame) -> None:
             cols[0].image(thumb_of(case.image_path, None, box, 200), caption="query crop")
         if root_ok:
             cols[0].page_link("pages/search.py", label="Open in search", icon=":material/image_search:", query_params={
-                "gallery": r.summary["gallery"], "embedding": r.summary["embedding_key"], "query": case.query})
+                "gallery": r.summary.gallery, "embedding": r.summary.embedding_key, "query": case.query})
         root = case.image_path.parent if case.image_path else None
         for col, (image_id, label) in zip(cols[1:], case.results):
             if root is not None and (root / image_id).exists():
@@ -150,7 +156,7 @@ def classes_tab(df: pd.DataFrame) -> None:
         return
     r = run(artifacts_key(), st.selectbox("Run", class_runs, key="classes_run"))
     table, confusion = class_results(r.directory)
-    s = r.summary["classes"]
+    s = r.summary.protocol_extras["classes"]
     st.markdown(f"**{s['n_classes']} classes** · {s['knn_k']}-NN accuracy {s['knn_accuracy']:.3f} · "
                 f"class-mean P@10 {s.get('class_mean_p@10', float('nan')):.3f} · chance precision "
                 f"{s['chance_precision']:.3f}")

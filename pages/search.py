@@ -7,23 +7,40 @@ Deep links (from the metrics page): ``?gallery=NAME&embedding=KEY&query=GT_QUERY
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import streamlit as st
 from PIL import Image, ImageOps
 from streamlit_cropper import st_cropper
 
-from core.app.catalog import gallery_entries, image_id_of, queries_in_gallery
-from core.app.labels import LABEL_COLOURS, label_results, report
-from core.app.preview import FRAME, box_from_cropper, check_upload, cropper_coords, preview
-from core.config import DEFAULT_CONFIG
-from core.datasets import Query
-from core.images import Box, ImageError, image_size
-from core.index import IndexMismatch
-from core.rerank.local import draw_window
-from core.rerank.methods import METHOD_NAMES, RerankSettings, rerank_results
-from core.search.engine import Results, SearchEngine
+from core import (
+    DEFAULT_CONFIG,
+    FRAME,
+    LABEL_COLOURS,
+    RERANKERS,
+    AnnoyParams,
+    Box,
+    ImageError,
+    IndexMismatch,
+    Query,
+    Results,
+    SearchEngine,
+    SearchSettings,
+    box_from_cropper,
+    check_upload,
+    create_reranker,
+    cropper_coords,
+    draw_window,
+    gallery_entries,
+    image_id_of,
+    image_size,
+    label_results,
+    list_rerankers,
+    preview,
+    queries_in_gallery,
+    query_report,
+)
 from pages.common import (
     PENDING,
     artifacts_key,
@@ -156,13 +173,6 @@ def crop(query: QueryImage) -> Box:
     return box
 
 
-@st.cache_resource(show_spinner="Preparing the re-ranking…")
-def rerank_state(artifacts: str, gallery: str, config_key: str) -> dict:
-    """Per-gallery parts of the re-ranking methods (DBA, k-NN graph, feature maps, BLCF
-    vocabulary, local features), filled on first use and shared by every session."""
-    return {}
-
-
 def window_thumb(path: Path, label: str | None, window: Box) -> Image.Image:
     """A result with its best window drawn, framed like ``thumb_of`` when it has a label."""
     img = draw_window(image_of(str(path), 200), window, image_size(path))
@@ -175,8 +185,8 @@ def show_results(shown: Shown, root: Path, ids: list[str], eng: SearchEngine) ->
                 f"search {results.search_ms:.1f} ms" + (f" · re-ranked by {shown.rerank}" if shown.rerank else ""))
     labels = label_results(gt, [r.image_id for r in results.items]) if gt else [None] * len(results.items)
     if gt:
-        ranking, _ = eng.search_vector(results.query_vector, k=len(ids), method="exact", metric=shown.metric)
-        rep = report(gt, [r.index for r in results.items], [r.index for r in ranking], ids, k)
+        ranking, _ = eng.search_vector(results.query_vector, len(ids), SearchSettings("exact", shown.metric))
+        rep = query_report(gt, [r.index for r in results.items], [r.index for r in ranking], ids, k)
         c = st.columns(4)
         c[0].metric("AP", f"{rep.ap:.3f}")
         c[1].metric("AP 11-pt", f"{rep.ap_interp11:.3f}", help="11-point interpolated AP")
@@ -211,16 +221,12 @@ def results_panel(eng: SearchEngine, query: QueryImage | None, box: Box | None, 
     if query and (clicked or st.session_state.pop("auto_search", False)):
         try:
             with st.spinner("Searching…"):
-                results = eng.search(query.source, box, k=settings.k, method=settings.method,
-                                     metric=settings.metric, search_k=settings.search_k)
-            windows, label = {}, ""
-            if settings.rerank != "none":
-                reranked = rerank_results(eng, results.query_vector, RerankSettings(settings.rerank), query.source,
-                                          box, k=settings.k, state=rerank_state(artifacts_key(), eng.gallery.name,
-                                                                                eng.config.key()))
-                results = replace(results, items=reranked.items, search_ms=results.search_ms + reranked.ms)
-                windows = {i: e[1] for i, e in reranked.evidence.items() if e[1] is not None}
-                label = reranked.label
+                results = eng.search(query.source, box, k=settings.k,
+                                     settings=SearchSettings(settings.method, settings.metric,
+                                                             AnnoyParams(search_k=settings.search_k)),
+                                     reranker=create_reranker(settings.rerank))
+            windows = {i: e[1] for i, e in results.evidence.items() if e[1] is not None}
+            label = results.rerank_label
         except (ImageError, IndexMismatch) as exc:
             st.error(str(exc))
         else:
@@ -243,19 +249,19 @@ def main() -> None:
         pending("gallery", "gallery", list(by_name))
         entry = by_name[st.selectbox("Gallery", list(by_name), key="gallery")]
         # the default embedding first, so that a fresh session searches with the measured default
-        caches = {c["key"]: c for c in sorted(entry.indexed, key=lambda c: c["key"] != DEFAULT_CONFIG.key())}
+        caches = {c.key: c for c in sorted(entry.indexed, key=lambda c: c.key != DEFAULT_CONFIG.key())}
         if caches:
             pending("embedding", "embedding", list(caches))
             cache = caches[st.selectbox("Embedding", list(caches), key="embedding",
-                                        format_func=lambda key: f"{caches[key]['label']} · {caches[key]['dim']}-d")]
+                                        format_func=lambda key: f"{caches[key].label} · {caches[key].dim}-d")]
         k = st.slider("Results (k)", 1, 100, 10, key="k")
         metric = st.radio("Similarity", ["cosine", "euclidean"], horizontal=True, key="metric")
         method = st.radio("Index", ["exact", "annoy"], horizontal=True, key="method",
                           help="Annoy: approximate nearest neighbours, built on first use")
         search_k = st.number_input("Annoy search_k (0: tuned at build time for recall@10 ≥ 0.95)", 0, 10_000_000,
                                    0, step=1000, key="search_k") if method == "annoy" else 0
-        rerank = st.selectbox("Re-ranking", list(METHOD_NAMES), format_func=METHOD_NAMES.get, key="rerank",
-                              help="core/rerank.py, over exact cosine search. Local windows draw the best "
+        rerank = st.selectbox("Re-ranking", list_rerankers(), format_func=lambda n: RERANKERS[n].title, key="rerank",
+                              help="core/rerank/, over exact cosine search. Local windows draw the best "
                                    "window on each result; the metrics page compares the methods' runs.")
         if "demo" not in by_name:
             with st.expander("Demo gallery"):
@@ -265,11 +271,11 @@ def main() -> None:
         st.warning(f"Gallery **{gallery.name}** ({gallery.root}) has no index yet.")
         build_index_widget(gallery.name)
         return
-    eng = engine(gallery.name, cache["config"])
+    eng = engine(gallery.name, cache.config)
     ids = eng.embeddings.ids
     gt = ground_truth(artifacts_key(), gallery.name)
     gt_queries = queries_in_gallery(gt, ids) if gt else []
-    st.caption(f"{gallery.name}: {len(ids)} images · {cache['label']}"
+    st.caption(f"{gallery.name}: {len(ids)} images · {cache.label}"
                + (f" · ground truth: {gt.dataset}, {len(gt_queries)} queries in this gallery" if gt else ""))
 
     left, right = st.columns([1, 1], gap="large")

@@ -229,22 +229,51 @@ def _build_whitened(gallery: Gallery, config: EmbeddingConfig, embedder: Embedde
     return load_embeddings(gallery.name, config)
 
 
-def _index_params(meta_path: Path) -> dict:
-    """Parameters and measured recall of one Annoy index, from the JSON written beside it."""
-    meta = json.loads(meta_path.read_text())
-    return {"name": meta_path.stem, **{k: meta.get(k) for k in ("annoy_metric", "n_trees", "search_k", "recall@10",
-                                                                "recall@100", "file_bytes")}}
+@dataclass(frozen=True)
+class IndexInfo:
+    """An Annoy index saved beside a cache: its parameters and measured recall (from its JSON)."""
+
+    name: str
+    annoy_metric: str
+    n_trees: int
+    search_k: int
+    recall_at_10: float
+    recall_at_100: float
+    file_bytes: int
+
+    @classmethod
+    def read(cls, meta_path: Path) -> IndexInfo:
+        meta = json.loads(meta_path.read_text())
+        return cls(meta_path.stem, meta.get("annoy_metric", "?"), int(meta.get("n_trees", 0)),
+                   int(meta.get("search_k", -1)), float(meta.get("recall@10", 0.0)),
+                   float(meta.get("recall@100", 0.0)), int(meta.get("file_bytes", 0)))
 
 
-def gallery_caches(gallery: str) -> list[dict]:
-    """Every descriptor cache of a gallery: key, config label, size, dimension, Annoy indexes and their
+@dataclass(frozen=True)
+class CacheInfo:
+    """One descriptor cache of a gallery, as listed by ``galleries`` and the app."""
+
+    key: str
+    label: str
+    config: EmbeddingConfig
+    n_images: int
+    dim: int
+    complete: bool
+    indexes: list[IndexInfo]
+
+    @property
+    def usable(self) -> bool:
+        """Complete and not empty: something to search."""
+        return self.complete and self.n_images > 0
+
+
+def gallery_caches(gallery: str) -> list[CacheInfo]:
+    """Every descriptor cache of a gallery: key, config, size, dimension, Annoy indexes and their
     parameters."""
     out = []
     for d in sorted((embeddings_dir() / gallery).glob("*/meta.json")):
         meta = json.loads(d.read_text())
-        out.append({"key": d.parent.name, "label": meta.get("label", "?"), "config": meta.get("config", {}),
-                    "n_images": meta.get("n_images", 0), "dim": meta.get("dim", 0),
-                    "complete": meta.get("complete", False),
-                    "indexes": sorted(p.stem for p in d.parent.glob("annoy-*.ann")),
-                    "index_params": [_index_params(p) for p in sorted(d.parent.glob("annoy-*.json"))]})
+        out.append(CacheInfo(d.parent.name, meta.get("label", "?"), EmbeddingConfig.from_dict(meta.get("config", {})),
+                             int(meta.get("n_images", 0)), int(meta.get("dim", 0)), bool(meta.get("complete", False)),
+                             [IndexInfo.read(p) for p in sorted(d.parent.glob("annoy-*.json"))]))
     return out

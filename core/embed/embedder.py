@@ -21,16 +21,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from core.config import EmbeddingConfig
 from core.embed.backbones import Backbone, create_backbone
 from core.embed.openvino import OpenVinoBackbone, openvino_available
 from core.embed.pooling import pool
-from core.images import Box, ImageError, fit_max_size, image_size, load_image, to_tensor
+from core.images import Box, ImageError, ImageSource, image_size, load_image, load_region, to_tensor
 
-MIN_SIDE = 32          # smaller scaled inputs are padded up to this side
+MIN_SIDE = 32          # smaller scaled inputs are resized up to this side
 BACKENDS = ("auto", "torch", "openvino")
 # Pipeline defaults, measured by benchmarks/bench_extraction.py (artifacts/bench/extraction.json,
 # "pipeline_sweep") with OpenVINO on 2 shared cores at longer side 512: batch 1 beat batches of 4
@@ -94,27 +93,49 @@ def _decode(path: str, max_size: int) -> torch.Tensor | str:
         return f"{type(exc).__name__}: {exc}"
 
 
-class _ImageBatches(Dataset):
-    """Decodes and resizes one planned batch per item in DataLoader workers. An item is
-    (failures [(position, reason)], groups [(positions, [B, 3, H, W] tensor)]): images whose
-    decoded shape differs from the plan form a group of their own, so nothing is ever padded."""
+Batch = tuple[list[tuple[int, str]], list[tuple[list[int], torch.Tensor]]]
 
-    def __init__(self, paths: Sequence[str], batches: list[list[int]], max_size: int) -> None:
-        self.paths, self.batches, self.max_size = list(paths), batches, max_size
 
-    def __len__(self) -> int:
-        return len(self.batches)
+def decode_batch(paths: Sequence[str], positions: Sequence[int], max_size: int) -> Batch:
+    """Decode and resize one planned batch: (failures [(position, reason)], groups [(positions,
+    [B, 3, H, W] tensor)]). Images whose decoded shape differs from the plan form a group of their
+    own, so nothing is ever padded."""
+    failures, by_shape = [], {}
+    for i in positions:
+        out = _decode(paths[i], max_size)
+        if isinstance(out, str):
+            failures.append((i, out))
+        else:
+            by_shape.setdefault(tuple(out.shape), []).append((i, out))
+    groups = [([i for i, _ in items], torch.stack([t for _, t in items])) for items in by_shape.values()]
+    return failures, groups
 
-    def __getitem__(self, b: int) -> tuple[list[tuple[int, str]], list[tuple[list[int], torch.Tensor]]]:
-        failures, by_shape = [], {}
-        for i in self.batches[b]:
-            out = _decode(self.paths[i], self.max_size)
-            if isinstance(out, str):
-                failures.append((i, out))
-            else:
-                by_shape.setdefault(tuple(out.shape), []).append((i, out))
-        groups = [([i for i, _ in items], torch.stack([t for _, t in items])) for items in by_shape.values()]
-        return failures, groups
+
+def decoded_batches(paths: Sequence[str], batches: list[list[int]], max_size: int, threads: int) -> Iterator[Batch]:
+    """``decode_batch`` of each batch, in order; with ``threads`` > 0 by a pool of decoding
+    threads that keeps up to 4 batches per thread ahead of the consumer.
+
+    Threads, not processes: forking a process whose OpenVINO (TBB) and OpenMP thread pools are
+    running copies their locks in whatever state they are in, with only the forking thread alive
+    in the child, which is how DataLoader worker processes crashed (SIGSEGV) once the network was
+    loaded before them. Pillow releases the GIL while it decodes and resizes, so decoding threads
+    overlap inference as worker processes did, without the fork or the tensor pickling."""
+    if threads <= 0:
+        for batch in batches:
+            yield decode_batch(paths, batch, max_size)
+        return
+    ahead: deque[Future] = deque()
+    with ThreadPoolExecutor(threads, thread_name_prefix="decode") as pool:
+        try:
+            for batch in batches:
+                ahead.append(pool.submit(decode_batch, paths, batch, max_size))
+                if len(ahead) > 4 * threads:
+                    yield ahead.popleft().result()
+            while ahead:
+                yield ahead.popleft().result()
+        finally:
+            for future in ahead:
+                future.cancel()
 
 
 class Embedder:
@@ -161,30 +182,38 @@ class Embedder:
             self._dim = int(self.embed_tensor(torch.rand(3, 64, 64)).shape[0])
         return self._dim
 
+    def input_size(self, height: int, width: int, scale: float = 1.0) -> tuple[int, int]:
+        """Network input size of an image of ``height`` x ``width`` at ``scale``: at least
+        MIN_SIDE, and a multiple of the patch size for ViTs."""
+        size = (max(MIN_SIDE, round(height * scale)), max(MIN_SIDE, round(width * scale)))
+        patch = self.backbone.spec.patch_size
+        return tuple(max(patch, round(s / patch) * patch) for s in size) if patch > 1 else size
+
+    def _resized(self, rgb01: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        h, w = rgb01.shape[2:]
+        size = self.input_size(h, w, scale)
+        if size == (h, w):
+            return rgb01
+        return F.interpolate(rgb01, size=size, mode="bilinear", antialias=True, align_corners=False)
+
+    def _forward(self, x: torch.Tensor, threads: int | None = None) -> torch.Tensor:
+        ov_model = self._openvino(threads or self.threads)
+        return ov_model(x) if ov_model is not None else self.backbone(x.contiguous(memory_format=torch.channels_last))
+
     @torch.inference_mode()
     def feature_map(self, rgb01: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] images in [0, 1] → [B, C, h, w] feature maps at scale 1, through the same
-        backend as the descriptors (what the region-aware re-ranking of ``core.rerank.methods`` reads)."""
-        ov_model = self._openvino(self.threads)
-        return ov_model(rgb01) if ov_model is not None else self.backbone(rgb01.contiguous(memory_format=torch.channels_last))
+        backend as the descriptors (what the region-aware re-ranking of ``core.rerank`` reads)."""
+        return self._forward(self._resized(rgb01))
 
     @torch.inference_mode()
     def embed_batch(self, rgb01: torch.Tensor, threads: int | None = None) -> np.ndarray:
         """[B, 3, H, W] images in [0, 1] → [B, dim] L2-normalised float32 descriptors, averaged over
         scales. ``threads``: cores of one OpenVINO inference (default all of the embedder's)."""
-        cfg, patch = self.config, self.backbone.spec.patch_size
-        ov_model = self._openvino(threads or self.threads)
         total = None
-        h, w = rgb01.shape[2:]
-        for scale in cfg.scales:
-            size = (max(MIN_SIDE, round(h * scale)), max(MIN_SIDE, round(w * scale)))
-            if patch > 1:
-                size = tuple(max(patch, round(s / patch) * patch) for s in size)
-            x = rgb01
-            if size != (h, w):
-                x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-            fmap = ov_model(x) if ov_model is not None else self.backbone(x.contiguous(memory_format=torch.channels_last))
-            vec = F.normalize(pool(fmap.float(), cfg.pooling, cfg.gem_p), dim=1)
+        for scale in self.config.scales:
+            fmap = self._forward(self._resized(rgb01, scale), threads)
+            vec = F.normalize(pool(fmap.float(), self.config.pooling, self.config.gem_p), dim=1)
             total = vec if total is None else total + vec
         return F.normalize(total, dim=1).numpy().astype(np.float32)
 
@@ -192,13 +221,14 @@ class Embedder:
         """[3, H, W] image in [0, 1] → L2-normalised float32 descriptor, averaged over scales."""
         return self.embed_batch(rgb01.unsqueeze(0))[0]
 
-    def embed_image(self, source, box: Box | Sequence[float] | None = None) -> np.ndarray:
-        """Descriptor of an image file or file-like object, optionally of the crop ``box``."""
-        return self.embed_tensor(to_tensor(load_image(source, self.config.max_size, box)))
+    def embed_image(self, source: ImageSource, box: Box | Sequence[float] | None = None) -> np.ndarray:
+        """Descriptor of an image (file, file-like object or decoded image), optionally of the
+        crop ``box`` in its original pixels."""
+        return self.embed_tensor(to_tensor(load_region(source, self.config.max_size, box)))
 
     def embed_pil(self, img: Image.Image) -> np.ndarray:
         """Descriptor of an already loaded (and cropped) PIL image, resized to ``max_size``."""
-        return self.embed_tensor(to_tensor(fit_max_size(img.convert("RGB"), self.config.max_size)))
+        return self.embed_image(img)
 
     def iter_files(self, paths: Sequence[str], workers: int | None = None, desc: str = "embedding",
                    progress: bool = True, batch_size: int = GALLERY_BATCH) -> Iterator[tuple[int, np.ndarray | str]]:
@@ -206,13 +236,12 @@ class Embedder:
 
         The pipeline: batches of ``batch_size`` images that share one shape (planned from the
         file headers, so batches need no padding) are decoded and resized by ``workers``
-        DataLoader processes (0: by this thread) while the network runs on earlier batches; with
+        threads (0: by this thread; ``decoded_batches``) while the network runs on earlier batches; with
         OpenVINO, one single-core inference thread per core, each on its own batch. Results come
         batch by batch, so positions are not in input order."""
         workers = GALLERY_WORKERS if workers is None else workers
         batches = shape_batches([planned_shape(p, self.config.max_size) for p in paths], batch_size)
-        loader = DataLoader(_ImageBatches(paths, batches, self.config.max_size), batch_size=None, shuffle=False,
-                            num_workers=workers, prefetch_factor=4 if workers > 0 else None, persistent_workers=False)
+        loader = decoded_batches(list(paths), batches, self.config.max_size, workers)
         streams = self.threads if self._openvino(1) is not None else 1
         threads = 1 if streams > 1 else self.threads
         bar = tqdm(total=len(paths), desc=desc, unit="img", disable=not progress, dynamic_ncols=True)

@@ -21,6 +21,11 @@ RMAC_OVERLAP = 0.4       # target overlap between neighbouring regions
 RGEM_P, RGEM_SIZE = 2.5, 5   # regional GeM of SuperGlobal (Shao et al. 2023): L^2.5 over 5x5 neighbourhoods
 
 
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    """Rows of ``x`` [..., d] scaled to unit L2 norm (all-zero rows stay zero), as float32."""
+    return (x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+
+
 def gap(x: torch.Tensor) -> torch.Tensor:
     """Global average pooling (GAP)."""
     return x.mean(dim=(2, 3))

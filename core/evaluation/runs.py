@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.evaluation.summary import RunSummary
 from core.files import atomic_path, write_json, write_npy, write_text
 from core.paths import runs_dir
 
@@ -61,7 +62,7 @@ def new_run_id(dataset: str, label: str, root: Path | None = None) -> str:
 class Run:
     run_id: str
     directory: Path
-    summary: dict
+    summary: RunSummary
     per_query: pd.DataFrame
 
     @property
@@ -104,7 +105,9 @@ def load_run(run_id: str, root: Path | None = None) -> Run:
     summary_path = directory / "summary.json"
     if not summary_path.exists():
         raise FileNotFoundError(f"no complete run {run_id!r} under {directory.parent}")
-    return Run(run_id, directory, json.loads(summary_path.read_text()), pd.read_csv(directory / "per_query.csv"))
+    summary = RunSummary.from_dict({"run_id": run_id, **json.loads(summary_path.read_text())})
+    summary.run_dir = str(directory)
+    return Run(run_id, directory, summary, pd.read_csv(directory / "per_query.csv"))
 
 
 def list_runs(root: Path | None = None) -> list[str]:

@@ -35,11 +35,12 @@ from core.datasets.exporters import export_fashion_mnist
 from core.datasets.validation import VALIDATION_PROTOCOL, landmark_queries, random_boxes
 from core.embed.embedder import Embedder
 from core.evaluation.metrics import score_query
-from core.evaluation.pipeline import SearchSettings, evaluate, query_vectors
+from core.evaluation.pipeline import evaluate, query_vectors
 from core.files import write_json, write_text
 from core.images import image_size, list_images
+from core.index import SearchSettings
 from core.paths import artifacts_dir
-from core.rerank.methods import RerankSettings
+from core.rerank import Reranker, create_reranker
 
 SET_NAMES = ("paris-whole", "paris-crop", "corel1k", "fashion-mnist", "paris-official")
 BASIS_SETS = SET_NAMES[:4]
@@ -181,12 +182,12 @@ class Validation:
 
 
 def validate(sets: Sequence[ValidationSet], config: EmbeddingConfig, settings: SearchSettings | None = None,
-             rerank: RerankSettings | None = None, progress: bool = False,
+             rerank: Reranker | None = None, progress: bool = False,
              log: Callable[[str], None] = print) -> Validation:
     """Evaluate ``config`` (``whitening="other"`` allowed), ``settings`` and ``rerank`` on each
     set; every set writes a normal run. One network serves all the sets."""
     settings = settings or SearchSettings()
-    rerank = rerank or RerankSettings()
+    rerank = rerank or create_reranker("none")
     embedder = Embedder(config.base())
     out = Validation(label=config.label() + (f"+{rerank.label()}" if rerank.label() else ""),
                      embedding=config.to_dict(), search={"method": settings.method, "metric": settings.metric},
@@ -194,10 +195,10 @@ def validate(sets: Sequence[ValidationSet], config: EmbeddingConfig, settings: S
     for vs in sets:
         s = evaluate(vs.gallery, vs.ground_truth, config_for(config, vs.gallery.name), settings, embedder,
                      progress=progress, log=log, rerank=rerank)
-        ips = s.get("images_per_second")
-        out.scores.append(SetScore(vs.name, vs.basis, s["map"], s["n_queries"], s["n_images"],
-                                   s["rerank"]["extra_ms_per_query"], s["rerank"]["offline_seconds"],
-                                   1000.0 / ips if ips else None, s["run_id"]))
+        ips = s.images_per_second
+        out.scores.append(SetScore(vs.name, vs.basis, s.map, s.n_queries, s.n_images,
+                                   s.rerank["extra_ms_per_query"], s.rerank["offline_seconds"],
+                                   1000.0 / ips if ips else None, s.run_id))
     return out
 
 

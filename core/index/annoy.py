@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.cache.descriptors import Embeddings
 from core.config import AnnoyParams, EmbeddingConfig
 from core.files import atomic_path, write_json
 from core.index.base import METRIC_OF_ANNOY, IndexMismatch
@@ -94,6 +95,19 @@ class AnnoyIndex:
         index = _Annoy(dim, params.metric)
         index.load(str(path))
         return cls(index, meta["metric"], meta, path)
+
+    @classmethod
+    def open(cls, emb: Embeddings, params: AnnoyParams) -> AnnoyIndex:
+        """The saved index of these descriptors (memory-mapped), built first when it is absent or
+        only stale (the gallery's images changed; Annoy cannot add items, so it is rebuilt from the
+        cache); an index of another config or dimension is refused (``IndexMismatch``)."""
+        path = emb.directory / cls.file_name(params)
+        try:
+            return cls.load(emb.directory, emb.config, params, emb.dim, emb.ids, emb.gallery)
+        except IndexMismatch as exc:
+            if path.exists() and not exc.stale:
+                raise
+            return cls.build(emb.vectors, emb.directory, emb.config, params, emb.ids)
 
     @property
     def default_search_k(self) -> int:

@@ -6,10 +6,12 @@ Scores are cosine similarity (metric "cosine", higher is better) or Euclidean di
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+
+from core.config import AnnoyParams
 
 METRICS = ("cosine", "euclidean")
 ANNOY_METRIC = {"cosine": "angular", "euclidean": "euclidean"}
@@ -49,6 +51,27 @@ class Result:
 def results_of(indices: np.ndarray, scores: np.ndarray, ids: list[str]) -> list[Result]:
     """``Result`` list from one row of indices and scores (rows padded with -1 are cut)."""
     return [Result(r + 1, int(i), ids[int(i)], float(s)) for r, (i, s) in enumerate(zip(indices, scores)) if i >= 0]
+
+
+SEARCH_METHODS = ("exact", "annoy")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How rankings are produced: exact search or Annoy, with which metric (Annoy's own metric
+    name follows from it)."""
+
+    method: str = "exact"                 # exact | annoy
+    metric: str = "cosine"                # cosine | euclidean
+    annoy: AnnoyParams = field(default_factory=AnnoyParams)
+
+    def __post_init__(self) -> None:
+        if self.method not in SEARCH_METHODS:
+            raise ValueError(f"search method must be one of {SEARCH_METHODS}, got {self.method!r}")
+        check_metric(self.metric)
+        if self.annoy.metric != ANNOY_METRIC[self.metric]:
+            object.__setattr__(self, "annoy", AnnoyParams(ANNOY_METRIC[self.metric], self.annoy.n_trees,
+                                                          self.annoy.search_k))
 
 
 class Index(Protocol):

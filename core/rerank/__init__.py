@@ -1,0 +1,29 @@
+"""Re-ranking after the global search, one registered class per method (``base.register``):
+
+- ``expansion``: average QE, alpha-QE, DBA, DBA + alpha-QE (descriptor level);
+- ``diffusion``: random walk on the gallery's mutual k-NN graph;
+- ``blcf``: bag of local convolutional features with an inverted file;
+- ``local``: best sliding window over the top-N's feature maps;
+- ``spatial``: SIFT/ORB matches verified by RANSAC.
+
+``create_reranker(name, **params)`` builds one; ``apply_reranker`` runs it over rankings.
+"""
+from core.rerank import blcf, diffusion, expansion, local, spatial  # noqa: F401 (each registers its methods)
+from core.rerank.base import (
+                              RERANKERS,
+                              Evidence,
+                              PreparedStore,
+                              RegionQuery,
+                              RerankContext,
+                              Reranker,
+                              RerankOutput,
+                              apply_reranker,
+                              create_reranker,
+                              list_rerankers,
+                              rank_by_scores,
+                              register,
+                              reranker_parameters,
+)
+
+__all__ = ["RERANKERS", "Evidence", "PreparedStore", "RegionQuery", "RerankContext", "RerankOutput", "Reranker",
+           "apply_reranker", "create_reranker", "list_rerankers", "rank_by_scores", "register", "reranker_parameters"]

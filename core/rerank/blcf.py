@@ -14,15 +14,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from core.config import EmbeddingConfig
+from core.embed.pooling import l2_normalise
 from core.embed.whitening import Whitening, learn_pca_whitening
 from core.files import write_npz
-from core.rerank.featuremaps import FeatureMaps, maps_path
+from core.rerank.base import Reranker, rank_by_scores, register
+from core.rerank.featuremaps import FeatureMaps, box_mask, gallery_feature_maps, load_map, maps_path
 
 LOCAL_DIM = 128            # whitened local descriptor dimension (Mohedano et al. keep a few hundred)
 FEATURES_PER_WORD = 500    # auto vocabulary: measured best of 100/250/500/1000 words on Paris-250
@@ -30,10 +33,6 @@ MIN_WORDS, MAX_WORDS = 64, 25_000
 KMEANS_ITERATIONS = 20
 KMEANS_SAMPLE = 30_000     # local descriptors the whitening and k-means learn from
 ASSIGN_BLOCK = 8192        # descriptors per distance matrix, bounds memory
-
-
-def _l2(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def auto_vocabulary_size(n_local: int) -> int:
@@ -85,7 +84,7 @@ class Vocabulary:
 
     def assign(self, local: np.ndarray) -> np.ndarray:
         """Word of each local descriptor [m, C] → [m] (one assignment map, flattened)."""
-        return nearest_centroid(self.whitening.apply(_l2(local.astype(np.float32))), self.centroids)
+        return nearest_centroid(self.whitening.apply(l2_normalise(local.astype(np.float32))), self.centroids)
 
 
 def learn_vocabulary(local: np.ndarray, words: int, seed: int = 0) -> Vocabulary:
@@ -94,7 +93,7 @@ def learn_vocabulary(local: np.ndarray, words: int, seed: int = 0) -> Vocabulary
     rng = np.random.default_rng(seed)
     if len(local) > KMEANS_SAMPLE:
         local = local[rng.choice(len(local), KMEANS_SAMPLE, replace=False)]
-    x = _l2(local.astype(np.float32))
+    x = l2_normalise(local.astype(np.float32))
     whitening = learn_pca_whitening(x, LOCAL_DIM)
     return Vocabulary(whitening, kmeans(whitening.apply(x), words, seed=seed))
 
@@ -185,3 +184,35 @@ def load_or_build_index(gallery: str, config: EmbeddingConfig, maps: FeatureMaps
               centroids=index.vocabulary.centroids, idf=index.idf, data=h.data, indices=h.indices,
               indptr=h.indptr, shape=np.array(h.shape), digest=np.array(digest))
     return index
+
+
+@register("blcf", "BLCF (bag of local conv features)")
+@dataclass(frozen=True)
+class BLCF(Reranker):
+    """blcf_words: vocabulary size; 0 sizes it to the gallery (``auto_vocabulary_size``).
+    Ranks the whole gallery by tf-idf cosine of the query region's visual words."""
+
+    needs_image: ClassVar[bool] = True
+    blcf_words: int = 0
+    top_n: int = 50                  # images whose BLCF score is reported as evidence
+
+    def label(self) -> str:
+        return f"blcf{self.blcf_words or 'auto'}"
+
+    def state_key(self) -> tuple:
+        return (self.blcf_words,)
+
+    def prepare(self, ctx):
+        emb = ctx.embeddings
+        maps = gallery_feature_maps(ctx.gallery, emb.config, emb.ids, ctx.embedder, ctx.progress, ctx.log)
+        words = self.blcf_words or auto_vocabulary_size(len(maps.features))
+        return load_or_build_index(ctx.gallery.name, emb.config, maps, words, ctx.log)
+
+    def rerank(self, ranking, queries, regions, ctx, prepared):
+        out, evidence = ranking.copy(), []
+        for r, region in enumerate(regions):
+            fmap, size = load_map(ctx.embedder, region.source)
+            scores = prepared.query_scores(fmap[:, box_mask(fmap.shape[1:], region.box, size)].T)
+            out[r] = rank_by_scores(scores[None], ranking[r:r + 1])[0]
+            evidence.append({int(i): (float(scores[i]), None) for i in out[r, :self.top_n]})
+        return out, evidence

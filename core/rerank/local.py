@@ -14,29 +14,32 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 
+from core.embed.pooling import EPS as POOL_EPS
+from core.embed.pooling import gem, l2_normalise
 from core.images import Box
-from core.rerank.featuremaps import cells_to_box
+from core.rerank.base import Reranker, register
+from core.rerank.featuremaps import MapSource, box_mask, cells_to_box, load_map
 
-EPS = 1e-6
 GEM_P = 3.0
 
 
 def region_descriptor(fmap: np.ndarray, mask: np.ndarray, p: float = GEM_P) -> np.ndarray:
     """L2-normalised GeM [C] of the cells of ``fmap`` [C, h, w] where ``mask`` [h, w] is True."""
-    cells = np.clip(fmap[:, mask], EPS, None).astype(np.float64)
-    vec = np.mean(cells ** p, axis=1) ** (1.0 / p)
-    return (vec / max(np.linalg.norm(vec), 1e-12)).astype(np.float32)
+    cells = torch.from_numpy(np.ascontiguousarray(fmap[:, mask], np.float64))[None, :, :, None]
+    return l2_normalise(gem(cells, p)[0].numpy())
 
 
 def integral_power(fmap: np.ndarray, p: float = GEM_P) -> np.ndarray:
     """[h+1, w+1, C] integral image of max(x, EPS)^p of a [C, h, w] map, channels last so that
     window sums are contiguous (float64: window sums are differences of large cumulative sums)."""
     c, h, w = fmap.shape
-    x = np.clip(fmap, EPS, None).transpose(1, 2, 0).astype(np.float64)
+    x = np.clip(fmap, POOL_EPS, None).transpose(1, 2, 0).astype(np.float64)
     out = np.zeros((h + 1, w + 1, c), np.float64)
     out[1:, 1:] = (x * x * x if p == 3.0 else x ** p).cumsum(0).cumsum(1)
     return out
@@ -106,3 +109,37 @@ def draw_window(img: Image.Image, window: Box, original_size: tuple[int, int], c
     ImageDraw.Draw(out).rectangle([window.x1 * sx, window.y1 * sy, max(window.x1 * sx, window.x2 * sx - 1),
                                    max(window.y1 * sy, window.y2 * sy - 1)], outline=colour, width=width)
     return out
+
+
+@register("local", "local windows (best window drawn)")
+@dataclass(frozen=True)
+class LocalWindows(Reranker):
+    """top_n: images re-ranked by their best window; window_scales: window sides as fractions of
+    the map height and width. Reads the gallery's feature-map cache when there is one, else
+    computes only the top-N's maps."""
+
+    needs_image: ClassVar[bool] = True
+    top_n: int = 50
+    window_scales: tuple[float, ...] = (1.0, 0.75, 0.5, 0.35)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "window_scales", tuple(float(s) for s in self.window_scales))
+
+    def label(self) -> str:
+        return f"local{self.top_n}"
+
+    def state_key(self) -> tuple:
+        return ()
+
+    def prepare(self, ctx):
+        emb = ctx.embeddings
+        return MapSource.cached_or_lazy(ctx.gallery, emb.config, emb.ids, ctx.embedder)
+
+    def rerank(self, ranking, queries, regions, ctx, prepared):
+        out, evidence = ranking.copy(), []
+        for r, region in enumerate(regions):
+            fmap, size = load_map(ctx.embedder, region.source)
+            query = region_descriptor(fmap, box_mask(fmap.shape[1:], region.box, size))
+            out[r], found = local_rerank(ranking[r], query, prepared, self.top_n, self.window_scales)
+            evidence.append(found)
+        return out, evidence

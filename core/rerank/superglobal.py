@@ -2,7 +2,7 @@
 Image Retrieval and Reranking", ICCV 2023): descriptor augmentation and query refinement inside
 the query's own top-M only.
 
-DBA and alpha-QE (``core.rerank.methods``) refine vectors with neighbours from the whole gallery,
+DBA and alpha-QE (``core.rerank.expansion``) refine vectors with neighbours from the whole gallery,
 which needs the gallery's k-NN graph and an augmented copy of it. SuperGlobal does the same
 within the top-M list of one query, so it needs nothing but that list and its vectors: any
 index (exact or Annoy) can produce it, and nothing is built per gallery.
@@ -28,7 +28,7 @@ def augment_within(vectors: np.ndarray, k: int, beta: float) -> np.ndarray:
     k = min(k, len(vectors) - 1)
     if k <= 0:
         return vectors.astype(np.float32)
-    nn = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    nn = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < len(vectors) - 1 else np.argsort(-sims, axis=1)[:, :k]
     weights = beta * np.take_along_axis(sims, nn, axis=1)                    # [m, k]
     total = vectors + np.einsum("mk,mkd->md", weights, vectors[nn])
     return (total / (1.0 + weights.sum(axis=1, keepdims=True))).astype(np.float32)

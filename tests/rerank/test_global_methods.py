@@ -1,38 +1,19 @@
 """Query expansion, database-side augmentation and diffusion: hand-computed cases of the pure
 functions, then each method against the plain global descriptor on the real Paris queries."""
-import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, TOLERANCE
 
-from core.cache.descriptors import Embeddings, build_embeddings
-from core.cache.galleries import Gallery
 from core.config import PLAIN_GEM
-from core.datasets import ResolvedQuery, resolve
-from core.embed.embedder import Embedder
-from core.evaluation.metrics import score_query
 from core.evaluation.pipeline import evaluate
-from core.index import ExactIndex
-from core.paths import artifacts_dir
-from core.rerank.featuremaps import gallery_feature_maps
-from core.rerank.methods import (
-    RegionQuery,
-    RerankSettings,
-    database_augmentation,
-    diffusion_scores,
-    knn_affinity,
-    query_expansion,
-    rank_by_scores,
-    rerank_rankings,
-    weighted_neighbour_mean,
-)
+from core.rerank import RERANKERS, PreparedStore, RerankContext, create_reranker, list_rerankers, rank_by_scores
+from core.rerank.diffusion import diffusion_scores, knn_affinity
+from core.rerank.expansion import DBA, database_augmentation, query_expansion, weighted_neighbour_mean
 
 QUIET = dict(progress=False, log=lambda m: None)
-# Half an mAP point: on 12 queries with 30-50 positives each, one positive swapping places with a
-# negative around rank 10 moves mAP by about 0.1-0.3 points; a real loss is larger than that.
-TOLERANCE = 0.005
 
 
 def unit(*rows):
@@ -92,84 +73,64 @@ def test_rank_by_scores_breaks_ties_by_the_previous_ranking():
     assert rank_by_scores(scores, np.array([[2, 0, 3, 1]])).tolist() == [[1, 3, 2, 0]]
 
 
-def test_settings_name_the_method_and_only_its_parameters():
-    s = RerankSettings("dba+alpha_qe", qe_n=3, dba_n=4, alpha=2)
+def test_each_method_owns_its_parameters_and_refuses_others():
+    s = create_reranker("dba+alpha_qe", qe_n=3, dba_n=4, alpha=2)
     assert s.label() == "dba4+aqe3a2"
     assert s.params() == {"method": "dba+alpha_qe", "dba_n": 4, "qe_n": 3, "alpha": 2}
-    assert RerankSettings().label() == ""
-    with pytest.raises(ValueError):
-        RerankSettings("magic")
+    assert create_reranker("none").label() == ""
+    with pytest.raises(ValueError, match="has no parameter top_n"):
+        create_reranker("alpha_qe", top_n=3)
+    with pytest.raises(ValueError, match="must be one of"):
+        create_reranker("magic")
 
 
-@dataclass
-class PlainParis:
-    """The plain global descriptor on the Paris queries, shared by the re-ranking test files
-    (one embedding pass per test process)."""
-
-    gallery: Gallery
-    emb: Embeddings
-    embedder: Embedder
-    queries: list[ResolvedQuery]
-    qvecs: np.ndarray
-    ranking: np.ndarray
-    regions: list[RegionQuery]
-
-    def map(self, ranking: np.ndarray) -> float:
-        return float(np.mean([score_query(r, q.positives, q.junk).ap for r, q in zip(ranking, self.queries)]))
-
-    def cache_feature_maps(self) -> None:
-        """Cache the gallery's feature maps (once; BLCF and local windows read them)."""
-        gallery_feature_maps(self.gallery, PLAIN_GEM, self.emb.ids, self.embedder, progress=False,
-                             log=lambda m: None)
-
-    def rerank_map(self, settings: RerankSettings) -> float:
-        out = rerank_rankings(settings, self.ranking, self.qvecs, self.emb, self.gallery, self.embedder,
-                              self.regions, log=lambda m: None)
-        return self.map(out.ranking)
+def test_the_registry_lists_every_method_once_with_its_title():
+    names = list_rerankers()
+    assert names[0] == "none" and len(names) == len(set(names)) == len(RERANKERS)
+    assert {"aqe", "alpha_qe", "dba", "dba+alpha_qe", "diffusion", "blcf", "local", "spatial"} <= set(names)
+    assert all(RERANKERS[n].title for n in names)
+    assert [n for n in names if RERANKERS[n].needs_image] == ["blcf", "local", "spatial"]
 
 
-_PLAIN: dict[str, PlainParis] = {}
+def test_prepared_parts_are_built_once_for_concurrent_callers(paris):
+    store, calls = PreparedStore(), []
 
+    @dataclass(frozen=True)
+    class Counting(DBA):
+        def prepare(self, ctx):
+            calls.append(1)
+            return super().prepare(ctx)
 
-@pytest.fixture
-def paris(paris_gallery, paris_gt) -> PlainParis:
-    """Computed once per artifacts folder, i.e. once per test session, whichever file asks first."""
-    key = str(artifacts_dir())
-    if key not in _PLAIN:
-        emb = build_embeddings(paris_gallery, PLAIN_GEM, progress=False, log=lambda m: None)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            queries = resolve(paris_gt, emb.ids).queries
-        embedder = Embedder(PLAIN_GEM)
-        paths = [paris_gallery.root / emb.ids[q.image_index] for q in queries]
-        qvecs = np.stack([embedder.embed_image(p, q.query.box) for p, q in zip(paths, queries)])
-        _PLAIN[key] = PlainParis(paris_gallery, emb, embedder, queries, qvecs, ExactIndex(emb.vectors).rank_all(qvecs),
-                                 [RegionQuery(p, q.query.box) for p, q in zip(paths, queries)])
-    return _PLAIN[key]
+    ctx = RerankContext(paris.emb, paris.gallery, paris.embedder)
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda _: store.get(Counting(), ctx)[0], range(8)))
+    assert len(calls) == 1 and all(g is got[0] for g in got)
 
 
 @pytest.mark.parametrize("method", ["aqe", "alpha_qe", "dba", "dba+alpha_qe", "diffusion"])
-def test_method_improves_or_preserves_paris_map(method, paris):
-    plain, reranked = paris.map(paris.ranking), paris.rerank_map(RerankSettings(method))
+def test_method_changes_the_rankings_and_keeps_paris_map(method, paris):
+    ranking = paris.rerank(create_reranker(method))
+    assert (ranking[:, :50] != paris.ranking[:, :50]).any(), "the method returned the plain ranking"
+    plain, reranked = paris.map(paris.ranking), paris.map(ranking)
     assert reranked >= plain - TOLERANCE, (method, reranked, plain)
 
 
 def test_evaluate_records_the_method_and_names_the_run_after_it(paris, paris_gt):
-    settings = RerankSettings("dba+alpha_qe")
-    s = evaluate(paris.gallery, paris_gt, PLAIN_GEM, embedder=paris.embedder, rerank=settings, **QUIET)
-    assert s["rerank"]["label"] == "dba5+aqe5a3" and s["rerank"]["extra_ms_per_query"] > 0
-    assert s["run_id"].endswith("-exact-dba5-aqe5a3")
-    assert s["map"] == pytest.approx(paris.rerank_map(settings))
+    reranker = create_reranker("dba+alpha_qe")
+    s = evaluate(paris.gallery, paris_gt, PLAIN_GEM, embedder=paris.embedder, rerank=reranker, **QUIET)
+    assert s.rerank["label"] == "dba5+aqe5a3" and s.rerank["extra_ms_per_query"] > 0
+    assert s.run_id.endswith("-exact-dba5-aqe5a3")
+    assert s.map == pytest.approx(paris.rerank_map(reranker))
 
 
 def test_metrics_page_filters_runs_by_method(paris, paris_gt):
     from streamlit.testing.v1 import AppTest
 
     run = evaluate(paris.gallery, paris_gt, PLAIN_GEM, embedder=paris.embedder,
-                   rerank=RerankSettings("aqe"), **QUIET)
+                   rerank=create_reranker("aqe"), **QUIET)
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300).run()
     at.switch_page("pages/metrics.py").run()
     at.multiselect(key="f_rerank").set_value(["aqe5"]).run()
     assert not at.exception
     table = at.dataframe[0].value
-    assert table["run_id"].tolist() == [run["run_id"]] and table["rerank_ms"].iloc[0] >= 0
+    assert table["run_id"].tolist() == [run.run_id] and table["rerank_ms"].iloc[0] >= 0

@@ -10,6 +10,7 @@ from conftest import PARIS
 from PIL import Image
 
 from core.app.catalog import (
+    RUN_COLUMNS,
     ap_comparison,
     bench_reports,
     chart_columns,
@@ -21,7 +22,7 @@ from core.app.catalog import (
     run_row,
     runs_table,
 )
-from core.app.labels import complete_ranking, label_results, report
+from core.app.labels import complete_ranking, label_results, query_report
 from core.app.preview import box_from_cropper, check_upload, cropper_coords, preview, thumbnail
 from core.cache.galleries import load_gallery, register_gallery
 from core.datasets import Query
@@ -43,7 +44,7 @@ def test_report_scores_the_shown_results_then_the_full_ranking():
     shown = [0, 4, 5]                             # a x y: e.g. an approximate top 3
     full = complete_ranking(shown, ranking)
     assert full.tolist() == [0, 4, 5, 3, 1, 2]
-    rep = report(QUERY, shown, ranking, IDS, k=3)
+    rep = query_report(QUERY, shown, ranking, IDS, k=3)
     s = score_query(full, {0, 1, 2}, {3}, ks=(3,))
     assert rep.ap == pytest.approx(s.ap) and rep.ap_interp11 == pytest.approx(s.ap_interp11)
     assert rep.precision_at_k == pytest.approx(1 / 3)
@@ -75,7 +76,7 @@ def test_runs_table_and_ap_comparison(tmp_path):
     assert table["run_id"].tolist() == ["r2", "r1"]
     row = table.iloc[1]
     assert (row["pooling"], row["whitening"], row["dim"], row["mAP"]) == ("gem3", "gallery/256", 256, pytest.approx(1.6 / 3))
-    assert set(run_row({})) == set(table.columns)
+    assert set(run_row(load_run("r1", tmp_path).summary)) == set(table.columns) == set(RUN_COLUMNS)
     cmp = ap_comparison([a, b])
     first = cmp.drop_duplicates("query")
     assert first["query"].tolist() == ["q0", "q2", "q1"]            # sorted by AP(r2) - AP(r1)

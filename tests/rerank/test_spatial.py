@@ -2,14 +2,13 @@
 Paris queries against the plain global descriptor."""
 import numpy as np
 import pytest
-from conftest import PARIS
-from test_rerank import TOLERANCE, paris  # noqa: F401 (the shared fixture)
+from conftest import PARIS, TOLERANCE
 
 from core.images import Box
-from core.rerank.methods import RerankSettings
+from core.rerank import create_reranker
 from core.rerank.spatial import count_inliers, extract, verified_order
 
-MIN_INLIERS = RerankSettings().min_inliers
+MIN_INLIERS = create_reranker("spatial").min_inliers
 
 
 @pytest.mark.parametrize("kind", ["sift", "orb"])
@@ -26,5 +25,5 @@ def test_verified_images_lead_by_inliers_and_the_rest_keep_their_order():
 
 
 def test_spatial_verification_improves_or_preserves_paris_map(paris):
-    plain, reranked = paris.map(paris.ranking), paris.rerank_map(RerankSettings("spatial"))
+    plain, reranked = paris.map(paris.ranking), paris.rerank_map(create_reranker("spatial"))
     assert reranked >= plain - TOLERANCE, (reranked, plain)

@@ -98,14 +98,16 @@ def test_class_folder_evaluation_beats_chance(session_artifacts, tmp_path, capsy
     out = capsys.readouterr().out
     assert "classes (classes) on 300 images, 300 queries" in out and "10-NN accuracy" in out
     run_dir = next(line.split()[-1] for line in out.splitlines() if "run written to" in line)
-    s = json.loads(open(f"{run_dir}/summary.json").read())
-    run = load_run(s["run_id"])
+    on_disk = json.loads(open(f"{run_dir}/summary.json").read())
+    assert {"p@10", "top10", "knn_accuracy", "classes", "dataset_info"} <= set(on_disk)     # the documented keys
+    run = load_run(on_disk["run_id"])
+    s = run.summary
     table = pd.read_csv(f"{run_dir}/classes.csv")
     confusion = json.loads(open(f"{run_dir}/confusion.json").read())
-    assert s["dataset_info"]["n_classes"] == 10 and s["queries_from_cache"] == 300
+    assert s.protocol_extras["dataset_info"]["n_classes"] == 10 and s.queries_from_cache == 300
     assert sorted(table["class"]) == sorted(FASHION_MNIST_CLASSES) and (table["n_queries"] == 30).all()
     assert np.array(confusion["matrix"]).sum() == 300 and confusion["k"] == KNN_K
-    assert np.trace(confusion["matrix"]) / 300 == pytest.approx(s["knn_accuracy"])
+    assert np.trace(confusion["matrix"]) / 300 == pytest.approx(s.metric("knn_accuracy"))
     assert {"predicted", "protocol"} <= set(run.per_query)
 
     # chance, measured on the same gallery with random rankings through the same functions
@@ -120,10 +122,10 @@ def test_class_folder_evaluation_beats_chance(session_artifacts, tmp_path, capsy
             rand_p10.append(score_query(r, rq.positives, rq.junk).precision_at[10])
             rand_knn.append(knn_predict(r, rq.junk, labels) == rq.query.group)
     chance_p10, chance_knn = float(np.mean(rand_p10)), float(np.mean(rand_knn))
-    assert chance_p10 == pytest.approx(s["classes"]["chance_precision"], abs=0.03)
-    assert s["p@10"] > 3 * chance_p10, (s["p@10"], chance_p10)
-    assert s["knn_accuracy"] > 3 * chance_knn, (s["knn_accuracy"], chance_knn)
-    assert s["map"] > 2 * s["random_map"]
+    assert chance_p10 == pytest.approx(s.protocol_extras["classes"]["chance_precision"], abs=0.03)
+    assert s.metric("p@10") > 3 * chance_p10, (s.metric("p@10"), chance_p10)
+    assert s.metric("knn_accuracy") > 3 * chance_knn, (s.metric("knn_accuracy"), chance_knn)
+    assert s.map > 2 * s.random_map
 
     # the metrics page shows the per-class table and the confusion heatmap of this run
     from conftest import REPO
@@ -132,7 +134,7 @@ def test_class_folder_evaluation_beats_chance(session_artifacts, tmp_path, capsy
     at.session_state["tab"] = "Classes"
     at.run()
     assert not at.exception
-    at.selectbox(key="classes_run").set_value(s["run_id"]).run()
+    at.selectbox(key="classes_run").set_value(s.run_id).run()
     assert not at.exception
     assert any("10 classes" in m.value and "10-NN accuracy" in m.value for m in at.markdown)
     assert sorted(at.dataframe[0].value["class"]) == sorted(FASHION_MNIST_CLASSES)

@@ -16,7 +16,7 @@ from core.app.demo import (
     demo_root,
     write_demo_images,
 )
-from core.app.labels import report
+from core.app.labels import query_report
 from core.cache.galleries import load_gallery
 from core.config import DEFAULT_CONFIG
 from core.datasets import stem_of
@@ -67,5 +67,5 @@ def test_demo_queries_find_their_copies_first(demo):
         results = engine.search(str(gallery.root / f"{q.image}.jpg"), q.box, k=len(engine.embeddings.ids))
         assert stem_of(results.items[0].image_id) in q.positives
         ranking = [r.index for r in results.items]
-        aps.append(report(q, ranking[:5], ranking, engine.embeddings.ids, 5).ap)
+        aps.append(query_report(q, ranking[:5], ranking, engine.embeddings.ids, 5).ap)
     assert np.mean(aps) >= 0.9, aps

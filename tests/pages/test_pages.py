@@ -75,7 +75,7 @@ def test_ground_truth_query_shows_labels_and_scores(paris):
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
     assert set(metrics) == {"AP", "AP 11-pt", "P@10", "Missed"}
-    evaluated = load_run(paris[1][0]["run_id"]).per_query.set_index("query").loc["louvre_1"]
+    evaluated = load_run(paris[1][0].run_id).per_query.set_index("query").loc["louvre_1"]
     assert float(metrics["AP"]) == pytest.approx(evaluated["ap"], abs=0.02)
     assert float(metrics["P@10"]) == pytest.approx(evaluated["p@10"], abs=0.1)
     assert metrics["Missed"].endswith("/39")
@@ -153,7 +153,7 @@ def test_metrics_page_tabs(paris):
     at.switch_page("pages/metrics.py").run()
     assert not at.exception
     table = at.dataframe[0].value
-    ids = {r["run_id"] for r in paris[1]}
+    ids = {r.run_id for r in paris[1]}
     assert ids <= set(table["run_id"]) and {"mAP", "mAP_interp11", "NDCG", "P@10", "extraction_s", "query_ms",
                                               "backbone", "pooling", "whitening", "dim"} <= set(table.columns)
     assert at.get("download_button")
@@ -165,7 +165,7 @@ def test_metrics_page_tabs(paris):
     at.multiselect(key="pr_runs").set_value(list(ids)).run()
     assert len(at.get("vega_lite_chart")) == 2 and at.selectbox(key="pr_query").value == "defense_4"
     at = metrics_tab(at, "Failures")
-    at.selectbox(key="fail_run").set_value(paris[1][0]["run_id"]).run()
+    at.selectbox(key="fail_run").set_value(paris[1][0].run_id).run()
     links = at.get("page_link")
     assert len(links) == 5 and all("gallery=paris6k&embedding=" in link.proto.query_string for link in links)
     assert len(at.get("image")) == 5 * (1 + 8)                       # query crop + 8 framed results each

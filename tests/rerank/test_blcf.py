@@ -4,9 +4,10 @@ import math
 
 import numpy as np
 import scipy.sparse as sp
-from test_rerank import TOLERANCE, paris  # noqa: F401 (the shared fixture)
+from conftest import TOLERANCE
 
 from core.config import PLAIN_GEM
+from core.rerank import create_reranker
 from core.rerank.blcf import (
     InvertedFile,
     auto_vocabulary_size,
@@ -17,7 +18,6 @@ from core.rerank.blcf import (
     word_counts,
 )
 from core.rerank.featuremaps import FeatureMaps
-from core.rerank.methods import RerankSettings
 
 
 def test_kmeans_recovers_well_separated_centres():
@@ -68,5 +68,5 @@ def test_index_is_cached_and_reloaded_for_the_same_files(artifacts):
 
 def test_blcf_improves_or_preserves_paris_map(paris):
     paris.cache_feature_maps()
-    plain, reranked = paris.map(paris.ranking), paris.rerank_map(RerankSettings("blcf"))
+    plain, reranked = paris.map(paris.ranking), paris.rerank_map(create_reranker("blcf"))
     assert reranked >= plain - TOLERANCE, (reranked, plain)

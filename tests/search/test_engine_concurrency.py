@@ -10,6 +10,7 @@ from conftest import copy_paris_images
 from core.cache.descriptors import build_embeddings
 from core.cache.galleries import register_gallery
 from core.config import EmbeddingConfig
+from core.index import SearchSettings
 from core.search.engine import SearchEngine
 
 CFG = EmbeddingConfig(max_size=128)
@@ -32,10 +33,10 @@ def test_concurrent_searches_match_sequential_ones(engine):
     ids = engine.embeddings.ids
     jobs = [(engine.gallery.root / ids[i], [10 + i, 5, 120, 90 + i], method, metric)
             for i in range(len(ids)) for method, metric in (("exact", "cosine"), ("annoy", "euclidean"))]
-    sequential = [engine.search(str(p), box, k=5, method=m, metric=me) for p, box, m, me in jobs]
+    sequential = [engine.search(str(p), box, k=5, settings=SearchSettings(m, me)) for p, box, m, me in jobs]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        concurrent = list(pool.map(lambda job: engine.search(str(job[0]), job[1], k=5, method=job[2], metric=job[3]),
-                                   jobs))
+        concurrent = list(pool.map(lambda job: engine.search(str(job[0]), job[1], k=5,
+                                                             settings=SearchSettings(job[2], job[3])), jobs))
     for a, b in zip(sequential, concurrent):
         assert [r.image_id for r in a.items] == [r.image_id for r in b.items]
         np.testing.assert_allclose([r.score for r in a.items], [r.score for r in b.items], atol=1e-5)
@@ -44,10 +45,10 @@ def test_concurrent_searches_match_sequential_ones(engine):
 def test_memory_stays_flat_over_hundreds_of_searches(engine):
     vecs = engine.embeddings.vectors
     for _ in range(50):                                          # warm-up: caches, allocator pools
-        engine.search_vector(vecs[0], k=10, method="annoy")
+        engine.search_vector(vecs[0], 10, SearchSettings("annoy"))
     before = _rss_mb()
     for i in range(400):
-        engine.search_vector(vecs[i % len(vecs)], k=10, method="annoy" if i % 2 else "exact")
+        engine.search_vector(vecs[i % len(vecs)], 10, SearchSettings("annoy" if i % 2 else "exact"))
     for i in range(40):
         engine.search(str(engine.gallery.root / engine.embeddings.ids[i % len(vecs)]), k=10)
     assert _rss_mb() - before < 60, (before, _rss_mb())

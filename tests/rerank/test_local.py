@@ -3,15 +3,14 @@ planted pattern, and the method against the plain global descriptor on the real 
 with its best windows in original pixels for the app."""
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, TOLERANCE
 from PIL import Image
-from test_rerank import TOLERANCE, paris  # noqa: F401 (the shared fixture)
 
 from core.config import PLAIN_GEM
 from core.images import Box, image_size
+from core.rerank import create_reranker, list_rerankers
 from core.rerank.featuremaps import box_mask, cells_to_box
 from core.rerank.local import best_window, draw_window, promote, region_descriptor, window_sides
-from core.rerank.methods import METHOD_NAMES, RerankSettings, rerank_results
 from core.search.engine import SearchEngine
 
 
@@ -69,7 +68,7 @@ def test_promote_reorders_the_head_only():
 
 def test_local_rerank_improves_or_preserves_paris_map(paris):
     paris.cache_feature_maps()
-    plain, reranked = paris.map(paris.ranking), paris.rerank_map(RerankSettings("local"))
+    plain, reranked = paris.map(paris.ranking), paris.rerank_map(create_reranker("local"))
     assert reranked >= plain - TOLERANCE, (reranked, plain)
 
 
@@ -78,10 +77,8 @@ def test_search_page_gets_best_windows_in_original_pixels(paris, paris_gt):
     engine = SearchEngine(paris.gallery, PLAIN_GEM, embedder=paris.embedder, embeddings=paris.emb)
     query = next(q for q in paris_gt.queries if q.name == "louvre_1")
     path = paris.gallery.root / f"{query.image}.jpg"
-    results = engine.search(str(path), query.box, k=5)
-    reranked = rerank_results(engine, results.query_vector, RerankSettings("local", top_n=10), str(path),
-                              query.box, k=5)
-    assert len(reranked.items) == 5 and reranked.label == "local10"
+    reranked = engine.search(str(path), query.box, k=5, reranker=create_reranker("local", top_n=10))
+    assert len(reranked.items) == 5 and reranked.rerank_label == "local10"
     for item in reranked.items:
         score, window = reranked.evidence[item.image_id]
         width, height = image_size(paris.gallery.root / item.image_id)
@@ -95,7 +92,7 @@ def test_search_page_offers_the_methods_and_draws_best_windows(paris):
     paris.cache_feature_maps()
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300).run()
     at.sidebar.selectbox(key="gallery").set_value(paris.gallery.name).run()
-    assert len(at.sidebar.selectbox(key="rerank").options) == len(METHOD_NAMES)
+    assert len(at.sidebar.selectbox(key="rerank").options) == len(list_rerankers())
     at.sidebar.selectbox(key="rerank").set_value("local").run()
     at.button(key="search").click().run()
     assert not at.exception
