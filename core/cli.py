@@ -65,7 +65,8 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
 
 
 # CLI flag → re-ranker parameter; each method takes the ones it has, the rest keep its defaults
-RERANK_FLAGS = ("qe_n", "alpha", "dba_n", "diffusion_k", "top_n", "blcf_words", "local_features")
+RERANK_FLAGS = ("qe_n", "alpha", "dba_n", "diffusion_k", "top_n", "blcf_words", "local_features", "k1", "kr_lambda",
+                "sg_k")
 
 
 def add_rerank_args(p: argparse.ArgumentParser) -> None:
@@ -82,7 +83,11 @@ def add_rerank_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--alpha", type=float, help=f"alpha-QE/DBA similarity exponent (default {defaults['alpha']:g})")
     g.add_argument("--dba-n", type=int, help=f"neighbours averaged by DBA (default {defaults['dba_n']})")
     g.add_argument("--diffusion-k", type=int, help=f"k of the diffusion graph (default {defaults['diffusion_k']})")
-    g.add_argument("--top-n", type=int, help=f"images re-ranked by local/spatial (default {defaults['top_n']})")
+    g.add_argument("--top-n", type=int, help=f"images re-ranked by local/spatial (default {defaults['top_n']}), "
+                                               "by superglobal/kreciprocal (default 0: by the gallery-size rule / all)")
+    g.add_argument("--k1", type=int, help="k-reciprocal neighbours (default 0: by the gallery-size rule)")
+    g.add_argument("--kr-lambda", type=float, help="k-reciprocal weight of the original distance (default 0.3)")
+    g.add_argument("--sg-k", type=int, help="SuperGlobal neighbours (default 0: by the gallery-size rule)")
     g.add_argument("--blcf-words", type=int,
                    help="BLCF vocabulary size (default 0: sized to the gallery, e.g. 25000 on full datasets)")
     g.add_argument("--local-features", choices=["sift", "orb"], help="spatial verification features (default sift)")

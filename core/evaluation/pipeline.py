@@ -24,7 +24,7 @@ from core.evaluation.metrics import TOP_KS, QueryScores, score_queries, score_qu
 from core.evaluation.reports import protocol_report
 from core.evaluation.runs import machine_info, new_run_id, package_versions, write_run
 from core.evaluation.summary import RunSummary
-from core.index import AnnoyIndex, ExactIndex, SearchSettings, recall_at
+from core.index import AnnoyIndex, ExactIndex, SearchSettings, full_ranking, recall_at
 from core.rerank import RegionQuery, RerankContext, Reranker, apply_reranker, create_reranker
 
 RANDOM_TRIALS = 20
@@ -52,11 +52,7 @@ def rank_gallery(emb: Embeddings, queries: np.ndarray, settings: SearchSettings)
     start = time.perf_counter()
     top, _ = ann.search(queries, n)
     info["search_seconds"] = time.perf_counter() - start
-    ranking = np.empty((len(queries), n), np.int32)
-    for row, got in enumerate(top):
-        got = got[got >= 0]
-        rest = np.setdiff1d(np.arange(n), got, assume_unique=False)
-        ranking[row] = np.concatenate([got, rest])
+    ranking = full_ranking(top, n)
     exact = ExactIndex(emb.vectors, settings.metric).rank_all(queries)
     info["query_recall@10"] = recall_at(ranking, exact, 10)
     info["query_recall@100"] = recall_at(ranking, exact, 100)
@@ -111,6 +107,7 @@ def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig,
     rerank = rerank or create_reranker("none")
     embedder = embedder or Embedder(config.base())
     emb = build_embeddings(gallery, config, embedder, progress=progress, log=log)
+    rerank = rerank.for_gallery(len(emb.ids))          # rule-set parameters, as the run records them
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = resolve(gt, emb.ids)

@@ -59,6 +59,7 @@ class Reranker:
     title: ClassVar[str] = ""
     needs_image: ClassVar[bool] = False      # region methods read the query image and box
     helps: ClassVar[str] = ""               # when the method is worth its cost, for CLI help and the app
+    head_only: ClassVar[bool] = False       # reads only the head of the plain ranking: any index can give it
 
     def params(self) -> dict[str, Any]:
         """The method and its parameters: what a run records under "rerank"."""
@@ -67,6 +68,11 @@ class Reranker:
     def label(self) -> str:
         """Short name for run ids and the app, e.g. ``aqe5``, ``dba5+aqe5a3``, ``spatial-sift50``."""
         return self.name
+
+    def for_gallery(self, n_images: int) -> Reranker:
+        """This method with the parameters left to a gallery-size rule (``core.rerank.rules``,
+        written 0) set for a gallery of ``n_images``; what runs record and queries use."""
+        return self
 
     def state_key(self) -> tuple:
         """The parameters that ``prepare`` depends on (all of them unless a method says less)."""
@@ -165,6 +171,7 @@ def apply_reranker(reranker: Reranker, ranking: np.ndarray, queries: np.ndarray,
     if reranker.needs_image and any(r.source is None for r in regions):
         raise ValueError(f"re-ranking method {reranker.name!r} needs the query image")
     store = store if store is not None else PreparedStore()
+    reranker = reranker.for_gallery(len(ctx.embeddings.ids))
     start = time.perf_counter()
     prepared, offline = store.get(reranker, ctx)
     out, evidence = reranker.rerank(ranking, np.atleast_2d(queries).astype(np.float32), regions, ctx, prepared)

@@ -14,12 +14,15 @@ other (the original mixes every probe into one graph; an interactive search has 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
 from core.index import ExactIndex
+from core.rerank import rules
+from core.rerank.base import Reranker, register
 
 
 def reciprocal_set(node: int, neighbours: np.ndarray, k: int) -> np.ndarray:
@@ -138,3 +141,35 @@ def kreciprocal_rerank(queries: np.ndarray, ranking: np.ndarray, gallery: KRecip
         dist = (1.0 - lam) * jaccard_distance(v, gallery.vectors[head]) + lam * (1.0 - gallery.database[head] @ q)
         out[r, :m] = head[np.argsort(dist, kind="stable")]
     return out
+
+
+@register("kreciprocal", "k-reciprocal re-ranking (Jaccard of k-reciprocal sets)")
+@dataclass(frozen=True)
+class KReciprocal(Reranker):
+    """k1: reciprocal neighbours (0: ``rules.kreciprocal_k1`` of the gallery size); k2: local
+    query expansion (0: ``rules.kreciprocal_k2`` of k1); kr_lambda: weight of the original
+    distance; top_n: images re-ranked (0: all that the first search ranked)."""
+
+    k1: int = 0
+    k2: int = 0
+    kr_lambda: float = 0.3
+    top_n: int = 0
+    head_only: ClassVar[bool] = True
+    helps: ClassVar[str] = "the gallery's k-NN graph is built once; a query needs only its top list"
+
+    def for_gallery(self, n_images: int) -> KReciprocal:
+        k1 = self.k1 or rules.kreciprocal_k1(n_images)
+        return replace(self, k1=k1, k2=self.k2 or rules.kreciprocal_k2(k1))
+
+    def label(self) -> str:
+        return f"kr{self.k1 or 'auto'}"
+
+    def prepare(self, ctx):
+        s = self.for_gallery(len(ctx.embeddings.ids))
+        return prepare_gallery(ctx.embeddings.vectors, s.k1, s.k2)
+
+    def state_key(self) -> tuple:
+        return (self.k1, self.k2)
+
+    def rerank(self, ranking, queries, regions, ctx, prepared):
+        return kreciprocal_rerank(queries, ranking, prepared, self.kr_lambda, self.top_n or None), [{} for _ in regions]

@@ -17,7 +17,13 @@ For a query q and its top-M vectors x_1..x_M:
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+from typing import ClassVar
+
 import numpy as np
+
+from core.rerank import rules
+from core.rerank.base import Reranker, register
 
 
 def augment_within(vectors: np.ndarray, k: int, beta: float) -> np.ndarray:
@@ -55,3 +61,29 @@ def superglobal_rerank(queries: np.ndarray, database: np.ndarray, ranking: np.nd
         scores = superglobal_scores(queries[r], database[head], k, beta)
         out[r, :m] = head[np.argsort(-scores, kind="stable")]
     return out
+
+
+@register("superglobal", "SuperGlobal re-ranking (refinement within the top-M)")
+@dataclass(frozen=True)
+class SuperGlobal(Reranker):
+    """top_n: the M images re-ranked (0: ``rules.superglobal_m`` of the gallery size);
+    sg_k: neighbours of the augmentation and of the refined query (0: ``rules.superglobal_k``);
+    sg_beta: weight of a neighbour per unit of cosine."""
+
+    top_n: int = 0
+    sg_k: int = 0
+    sg_beta: float = 0.15
+    head_only: ClassVar[bool] = True
+    helps: ClassVar[str] = "needs only the top-M of any index, exact or Annoy; nothing built per gallery"
+
+    def for_gallery(self, n_images: int) -> SuperGlobal:
+        return replace(self, top_n=self.top_n or rules.superglobal_m(n_images),
+                       sg_k=self.sg_k or rules.superglobal_k(n_images))
+
+    def label(self) -> str:
+        return f"sg{self.top_n or 'auto'}k{self.sg_k or 'auto'}"
+
+    def rerank(self, ranking, queries, regions, ctx, prepared):
+        s = self.for_gallery(len(ctx.embeddings.ids))
+        return (superglobal_rerank(queries, ctx.embeddings.vectors, ranking, s.top_n, s.sg_k, s.sg_beta),
+                [{} for _ in regions])
