@@ -87,6 +87,18 @@ def run_row(row: Row, data: Path, sets: list[str]) -> dict:
     return result
 
 
+def merged(before: dict | None, after: dict) -> dict:
+    """``after``, keeping the scores of ``before`` on the sets ``after`` did not run (a row may be
+    run set by set), with the basis mean recomputed."""
+    if before is None or before.get("embedding") != after["embedding"] or before.get("rerank") != after["rerank"]:
+        return after
+    ran = {s["name"] for s in after["scores"]}
+    scores = [s for s in before["scores"] if s["name"] not in ran] + after["scores"]
+    scores.sort(key=lambda s: SET_NAMES.index(s["name"]))
+    basis = [s["map"] for s in scores if s["basis"]]
+    return {**after, "scores": scores, "basis_map": sum(basis) / len(basis) if basis else float("nan")}
+
+
 def markdown(results: list[dict]) -> str:
     head = ["row", "Paris whole", "Paris cropped", "Corel-1k", "Fashion-MNIST", "mean", "extra ms/query",
             "embed ms/image", "12 official queries"]
@@ -119,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in chosen:
         result = run_row(row, Path(a.data), a.sets)
         old = {r["name"]: r for r in json.loads(path.read_text())["rows"]} if path.exists() else {}
-        old[row.name] = result                     # re-read first: another ladder process may have written
+        old[row.name] = merged(old.get(row.name), result)   # re-read first: another ladder process may have written
         order = [r.name for r in rows()]
         results = sorted(old.values(), key=lambda r: order.index(r["name"]) if r["name"] in order else len(order))
         write_result("validation_ladder", {"command": "python benchmarks/validation_ladder.py", "rows": results,
