@@ -127,7 +127,8 @@ def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig,
 
     ranking, info = rank_gallery(emb, qvecs, settings)
     regions = [RegionQuery(gallery.root / emb.ids[rq.image_index], rq.query.box) for rq in res.queries]
-    ctx = RerankContext(emb, gallery, embedder, progress, log)
+    index = AnnoyIndex.open(emb, settings.annoy) if settings.method == "annoy" else None
+    ctx = RerankContext(emb, gallery, embedder, progress, log, index)
     reranked = apply_reranker(rerank, ranking, qvecs, regions, ctx)
     ranking = reranked.ranking
     scores = score_queries(ranking, [rq.positives for rq in res.queries], [rq.junk for rq in res.queries], ks)

@@ -25,6 +25,7 @@ from core.cache.descriptors import Embeddings
 from core.cache.galleries import Gallery
 from core.embed.embedder import Embedder
 from core.images import Box
+from core.index import ExactIndex, Index, full_ranking
 
 Evidence = dict[int, tuple[float, Box | None]]     # gallery index -> (method score, best window)
 
@@ -41,13 +42,33 @@ class RegionQuery:
 @dataclass
 class RerankContext:
     """The gallery a re-ranker works on: its descriptors, its images and the network that made
-    them (feature maps are taken with the same backbone)."""
+    them (feature maps are taken with the same backbone), and the index of the first search
+    (None: exact), which methods that search the gallery again use too."""
 
     embeddings: Embeddings
     gallery: Gallery
     embedder: Embedder
     progress: bool = False
     log: Callable[[str], None] = print
+    index: Index | None = None
+
+    def neighbours(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest gallery images [q, k] of each row of ``vectors`` through the
+        context's index (Annoy's lists may be shorter: padded with -1), and their exact cosines."""
+        if self.index is None or isinstance(self.index, ExactIndex):
+            return ExactIndex(self.embeddings.vectors, "cosine").search(vectors, k)
+        idx, _ = self.index.search(vectors, k)
+        db = self.embeddings.vectors
+        cos = np.where(idx >= 0, np.einsum("qkd,qd->qk", db[np.maximum(idx, 0)], vectors), -np.inf)
+        return idx, cos.astype(np.float32)
+
+    def rank(self, vectors: np.ndarray) -> np.ndarray:
+        """Full rankings [q, N] of ``vectors`` over the gallery's descriptors by the context's
+        index: exact cosine, or Annoy's list followed by what it missed (``full_ranking``)."""
+        if self.index is None or isinstance(self.index, ExactIndex):
+            return ExactIndex(self.embeddings.vectors, "cosine").rank_all(vectors)
+        n = len(self.embeddings.ids)
+        return full_ranking(self.index.search(vectors, n)[0], n)
 
 
 @dataclass(frozen=True)

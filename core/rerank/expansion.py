@@ -54,9 +54,8 @@ class AverageQE(Reranker):
         return f"aqe{self.qe_n}"
 
     def rerank(self, ranking, queries, regions, ctx, prepared):
-        db = ctx.embeddings.vectors
-        expanded = query_expansion(queries, db, ranking, self.qe_n, 0.0)
-        return ExactIndex(db, "cosine").rank_all(expanded), [{} for _ in regions]
+        expanded = query_expansion(queries, ctx.embeddings.vectors, ranking, self.qe_n, 0.0)
+        return ctx.rank(expanded), [{} for _ in regions]
 
 
 @register("alpha_qe", "alpha query expansion")
@@ -71,9 +70,8 @@ class AlphaQE(Reranker):
         return f"aqe{self.qe_n}a{self.alpha:g}"
 
     def rerank(self, ranking, queries, regions, ctx, prepared):
-        db = ctx.embeddings.vectors
-        expanded = query_expansion(queries, db, ranking, self.qe_n, self.alpha)
-        return ExactIndex(db, "cosine").rank_all(expanded), [{} for _ in regions]
+        expanded = query_expansion(queries, ctx.embeddings.vectors, ranking, self.qe_n, self.alpha)
+        return ctx.rank(expanded), [{} for _ in regions]
 
 
 @register("dba", "database-side augmentation")

@@ -14,6 +14,7 @@ other (the original mixes every probe into one graph; an interactive search has 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
@@ -82,11 +83,19 @@ def _expand(v: sp.csr_matrix, first: np.ndarray, own: sp.csr_matrix | None = Non
     return sp.csr_matrix(total / (len(first) + (own is not None)))
 
 
-def prepare_gallery(database: np.ndarray, k1: int, k2: int) -> KReciprocalGallery:
-    """Neighbour lists and V rows of gallery vectors [n, d] (exact k-NN, in blocks)."""
+def prepare_gallery(database: np.ndarray, k1: int, k2: int,
+                    neighbours: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None = None
+                    ) -> KReciprocalGallery:
+    """Neighbour lists and V rows of gallery vectors [n, d]; ``neighbours(vectors, k)`` gives
+    the k-NN lists and cosines (default exact, in blocks; an Annoy index's for large galleries,
+    its missing entries (-1) dropped from the reciprocal sets)."""
     n = len(database)
     k1 = max(1, min(k1, n - 1))
-    idx, sims = ExactIndex(database, "cosine").search(database, k1 + 1)
+    search = neighbours or ExactIndex(database, "cosine").search
+    idx, sims = search(database, k1 + 1)
+    missing = np.asarray(idx) < 0                     # an approximate list that came back short
+    idx = np.where(missing, np.arange(n)[:, None], idx)
+    sims = np.where(missing, -1.0, sims).astype(np.float32)
     _self_first(idx, sims)
     rows = [encode(m, 1.0 - database[m] @ database[i], n)
             for i in range(n) for m in [expanded_set(i, idx, k1)]]
@@ -166,7 +175,7 @@ class KReciprocal(Reranker):
 
     def prepare(self, ctx):
         s = self.for_gallery(len(ctx.embeddings.ids))
-        return prepare_gallery(ctx.embeddings.vectors, s.k1, s.k2)
+        return prepare_gallery(ctx.embeddings.vectors, s.k1, s.k2, ctx.neighbours)
 
     def state_key(self) -> tuple:
         return (self.k1, self.k2)

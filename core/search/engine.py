@@ -119,7 +119,8 @@ class SearchEngine:
         else:
             plain = np.argsort(-cosine, kind="stable")[None].astype(np.int32)
         search_ms = (time.perf_counter() - start) * 1000
-        ctx = RerankContext(self.embeddings, self.gallery, self.embedder, log=lambda _: None)
+        ctx = RerankContext(self.embeddings, self.gallery, self.embedder, log=lambda _: None,
+                            index=self.index(settings) if settings.method == "annoy" else None)
         out = apply_reranker(reranker, plain, vec, [RegionQuery(source, box)], ctx, self.prepared)
         order = out.ranking[0, :k]
         ids = self.embeddings.ids

@@ -62,3 +62,25 @@ def test_fusion_adds_the_weighted_method_score_to_the_cosine_or_uses_it_alone():
     assert promote(np.array([4, 5, 6, 7]), 3, fused(cos, score, 0.05)).tolist() == [4, 5, 6, 7]   # near-ties only
     assert promote(np.array([4, 5, 6, 7]), 3, fused(cos, score, 0.25)).tolist() == [5, 4, 6, 7]
     np.testing.assert_allclose(inlier_score(np.array([0, 25, 80]), cap=50), [0.0, 0.5, 1.0])
+
+
+def test_methods_search_again_through_the_index_of_the_first_search():
+    """With an approximate index in the context, query expansion searches it again and the
+    k-reciprocal graph is built from its lists, never from an exact pass."""
+    queries, db, _ = clustered()
+    calls = []
+
+    class Approximate:                     # the exact answer cut to 20 results, as Annoy returns a short list
+        def search(self, vectors, k, search_k=None):
+            calls.append(k)
+            idx = np.argsort(-(vectors @ db.T), axis=1)[:, :min(k, 20)]
+            return np.pad(idx, ((0, 0), (0, max(0, k - 20))), constant_values=-1), None
+
+    emb = Embeddings("toy", EmbeddingConfig(), [f"{i}.jpg" for i in range(len(db))], db, Path("."))
+    ctx = RerankContext(emb, Gallery("toy", Path(".")), None, log=lambda m: None, index=Approximate())
+    plain = ctx.rank(queries)
+    assert (plain[:, :20] == np.argsort(-(queries @ db.T), axis=1)[:, :20]).all()
+    for name in ("alpha_qe", "kreciprocal"):
+        calls.clear()
+        out = apply_reranker(create_reranker(name), plain, queries, [RegionQuery(None) for _ in queries], ctx).ranking
+        assert calls and all(sorted(row) == list(range(len(db))) for row in out.tolist()), name
