@@ -16,10 +16,11 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import math
 import os
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -27,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import bench_dir, write_result  # noqa: E402
 from core.config import DEFAULT_CONFIG, MULTI_SCALES, EmbeddingConfig  # noqa: E402
 from core.evaluation.validation import SET_NAMES, validate, validation_sets  # noqa: E402
-from core.rerank import Reranker, create_reranker  # noqa: E402
+from core.index import SearchSettings  # noqa: E402
+from core.rerank import DEFAULT_RERANK, Reranker, create_reranker  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 LITE0 = EmbeddingConfig(backbone="tf_efficientnet_lite0")
@@ -46,6 +48,7 @@ class Row:
     config: EmbeddingConfig
     rerank: Reranker
     note: str = ""
+    search: SearchSettings = field(default_factory=SearchSettings)
 
 
 def rows() -> list[Row]:
@@ -72,13 +75,21 @@ def rows() -> list[Row]:
     out.append(Row("white-gallery", replace(DEFAULT_CONFIG, whitening="gallery"), none,
                    "whitening learned on the searched gallery itself (the old README row)"))
     for method in ("aqe", "alpha_qe", "dba", "dba+alpha_qe", "diffusion", "blcf", "local", "spatial"):
-        out.append(Row(f"old-{method}", DEFAULT_CONFIG, rerank_of(method), "parameters of the 12-query tuning"))
+        old = {"aqe": dict(qe_n=5), "alpha_qe": dict(qe_n=5), "dba": dict(dba_n=5), "dba+alpha_qe": dict(dba_n=5, qe_n=5),
+               "diffusion": dict(diffusion_k=15), "blcf": dict(fusion=math.inf), "local": dict(fusion=math.inf),
+               "spatial": dict(fusion=math.inf)}[method]
+        out.append(Row(f"old-{method}", DEFAULT_CONFIG, rerank_of(method, **old), "parameters of the 12-query tuning"))
+    for method in ("alpha_qe", "dba+alpha_qe", "diffusion", "kreciprocal", "superglobal", "blcf", "local", "spatial"):
+        out.append(Row(method, DEFAULT_CONFIG, rerank_of(method), "parameters by the gallery-size rules / fused"))
+    out.append(Row("default", DEFAULT_CONFIG, rerank_of(DEFAULT_RERANK), "the chosen defaults, exact search"))
+    out.append(Row("default-annoy", DEFAULT_CONFIG, rerank_of(DEFAULT_RERANK), "the chosen defaults over Annoy",
+                   SearchSettings(method="annoy")))
     return out
 
 
 def run_row(row: Row, data: Path, sets: list[str]) -> dict:
     start = time.perf_counter()
-    v = validate(validation_sets(data, sets), row.config, rerank=row.rerank, log=lambda m: None)
+    v = validate(validation_sets(data, sets), row.config, row.search, rerank=row.rerank, log=lambda m: None)
     result = {"name": row.name, "note": row.note, **v.to_dict(), "seconds": time.perf_counter() - start,
               "load_average": list(os.getloadavg()), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S")}
     cells = "  ".join(f"{s.name} {s.map * 100:6.2f}" for s in v.scores)

@@ -70,10 +70,11 @@ RERANK_FLAGS = ("qe_n", "alpha", "dba_n", "diffusion_k", "top_n", "blcf_words", 
 
 
 def add_rerank_args(p: argparse.ArgumentParser) -> None:
-    from core.rerank import RERANKERS, create_reranker, list_rerankers
+    from core.rerank import DEFAULT_RERANK, RERANKERS, create_reranker, list_rerankers
 
-    g = p.add_argument_group("re-ranking (core/rerank/; default none)")
-    g.add_argument("--rerank", default="none", choices=list_rerankers(),
+    g = p.add_argument_group(f"re-ranking (core/rerank/; default {DEFAULT_RERANK}, chosen on the validation "
+                             f"protocol; --rerank none for the plain ranking)")
+    g.add_argument("--rerank", default=DEFAULT_RERANK, choices=list_rerankers(),
                    help="; ".join(f"{n}: {RERANKERS[n].title}" + (f" ({RERANKERS[n].helps})" if RERANKERS[n].helps else "")
                                   for n in list_rerankers() if n != "none"))
     defaults = {"qe_n": create_reranker("alpha_qe").qe_n, "alpha": create_reranker("alpha_qe").alpha,

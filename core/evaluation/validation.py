@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.cache.descriptors import build_embeddings
+from core.cache.descriptors import Embeddings, build_embeddings
 from core.cache.galleries import Gallery, register_gallery
 from core.config import EmbeddingConfig
 from core.datasets import GroundTruth, ResolvedQuery, dataset_layout, load_ground_truth, resolve, stem_of
@@ -125,6 +125,7 @@ class SetArrays:
     queries: np.ndarray
     database: np.ndarray
     resolved: list[ResolvedQuery]
+    embeddings: Embeddings | None = None       # the cache they came from (re-rankers' context)
 
     def map(self, ranking: np.ndarray) -> float:
         """Mean AP of full rankings [q, n] (rows in ``resolved`` order)."""
@@ -140,7 +141,7 @@ def set_arrays(vs: ValidationSet, config: EmbeddingConfig, embedder: Embedder | 
         warnings.simplefilter("ignore")
         res = resolve(vs.ground_truth, emb.ids)
     queries, _ = query_vectors(emb, res, embedder, vs.gallery)
-    return SetArrays(vs.name, queries, emb.vectors, res.queries)
+    return SetArrays(vs.name, queries, emb.vectors, res.queries, emb)
 
 
 @dataclass(frozen=True)

@@ -115,7 +115,7 @@ class DBAAlphaQE(Reranker):
     alpha: float = 3.0
 
     def for_gallery(self, n_images: int) -> DBAAlphaQE:
-        return replace(self, dba_n=self.dba_n or rules.dba_n(n_images), qe_n=self.qe_n or rules.qe_n(n_images))
+        return replace(self, dba_n=self.dba_n or rules.dba_n(n_images), qe_n=self.qe_n or rules.dba_n(n_images))
 
     def label(self) -> str:
         return f"dba{self.dba_n}+aqe{self.qe_n}a{self.alpha:g}"

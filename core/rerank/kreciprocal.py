@@ -157,7 +157,7 @@ def kreciprocal_rerank(queries: np.ndarray, ranking: np.ndarray, gallery: KRecip
 class KReciprocal(Reranker):
     """k1: reciprocal neighbours (0: ``rules.kreciprocal_k1`` of the gallery size); k2: local
     query expansion (0: ``rules.kreciprocal_k2`` of k1); kr_lambda: weight of the original
-    distance; top_n: images re-ranked (0: all that the first search ranked)."""
+    distance; top_n: images re-ranked (0: ``rules.kreciprocal_head``, at most 1000)."""
 
     k1: int = 0
     k2: int = 0
@@ -168,7 +168,8 @@ class KReciprocal(Reranker):
 
     def for_gallery(self, n_images: int) -> KReciprocal:
         k1 = self.k1 or rules.kreciprocal_k1(n_images)
-        return replace(self, k1=k1, k2=self.k2 or rules.kreciprocal_k2(k1))
+        return replace(self, k1=k1, k2=self.k2 or rules.kreciprocal_k2(k1),
+                       top_n=self.top_n or rules.kreciprocal_head(n_images))
 
     def label(self) -> str:
         return f"kr{self.k1 or 'auto'}"

@@ -35,19 +35,24 @@ def scaled(n_images: int, rule: SizeRule) -> int:
     return int(max(1, min(max(rule.low, min(k, rule.high)), n_images - 1)))
 
 
-QE_N = SizeRule(c=1.0, exponent=0.5, low=2, high=30)
-DBA_N = SizeRule(c=1.0, exponent=0.5, low=2, high=30)
-DIFFUSION_K = SizeRule(c=1.0, exponent=0.5, low=5, high=100)
-KRECIPROCAL_K1 = SizeRule(c=1.0, exponent=0.5, low=5, high=80)
-SUPERGLOBAL_M = SizeRule(c=1.0, exponent=1.0, low=50, high=400)
-SUPERGLOBAL_K = SizeRule(c=1.0, exponent=0.5, low=3, high=15)
+# Fitted by benchmarks/fit_rerank_rules.py (artifacts/bench/rerank_rules.json): the largest mean
+# gain over no re-ranking among the rules that gain on every (set, size) row.
+QE_N = SizeRule(c=0.775, exponent=0.5, low=1, high=30)            # alpha-QE alone: 12 at N = 250
+DBA_N = SizeRule(c=4.11, exponent=0.25, low=1, high=30)           # DBA and QE of DBA + alpha-QE: 16 at 250
+DIFFUSION_K = SizeRule(c=10.0, exponent=0.0, low=5, high=100)     # the same 10 at every size measured
+KRECIPROCAL_K1 = SizeRule(c=1.89, exponent=0.5, low=5, high=80)   # 30 at 250, 60 at 1000
+SUPERGLOBAL_M = SizeRule(c=50.2, exponent=0.25, low=50, high=200)
+SUPERGLOBAL_K = 9                                                 # the paper's K, the only one swept with M
+KRECIPROCAL_HEAD = 1000    # images re-ranked by k-reciprocal: bounds the Jaccard part of a query's cost
 
 
 def qe_n(n_images: int) -> int:
+    """alpha-QE / average QE alone."""
     return QE_N(n_images)
 
 
 def dba_n(n_images: int) -> int:
+    """DBA's neighbours, and the query expansion that follows it in DBA + alpha-QE."""
     return DBA_N(n_images)
 
 
@@ -70,4 +75,8 @@ def superglobal_m(n_images: int) -> int:
 
 
 def superglobal_k(n_images: int) -> int:
-    return SUPERGLOBAL_K(n_images)
+    return min(SUPERGLOBAL_K, max(1, n_images - 1))
+
+
+def kreciprocal_head(n_images: int) -> int:
+    return min(n_images, KRECIPROCAL_HEAD)
