@@ -64,6 +64,19 @@ class KReciprocalGallery:
     vectors: sp.csr_matrix        # [n, n] V rows
     k1: int
     k2: int
+    by_column: sp.csc_matrix | None = None     # the same V, by column: the inverted file of the Jaccard overlap
+
+    def __post_init__(self) -> None:
+        if self.by_column is None:
+            self.by_column = self.vectors.tocsc()
+
+    def overlap(self, v_query: sp.csr_matrix) -> np.ndarray:
+        """Σ_j min(V_q[j], V_i[j]) for every gallery image i [n], touching only the columns
+        where the query's V is non-zero (an inverted file over V, as Zhong et al. compute it)."""
+        q = v_query.tocsr()
+        cols = self.by_column[:, q.indices].tocoo()
+        weights = np.minimum(cols.data, q.data[cols.col])
+        return np.bincount(cols.row, weights=weights, minlength=self.vectors.shape[0])
 
 
 def _self_first(idx: np.ndarray, sims: np.ndarray) -> None:
@@ -134,7 +147,11 @@ def jaccard_distance(v_query: sp.csr_matrix, v_rows: sp.csr_matrix) -> np.ndarra
     rows = v_rows.tocsr()
     mins = rows.copy()
     mins.data = np.minimum(rows.data, q[rows.indices])
-    overlap = np.asarray(mins.sum(axis=1)).ravel()
+    return jaccard_of_overlap(np.asarray(mins.sum(axis=1)).ravel())
+
+
+def jaccard_of_overlap(overlap: np.ndarray) -> np.ndarray:
+    """Jaccard distance from Σ min of rows that each sum to 1: 1 − m / (2 − m)."""
     return 1.0 - overlap / (2.0 - overlap)
 
 
@@ -147,7 +164,8 @@ def kreciprocal_rerank(queries: np.ndarray, ranking: np.ndarray, gallery: KRecip
     for r, q in enumerate(queries):
         head = ranking[r, :m]
         v = query_vector(q, ranking[r], gallery)
-        dist = (1.0 - lam) * jaccard_distance(v, gallery.vectors[head]) + lam * (1.0 - gallery.database[head] @ q)
+        jaccard = jaccard_of_overlap(gallery.overlap(v)[head])
+        dist = (1.0 - lam) * jaccard + lam * (1.0 - gallery.database[head] @ q)
         out[r, :m] = head[np.argsort(dist, kind="stable")]
     return out
 
