@@ -19,6 +19,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "core.config": ("AnnoyParams", "DEFAULT_CONFIG", "EmbeddingConfig"),
     "core.images": ("Box", "ImageError", "image_size", "load_image"),
     "core.paths": ("artifacts_dir",),
+    "core.fs": ("printable",),
     "core.datasets": ("GroundTruth", "Query", "load_ground_truth"),
     "core.embed.embedder": ("Embedder",),
     "core.cache.descriptors": ("NPZ", "CacheInfo", "build_embeddings", "cache_dir", "gallery_caches"),
@@ -34,6 +35,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
                          "gallery_ground_truth", "image_id_of", "pr_curves", "queries_in_gallery", "runs_table"),
     "core.app.demo": ("DEMO_NAME", "PHOTOS", "TRANSFORMS", "build_demo_gallery"),
     "core.app.labels": ("LABEL_COLOURS", "label_results", "query_report"),
+    "core.app.markdown": ("escape_markdown",),
     "core.app.preview": ("FRAME", "box_from_cropper", "check_upload", "cropper_coords", "preview", "thumbnail"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

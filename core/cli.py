@@ -21,10 +21,11 @@ from core.cache.galleries import (
     register_gallery,
 )
 from core.config import DEFAULT_CONFIG, MULTI_SCALES, AnnoyParams, EmbeddingConfig
-from core.datasets import LOADERS, dataset_layout, load_ground_truth
+from core.datasets import DATASET_PROTOCOLS, LOADERS, dataset_layout, load_ground_truth
 from core.datasets.download import CATALOGUE, DownloadError
 from core.embed.backbones import WeightsUnavailable, list_backbones
 from core.embed.pooling import POOLINGS
+from core.fs import printable
 from core.images import Box, ImageError
 from core.index import ANNOY_METRIC, IndexMismatch, SearchSettings
 
@@ -193,11 +194,11 @@ def cmd_index(a: argparse.Namespace) -> int:
     if duplicates:
         print(f"{len(duplicates)} groups of identical files (each is embedded and can appear several times in results):")
         for group in duplicates:
-            print(f"  {' = '.join(group)}")
+            print(f"  {' = '.join(printable(i) for i in group)}")
     if emb.failures:
         print(f"{len(emb.failures)} files skipped:")
         for image_id, reason in sorted(emb.failures.items()):
-            print(f"  {image_id}: {reason}")
+            print(f"  {printable(image_id)}: {reason}")
     if not a.no_annoy and len(emb.ids):
         params = AnnoyParams(metric=a.annoy_metric, n_trees=a.n_trees, search_k=a.search_k)
         ann = AnnoyIndex.build(emb.vectors, emb.directory, cfg, params, emb.ids)
@@ -212,8 +213,8 @@ def cmd_index(a: argparse.Namespace) -> int:
 def cmd_search(a: argparse.Namespace) -> int:
     from core.search.engine import SearchEngine
 
+    box = Box.of(a.box) if a.box else None             # refused (one line) before the network loads
     engine = SearchEngine(load_gallery(a.name), config_from_args(a))
-    box = Box.of(a.box) if a.box else None
     reranker = rerank_from_args(a)
     results = engine.search(a.image, box, k=a.k, settings=settings_from_args(a), reranker=reranker)
     print(f"{a.image}{' box ' + ' '.join(f'{v:g}' for v in a.box) if a.box else ''}: top {len(results.items)} of "
@@ -225,7 +226,7 @@ def cmd_search(a: argparse.Namespace) -> int:
               + (f" (+{results.prepare_seconds:.1f} s once for the gallery)" if results.prepare_seconds > 0.05 else ""))
     for item in results.items:
         extra = results.evidence.get(item.image_id)
-        print(f"{item.rank:4d}  {score_name} {item.score:.4f}  {item.image_id}"
+        print(f"{item.rank:4d}  {score_name} {item.score:.4f}  {printable(item.image_id)}"
               + (f"  {a.rerank} {extra[0]:.3f}" if extra else "")
               + (f"  window {' '.join(f'{v:.0f}' for v in extra[1].as_list())}" if extra and extra[1] else ""))
     return 0
@@ -248,7 +249,7 @@ def cmd_galleries(a: argparse.Namespace) -> int:
         g = load_gallery(name)
         n_files, n_bytes = folder_size(g) if g.root.is_dir() else (0, 0)
         size = f"{n_files} images, {n_bytes / 1e6:.1f} MB" if g.root.is_dir() else "folder missing"
-        print(f"{name}: {g.root} ({size}){f'  ground truth: {g.dataset}' if g.dataset else ''}")
+        print(f"{name}: {printable(str(g.root))} ({size}){f'  ground truth: {g.dataset}' if g.dataset else ''}")
         for info in gallery_caches(name):
             print(f"  {info.key}  {info.label}  {info.n_images} images, {info.dim}-d"
                   f"{'' if info.complete else '  (extraction unfinished)'}")
@@ -288,13 +289,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="evaluate an embedding on a benchmark and write a run to artifacts/runs/",
                        description="Embed the benchmark's images, rank them for each query (cropped by its box) "
-                                   "and write summary.json, per_query.csv, images.txt, ranking.npy and pr.json.")
+                                   "and write summary.json, per_query.csv, images.json (and images.txt), ranking.npy "
+                                   "and pr.json.")
     e.add_argument("--dataset", required=True, choices=sorted(LOADERS), help="benchmark name")
     e.add_argument("--root", required=True, help="dataset folder (images in ROOT/jpg, ground truth in ROOT/gt)")
     e.add_argument("--images", help="image folder if not ROOT/jpg")
     e.add_argument("--gt", help="ground-truth folder if not ROOT/gt")
     e.add_argument("--name", help="gallery name (default: the dataset name)")
-    e.add_argument("--protocol", choices=["easy", "medium", "hard"],
+    e.add_argument("--protocol", choices=list(dict.fromkeys(p for ps in DATASET_PROTOCOLS.values() for p in ps)),
                    help="revisited Oxford/Paris protocol (default medium)")
     add_embedding_args(e)
     add_search_args(e)
@@ -374,8 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (GalleryError, CacheError, IndexMismatch, WeightsUnavailable, ImageError, FileNotFoundError,
+    except (GalleryError, CacheError, IndexMismatch, WeightsUnavailable, ImageError, OSError,
             KeyError, ValueError, DownloadError) as exc:
+        # one line, whatever the input: a disk that is full, a file refused, a box that is not numbers
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -81,13 +82,14 @@ class EmbeddingConfig:
 
     def cli_flags(self) -> str:
         """The ``python -m core`` options that reproduce this config exactly (scales are written
-        with all their digits: ``0.707107`` would hash to another config)."""
-        flags = [f"--backbone {self.backbone}", f"--weights {self.weights}", f"--pooling {self.pooling}",
+        with all their digits: ``0.707107`` would hash to another config; a checkpoint path is
+        quoted for the shell)."""
+        flags = [f"--backbone {self.backbone}", f"--weights {shlex.quote(self.weights)}", f"--pooling {self.pooling}",
                  f"--scales {' '.join(repr(s) for s in self.scales)}", f"--max-size {self.max_size}"]
         if self.pooling in GEM_POOLINGS:
             flags.append(f"--gem-p {self.gem_p!r}")
         if self.whitening != "none":
-            flags.append(f"--whitening {self.whitening}")
+            flags.append(f"--whitening {shlex.quote(self.whitening)}")
             if self.whiten_dim:
                 flags.append(f"--whiten-dim {self.whiten_dim}")
             if self.whiten_shrinkage:

@@ -2,23 +2,30 @@
 pixel coordinates, downscale so the longer side is at most ``max_size``.
 
 Unreadable input raises ``ImageError`` with a reason a person can act on; galleries skip such
-files and report them.
+files and report them. Every image is opened here (``open_image``), as a regular file only
+(``core.fs``) and by the decoders of ``ALLOWED_FORMATS`` only: content that merely claims to be a
+JPEG never reaches Pillow's other plugins (EPS would run Ghostscript on it).
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO
 
 import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from core.fs import Scan, describe_error, open_regular, printable, scan_files
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+# The decoders of those extensions (JPEG also opens the multi-picture MPO files of phone cameras); nothing
+# else is tried.
+ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 MAX_PIXELS = 100_000_000         # decompression-bomb limit: larger images are refused
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -37,11 +44,24 @@ class Box:
     x2: float
     y2: float
 
+    def __post_init__(self) -> None:
+        if not all(math.isfinite(v) for v in self.as_list()):
+            raise ValueError(f"box {self.as_list()} must hold finite numbers")
+
     @classmethod
-    def of(cls, values: Sequence[float]) -> Box:
+    def of(cls, values: Sequence[float | str]) -> Box:
+        """A box from 4 numbers (or decimal strings) given by a person or a file; refuses
+        anything but finite numbers, and boxes of zero area."""
         if len(values) != 4:
             raise ValueError(f"a box needs 4 numbers x1 y1 x2 y2, got {len(values)}")
-        return cls(*(float(v) for v in values))
+        try:
+            numbers = [float(v) for v in values]
+        except (TypeError, ValueError):
+            raise ValueError(f"box {' '.join(map(str, values))!r} must be 4 decimal numbers x1 y1 x2 y2") from None
+        box = cls(*numbers)
+        if box.x1 == box.x2 or box.y1 == box.y2:
+            raise ImageError(f"box {box.as_list()} has no area")
+        return box
 
     def clamp(self, width: int, height: int) -> Box:
         """Order the corners, clip to the image, round outwards to whole pixels; raise
@@ -75,6 +95,25 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
+def open_image(source: str | os.PathLike | IO[bytes]) -> Image.Image:
+    """``Image.open`` restricted to ``ALLOWED_FORMATS``. A path is opened with
+    ``core.fs.open_regular`` (never a FIFO or a device) and read into memory, so no file stays
+    open; raises ``ImageError`` for what cannot be opened."""
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            with open_regular(source) as fh:
+                source = io.BytesIO(fh.read())
+        return Image.open(source, formats=ALLOWED_FORMATS)
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"not an image in one of the formats {', '.join(ALLOWED_FORMATS)}: {_name(source)}") from exc
+    except OSError as exc:
+        raise ImageError(f"cannot read {_name(source)}: {describe_error(exc)}") from exc
+
+
+def _name(source) -> str:
+    return printable(str(getattr(source, "name", source)))
+
+
 def load_image(source: str | os.PathLike | IO[bytes], max_size: int | None = None,
                box: Box | Sequence[float] | None = None) -> Image.Image:
     """Open ``source`` as RGB, upright (EXIF), cropped to ``box`` (original pixels), then
@@ -84,11 +123,11 @@ def load_image(source: str | os.PathLike | IO[bytes], max_size: int | None = Non
     which is several times cheaper than a full decode. Raises ``ImageError`` for unreadable,
     truncated, empty or oversized files.
     """
-    name = getattr(source, "name", source)
+    name = _name(source)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(source)
+            img = open_image(source)
             img.seek(0)                                  # first frame of animations
             raw_w, raw_h = img.size
             if raw_w * raw_h > MAX_PIXELS:
@@ -108,8 +147,6 @@ def load_image(source: str | os.PathLike | IO[bytes], max_size: int | None = Non
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(f"refused as a decompression bomb: {exc}") from exc
-    except UnidentifiedImageError as exc:
-        raise ImageError(f"not an image Pillow can read: {name}") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"corrupt or truncated image {name}: {exc}") from exc
     img = _to_rgb(img)
@@ -148,7 +185,7 @@ def fit_max_size(img: Image.Image, max_size: int) -> Image.Image:
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """(width, height) after EXIF orientation, read from the header only."""
-    with Image.open(path) as img:
+    with open_regular(path) as fh, open_image(fh) as img:
         w, h = img.size
         orientation = img.getexif().get(0x0112, 1)
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
@@ -160,14 +197,17 @@ def to_tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
 
 
+def is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def scan_images(root: str | os.PathLike) -> Scan:
+    """Image files under ``root`` (recursive, hidden entries skipped) that can be opened, with
+    their stat results, and the image-named entries that cannot (FIFOs, devices, dangling links,
+    loops, unreadable folders, non-UTF-8 names, ...) with their reasons (``core.fs.scan_files``)."""
+    return scan_files(root, is_image_name)
+
+
 def list_images(root: str | os.PathLike) -> list[str]:
-    """Image files under ``root`` (recursive, hidden entries skipped), as sorted POSIX paths
-    relative to ``root``."""
-    root = Path(root)
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for f in filenames:
-            if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS):
-                found.append(Path(dirpath, f).relative_to(root).as_posix())
-    return sorted(found)
+    """The usable image files under ``root`` as sorted POSIX paths relative to ``root``."""
+    return list(scan_images(root).files)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import CacheInfo, delete_gallery, folder_size, gallery_entries
+from core import CacheInfo, delete_gallery, escape_markdown, folder_size, gallery_entries
 
 
 def caches_table(caches: list[CacheInfo]) -> pd.DataFrame:
@@ -32,7 +32,7 @@ def main() -> None:
         n, size = folder_size(g) if g.root.is_dir() else (0, 0)
         with st.container(border=True):
             st.subheader(g.name)
-            st.caption(f"{g.root} · {n} images, {size / 1e6:.1f} MB"
+            st.caption(f"{escape_markdown(str(g.root))} · {n} images, {size / 1e6:.1f} MB"
                        + (f" · ground truth: {g.dataset}" if g.dataset else "")
                        + ("" if g.root.is_dir() else " · folder missing"))
             if entry.caches:

@@ -12,6 +12,7 @@ from core import (
     bench_reports,
     chart_columns,
     class_results,
+    escape_markdown,
     failure_cases,
     list_galleries,
     pr_curves,
@@ -32,7 +33,7 @@ def runs_tab(df: pd.DataFrame) -> None:
     datasets = c[0].multiselect("Dataset", sorted(df["dataset"].dropna().unique()), key="f_dataset")
     backbones = c[1].multiselect("Backbone", sorted(df["backbone"].dropna().unique()), key="f_backbone")
     reranks = c[2].multiselect("Re-ranking", sorted(df["rerank"].dropna().unique()), key="f_rerank",
-                               help="core/rerank.py method of the run (none: the plain global descriptor)")
+                               help="core/rerank/ method of the run (none: the plain global descriptor)")
     text = c[3].text_input("Contains", key="f_text", placeholder="e.g. gem, white, annoy")
     view = df
     if datasets:
@@ -127,8 +128,13 @@ def failures_tab(df: pd.DataFrame) -> None:
     k = c[2].slider("Results", 1, 20, 8, key="fail_k")
     r = run(artifacts_key(), run_id)
     root_ok = r.summary.gallery in list_galleries()
-    for case in failure_cases(r, n, k):
-        st.markdown(f"**{case.query}** · AP {case.ap:.3f} · first relevant rank "
+    try:
+        cases = failure_cases(r, n, k)
+    except (ValueError, OSError) as exc:                  # a run whose files disagree, an unusable ground truth
+        st.error(escape_markdown(str(exc)))
+        return
+    for case in cases:
+        st.markdown(f"**{escape_markdown(case.query)}** · AP {case.ap:.3f} · first relevant rank "
                     f"{case.first_relevant if case.first_relevant is not None else 'none'}")
         cols = st.columns([2] + [1] * k)
         if case.image_path is not None and case.image_path.exists():
@@ -181,7 +187,7 @@ def performance_tab() -> None:
                 "e.g. `python benchmarks/bench_app_latency.py`.")
         return
     for rep in reports:
-        st.subheader(rep.name)
+        st.subheader(escape_markdown(rep.name))
         if rep.scalars:
             st.dataframe(pd.DataFrame({"value": {k: str(v) for k, v in rep.scalars.items()}}))
         for i, (title, table) in enumerate(rep.tables):

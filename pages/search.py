@@ -33,12 +33,14 @@ from core import (
     create_reranker,
     cropper_coords,
     draw_window,
+    escape_markdown,
     gallery_entries,
     image_id_of,
     image_size,
     label_results,
     list_rerankers,
     preview,
+    printable,
     queries_in_gallery,
     query_report,
 )
@@ -206,8 +208,8 @@ def show_results(shown: Shown, root: Path, ids: list[str], eng: SearchEngine) ->
                 window = shown.windows.get(item.image_id)
                 st.image(window_thumb(root / item.image_id, label, window) if window
                          else thumb_of(root / item.image_id, label, max_side=200), width="stretch")
-                st.markdown(f"**#{item.rank}** · {item.score:.3f}" + (f" · **{label}**" if label else "")
-                            + f"  \n:gray[{item.image_id}]")
+                st.markdown(f"**#{item.rank}** · {item.score:.3f}" + (f" · **{label}**" if label else ""))
+                st.text(printable(item.image_id))          # a file name is plain text, never Markdown
                 st.button("Search with this", key=f"again-{item.rank}", on_click=search_with,
                           args=(item.image_id,), type="tertiary", icon=":material/image_search:")
 
@@ -275,12 +277,16 @@ def main() -> None:
                 build_demo_widget(primary=False)
     gallery = entry.gallery
     if not caches:
-        st.warning(f"Gallery **{gallery.name}** ({gallery.root}) has no index yet.")
+        st.warning(f"Gallery **{gallery.name}** ({escape_markdown(str(gallery.root))}) has no index yet.")
         build_index_widget(gallery.name)
         return
     eng = engine(gallery.name, cache.config)
     ids = eng.embeddings.ids
-    gt = ground_truth(artifacts_key(), gallery.name)
+    try:
+        gt = ground_truth(artifacts_key(), gallery.name)
+    except (ValueError, OSError) as exc:                  # a malformed or refused ground-truth file: one line
+        st.warning(f"Ground truth of {gallery.name} not used: {escape_markdown(str(exc))}")
+        gt = None
     gt_queries = queries_in_gallery(gt, ids) if gt else []
     st.caption(f"{gallery.name}: {len(ids)} images · {cache.label}"
                + (f" · ground truth: {gt.dataset}, {len(gt_queries)} queries in this gallery" if gt else ""))

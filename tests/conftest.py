@@ -29,6 +29,25 @@ PARIS = SHARED_DATA / "paris6k"
 OXFORD = SHARED_DATA / "oxford5k"
 
 
+# What makes a test slow: a real network on real images (the Embedder, evaluate, index/search
+# commands, a search engine, the demo gallery), the app (AppTest or a browser), or a fixture that
+# builds descriptors. Such tests are marked ``slow``: ``pytest -m "not slow"`` runs the unit tests.
+SLOW_CALLS = ("Embedder(", "evaluate(", "build_embeddings(", 'main(["evaluate"', 'main(["index"', 'main(["search"',
+              '"evaluate", "--dataset"', "SearchEngine(", "build_demo_gallery(", "AppTest", "sync_playwright",
+              "subprocess")
+SLOW_FIXTURES = {"paris", "paris_gallery", "engine", "default_run", "page", "app_url", "demo", "embedder"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    import inspect
+
+    for item in items:
+        func = getattr(item, "function", None)
+        source = inspect.getsource(func) if func is not None else ""
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or any(c in source for c in SLOW_CALLS):
+            item.add_marker(pytest.mark.slow)
+
+
 def require_shared() -> None:
     if not (PARIS / "jpg").is_dir():
         pytest.fail(f"real test data missing: {PARIS}/jpg (CI has ../shared beside the checkout)")

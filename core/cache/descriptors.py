@@ -3,13 +3,16 @@
 Layout of ``artifacts/embeddings/<gallery>/<config-hash>/``:
 
 - ``embeddings.npz``: ``vectors`` float32 [n, dim], ``ids`` (image ids in row order),
-  ``fingerprints`` (size:mtime of each file when embedded), ``failed_ids``/``failed_reasons``/
-  ``failed_fingerprints`` (unreadable files, not retried until they change), and, for whitened
+  ``fingerprints`` (size:mtime:ctime:inode of each file when embedded), ``failed_ids``/
+  ``failed_reasons``/``failed_fingerprints`` (unreadable files, not retried until they change;
+  entries the folder scan refused, such as FIFOs or dangling links, with their reason), and, for whitened
   configs, the learned ``whiten_mean``/``whiten_projection``.
 - ``config.json``: the embedding config; ``meta.json``: timing, counts and the last update's changes.
 
 Every write is atomic, and an extraction checkpoints its progress, so a killed run loses at most
-one checkpoint interval and the next run resumes. Images added to, changed in or removed from the
+one checkpoint interval and the next run resumes. One process at a time updates a cache (a
+``flock`` on ``.lock``, released by the kernel when its holder dies); a second one waits, then
+finds the work done. Images added to, changed in or removed from the
 folder are handled incrementally: only new or changed files are embedded.
 """
 from __future__ import annotations
@@ -23,15 +26,17 @@ from pathlib import Path
 
 import numpy as np
 
-from core.cache.galleries import Gallery, load_gallery
+from core.cache.galleries import Gallery, fingerprint, load_gallery, same_file
 from core.config import EmbeddingConfig
 from core.embed.embedder import Embedder
 from core.embed.whitening import Whitening, learn_pca_whitening
-from core.files import remove_stale_temporaries, write_json, write_npz
+from core.files import exclusive_lock, remove_stale_temporaries, write_json, write_npz
+from core.fs import printable
 from core.paths import embeddings_dir
 
 CHECKPOINT_SECONDS = float(os.environ.get("CBIR_CHECKPOINT_SECONDS", 30.0))
 NPZ = "embeddings.npz"
+LOCK = ".lock"          # held by the one process that updates a cache; readers never wait
 
 
 class CacheError(RuntimeError):
@@ -111,7 +116,8 @@ def _save(directory: Path, config: EmbeddingConfig, ids: list[str], vectors: np.
           extra: dict[str, np.ndarray] | None = None) -> None:
     failed = sorted(failures)
     write_json(directory / "config.json", config.to_dict())
-    write_npz(directory / NPZ, vectors=np.asarray(vectors, np.float32).reshape(len(ids), -1),
+    vectors = np.asarray(vectors, np.float32)
+    write_npz(directory / NPZ, vectors=vectors.reshape(len(ids), -1) if len(ids) else np.zeros((0, 0), np.float32),
               ids=np.array(ids, dtype=str), fingerprints=np.array(fingerprints, dtype=str),
               failed_ids=np.array(failed, dtype=str),
               failed_reasons=np.array([failures[f][0] for f in failed], dtype=str),
@@ -132,8 +138,17 @@ def build_embeddings(gallery: Gallery, config: EmbeddingConfig, embedder: Embedd
         return _build_whitened(gallery, config, embedder, progress, on_progress, log)
     directory = cache_dir(gallery.name, config)
     _check_config(directory, config)
-    if directory.is_dir():
-        remove_stale_temporaries(directory)
+    with exclusive_lock(directory / LOCK, on_wait=lambda: log(f"{gallery.name}: waiting for another process "
+                                                              f"that is updating {directory}")):
+        _update(gallery, config, directory, embedder, progress, on_progress, log)
+    return load_embeddings(gallery.name, config)
+
+
+def _update(gallery: Gallery, config: EmbeddingConfig, directory: Path, embedder: Embedder | None,
+            progress: bool, on_progress: Callable[[int, int], None] | None, log: Callable[[str], None]) -> None:
+    """``build_embeddings`` under the cache's lock: compare the folder with the cache, embed what
+    is new or changed, checkpoint, save."""
+    remove_stale_temporaries(directory)
     old = _read_npz(directory / NPZ) or {}
     old_fp = dict(zip(old.get("ids", np.array([])).tolist(), old.get("fingerprints", np.array([])).tolist()))
     old_vec = dict(zip(old.get("ids", np.array([])).tolist(), old.get("vectors", np.zeros((0, 0)))))
@@ -141,22 +156,35 @@ def build_embeddings(gallery: Gallery, config: EmbeddingConfig, embedder: Embedd
                                               old.get("failed_reasons", np.array([])).tolist(),
                                               old.get("failed_fingerprints", np.array([])).tolist())}
 
-    ids = gallery.image_ids()
-    fps = dict(zip(ids, gallery.fingerprints(ids)))
-    changes = Changes(removed=sorted((set(old_fp) | set(old_fail)) - set(ids)))
+    scan = gallery.scan()
+    ids = list(scan.files)
+    fps = {i: fingerprint(st) for i, st in scan.files.items()}
+    # entries the scan could not use (FIFOs, dangling links, non-UTF-8 names, ...) are failures whose
+    # fingerprint is their reason: listed with it, and reported as changed only when it changes
+    skipped = {name: (reason, f"skipped: {reason}") for name, reason in scan.skipped.items()}
+    changes = Changes(removed=sorted((set(old_fp) | set(old_fail)) - set(ids) - set(skipped)))
     vectors: dict[str, np.ndarray] = {}
     failures: dict[str, tuple[str, str]] = {}
     todo = []
+    upgraded = False                            # a fingerprint of the older "size:mtime" format was renewed
     for i in ids:
-        if old_fp.get(i) == fps[i]:
+        if i in old_fp and same_file(old_fp[i], fps[i]):
             vectors[i] = old_vec[i]
+            upgraded |= old_fp[i] != fps[i]
             changes.unchanged += 1
-        elif i in old_fail and old_fail[i][1] == fps[i]:
-            failures[i] = old_fail[i]
+        elif i in old_fail and same_file(old_fail[i][1], fps[i]):
+            failures[i] = (old_fail[i][0], fps[i])
+            upgraded |= old_fail[i][1] != fps[i]
             changes.unchanged += 1
         else:
             (changes.changed if i in old_fp or i in old_fail else changes.added).append(i)
             todo.append(i)
+    for name, failure in skipped.items():
+        failures[name] = failure
+        if old_fail.get(name) == failure:
+            changes.unchanged += 1
+        else:
+            (changes.changed if name in old_fp or name in old_fail else changes.added).append(name)
 
     meta = json.loads((directory / "meta.json").read_text()) if (directory / "meta.json").exists() else {}
     seconds = 0.0
@@ -181,7 +209,7 @@ def build_embeddings(gallery: Gallery, config: EmbeddingConfig, embedder: Embedd
             image_id = todo[pos]
             if isinstance(out, str):
                 failures[image_id] = (out, fps[image_id])
-                log(f"skipped {image_id}: {out}")
+                log(f"skipped {printable(image_id)}: {out}")
             else:
                 vectors[image_id] = out
             n_done += 1
@@ -196,13 +224,13 @@ def build_embeddings(gallery: Gallery, config: EmbeddingConfig, embedder: Embedd
     last_changes = meta.get("changes")
     meta["changes"] = {"added": changes.added, "changed": changes.changed, "removed": changes.removed,
                        "unchanged": changes.unchanged}
-    if todo or changes.removed or not (directory / NPZ).exists() or not meta.get("complete"):
+    if (todo or changes.added or changes.changed or changes.removed or upgraded
+            or not (directory / NPZ).exists() or not meta.get("complete")):
         checkpoint(final=True)
     elif meta["changes"] != last_changes:       # "changes" describes the latest update, even an empty one
         write_json(directory / "meta.json", meta)
     if changes.added or changes.changed or changes.removed:
         log(f"{gallery.name}: {changes.summary()}")
-    return load_embeddings(gallery.name, config)
 
 
 def _build_whitened(gallery: Gallery, config: EmbeddingConfig, embedder: Embedder | None, progress: bool,
@@ -224,8 +252,9 @@ def _build_whitened(gallery: Gallery, config: EmbeddingConfig, embedder: Embedde
                       "base_key": config.base().key()})
     failures = {k: (v, "") for k, v in base.failures.items()}
     npz = _read_npz(base.directory / NPZ)
-    _save(directory, config, base.ids, whitening.apply(base.vectors), npz["fingerprints"].tolist(),
-          failures, base_meta, extra=whitening.to_arrays())
+    with exclusive_lock(directory / LOCK):
+        _save(directory, config, base.ids, whitening.apply(base.vectors), npz["fingerprints"].tolist(),
+              failures, base_meta, extra=whitening.to_arrays())
     return load_embeddings(gallery.name, config)
 
 

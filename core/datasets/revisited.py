@@ -14,11 +14,16 @@ downloaded ``jpg/`` folder, must not score them, so every query image is junk fo
 the database of the protocol is then exactly the gallery images listed in ``imlist``.
 
 Pickles from the internet can run code when loaded; ``load_gnd`` reads them with an unpickler
-that only rebuilds builtin containers and numpy arrays, never ``pickle.load``.
+that only rebuilds builtin containers and numpy arrays, never ``pickle.load``. The callables it
+allows could still be asked for arrays or byte strings of any size (``_reconstruct`` with a shape
+of 10^12), so each allocation they make is checked against ``MAX_PICKLE_ALLOCATION`` before it
+happens; a refused or malformed file is one ``GroundTruthError`` line, never a traceback.
 """
 from __future__ import annotations
 
 import codecs
+import io
+import math
 import pickle
 import re
 from dataclasses import dataclass
@@ -29,33 +34,92 @@ import numpy as np
 import scipy.io
 from numpy._core import multiarray, numeric
 
-from core.datasets.types import GroundTruth, Query
+from core.datasets.types import MAX_LABEL_FILE_BYTES, GroundTruth, GroundTruthError, Query
+from core.fs import describe_error, printable, read_limited
 from core.images import Box
 
 REVISITED: tuple[str, ...] = ("roxford5k", "rparis6k")
 PROTOCOLS: tuple[str, ...] = ("easy", "medium", "hard")
 DEFAULT_PROTOCOL = "medium"
 
-_SAFE_GLOBALS: dict[tuple[str, str], Any] = {
-    **{(f"numpy.{core}.multiarray", name): getattr(multiarray, name)
-       for core in ("core", "_core") for name in ("_reconstruct", "scalar")},
-    **{(f"numpy.{core}.numeric", "_frombuffer"): numeric._frombuffer for core in ("core", "_core")},   # protocol 5
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    ("_codecs", "encode"): codecs.encode,                    # bytes in protocol-2 pickles
-    **{(module, t.__name__): t for module in ("builtins", "__builtin__")       # __builtin__: protocol 2
-       for t in (set, frozenset, bytes, bytearray)},
-}
+MAX_PICKLE_ALLOCATION = 1 << 30   # bytes the allowed callables may allocate in all; real files need a few MB
 
 
-class UnsafePickle(pickle.UnpicklingError):
-    """A ground-truth pickle that asks for anything but containers and numpy arrays."""
+class UnsafePickle(GroundTruthError, pickle.UnpicklingError):
+    """A ground-truth pickle that asks for anything but containers and numpy arrays, or for
+    more memory than a ground truth needs."""
+
+
+class _Budget:
+    """What the allowed callables of one load may still allocate."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+
+    def take(self, nbytes: int, what: str) -> None:
+        if nbytes > self.left:
+            raise UnsafePickle(f"refused: the pickle asks for {what} of {nbytes:,} bytes, more than the "
+                               f"{MAX_PICKLE_ALLOCATION:,} a ground-truth file may allocate")
+        self.left -= nbytes
+
+
+def _nbytes(shape: Any, dtype: Any) -> int:
+    dims = [int(d) for d in (shape if isinstance(shape, (tuple, list)) else (shape,))]
+    if any(d < 0 for d in dims):
+        raise UnsafePickle(f"refused: negative array shape {dims}")
+    return math.prod(dims) * np.dtype(dtype).itemsize
+
+
+def _bounded_globals(budget: _Budget) -> dict[tuple[str, str], Any]:
+    """The callables a ground-truth pickle may use, each checking what it would allocate."""
+
+    def reconstruct(subtype, shape, dtype):
+        budget.take(_nbytes(shape, dtype), "an array")
+        return multiarray._reconstruct(np.ndarray if subtype is ndarray else subtype, shape, dtype)
+
+    def scalar(dtype, *args):
+        budget.take(np.dtype(dtype).itemsize, "a scalar")
+        return multiarray.scalar(dtype, *args)
+
+    def ndarray(shape, dtype=float, buffer=None, *args, **kwargs):
+        """``numpy.ndarray``, as a constructor (checked) and as the type ``_reconstruct`` is given."""
+        if buffer is None:
+            budget.take(_nbytes(shape, dtype), "an array")
+        return np.ndarray(shape, dtype, buffer, *args, **kwargs)
+
+    def sized(kind):
+        def make(source=b"", *args):
+            if isinstance(source, int):
+                budget.take(source, f"a {kind.__name__}")
+            return kind(source, *args)
+        return make
+
+    def encode(obj, encoding="utf-8", errors="strict"):
+        if str(encoding).lower().replace("-", "").replace("_", "") not in ("latin1", "iso88591", "utf8"):
+            raise UnsafePickle(f"refused to encode with {encoding!r}: a ground-truth pickle only stores text")
+        return codecs.encode(obj, encoding, errors)
+
+    return {
+        **{(f"numpy.{core}.multiarray", name): fn for core in ("core", "_core")
+           for name, fn in (("_reconstruct", reconstruct), ("scalar", scalar))},
+        **{(f"numpy.{core}.numeric", "_frombuffer"): numeric._frombuffer for core in ("core", "_core")},   # protocol 5
+        ("numpy", "ndarray"): ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): encode,                                   # bytes in protocol-2 pickles
+        **{(module, t.__name__): t for module in ("builtins", "__builtin__")    # __builtin__: protocol 2
+           for t in (set, frozenset)},
+        **{(module, t.__name__): sized(t) for module in ("builtins", "__builtin__") for t in (bytes, bytearray)},
+    }
 
 
 class _GroundTruthUnpickler(pickle.Unpickler):
+    def __init__(self, file, limit: int = MAX_PICKLE_ALLOCATION) -> None:
+        super().__init__(file)
+        self._globals = _bounded_globals(_Budget(limit))
+
     def find_class(self, module: str, name: str) -> Any:
         try:
-            return _SAFE_GLOBALS[(module, name)]
+            return self._globals[(module, name)]
         except KeyError:
             raise UnsafePickle(f"refused to load {module}.{name}: a ground-truth pickle holds only lists, "
                                f"dicts and numpy arrays") from None
@@ -70,21 +134,23 @@ class RevisitedGnd:
     easy: list[list[int]]
     hard: list[list[int]]
     junk: list[list[int]]
-    bbx: list[list[float] | None]
+    bbx: list[list | None]
 
 
 def _ints(value: Any, offset: int) -> list[int]:
     return [int(v) - offset for v in np.asarray(value).ravel()]
 
 
-def _box(value: Any) -> list[float] | None:
-    arr = np.asarray(value, dtype=np.float64).ravel() if value is not None else np.zeros(0)
+def _box(value: Any) -> list | None:
+    """The 4 values of a query box as stored (checked per query by ``Box.of``), None if absent."""
+    arr = np.asarray(value).ravel() if value is not None else np.zeros(0)
     return arr.tolist() if arr.size == 4 else None
 
 
 def _from_pickle(path: Path) -> RevisitedGnd:
-    with open(path, "rb") as fh:
-        data = _GroundTruthUnpickler(fh).load()
+    # read into memory first (bounded): frame and string opcodes then cannot make a file object
+    # allocate the sizes they declare
+    data = _GroundTruthUnpickler(io.BytesIO(read_limited(path, MAX_LABEL_FILE_BYTES))).load()
     gnd = data["gnd"]
     return RevisitedGnd(imlist=[str(s) for s in data["imlist"]], qimlist=[str(s) for s in data["qimlist"]],
                         easy=[_ints(g["easy"], 0) for g in gnd], hard=[_ints(g["hard"], 0) for g in gnd],
@@ -104,14 +170,25 @@ def _from_mat(path: Path) -> RevisitedGnd:
 
 
 def load_gnd(path: str | Path) -> RevisitedGnd:
-    """Read ``gnd_r*.pkl`` (restricted unpickler) or ``gnd_r*.mat`` (scipy)."""
+    """Read ``gnd_r*.pkl`` (restricted unpickler) or ``gnd_r*.mat`` (scipy); ``GroundTruthError``
+    with one line for a file that is refused, unreadable or not shaped like a revisited ground truth."""
     path = Path(path)
-    gnd = _from_pickle(path) if path.suffix == ".pkl" else _from_mat(path)
+    name = printable(path.name)
+    try:
+        gnd = _from_pickle(path) if path.suffix == ".pkl" else _from_mat(path)
+    except UnsafePickle as exc:
+        raise UnsafePickle(f"{name}: {exc}") from None
+    except OSError as exc:
+        raise GroundTruthError(f"{name}: {describe_error(exc)}") from None
+    except (pickle.UnpicklingError, EOFError, KeyError, IndexError, TypeError, ValueError, AttributeError,
+            MemoryError, OverflowError, NotImplementedError) as exc:
+        raise GroundTruthError(f"{name}: not a revisited ground-truth file ({type(exc).__name__}: "
+                               f"{printable(str(exc))[:200]})") from None
     n = len(gnd.imlist)
     for i, lists in enumerate(zip(gnd.easy, gnd.hard, gnd.junk)):
         bad = [v for lst in lists for v in lst if not 0 <= v < n]
         if bad:
-            raise ValueError(f"{path.name}: query {i + 1} lists indices {bad[:5]} outside imlist (0..{n - 1})")
+            raise GroundTruthError(f"{name}: query {i + 1} lists indices {bad[:5]} outside imlist (0..{n - 1})")
     return gnd
 
 
@@ -153,16 +230,21 @@ def revisited_ground_truth(gnd: RevisitedGnd, dataset: str, protocol: str = DEFA
     hard and junk name sets in ``labels``."""
     names = gnd.imlist
     query_images = frozenset(gnd.qimlist)
-    queries = []
+    queries, notes = [], []
     for i, image in enumerate(gnd.qimlist):
         easy, hard, junk = (frozenset(names[j] for j in lst) for lst in (gnd.easy[i], gnd.hard[i], gnd.junk[i]))
         positives, ignored = protocol_sets(easy, hard, junk, protocol)
-        queries.append(Query(name=f"q{i + 1:02d}", image=image, box=Box.of(gnd.bbx[i]) if gnd.bbx[i] else None,
+        try:
+            box = Box.of(gnd.bbx[i]) if gnd.bbx[i] else None
+        except ValueError as exc:
+            notes.append(f"q{i + 1:02d} ({printable(image)}): {exc}; query skipped")
+            continue
+        queries.append(Query(name=f"q{i + 1:02d}", image=image, box=box,
                              positives=positives, junk=(ignored | query_images) - positives,
                              group=landmark_of(image), labels={"easy": easy, "hard": hard, "junk": junk}))
     info = {"source": source, "n_database_listed": len(names), "n_queries_listed": len(gnd.qimlist),
             "query_images": "junk for every query (not part of the revisited database)"}
-    return GroundTruth(dataset=dataset, protocol=protocol, queries=queries, info=info)
+    return GroundTruth(dataset=dataset, protocol=protocol, queries=queries, notes=notes, info=info)
 
 
 def load_revisited(folder: str | Path, dataset: str, protocol: str | None = None) -> GroundTruth:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -68,20 +69,24 @@ def random_baseline_map(resolution: Resolution, n_images: int, trials: int = RAN
     return float(np.mean(aps)) if aps else 0.0
 
 
-def query_vectors(emb: Embeddings, res: Resolution, embedder: Embedder, gallery: Gallery) -> tuple[np.ndarray, int]:
-    """Descriptors of the resolved queries (whitened like the gallery). A query without a box
-    is a whole gallery image whose cached descriptor is exactly what embedding it again would
-    give, so it is reused: class-folder and Holidays runs would otherwise embed every image twice.
-    Crops are embedded once per base config (``core.cache.queries``); also returned: how many
-    crops came from that cache (their embedding time is not in this run's)."""
+def query_vectors(emb: Embeddings, res: Resolution, embedder: Embedder,
+                  gallery: Gallery) -> tuple[np.ndarray, dict[int, str], int]:
+    """Descriptors of the resolved queries (whitened like the gallery), the queries that cannot
+    be embedded (position → reason: a box with nothing of it inside its image, an image that
+    cannot be read any more; their rows are left out), and how many crops came from the crop
+    cache (``core.cache.queries``: each box is embedded once per base config, so their time is
+    not in this run's). A query without a box is a whole gallery image whose cached descriptor
+    is exactly what embedding it again would give, so it is reused: class-folder and Holidays
+    runs would otherwise embed every image twice."""
     out = emb.vectors[[rq.image_index for rq in res.queries]].copy()
     boxed = [i for i, rq in enumerate(res.queries) if rq.query.box is not None]
-    if boxed:
-        requests = [CropRequest(emb.ids[res.queries[i].image_index], res.queries[i].query.box) for i in boxed]
-        crops = crop_descriptors(gallery, emb.config, requests, embedder.embed_image)
-        out[boxed] = emb.whitening.apply(crops.vectors) if emb.whitening is not None else crops.vectors
-        return out, crops.n_cached
-    return out, 0
+    requests = [CropRequest(emb.ids[res.queries[i].image_index], res.queries[i].query.box) for i in boxed]
+    crops = crop_descriptors(gallery, emb.config, requests, embedder.embed_image)
+    refused = {boxed[j]: reason for j, reason in crops.refused.items()}
+    kept = [i for i in boxed if i not in refused]
+    if kept:
+        out[kept] = emb.whitening.apply(crops.vectors) if emb.whitening is not None else crops.vectors
+    return np.delete(out, list(refused), axis=0), refused, crops.n_cached
 
 
 def _row(rq, s: QueryScores, ks) -> dict:
@@ -122,8 +127,16 @@ def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig,
                          f"{gallery.name} ({len(emb.ids)} images)")
 
     start = time.perf_counter()
-    qvecs, crops_cached = query_vectors(emb, res, embedder, gallery)
+    qvecs, refused, crops_cached = query_vectors(emb, res, embedder, gallery)
     query_embed_s = time.perf_counter() - start
+    if refused:
+        reasons = [f"{res.queries[i].query.name}: {reason}; query skipped" for i, reason in refused.items()]
+        log(f"warning: {len(refused)} queries skipped, they cannot be embedded: " + "; ".join(reasons))
+        gt = replace(gt, notes=[*gt.notes, *reasons])
+        res = Resolution([rq for i, rq in enumerate(res.queries) if i not in refused],
+                         res.skipped + [res.queries[i].query.name for i in refused], res.no_positives)
+        if not res.queries:
+            raise ValueError(f"none of the queries of {gt.dataset} can be embedded: {'; '.join(reasons)}")
 
     ranking, info = rank_gallery(emb, qvecs, settings)
     regions = [RegionQuery(gallery.root / emb.ids[rq.image_index], rq.query.box) for rq in res.queries]
@@ -165,9 +178,9 @@ def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig,
         with_protocol = gt.dataset in DATASET_PROTOCOLS or gt.protocol.startswith(VALIDATION_PROTOCOL)
         dataset_tag = f"{gt.dataset}-{gt.protocol}" if with_protocol else gt.dataset
         summary.run_id = new_run_id(dataset_tag, config.label() + f"-{settings.method}"
-                                    + (f"-{rerank.label()}" if rerank.label() else ""))
+                                    + (f"-{rerank.label()}" if rerank.label() else ""), gallery.name)
         pr = {rq.query.name: {"precision": s.precision.round(5).tolist(), "recall": s.recall.round(5).tolist()}
               for rq, s in zip(res.queries, scores)}
-        summary.run_dir = str(write_run(summary.run_id, summary.to_dict(), per_query, emb.ids, ranking, pr,
-                                        extra=report.files))
+        run_dir = write_run(summary.run_id, summary, per_query, emb.ids, ranking, pr, extra=report.files)
+        summary.run_id, summary.run_dir = run_dir.name, str(run_dir)
     return summary

@@ -1,5 +1,10 @@
 """Annoy: an index saved beside the descriptors it was built from, memory-mapped on load, with
-``search_k`` chosen at build time by measured recall against exact search."""
+``search_k`` chosen at build time by measured recall against exact search.
+
+Annoy trusts its file: a truncated or altered ``.ann`` makes it follow node offsets outside the
+mapping and crash the process (the whole app server). So the ``.json`` beside it records the
+file's size and sha256, and a load checks both before Annoy sees the file.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -12,7 +17,7 @@ import numpy as np
 
 from core.cache.descriptors import Embeddings
 from core.config import AnnoyParams, EmbeddingConfig
-from core.files import atomic_path, write_json
+from core.files import atomic_path, exclusive_lock, write_json
 from core.index.base import METRIC_OF_ANNOY, IndexMismatch
 from core.index.exact import ExactIndex
 
@@ -52,21 +57,24 @@ class AnnoyIndex:
         index.build(params.n_trees, n_jobs=-1)
         build_seconds = time.perf_counter() - start
         path = Path(directory) / cls.file_name(params)
-        with atomic_path(path, suffix=".ann") as tmp:
-            index.save(str(tmp))
-        index.unload()
-        index = _Annoy(dim, params.metric)
-        index.load(str(path))                       # memory-mapped
-        metric = METRIC_OF_ANNOY[params.metric]
-        meta = {"config_key": config.key(), "config": config.to_dict(), "dim": dim, "n_items": n,
-                "ids_digest": _digest(ids), "metric": metric, "annoy_metric": params.metric,
-                "n_trees": params.n_trees, "build_seconds": build_seconds,
-                "file_bytes": path.stat().st_size}
-        ann = cls(index, metric, meta, path)
-        exact = ExactIndex(vectors, metric)
-        tuning = choose_search_k(ann, exact, vectors, params)
-        meta.update(tuning)
-        write_json(path.with_suffix(".json"), meta)
+        # one builder at a time: two would otherwise pair one's .ann with the other's .json
+        with exclusive_lock(Path(directory) / f".{path.stem}.lock"):
+            with atomic_path(path, suffix=".ann") as tmp:
+                index.save(str(tmp))
+                size, checksum = tmp.stat().st_size, _sha256(tmp)
+            index.unload()
+            index = _Annoy(dim, params.metric)
+            index.load(str(path))                       # memory-mapped
+            metric = METRIC_OF_ANNOY[params.metric]
+            meta = {"config_key": config.key(), "config": config.to_dict(), "dim": dim, "n_items": n,
+                    "ids_digest": _digest(ids), "metric": metric, "annoy_metric": params.metric,
+                    "n_trees": params.n_trees, "build_seconds": build_seconds,
+                    "file_bytes": size, "file_sha256": checksum}
+            ann = cls(index, metric, meta, path)
+            exact = ExactIndex(vectors, metric)
+            tuning = choose_search_k(ann, exact, vectors, params)
+            meta.update(tuning)
+            write_json(path.with_suffix(".json"), meta)
         return ann
 
     @classmethod
@@ -79,9 +87,16 @@ class AnnoyIndex:
         meta_path = path.with_suffix(".json")
         rebuild = (f"rebuild it with: python -m core index --name {gallery} {config.cli_flags()} "
                    f"--annoy-metric {params.metric} --n-trees {params.n_trees}")
-        if not path.exists() or not meta_path.exists():
-            raise IndexMismatch(f"no Annoy index at {path}; {rebuild}")
-        meta = json.loads(meta_path.read_text())
+        if not path.exists():
+            raise IndexMismatch(f"no Annoy index at {path}; {rebuild}", stale=True)
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise IndexMismatch(f"refusing Annoy index {path}: its description {meta_path.name} cannot be read "
+                                f"({exc}; an interrupted build?); {rebuild}", stale=True) from None
+        damage = _damage(path, meta)
+        if damage:
+            raise IndexMismatch(f"refusing Annoy index {path}: {damage}; {rebuild}", stale=True)
         problems = []
         if meta.get("config_key") != config.key():
             problems.append(f"it was built with embedding {EmbeddingConfig.from_dict(meta.get('config', {})).label() if meta.get('config') else meta.get('config_key')}, not {config.label()}")
@@ -127,6 +142,22 @@ class AnnoyIndex:
             out_i[row, :len(idx)] = idx
             out_s[row, :len(idx)] = 1.0 - dist ** 2 / 2.0 if self.metric == "cosine" else dist
         return out_i, out_s
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _damage(path: Path, meta: dict) -> str | None:
+    """Why the file at ``path`` is not the one ``meta`` describes (size, then sha256), or None.
+    Indexes built before the checksum was recorded are checked on their size only."""
+    size = path.stat().st_size
+    if meta.get("file_bytes") is not None and size != meta["file_bytes"]:
+        return f"the file holds {size:,} bytes, its build wrote {meta['file_bytes']:,} (truncated or altered)"
+    if meta.get("file_sha256") and _sha256(path) != meta["file_sha256"]:
+        return "its content is not what its build wrote (sha256 differs)"
+    return None
 
 
 def _digest(ids: list[str]) -> str:

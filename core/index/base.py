@@ -19,8 +19,10 @@ METRIC_OF_ANNOY = {v: k for k, v in ANNOY_METRIC.items()}
 
 
 class IndexMismatch(RuntimeError):
-    """An index built from other descriptors than the ones asked for. ``stale`` is True when only
-    the gallery's images changed (same config and dimension): rebuilding from the cache is safe."""
+    """An index that cannot serve the descriptors asked for. ``stale`` is True when rebuilding it
+    from the cached descriptors is safe: it is missing, damaged (truncated, altered, without its
+    description), or only the gallery's images changed since it was built (same config and
+    dimension); False for an index of another embedding, which is refused."""
 
     def __init__(self, message: str, stale: bool = False) -> None:
         super().__init__(message)

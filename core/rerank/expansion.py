@@ -44,6 +44,11 @@ def database_augmentation(database: np.ndarray, n: int, alpha: float = 0.0) -> n
     return weighted_neighbour_mean(database, database[others], alpha)
 
 
+def research(queries: np.ndarray, database: np.ndarray) -> np.ndarray:
+    """Full cosine rankings [q, N] of (expanded) ``queries`` over (augmented) ``database``."""
+    return ExactIndex(database, "cosine").rank_all(queries)
+
+
 @register("aqe", "average query expansion")
 @dataclass(frozen=True)
 class AverageQE(Reranker):
@@ -101,7 +106,7 @@ class DBA(Reranker):
         return database_augmentation(ctx.embeddings.vectors, self.dba_n, self.alpha)
 
     def rerank(self, ranking, queries, regions, ctx, prepared):
-        return ExactIndex(prepared, "cosine").rank_all(queries), [{} for _ in regions]
+        return research(queries, prepared), [{} for _ in regions]
 
 
 @register("dba+alpha_qe", "DBA + alpha-QE")

@@ -10,6 +10,7 @@ import pytest
 from conftest import PARIS, copy_paris_images
 
 import core.cache.galleries as galleries
+from core.app.markdown import escape_markdown
 from core.cache.descriptors import load_embeddings
 from core.cache.galleries import duplicate_groups, list_galleries, load_gallery
 from core.cli import main
@@ -94,7 +95,7 @@ def test_app_galleries_page_lists_and_deletes(artifacts, photos, capsys):
     at = AppTest.from_file(str(REPO / "pages" / "galleries.py"), default_timeout=120).run()
     assert not at.exception
     assert [h.value for h in at.subheader] == ["photos"]
-    assert any(f"{photos} · 5 images" in c.value for c in at.caption)
+    assert any(f"{escape_markdown(str(photos))} · 5 images" in c.value for c in at.caption)   # the path as literal text
     table = at.dataframe[0].value
     assert table.loc[0, "embedding"] == CFG.label() and "5 trees" in table.loc[0, "annoy indexes"]
     assert at.button(key="delete_photos").disabled

@@ -3,7 +3,9 @@ here from the real files in ../shared/data: layout after unpacking, resume of an
 transfer by HTTP Range, a corrupt archive, checksums, unsafe archives, the offline message."""
 from __future__ import annotations
 
+import errno
 import io
+import os
 import pickle
 import socket
 import tarfile
@@ -134,6 +136,38 @@ def test_corrupt_archive_is_deleted_and_fetched_afresh(server, tmp_path):
     state.files["gt_files_170407.tgz"] = good
     dl.fetch("oxford5k", tmp_path, base_url=url, progress=False, log=lambda m: None)
     assert len(list((tmp_path / "oxford5k" / "gt").glob("*.txt"))) == 220
+
+
+def test_a_full_disk_while_unpacking_keeps_the_good_archive_and_says_so(server, tmp_path, monkeypatch, capsys):
+    state, url = server
+    serve_oxford(state)
+    real_copy = dl.shutil.copyfileobj
+
+    def disk_full(src, dst, length=0):
+        dst.write(src.read(1000))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(dl.shutil, "copyfileobj", disk_full)
+    assert main(["data", "fetch", "oxford5k", "--dir", str(tmp_path), "--base-url", url, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "is kept" in err and err.count("\n") == 1
+    archives = tmp_path / dl.DOWNLOADS
+    assert (archives / "oxbuild_images-v1.tgz").stat().st_size == len(state.files["oxbuild_images-v1.tgz"])
+    assert not list(tmp_path.rglob(".extract-*"))                        # the partial extraction is cleaned up
+    n_requests = len(state.requests)
+    monkeypatch.setattr(dl.shutil, "copyfileobj", real_copy)             # space freed
+    assert main(["data", "fetch", "oxford5k", "--dir", str(tmp_path), "--base-url", url, "--quiet"]) == 0
+    assert [p for p, _ in state.requests[n_requests:]] == ["gt_files_170407.tgz"]   # the kept archive is not fetched again
+    assert len(list((tmp_path / "oxford5k" / "jpg").glob("*.jpg"))) == 2
+
+
+def test_an_archive_that_does_not_fit_on_the_disk_is_kept_and_not_unpacked(server, tmp_path, monkeypatch):
+    state, url = server
+    serve_oxford(state)
+    monkeypatch.setattr(dl.shutil, "disk_usage", lambda path: dl.shutil._ntuple_diskusage(10 ** 9, 10 ** 9, 1000))
+    with pytest.raises(dl.DownloadError, match="only 0.0 MB are free; nothing was deleted"):
+        dl.fetch("oxford5k", tmp_path, base_url=url, progress=False, log=lambda m: None)
+    assert (tmp_path / dl.DOWNLOADS / "oxbuild_images-v1.tgz").exists() and not (tmp_path / "oxford5k" / "jpg").exists()
 
 
 def test_checksum_is_verified(server, tmp_path):

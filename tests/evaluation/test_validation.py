@@ -13,7 +13,7 @@ from core.config import EmbeddingConfig
 from core.datasets import GroundTruth, Query, load_ground_truth
 from core.datasets.validation import landmark_queries, random_box, random_boxes
 from core.evaluation.validation import SetScore, Validation, config_for, table
-from core.images import Box
+from core.images import Box, ImageError
 
 
 def test_random_box_lies_inside_and_covers_the_asked_share_of_the_image():
@@ -99,6 +99,15 @@ def test_crop_descriptors_are_computed_once_then_read_from_the_cache(artifacts, 
     assert len(calls) == 2
     Image.new("RGB", (41, 30), "blue").save(folder / "a.png")
     assert crop_descriptors(gallery, config, requests[:1], embed).n_cached == 0 and len(calls) == 3
+
+    def refuse(path, box):
+        if box.x1 > 100:
+            raise ImageError("box outside")
+        return embed(path, box)
+    outside = [CropRequest("a.png", Box(500, 0, 600, 10)), requests[1]]
+    got = crop_descriptors(gallery, config, outside, refuse)
+    assert got.refused == {0: "box outside"} and got.vectors.shape == (1, 2)
+    assert crop_descriptors(gallery, config, outside, refuse).refused == {0: "box outside"}   # never cached
 
 
 def test_whitening_other_resolves_to_another_gallery_and_the_table_reads_the_scores():

@@ -32,8 +32,8 @@ def texts(at: AppTest) -> str:
 
 
 def result_ids(at: AppTest) -> list[str]:
-    """Image ids under the result thumbnails, best first."""
-    return [m.value.split(":gray[")[1].rstrip("]") for m in at.markdown if m.value.startswith("**#")]
+    """Image ids under the result thumbnails, best first (plain text elements, never Markdown)."""
+    return [t.value for t in at.text]
 
 
 @pytest.fixture(scope="module")
