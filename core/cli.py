@@ -48,8 +48,11 @@ def add_embedding_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--multiscale", action="store_true", help="use scales 1, 1/sqrt(2), 1/2")
     g.add_argument("--whitening", default=d.whitening,
                    help="'none', 'gallery' (PCA-whitening learned on the gallery itself) or the name of another "
-                        "gallery to learn it on (the literature learns on Oxford to search Paris and back)")
+                        "gallery to learn it on (the literature learns on Oxford to search Paris and back); "
+                        "validate also takes 'other': each set learns it on another validation gallery")
     g.add_argument("--whiten-dim", type=int, default=None, help="output dimension after whitening")
+    g.add_argument("--whiten-shrinkage", type=float, default=d.whiten_shrinkage,
+                   help="0..1: eigenvalues shrunk towards their mean before whitening (default 0: none)")
     g.add_argument("--max-size", type=int, default=d.max_size, help=f"longer image side in pixels (default {d.max_size})")
 
 
@@ -63,14 +66,16 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
 
 
 # CLI flag → re-ranker parameter; each method takes the ones it has, the rest keep its defaults
-RERANK_FLAGS = ("qe_n", "alpha", "dba_n", "diffusion_k", "top_n", "blcf_words", "local_features")
+RERANK_FLAGS = ("qe_n", "alpha", "dba_n", "diffusion_k", "top_n", "blcf_words", "local_features", "k1", "kr_lambda",
+                "sg_k")
 
 
 def add_rerank_args(p: argparse.ArgumentParser) -> None:
-    from core.rerank import RERANKERS, create_reranker, list_rerankers
+    from core.rerank import DEFAULT_RERANK, RERANKERS, create_reranker, list_rerankers
 
-    g = p.add_argument_group("re-ranking (core/rerank/; default none)")
-    g.add_argument("--rerank", default="none", choices=list_rerankers(),
+    g = p.add_argument_group(f"re-ranking (core/rerank/; default {DEFAULT_RERANK}, chosen on the validation "
+                             f"protocol; --rerank none for the plain ranking)")
+    g.add_argument("--rerank", default=DEFAULT_RERANK, choices=list_rerankers(),
                    help="; ".join(f"{n}: {RERANKERS[n].title}" + (f" ({RERANKERS[n].helps})" if RERANKERS[n].helps else "")
                                   for n in list_rerankers() if n != "none"))
     defaults = {"qe_n": create_reranker("alpha_qe").qe_n, "alpha": create_reranker("alpha_qe").alpha,
@@ -80,7 +85,11 @@ def add_rerank_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--alpha", type=float, help=f"alpha-QE/DBA similarity exponent (default {defaults['alpha']:g})")
     g.add_argument("--dba-n", type=int, help=f"neighbours averaged by DBA (default {defaults['dba_n']})")
     g.add_argument("--diffusion-k", type=int, help=f"k of the diffusion graph (default {defaults['diffusion_k']})")
-    g.add_argument("--top-n", type=int, help=f"images re-ranked by local/spatial (default {defaults['top_n']})")
+    g.add_argument("--top-n", type=int, help=f"images re-ranked by local/spatial (default {defaults['top_n']}), "
+                                               "by superglobal/kreciprocal (default 0: by the gallery-size rule / all)")
+    g.add_argument("--k1", type=int, help="k-reciprocal neighbours (default 0: by the gallery-size rule)")
+    g.add_argument("--kr-lambda", type=float, help="k-reciprocal weight of the original distance (default 0.3)")
+    g.add_argument("--sg-k", type=int, help="SuperGlobal neighbours (default 0: by the gallery-size rule)")
     g.add_argument("--blcf-words", type=int,
                    help="BLCF vocabulary size (default 0: sized to the gallery, e.g. 25000 on full datasets)")
     g.add_argument("--local-features", choices=["sift", "orb"], help="spatial verification features (default sift)")
@@ -98,7 +107,7 @@ def rerank_from_args(a: argparse.Namespace):
 def config_from_args(a: argparse.Namespace) -> EmbeddingConfig:
     return EmbeddingConfig(backbone=a.backbone, weights=a.weights, pooling=a.pooling, gem_p=a.gem_p,
                            scales=MULTI_SCALES if a.multiscale else tuple(a.scales), whitening=a.whitening,
-                           whiten_dim=a.whiten_dim, max_size=a.max_size)
+                           whiten_dim=a.whiten_dim, whiten_shrinkage=a.whiten_shrinkage, max_size=a.max_size)
 
 
 def settings_from_args(a: argparse.Namespace) -> SearchSettings:
@@ -145,6 +154,21 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         print(f"  re-ranking {r['label']}: +{r['extra_ms_per_query']:.1f} ms per query, "
               f"{r['offline_seconds']:.1f} s once per gallery")
     print(f"  run written to {s.run_dir}")
+    return 0
+
+
+@command
+def cmd_validate(a: argparse.Namespace) -> int:
+    from core.evaluation.validation import table, validate, validation_sets, write_validation
+
+    sets = validation_sets(a.data, a.sets, a.seed)
+    v = validate(sets, config_from_args(a), settings_from_args(a), rerank_from_args(a), progress=not a.quiet)
+    directory = write_validation([v], v.label.replace("/", "-"))
+    print(table([v]))
+    for s in v.scores:
+        print(f"  {s.name}: {s.n_queries} queries on {s.n_images} images, run {s.run_id}"
+              + ("" if s.basis else "  (reported beside, not a basis for choosing)"))
+    print(f"validation written to {directory}")
     return 0
 
 
@@ -278,6 +302,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_search_args(e)
     add_rerank_args(e)
 
+    from core.evaluation.validation import SET_NAMES
+
+    v = sub.add_parser("validate", help="the validation protocol: many queries on several image kinds (for defaults)",
+                       description="Evaluate one config on the validation sets: every positive Paris image as a query "
+                                   "of its landmark, whole and cropped to a seeded random 30-70%% box; Corel-1k and a "
+                                   "Fashion-MNIST export as class galleries; the 12 official Paris queries beside. "
+                                   "Writes one run per set and artifacts/validation/<id>/{validation.json,table.md}.")
+    v.add_argument("--data", default=str(Path(__file__).resolve().parent.parent.parent / "shared" / "data"),
+                   help="data folder holding paris6k/, corel1k/, fashion-mnist/ (default ../shared/data)")
+    v.add_argument("--sets", nargs="+", default=list(SET_NAMES), choices=SET_NAMES, help="sets to run (default all)")
+    v.add_argument("--seed", type=int, default=0, help="seed of the random query boxes (default 0)")
+    add_embedding_args(v)
+    add_search_args(v)
+    add_rerank_args(v)
+
     i = sub.add_parser("index", help="embed a folder of images and build its Annoy index",
                        description="Create or update a gallery: only new or changed images are embedded.")
     i.add_argument("--name", required=True, help="gallery name")
@@ -328,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     dx.add_argument("--per-class", type=int, default=100, help="images per class (default 100)")
     dx.add_argument("--size", type=int, default=64, help="side in pixels after upscaling from 28 (default 64)")
 
-    for sp in (e, i, s):
+    for sp in (e, v, i, s):
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 

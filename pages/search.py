@@ -16,6 +16,7 @@ from streamlit_cropper import st_cropper
 
 from core import (
     DEFAULT_CONFIG,
+    DEFAULT_RERANK,
     FRAME,
     LABEL_COLOURS,
     RERANKERS,
@@ -262,9 +263,15 @@ def main() -> None:
                           help="Annoy: approximate nearest neighbours, built on first use")
         search_k = st.number_input("Annoy search_k (0: tuned at build time for recall@10 ≥ 0.95)", 0, 10_000_000,
                                    0, step=1000, key="search_k") if method == "annoy" else 0
-        rerank = st.selectbox("Re-ranking", list_rerankers(), format_func=lambda n: RERANKERS[n].title, key="rerank",
-                              help="core/rerank/, over exact cosine search. Local windows draw the best "
+        methods = list_rerankers()
+        rerank = st.selectbox("Re-ranking", methods, index=methods.index(DEFAULT_RERANK),
+                              format_func=lambda n: RERANKERS[n].title + (" (default)" if n == DEFAULT_RERANK else ""),
+                              key="rerank",
+                              help=f"core/rerank/, over the chosen index's ranking. Default {DEFAULT_RERANK}, chosen "
+                                   "on the validation protocol (README \"Re-ranking\"). Local windows draw the best "
                                    "window on each result; the metrics page compares the methods' runs.")
+        if RERANKERS[rerank].helps:
+            st.caption(RERANKERS[rerank].helps)
         if "demo" not in by_name:
             with st.expander("Demo gallery"):
                 build_demo_widget(primary=False)

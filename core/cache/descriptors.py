@@ -271,7 +271,7 @@ def _build_whitened(gallery: Gallery, config: EmbeddingConfig, embedder: Embedde
     else:
         source = load_gallery(config.whitening)
         learn_on = build_embeddings(source, config.base(), embedder, progress, None, log)
-    whitening = learn_pca_whitening(learn_on.vectors, config.whiten_dim)
+    whitening = learn_pca_whitening(learn_on.vectors, config.whiten_dim, config.whiten_shrinkage)
     directory = cache_dir(gallery.name, config)
     _check_config(directory, config)
     base_meta = dict(base.meta)

@@ -16,15 +16,16 @@ import pandas as pd
 
 from core.cache.descriptors import Embeddings, build_embeddings
 from core.cache.galleries import Gallery
+from core.cache.queries import CropRequest, crop_descriptors
 from core.config import EmbeddingConfig
 from core.datasets import DATASET_PROTOCOLS, GroundTruth, Resolution, resolve
+from core.datasets.validation import VALIDATION_PROTOCOL
 from core.embed.embedder import Embedder
 from core.evaluation.metrics import TOP_KS, QueryScores, score_queries, score_query
 from core.evaluation.reports import protocol_report
 from core.evaluation.runs import machine_info, new_run_id, package_versions, write_run
 from core.evaluation.summary import RunSummary
-from core.images import ImageError
-from core.index import AnnoyIndex, ExactIndex, SearchSettings, recall_at
+from core.index import AnnoyIndex, ExactIndex, SearchSettings, full_ranking, recall_at
 from core.rerank import RegionQuery, RerankContext, Reranker, apply_reranker, create_reranker
 
 RANDOM_TRIALS = 20
@@ -52,11 +53,7 @@ def rank_gallery(emb: Embeddings, queries: np.ndarray, settings: SearchSettings)
     start = time.perf_counter()
     top, _ = ann.search(queries, n)
     info["search_seconds"] = time.perf_counter() - start
-    ranking = np.empty((len(queries), n), np.int32)
-    for row, got in enumerate(top):
-        got = got[got >= 0]
-        rest = np.setdiff1d(np.arange(n), got, assume_unique=False)
-        ranking[row] = np.concatenate([got, rest])
+    ranking = full_ranking(top, n)
     exact = ExactIndex(emb.vectors, settings.metric).rank_all(queries)
     info["query_recall@10"] = recall_at(ranking, exact, 10)
     info["query_recall@100"] = recall_at(ranking, exact, 100)
@@ -73,25 +70,23 @@ def random_baseline_map(resolution: Resolution, n_images: int, trials: int = RAN
 
 
 def query_vectors(emb: Embeddings, res: Resolution, embedder: Embedder,
-                  gallery: Gallery) -> tuple[np.ndarray, dict[int, str]]:
-    """Descriptors of the resolved queries (whitened like the gallery), and the queries that
-    cannot be embedded (position → reason: a box with nothing of it inside its image, an image
-    that cannot be read any more); their rows are left out. A query without a box is a whole
-    gallery image whose cached descriptor is exactly what embedding it again would give, so it
-    is reused: class-folder and Holidays runs would otherwise embed every image twice."""
+                  gallery: Gallery) -> tuple[np.ndarray, dict[int, str], int]:
+    """Descriptors of the resolved queries (whitened like the gallery), the queries that cannot
+    be embedded (position → reason: a box with nothing of it inside its image, an image that
+    cannot be read any more; their rows are left out), and how many crops came from the crop
+    cache (``core.cache.queries``: each box is embedded once per base config, so their time is
+    not in this run's). A query without a box is a whole gallery image whose cached descriptor
+    is exactly what embedding it again would give, so it is reused: class-folder and Holidays
+    runs would otherwise embed every image twice."""
     out = emb.vectors[[rq.image_index for rq in res.queries]].copy()
-    fresh, boxed, refused = [], [], {}
-    for i, rq in enumerate(res.queries):
-        if rq.query.box is None:
-            continue
-        try:
-            fresh.append(embedder.embed_image(gallery.root / emb.ids[rq.image_index], rq.query.box))
-            boxed.append(i)
-        except ImageError as exc:
-            refused[i] = str(exc)
-    if boxed:
-        out[boxed] = emb.whitening.apply(np.stack(fresh)) if emb.whitening is not None else np.stack(fresh)
-    return np.delete(out, list(refused), axis=0), refused
+    boxed = [i for i, rq in enumerate(res.queries) if rq.query.box is not None]
+    requests = [CropRequest(emb.ids[res.queries[i].image_index], res.queries[i].query.box) for i in boxed]
+    crops = crop_descriptors(gallery, emb.config, requests, embedder.embed_image)
+    refused = {boxed[j]: reason for j, reason in crops.refused.items()}
+    kept = [i for i in boxed if i not in refused]
+    if kept:
+        out[kept] = emb.whitening.apply(crops.vectors) if emb.whitening is not None else crops.vectors
+    return np.delete(out, list(refused), axis=0), refused, crops.n_cached
 
 
 def _row(rq, s: QueryScores, ks) -> dict:
@@ -117,6 +112,7 @@ def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig,
     rerank = rerank or create_reranker("none")
     embedder = embedder or Embedder(config.base())
     emb = build_embeddings(gallery, config, embedder, progress=progress, log=log)
+    rerank = rerank.for_gallery(len(emb.ids))          # rule-set parameters, as the run records them
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = resolve(gt, emb.ids)
@@ -131,7 +127,7 @@ def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig,
                          f"{gallery.name} ({len(emb.ids)} images)")
 
     start = time.perf_counter()
-    qvecs, refused = query_vectors(emb, res, embedder, gallery)
+    qvecs, refused, crops_cached = query_vectors(emb, res, embedder, gallery)
     query_embed_s = time.perf_counter() - start
     if refused:
         reasons = [f"{res.queries[i].query.name}: {reason}; query skipped" for i, reason in refused.items()]
@@ -144,7 +140,8 @@ def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig,
 
     ranking, info = rank_gallery(emb, qvecs, settings)
     regions = [RegionQuery(gallery.root / emb.ids[rq.image_index], rq.query.box) for rq in res.queries]
-    ctx = RerankContext(emb, gallery, embedder, progress, log)
+    index = AnnoyIndex.open(emb, settings.annoy) if settings.method == "annoy" else None
+    ctx = RerankContext(emb, gallery, embedder, progress, log, index)
     reranked = apply_reranker(rerank, ranking, qvecs, regions, ctx)
     ranking = reranked.ranking
     scores = score_queries(ranking, [rq.positives for rq in res.queries], [rq.junk for rq in res.queries], ks)
@@ -170,7 +167,7 @@ def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig,
         index_build_seconds=info.get("index_build_seconds"),
         query_embed_ms=query_embed_s / nq * 1000, query_search_ms=info["search_seconds"] / nq * 1000,
         mean_query_ms=(query_embed_s + info["search_seconds"]) / nq * 1000,
-        queries_from_cache=sum(rq.query.box is None for rq in res.queries),
+        queries_from_cache=sum(rq.query.box is None for rq in res.queries), query_crops_cached=crops_cached,
         index=info,
         rerank={**rerank.params(), "label": rerank.label(), "offline_seconds": reranked.offline_seconds,
                 "extra_ms_per_query": reranked.extra_ms_per_query},
@@ -178,7 +175,8 @@ def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig,
         versions=package_versions(), machine=machine_info(), timestamp=time.strftime("%Y-%m-%dT%H:%M:%S"),
     )
     if write:
-        dataset_tag = f"{gt.dataset}-{gt.protocol}" if gt.dataset in DATASET_PROTOCOLS else gt.dataset
+        with_protocol = gt.dataset in DATASET_PROTOCOLS or gt.protocol.startswith(VALIDATION_PROTOCOL)
+        dataset_tag = f"{gt.dataset}-{gt.protocol}" if with_protocol else gt.dataset
         summary.run_id = new_run_id(dataset_tag, config.label() + f"-{settings.method}"
                                     + (f"-{rerank.label()}" if rerank.label() else ""), gallery.name)
         pr = {rq.query.name: {"precision": s.precision.round(5).tolist(), "recall": s.recall.round(5).tolist()}

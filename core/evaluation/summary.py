@@ -44,6 +44,7 @@ class RunSummary:
     query_search_ms: float = 0.0
     mean_query_ms: float = 0.0
     queries_from_cache: int = 0
+    query_crops_cached: int = 0                # crops read from core.cache.queries (not timed in query_embed_ms)
     index: dict[str, Any] = field(default_factory=dict)     # index figures (Annoy: n_trees, search_k, recall)
     rerank: dict[str, Any] = field(default_factory=dict)    # method, parameters, label, timings
     ground_truth_notes: list[str] = field(default_factory=list)

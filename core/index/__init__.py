@@ -9,10 +9,11 @@ from core.index.base import (
                              IndexMismatch,
                              Result,
                              SearchSettings,
+                             full_ranking,
                              higher_is_better,
                              results_of,
 )
 from core.index.exact import ExactIndex
 
 __all__ = ["ANNOY_METRIC", "METRICS", "AnnoyIndex", "ExactIndex", "Index", "IndexMismatch", "Result", "SEARCH_METHODS", "SearchSettings",
-           "choose_search_k", "higher_is_better", "recall_at", "results_of"]
+           "choose_search_k", "full_ranking", "higher_is_better", "recall_at", "results_of"]

@@ -55,6 +55,17 @@ def results_of(indices: np.ndarray, scores: np.ndarray, ids: list[str]) -> list[
     return [Result(r + 1, int(i), ids[int(i)], float(s)) for r, (i, s) in enumerate(zip(indices, scores)) if i >= 0]
 
 
+def full_ranking(top: np.ndarray, n: int) -> np.ndarray:
+    """Full rankings [q, n] from approximate top lists [q, m] (padded with -1): each list first,
+    in its order, then the images it missed in gallery order, as an unranked tail (never
+    re-sorted by exact scores, which would hide what the index missed)."""
+    out = np.empty((len(top), n), np.int32)
+    for row, got in enumerate(top):
+        got = got[got >= 0]
+        out[row] = np.concatenate([got, np.setdiff1d(np.arange(n), got)])
+    return out
+
+
 SEARCH_METHODS = ("exact", "annoy")
 
 

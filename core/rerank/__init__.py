@@ -4,11 +4,23 @@
 - ``diffusion``: random walk on the gallery's mutual k-NN graph;
 - ``blcf``: bag of local convolutional features with an inverted file;
 - ``local``: best sliding window over the top-N's feature maps;
-- ``spatial``: SIFT/ORB matches verified by RANSAC.
+- ``spatial``: SIFT/ORB matches verified by RANSAC;
+- ``kreciprocal``: Jaccard distance of k-reciprocal neighbour sets (Zhong et al. 2017);
+- ``superglobal``: descriptor refinement within the query's top-M (Shao et al. 2023).
+
+``rules`` sets neighbour counts from the gallery size.
 
 ``create_reranker(name, **params)`` builds one; ``apply_reranker`` runs it over rankings.
 """
-from core.rerank import blcf, diffusion, expansion, local, spatial  # noqa: F401 (each registers its methods)
+from core.rerank import (  # noqa: F401 (each registers its methods)
+    blcf,
+    diffusion,
+    expansion,
+    kreciprocal,
+    local,
+    spatial,
+    superglobal,
+)
 from core.rerank.base import (
                               RERANKERS,
                               Evidence,
@@ -24,6 +36,7 @@ from core.rerank.base import (
                               register,
                               reranker_parameters,
 )
+from core.rerank.defaults import DEFAULT_RERANK
 
-__all__ = ["RERANKERS", "Evidence", "PreparedStore", "RegionQuery", "RerankContext", "RerankOutput", "Reranker",
+__all__ = ["DEFAULT_RERANK", "RERANKERS", "Evidence", "PreparedStore", "RegionQuery", "RerankContext", "RerankOutput", "Reranker",
            "apply_reranker", "create_reranker", "list_rerankers", "rank_by_scores", "register", "reranker_parameters"]

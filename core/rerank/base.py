@@ -25,6 +25,7 @@ from core.cache.descriptors import Embeddings
 from core.cache.galleries import Gallery
 from core.embed.embedder import Embedder
 from core.images import Box
+from core.index import ExactIndex, Index, full_ranking
 
 Evidence = dict[int, tuple[float, Box | None]]     # gallery index -> (method score, best window)
 
@@ -41,13 +42,33 @@ class RegionQuery:
 @dataclass
 class RerankContext:
     """The gallery a re-ranker works on: its descriptors, its images and the network that made
-    them (feature maps are taken with the same backbone)."""
+    them (feature maps are taken with the same backbone), and the index of the first search
+    (None: exact), which methods that search the gallery again use too."""
 
     embeddings: Embeddings
     gallery: Gallery
     embedder: Embedder
     progress: bool = False
     log: Callable[[str], None] = print
+    index: Index | None = None
+
+    def neighbours(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest gallery images [q, k] of each row of ``vectors`` through the
+        context's index (Annoy's lists may be shorter: padded with -1), and their exact cosines."""
+        if self.index is None or isinstance(self.index, ExactIndex):
+            return ExactIndex(self.embeddings.vectors, "cosine").search(vectors, k)
+        idx, _ = self.index.search(vectors, k)
+        db = self.embeddings.vectors
+        cos = np.where(idx >= 0, np.einsum("qkd,qd->qk", db[np.maximum(idx, 0)], vectors), -np.inf)
+        return idx, cos.astype(np.float32)
+
+    def rank(self, vectors: np.ndarray) -> np.ndarray:
+        """Full rankings [q, N] of ``vectors`` over the gallery's descriptors by the context's
+        index: exact cosine, or Annoy's list followed by what it missed (``full_ranking``)."""
+        if self.index is None or isinstance(self.index, ExactIndex):
+            return ExactIndex(self.embeddings.vectors, "cosine").rank_all(vectors)
+        n = len(self.embeddings.ids)
+        return full_ranking(self.index.search(vectors, n)[0], n)
 
 
 @dataclass(frozen=True)
@@ -59,6 +80,7 @@ class Reranker:
     title: ClassVar[str] = ""
     needs_image: ClassVar[bool] = False      # region methods read the query image and box
     helps: ClassVar[str] = ""               # when the method is worth its cost, for CLI help and the app
+    head_only: ClassVar[bool] = False       # reads only the head of the plain ranking: any index can give it
 
     def params(self) -> dict[str, Any]:
         """The method and its parameters: what a run records under "rerank"."""
@@ -67,6 +89,11 @@ class Reranker:
     def label(self) -> str:
         """Short name for run ids and the app, e.g. ``aqe5``, ``dba5+aqe5a3``, ``spatial-sift50``."""
         return self.name
+
+    def for_gallery(self, n_images: int) -> Reranker:
+        """This method with the parameters left to a gallery-size rule (``core.rerank.rules``,
+        written 0) set for a gallery of ``n_images``; what runs record and queries use."""
+        return self
 
     def state_key(self) -> tuple:
         """The parameters that ``prepare`` depends on (all of them unless a method says less)."""
@@ -165,6 +192,7 @@ def apply_reranker(reranker: Reranker, ranking: np.ndarray, queries: np.ndarray,
     if reranker.needs_image and any(r.source is None for r in regions):
         raise ValueError(f"re-ranking method {reranker.name!r} needs the query image")
     store = store if store is not None else PreparedStore()
+    reranker = reranker.for_gallery(len(ctx.embeddings.ids))
     start = time.perf_counter()
     prepared, offline = store.get(reranker, ctx)
     out, evidence = reranker.rerank(ranking, np.atleast_2d(queries).astype(np.float32), regions, ctx, prepared)

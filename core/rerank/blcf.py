@@ -12,6 +12,7 @@ the feature maps; the cache is valid for one exact set of files and one vocabula
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -26,9 +27,11 @@ from core.embed.whitening import Whitening, learn_pca_whitening
 from core.files import write_npz
 from core.rerank.base import Reranker, rank_by_scores, register
 from core.rerank.featuremaps import FeatureMaps, box_mask, gallery_feature_maps, load_map, maps_path
+from core.rerank.local import fused, promote
 
 LOCAL_DIM = 128            # whitened local descriptor dimension (Mohedano et al. keep a few hundred)
 FEATURES_PER_WORD = 500    # auto vocabulary: measured best of 100/250/500/1000 words on Paris-250
+BLCF_FUSION = math.inf
 MIN_WORDS, MAX_WORDS = 64, 25_000
 KMEANS_ITERATIONS = 20
 KMEANS_SAMPLE = 30_000     # local descriptors the whitening and k-means learn from
@@ -194,7 +197,8 @@ class BLCF(Reranker):
 
     needs_image: ClassVar[bool] = True
     blcf_words: int = 0
-    top_n: int = 50                  # images whose BLCF score is reported as evidence
+    top_n: int = 50                  # images re-ranked (fusion finite) or whose score is evidence (inf)
+    fusion: float = BLCF_FUSION
 
     def label(self) -> str:
         return f"blcf{self.blcf_words or 'auto'}"
@@ -213,6 +217,11 @@ class BLCF(Reranker):
         for r, region in enumerate(regions):
             fmap, size = load_map(ctx.embedder, region.source)
             scores = prepared.query_scores(fmap[:, box_mask(fmap.shape[1:], region.box, size)].T)
-            out[r] = rank_by_scores(scores[None], ranking[r:r + 1])[0]
+            if math.isinf(self.fusion):              # BLCF search: the whole gallery by its words alone
+                out[r] = rank_by_scores(scores[None], ranking[r:r + 1])[0]
+            else:
+                head = ranking[r, :self.top_n]
+                key = fused(ctx.embeddings.vectors[head] @ queries[r], scores[head], self.fusion)
+                out[r] = promote(ranking[r], self.top_n, key)
             evidence.append({int(i): (float(scores[i]), None) for i in out[r, :self.top_n]})
         return out, evidence

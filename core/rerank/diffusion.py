@@ -2,13 +2,14 @@
 gallery, which follows the manifold of a landmark past views that look unlike the query."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import cg
 
 from core.index import ExactIndex
+from core.rerank import rules
 from core.rerank.base import Reranker, rank_by_scores, register
 
 ITERATIONS = 20     # conjugate-gradient steps per query
@@ -47,10 +48,14 @@ def diffusion_scores(queries: np.ndarray, database: np.ndarray, affinity: sp.csr
 @register("diffusion", "diffusion")
 @dataclass(frozen=True)
 class Diffusion(Reranker):
-    """diffusion_k: neighbours of the k-NN graph (and of the query's entry into it);
-    diffusion_alpha, diffusion_gamma: the walk's restart and the affinity exponent."""
+    """diffusion_k: neighbours of the k-NN graph and of the query's entry into it (0:
+    ``rules.diffusion_k`` of the gallery size); diffusion_alpha, diffusion_gamma: the walk's
+    restart and the affinity exponent."""
 
-    diffusion_k: int = 15
+    diffusion_k: int = 0
+
+    def for_gallery(self, n_images: int) -> Diffusion:
+        return replace(self, diffusion_k=self.diffusion_k or rules.diffusion_k(n_images))
     diffusion_alpha: float = 0.99
     diffusion_gamma: float = 3.0
 

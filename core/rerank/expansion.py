@@ -8,12 +8,13 @@ L2-normalised rows, rankings best first).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from core.embed.pooling import l2_normalise
 from core.index import ExactIndex
+from core.rerank import rules
 from core.rerank.base import Reranker, register
 
 
@@ -51,41 +52,52 @@ def research(queries: np.ndarray, database: np.ndarray) -> np.ndarray:
 @register("aqe", "average query expansion")
 @dataclass(frozen=True)
 class AverageQE(Reranker):
-    """qe_n: neighbours added to the query."""
+    """qe_n: neighbours added to the query (0: ``rules.qe_n`` of the gallery size)."""
 
-    qe_n: int = 5
+    qe_n: int = 0
+
+    def for_gallery(self, n_images: int) -> AverageQE:
+        return replace(self, qe_n=self.qe_n or rules.qe_n(n_images))
 
     def label(self) -> str:
         return f"aqe{self.qe_n}"
 
     def rerank(self, ranking, queries, regions, ctx, prepared):
-        return research(query_expansion(queries, ctx.embeddings.vectors, ranking, self.qe_n, 0.0),
-                        ctx.embeddings.vectors), [{} for _ in regions]
+        expanded = query_expansion(queries, ctx.embeddings.vectors, ranking, self.qe_n, 0.0)
+        return ctx.rank(expanded), [{} for _ in regions]
 
 
 @register("alpha_qe", "alpha query expansion")
 @dataclass(frozen=True)
 class AlphaQE(Reranker):
-    """qe_n: neighbours added to the query; alpha: similarity exponent of their weights."""
+    """qe_n: neighbours added to the query (0: ``rules.qe_n``); alpha: similarity exponent of
+    their weights."""
 
-    qe_n: int = 5
+    qe_n: int = 0
     alpha: float = 3.0
+
+    def for_gallery(self, n_images: int) -> AlphaQE:
+        return replace(self, qe_n=self.qe_n or rules.qe_n(n_images))
 
     def label(self) -> str:
         return f"aqe{self.qe_n}a{self.alpha:g}"
 
     def rerank(self, ranking, queries, regions, ctx, prepared):
-        return research(query_expansion(queries, ctx.embeddings.vectors, ranking, self.qe_n, self.alpha),
-                        ctx.embeddings.vectors), [{} for _ in regions]
+        expanded = query_expansion(queries, ctx.embeddings.vectors, ranking, self.qe_n, self.alpha)
+        return ctx.rank(expanded), [{} for _ in regions]
 
 
 @register("dba", "database-side augmentation")
 @dataclass(frozen=True)
 class DBA(Reranker):
-    """dba_n: neighbours averaged into each gallery vector; alpha: their weights' exponent."""
+    """dba_n: neighbours averaged into each gallery vector (0: ``rules.dba_n``); alpha: their
+    weights' exponent."""
 
-    dba_n: int = 5
+    dba_n: int = 0
     alpha: float = 3.0
+
+    def for_gallery(self, n_images: int) -> DBA:
+        return replace(self, dba_n=self.dba_n or rules.dba_n(n_images))
 
     def label(self) -> str:
         return f"dba{self.dba_n}a{self.alpha:g}"
@@ -100,11 +112,15 @@ class DBA(Reranker):
 @register("dba+alpha_qe", "DBA + alpha-QE")
 @dataclass(frozen=True)
 class DBAAlphaQE(Reranker):
-    """DBA on the gallery, then alpha-QE of the query over the augmented vectors."""
+    """DBA on the gallery, then alpha-QE of the query over the augmented vectors (0: the
+    ``rules`` of the gallery size for dba_n and qe_n)."""
 
-    dba_n: int = 5
-    qe_n: int = 5
+    dba_n: int = 0
+    qe_n: int = 0
     alpha: float = 3.0
+
+    def for_gallery(self, n_images: int) -> DBAAlphaQE:
+        return replace(self, dba_n=self.dba_n or rules.dba_n(n_images), qe_n=self.qe_n or rules.dba_n(n_images))
 
     def label(self) -> str:
         return f"dba{self.dba_n}+aqe{self.qe_n}a{self.alpha:g}"

@@ -10,6 +10,7 @@ crop) leaves the ranking as it was.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -18,12 +19,14 @@ import numpy as np
 
 from core.images import Box, ImageSource, load_region
 from core.rerank.base import Reranker, register
-from core.rerank.local import promote
+from core.rerank.local import fused, promote
 
 N_FEATURES = 1000          # keypoints per image: enough for a facade at 512 px, cheap to match
 RATIO = 0.8                # Lowe's ratio test
 RANSAC_PIXELS = 6.0        # reprojection threshold at max side 512 (about 1 % of the image)
 MIN_MATCHES = 4            # a homography needs four correspondences
+INLIER_CAP = 50            # inliers beyond this add nothing to the fused score
+SPATIAL_FUSION = math.inf
 
 
 def _cv2():
@@ -76,13 +79,23 @@ def verified_order(inliers: np.ndarray, min_inliers: int) -> np.ndarray:
     return np.where(inliers >= min_inliers, inliers, -1).astype(np.float64)
 
 
+def inlier_score(inliers: np.ndarray, cap: int = INLIER_CAP) -> np.ndarray:
+    """Inliers as a score in [0, 1] for fusion with the global cosine: min(inliers, cap) / cap."""
+    return np.minimum(np.asarray(inliers, np.float64), cap) / cap
+
+
 def spatial_rerank(row: np.ndarray, query: LocalFeatures, features_of: Callable[[int], LocalFeatures],
-                   top_n: int, kind: str = "sift", min_inliers: int = 15) -> tuple[np.ndarray, dict[int, int]]:
+                   top_n: int, kind: str = "sift", min_inliers: int = 15, cosines: np.ndarray | None = None,
+                   weight: float = math.inf) -> tuple[np.ndarray, dict[int, int]]:
     """Re-rank the first ``top_n`` of ranking ``row`` by verified inliers with ``query``'s
-    features; ``features_of(i)`` gives gallery image i's. Returns the row and inliers per image."""
+    features; ``features_of(i)`` gives gallery image i's. ``weight`` = inf: verified images
+    first (``verified_order``); finite: the global ``cosines`` [top_n] plus ``weight`` ×
+    ``inlier_score``. Returns the row and inliers per image."""
     inliers = {int(i): count_inliers(query, features_of(int(i)), kind) for i in row[:top_n]}
-    scores = verified_order(np.array([inliers[int(i)] for i in row[:top_n]]), min_inliers)
-    return promote(row, top_n, scores), inliers
+    counts = np.array([inliers[int(i)] for i in row[:top_n]])
+    if math.isinf(weight):
+        return promote(row, top_n, verified_order(counts, min_inliers)), inliers
+    return promote(row, top_n, fused(cosines, inlier_score(counts), weight)), inliers
 
 
 @register("spatial", "spatial verification (SIFT + RANSAC)")
@@ -96,6 +109,7 @@ class SpatialVerification(Reranker):
     top_n: int = 50
     local_features: str = "sift"
     min_inliers: int = 15
+    fusion: float = SPATIAL_FUSION
 
     def __post_init__(self) -> None:
         if self.local_features not in ("sift", "orb"):
@@ -121,7 +135,8 @@ class SpatialVerification(Reranker):
         out, evidence = ranking.copy(), []
         for r, region in enumerate(regions):
             query = extract(region.source, self.local_features, region.box, max_size)
+            cosines = emb.vectors[ranking[r, :self.top_n]] @ queries[r]
             out[r], inliers = spatial_rerank(ranking[r], query, features_of, self.top_n, self.local_features,
-                                             self.min_inliers)
+                                             self.min_inliers, cosines, self.fusion)
             evidence.append({i: (float(n), None) for i, n in inliers.items()})
         return out, evidence

@@ -20,7 +20,7 @@ from core.cache.galleries import Gallery
 from core.config import AnnoyParams, EmbeddingConfig
 from core.embed.embedder import Embedder
 from core.images import Box, ImageSource, load_image
-from core.index import AnnoyIndex, ExactIndex, Index, Result, SearchSettings, results_of
+from core.index import AnnoyIndex, ExactIndex, Index, Result, SearchSettings, full_ranking, results_of
 from core.rerank import PreparedStore, RegionQuery, RerankContext, Reranker, apply_reranker
 
 
@@ -107,13 +107,20 @@ class SearchEngine:
 
     def _reranked(self, source: ImageSource, box: Box | None, vec: np.ndarray, k: int, settings: SearchSettings,
                   reranker: Reranker, embed_ms: float) -> Results:
-        """Re-ranking reads the full plain ranking: exact cosine, which the descriptor-level
-        methods search again over (augmented) gallery vectors."""
+        """Re-ranking reads the full plain ranking of the chosen index: exact cosine, or Annoy's
+        list followed by what it missed (``full_ranking``); the methods that read only its head
+        (``Reranker.head_only``) then never touch an exact ranking. Scores shown stay cosines."""
+        reranker = reranker.for_gallery(len(self.embeddings.ids))
         start = time.perf_counter()
         cosine = self.exact("cosine").scores(vec)[0]
-        plain = np.argsort(-cosine, kind="stable")[None].astype(np.int32)
+        if settings.method == "annoy":
+            top, _ = self.index(settings).search(vec, len(cosine), settings.annoy.search_k)
+            plain = full_ranking(top, len(cosine))
+        else:
+            plain = np.argsort(-cosine, kind="stable")[None].astype(np.int32)
         search_ms = (time.perf_counter() - start) * 1000
-        ctx = RerankContext(self.embeddings, self.gallery, self.embedder, log=lambda _: None)
+        ctx = RerankContext(self.embeddings, self.gallery, self.embedder, log=lambda _: None,
+                            index=self.index(settings) if settings.method == "annoy" else None)
         out = apply_reranker(reranker, plain, vec, [RegionQuery(source, box)], ctx, self.prepared)
         order = out.ranking[0, :k]
         ids = self.embeddings.ids

@@ -45,12 +45,27 @@ def paris(paris_gallery, paris_gt):
     return gallery, runs
 
 
-def open_gallery(name: str, source: str | None = None) -> AppTest:
+def open_gallery(name: str, source: str | None = None, rerank: str | None = "none") -> AppTest:
+    """The search page on gallery ``name``; ``rerank`` None keeps the page's default re-ranking,
+    "none" (the default here) shows the plain ranking that the evaluation runs score."""
     at = app().run()
     at.sidebar.selectbox(key="gallery").set_value(name).run()
+    if rerank is not None:
+        at.sidebar.selectbox(key="rerank").set_value(rerank).run()
     if source:
         at.radio(key="source").set_value(source).run()
     return at
+
+
+def test_search_page_re_ranks_with_the_default_of_core(paris):
+    from core.rerank import DEFAULT_RERANK
+
+    at = open_gallery("paris6k", "Ground-truth query", rerank=None)
+    assert at.sidebar.selectbox(key="rerank").value == DEFAULT_RERANK
+    at.selectbox(key="gt_query").set_value("louvre_1").run()
+    at.button(key="search").click().run()
+    assert not at.exception and "re-ranked by kr" in texts(at)
+    assert float({m.label: m.value for m in at.metric}["AP"]) > 0.5
 
 
 def test_empty_state_builds_the_demo_gallery_in_one_click(artifacts):

@@ -116,7 +116,7 @@ def test_method_changes_the_rankings_and_keeps_paris_map(method, paris):
 
 
 def test_evaluate_records_the_method_and_names_the_run_after_it(paris, paris_gt):
-    reranker = create_reranker("dba+alpha_qe")
+    reranker = create_reranker("dba+alpha_qe", dba_n=5, qe_n=5)
     s = evaluate(paris.gallery, paris_gt, PLAIN_GEM, embedder=paris.embedder, rerank=reranker, **QUIET)
     assert s.rerank["label"] == "dba5+aqe5a3" and s.rerank["extra_ms_per_query"] > 0
     assert "-exact-dba5-aqe5a3-" in s.run_id
@@ -127,7 +127,7 @@ def test_metrics_page_filters_runs_by_method(paris, paris_gt):
     from streamlit.testing.v1 import AppTest
 
     run = evaluate(paris.gallery, paris_gt, PLAIN_GEM, embedder=paris.embedder,
-                   rerank=create_reranker("aqe"), **QUIET)
+                   rerank=create_reranker("aqe", qe_n=5), **QUIET)
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300).run()
     at.switch_page("pages/metrics.py").run()
     at.multiselect(key="f_rerank").set_value(["aqe5"]).run()
