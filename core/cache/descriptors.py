@@ -244,7 +244,7 @@ def gallery_caches(gallery: str) -> list[dict]:
         meta = json.loads(d.read_text())
         out.append({"key": d.parent.name, "label": meta.get("label", "?"), "config": meta.get("config", {}),
                     "n_images": meta.get("n_images", 0), "dim": meta.get("dim", 0),
-                    "complete": meta.get("complete", False),
+                    "complete": meta.get("complete", False), "updated": meta.get("updated", ""),
                     "indexes": sorted(p.stem for p in d.parent.glob("annoy-*.ann")),
                     "index_params": [_index_params(p) for p in sorted(d.parent.glob("annoy-*.json"))]})
     return out

@@ -12,13 +12,14 @@ import pandas as pd
 
 from core.cache.descriptors import Embeddings, build_embeddings
 from core.cache.galleries import Gallery
-from core.config import AnnoyParams, EmbeddingConfig
+from core.config import AnnoyParams, EmbeddingConfig, HnswParams
 from core.datasets import DATASET_PROTOCOLS, GroundTruth, Resolution, resolve
 from core.embed.embedder import Embedder
 from core.evaluation.metrics import TOP_KS, QueryScores, score_query
 from core.evaluation.reports import protocol_report
 from core.evaluation.runs import machine_info, new_run_id, package_versions, write_run
 from core.index import ANNOY_METRIC, AnnoyIndex, ExactIndex, recall_at
+from core.index.hnsw import HnswIndex
 from core.rerank.methods import RegionQuery, RerankSettings, rerank_rankings
 
 RANDOM_TRIALS = 20
@@ -26,22 +27,22 @@ RANDOM_TRIALS = 20
 
 @dataclass
 class SearchSettings:
-    """How rankings are produced: exact search or Annoy, with which metric."""
+    """How rankings are produced: exact search, Annoy or HNSW, with which metric."""
 
-    method: str = "exact"                 # exact | annoy
+    method: str = "exact"                 # exact | annoy | hnsw
     metric: str = "cosine"                # cosine | euclidean
     annoy: AnnoyParams = field(default_factory=AnnoyParams)
 
     def __post_init__(self) -> None:
-        if self.method not in ("exact", "annoy"):
-            raise ValueError(f"search method must be 'exact' or 'annoy', got {self.method!r}")
+        if self.method not in ("exact", "annoy", "hnsw"):
+            raise ValueError(f"search method must be 'exact', 'annoy' or 'hnsw', got {self.method!r}")
 
 
 def rank_gallery(emb: Embeddings, queries: np.ndarray, settings: SearchSettings) -> tuple[np.ndarray, dict]:
     """Full rankings [q, n] of the gallery for each query vector, with index figures.
 
-    With Annoy, the images Annoy returns come first in its order; the rest follow in gallery
-    order, as an unranked tail (they are never re-sorted by exact scores)."""
+    With Annoy or HNSW, the images the index returns come first in its order; the rest follow in
+    gallery order, as an unranked tail (they are never re-sorted by exact scores)."""
     n = len(emb.ids)
     info: dict = {"method": settings.method, "metric": settings.metric}
     if settings.method == "exact":
@@ -52,11 +53,15 @@ def rank_gallery(emb: Embeddings, queries: np.ndarray, settings: SearchSettings)
         ranking = index.rank_all(queries)
         info["search_seconds"] = time.perf_counter() - start
         return ranking, info
-    params = AnnoyParams(metric=ANNOY_METRIC[settings.metric],
-                         n_trees=settings.annoy.n_trees, search_k=settings.annoy.search_k)
-    ann = AnnoyIndex.build(emb.vectors, emb.directory, emb.config, params, emb.ids)
-    info.update({k: ann.meta[k] for k in ("build_seconds", "n_trees", "search_k", "recall@10", "recall@100",
-                                          "recall_target_met")})
+    if settings.method == "hnsw":
+        ann = HnswIndex.build(emb.vectors, emb.directory, emb.config, HnswParams(metric=settings.metric), emb.ids)
+        effort = ("m", "ef_construction", "ef")
+    else:
+        params = AnnoyParams(metric=ANNOY_METRIC[settings.metric],
+                             n_trees=settings.annoy.n_trees, search_k=settings.annoy.search_k)
+        ann = AnnoyIndex.build(emb.vectors, emb.directory, emb.config, params, emb.ids)
+        effort = ("n_trees", "search_k")
+    info.update({k: ann.meta[k] for k in ("build_seconds", *effort, "recall@10", "recall@100", "recall_target_met")})
     info["index_build_seconds"] = ann.meta["build_seconds"]
     start = time.perf_counter()
     top, _ = ann.search(queries, n)

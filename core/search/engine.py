@@ -15,10 +15,12 @@ from PIL import Image
 
 from core.cache.descriptors import Embeddings, load_embeddings
 from core.cache.galleries import Gallery
-from core.config import AnnoyParams, EmbeddingConfig
+from core.config import AnnoyParams, EmbeddingConfig, HnswParams
 from core.embed.embedder import Embedder
 from core.images import Box
 from core.index import ANNOY_METRIC, AnnoyIndex, ExactIndex, IndexMismatch, Result, results_of
+from core.index.choice import resolve_method
+from core.index.hnsw import HnswIndex
 
 
 @dataclass(frozen=True)
@@ -37,35 +39,41 @@ class SearchEngine:
         self.gallery, self.config = gallery, config
         self.embeddings = embeddings or load_embeddings(gallery.name, config)
         self.embedder = embedder or Embedder(config.base())
-        self._exact: dict[str, ExactIndex] = {}
-        self._annoy: dict[AnnoyParams, AnnoyIndex] = {}
+        self._exact: dict[tuple[str, str], ExactIndex] = {}
+        self._stored: dict[AnnoyParams | HnswParams, AnnoyIndex | HnswIndex] = {}
         self._lock = threading.Lock()      # one engine serves every app session: build indexes once
 
-    def exact(self, metric: str) -> ExactIndex:
+    def exact(self, metric: str, storage: str = "float32") -> ExactIndex:
         with self._lock:
-            if metric not in self._exact:
-                self._exact[metric] = ExactIndex(self.embeddings.vectors, metric)
-            return self._exact[metric]
+            if (metric, storage) not in self._exact:
+                self._exact[metric, storage] = ExactIndex(self.embeddings.vectors, metric, storage)
+            return self._exact[metric, storage]
 
     def annoy(self, metric: str, n_trees: int = AnnoyParams.n_trees) -> AnnoyIndex:
         """The saved Annoy index (memory-mapped), built first if it does not exist yet."""
         params = AnnoyParams(metric=ANNOY_METRIC[metric], n_trees=n_trees)
         with self._lock:
-            return self._annoy_locked(params)
+            return self._stored_locked(params)
 
-    def _annoy_locked(self, params: AnnoyParams) -> AnnoyIndex:
-        if params not in self._annoy:
+    def hnsw(self, metric: str) -> HnswIndex:
+        """The saved HNSW index (loaded once per process), built first if it does not exist yet."""
+        with self._lock:
+            return self._stored_locked(HnswParams(metric=metric))
+
+    def _stored_locked(self, params: AnnoyParams | HnswParams) -> AnnoyIndex | HnswIndex:
+        if params not in self._stored:
             emb = self.embeddings
-            path = emb.directory / AnnoyIndex.file_name(params)
+            kind = HnswIndex if isinstance(params, HnswParams) else AnnoyIndex
+            path = emb.directory / kind.file_name(params)
             try:
-                self._annoy[params] = AnnoyIndex.load(emb.directory, self.config, params, emb.dim, emb.ids,
-                                                      self.gallery.name)
+                self._stored[params] = kind.load(emb.directory, self.config, params, emb.dim, emb.ids,
+                                                self.gallery.name)
             except IndexMismatch as exc:
                 if path.exists() and not exc.stale:
                     raise
-                # absent, or older than the descriptors: Annoy cannot add items, rebuild from the cache
-                self._annoy[params] = AnnoyIndex.build(emb.vectors, emb.directory, self.config, params, emb.ids)
-        return self._annoy[params]
+                # absent, or older than the descriptors: neither library adds items, rebuild from the cache
+                self._stored[params] = kind.build(emb.vectors, emb.directory, self.config, params, emb.ids)
+        return self._stored[params]
 
     def embed(self, source: str | Image.Image, box: Box | Sequence[float] | None = None) -> np.ndarray:
         """Descriptor of a query (a path or file-like object, or a PIL image already cropped)."""
@@ -77,20 +85,21 @@ class SearchEngine:
         w = self.embeddings.whitening
         return w.apply(vec) if w is not None else vec
 
-    def search_vector(self, vector: np.ndarray, k: int = 10, method: str = "exact", metric: str = "cosine",
+    def search_vector(self, vector: np.ndarray, k: int = 10, method: str = "auto", metric: str = "cosine",
                       n_trees: int = AnnoyParams.n_trees, search_k: int | None = None) -> tuple[list[Result], float]:
+        method = resolve_method(method, len(self.embeddings.ids))
         start = time.perf_counter()
         if method == "annoy":
             idx, scores = self.annoy(metric, n_trees).search(vector, k, search_k)
-        elif method == "exact":
-            idx, scores = self.exact(metric).search(vector, k)
+        elif method == "hnsw":
+            idx, scores = self.hnsw(metric).search(vector, k)
         else:
-            raise ValueError(f"search method must be 'exact' or 'annoy', got {method!r}")
+            idx, scores = self.exact(metric, "float16" if method == "exact16" else "float32").search(vector, k)
         ms = (time.perf_counter() - start) * 1000
         return results_of(idx[0], scores[0], self.embeddings.ids), ms
 
     def search(self, source: str | Image.Image, box: Box | Sequence[float] | None = None, k: int = 10,
-               method: str = "exact", metric: str = "cosine", n_trees: int = AnnoyParams.n_trees,
+               method: str = "auto", metric: str = "cosine", n_trees: int = AnnoyParams.n_trees,
                search_k: int | None = None) -> Results:
         """Embed the query (cropped by ``box`` in original pixels) and return the top ``k``."""
         start = time.perf_counter()
