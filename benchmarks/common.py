@@ -63,6 +63,48 @@ def paris_descriptors(root: Path = DEFAULT_PARIS, config: EmbeddingConfig | None
     return build_embeddings(gallery, config or BENCH_CONFIG, progress=False, log=lambda m: None).vectors
 
 
+def augmented_images(sources: list[str], folder: Path, n: int, seed: int = 0, min_side: int = 512,
+                     max_side: int | None = None) -> list[str]:
+    """``n`` real-photo files in ``folder``: the ``sources`` themselves first (copied), then
+    crops (50–95 % of each side), horizontal flips and rescalings of them, each saved as a
+    JPEG (quality 90) whose longer side stays at least ``min_side`` (so that extraction at longer
+    side ``min_side`` still downscales every file, as with camera photos) and at most
+    ``max_side`` (None: the source's). Existing files are reused, so reruns cost nothing."""
+    from PIL import Image, ImageOps
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        src = sources[i % len(sources)]
+        path = folder / f"{i:06d}_{Path(src).stem}.jpg"
+        out.append(str(path))
+        if path.exists():
+            continue
+        with Image.open(src) as img:
+            img = img.convert("RGB")
+            if i >= len(sources):
+                w, h = img.size
+                cw, ch = int(w * rng.uniform(0.5, 0.95)), int(h * rng.uniform(0.5, 0.95))
+                x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+                img = img.crop((x, y, x + cw, y + ch))
+                if rng.random() < 0.5:
+                    img = ImageOps.mirror(img)
+                top = max(img.size) if max_side is None else min(max_side, max(img.size))
+                side = int(rng.uniform(min(min_side, top), top))
+                scale = side / max(img.size)
+                img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BICUBIC)
+            elif max_side is not None and max(img.size) > max_side:
+                img.thumbnail((max_side, max_side), Image.BICUBIC)
+            img.save(path, quality=90)
+    return out
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages now: how busy the shared machine was."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def derived_vectors(base: np.ndarray, n: int, dim: int, seed: int = 0, noise: float = 0.35,
                     neighbours: int = 10, chunk: int = 100_000) -> np.ndarray:
     """``n`` unit vectors of dimension ``dim`` derived from the real descriptors ``base``.

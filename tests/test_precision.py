@@ -5,8 +5,8 @@ the whole gate on real Paris images."""
 import json
 from dataclasses import replace
 
-import numpy as np
 import pytest
+import torch
 from conftest import PARIS, copy_paris_images, require_shared
 
 from core.cache.calibration import existing_calibration, resolve_calibration
@@ -90,6 +90,10 @@ def test_embedder_refuses_an_unchecked_precision(tmp_path, monkeypatch):
         Embedder(replace(PLAIN_GEM, precision="int8", calibration="abc"), device="cpu")
     with pytest.raises(ValueError, match="needs a CUDA GPU"):
         Embedder(replace(PLAIN_GEM, precision="float16"), device="cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            Embedder(PLAIN_GEM, device="cuda")
+        assert Embedder(PLAIN_GEM, device="auto").device == "cpu"
 
 
 def test_sample_evenly_spreads_over_the_list():

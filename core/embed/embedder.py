@@ -261,15 +261,15 @@ class Embedder:
         return self._dim
 
     def _network(self, x: torch.Tensor, ov_model: OpenVinoBackbone | None) -> torch.Tensor:
-        """[B, 3, H, W] float32 inputs in [0, 1] (on the CPU) → float32 feature maps on the CPU."""
+        """[B, 3, H, W] float32 inputs in [0, 1] (on the embedder's device) → float32 feature maps
+        on the same device."""
         if ov_model is not None:
             return ov_model(x)
         if self.device == "cpu":
             return self.backbone(x.contiguous(memory_format=torch.channels_last)).float()
-        x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        with torch.backends.cudnn.flags(enabled=True, benchmark=True, allow_tf32=False):
-            fmap = self.backbone(x.half() if self.config.precision == "float16" else x)
-        return fmap.float().cpu()
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False, allow_tf32=False):
+            return self.backbone(x.half() if self.config.precision == "float16" else x).float()
 
     def scale_inputs(self, rgb01: torch.Tensor) -> Iterator[tuple[float, torch.Tensor]]:
         """(scale, [B, 3, h, w] float32 input) for each scale of the config: the decoded image is
@@ -287,7 +287,7 @@ class Embedder:
     def feature_map(self, rgb01: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] images in [0, 1] → [B, C, h, w] feature maps at scale 1, through the same
         backend as the descriptors (what the region-aware re-ranking of ``core.rerank.methods`` reads)."""
-        return self._network(rgb01, self._openvino(self.threads))
+        return self._network(rgb01.to(self.device), self._openvino(self.threads)).cpu()
 
     @torch.inference_mode()
     def embed_batch(self, rgb01: torch.Tensor, threads: int | None = None) -> np.ndarray:
@@ -298,14 +298,17 @@ class Embedder:
         ov_model = self._openvino(threads or self.threads)
         total = None
         start = time.perf_counter()
-        for scale, x in self.scale_inputs(rgb01.float()):
+        # on a GPU the image goes over once, and is resized and pooled there
+        for scale, x in self.scale_inputs(rgb01.float().to(self.device, non_blocking=True)):
             fmap = self._network(x, ov_model)
             vec = F.normalize(pool(fmap, cfg.pooling, cfg.gem_p), dim=1)
             total = vec if total is None else total + vec
+            if self.device != "cpu":
+                torch.cuda.synchronize(self.device)          # so that the profile times the work itself
             now = time.perf_counter()
             self.profile.add(scale, now - start)
             start = now
-        return F.normalize(total, dim=1).numpy().astype(np.float32)
+        return F.normalize(total, dim=1).cpu().numpy().astype(np.float32)
 
     def embed_tensor(self, rgb01: torch.Tensor) -> np.ndarray:
         """[3, H, W] image in [0, 1] → L2-normalised float32 descriptor, averaged over scales."""

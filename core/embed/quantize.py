@@ -101,12 +101,15 @@ def quantize(backbone: Backbone, calibration: Calibration, inputs: Callable[[], 
     """Quantise ``backbone`` to int8 on ``inputs()`` (network inputs [1, 3, H, W] in [0, 1],
     float32, made from the calibration images) and cache the IR; returns its path. An IR already
     cached for this calibration is reused."""
+    import logging
+
     import nncf
     import openvino as ov
 
     path = int8_ir_path(backbone, calibration.digest)
     if path.exists():
         return path
+    nncf.set_log_level(logging.WARNING)          # its INFO lines list every layer left unquantised
     model = convert(backbone)
     samples = list(inputs())
     log(f"calibrating int8 {backbone.spec.name} on {len(calibration.files)} images of {calibration.folder} "
