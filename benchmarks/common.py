@@ -151,6 +151,36 @@ def matmul_gflops(size: int = 2048, seconds: float = 2.0) -> float:
     return 2 * size ** 3 * n / (time.perf_counter() - start) / 1e9
 
 
+def openvino_matmul_gflops(streams: int, size: int = 1024, seconds: float = 2.0) -> float:
+    """Measured float32 matrix-product throughput of OpenVINO in the extraction pipeline's layout:
+    ``streams`` single-core inference requests in parallel threads, each multiplying two
+    ``size`` × ``size`` matrices. The bound of the same runtime on the same cores."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    rng = np.random.default_rng(0)
+    x = ops.parameter([size, size], np.float32)
+    model = ov.Model([ops.matmul(x, ops.constant(rng.random((size, size), dtype=np.float32)), False, False)], [x])
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": 1, "NUM_STREAMS": 1,
+                                                      "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"})
+    a = rng.random((size, size), dtype=np.float32)
+
+    def run(deadline: float) -> int:
+        request, n = compiled.create_infer_request(), 0
+        request.infer({0: a})
+        while time.perf_counter() < deadline:
+            request.infer({0: a})
+            n += 1
+        return n
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(streams) as pool:
+        done = sum(pool.map(run, [start + seconds] * streams))
+    return 2 * size ** 3 * done / (time.perf_counter() - start) / 1e9
+
+
 def rss_mb() -> float:
     """Resident memory of this process in MB."""
     import psutil

@@ -131,3 +131,27 @@ def test_fastest_at_target_and_default_by_size():
     assert resolve_method("auto", 10) == "exact" and resolve_method("annoy", 10**6) == "annoy"
     with pytest.raises(ValueError, match="search method"):
         resolve_method("faiss", 10)
+
+
+def test_cli_builds_and_searches_hnsw_and_auto_picks_exact_for_small_galleries(artifacts, tmp_path, capsys):
+    from conftest import copy_paris_images
+
+    from core.cli import main
+
+    photos = copy_paris_images(tmp_path / "photos", 6)
+    flags = ["--max-size", "96", "--pooling", "gem", "--scales", "1", "--quiet"]
+    assert main(["index", "--folder", str(photos), "--name", "photos", *flags]) == 0
+    assert "no index built: at 6 images exact search is the fastest" in capsys.readouterr().out
+    assert main(["index", "--name", "photos", "--index", "hnsw", *flags]) == 0
+    assert "HNSW cosine, M 16" in capsys.readouterr().out
+    query = str(sorted(photos.iterdir())[2])
+    tops = {}
+    for method in ("hnsw", "auto", "exact16"):
+        assert main(["search", query, "--name", "photos", "--search", method, "-k", "3", *flags]) == 0
+        lines = [x for x in capsys.readouterr().out.splitlines() if x.strip().startswith("1 ")]
+        tops[method] = lines[0].split()[-1]
+    assert set(tops.values()) == {sorted(p.name for p in photos.iterdir())[2]}    # the image finds itself
+    assert main(["quantize", *flags]) == 2
+    assert "choose the precision" in capsys.readouterr().err
+    assert main(["quantize", "--precision", "int8", *flags]) == 2
+    assert "--name GALLERY" in capsys.readouterr().err
