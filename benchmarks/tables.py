@@ -60,11 +60,24 @@ def search_tables(d: dict) -> str:
            f"at the start, {_load(d.get('load_average_end'))} at the end; queries one at a time, k = 100.", "",
            "Fastest setting of each library at recall@10 ≥ 0.95 (p50 ms; the default is the fastest of all):", ""]
     libs = sorted({lib for e in d["datasets"].values() for lib in e.get("at_target", {}).get("per_library", {})})
-    out += ["| dataset | n × dim | " + " | ".join(libs) + " | fastest |", "|---|---|" + "---|" * (len(libs) + 1)]
+    out += ["| dataset | n × dim | " + " | ".join(libs) + " | fastest | default (ours) | default / fastest |",
+            "|---|---|" + "---|" * (len(libs) + 3)]
     for name, e in d["datasets"].items():
-        best = e.get("at_target", {}).get("per_library", {})
+        at = e.get("at_target", {})
+        best = at.get("per_library", {})
         cells = [f"{best[lib]['p50_ms']:.3f}" if lib in best else "—" for lib in libs]
-        out.append(f"| {name} | {e['n']:,} × {e['dim']} | " + " | ".join(cells) + f" | {e.get('at_target', {}).get('fastest')} |")
+        ratio = at.get("default_over_fastest_p50")
+        out.append(f"| {name} | {e['n']:,} × {e['dim']} | " + " | ".join(cells) + f" | {at.get('fastest')} | "
+                   f"{at.get('default')} | {f'{ratio:.2f}' if ratio else '—'} |")
+    out += ["", "The project's indexes as the app calls them (k = 10, their tuned effort):", "",
+            "| dataset | backend | params | p50 ms | recall@10 |", "|---|---|---|---|---|"]
+    for name, e in d["datasets"].items():
+        for lib, rows in e["libraries"].items():
+            for r in rows if isinstance(rows, list) else []:
+                if r["params"].get("k") == 10:
+                    params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                                       for k, v in r["params"].items() if k != "k")
+                    out.append(f"| {name} | {lib} | {params} | {r['p50_ms']:.3f} | {r['recall@10']:.3f} |")
     for name, rows in d.get("derived_vs_real", {}).items():
         out += ["", f"Recall@10 on {name} against its derived twin (same size and dimension):", "",
                 "| library | params | real | derived | derived − real |", "|---|---|---|---|---|"]
