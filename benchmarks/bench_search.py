@@ -300,11 +300,11 @@ PROJECT_BACKENDS = {"exact": "exact", "core_exact16": "exact16", "core_annoy": "
 
 def fastest_per_library(libraries: dict) -> dict:
     """Each library's fastest row at recall@10 ≥ 0.95 (k = 100 rows, the same call for all), the
-    fastest library of all, and the fastest of the project's backends (``PROJECT_BACKENDS``): the
-    default this size should get (``core.index.choice.fastest_at_target``), with its p50 over the
-    fastest library's."""
+    fastest library of all, and the default this size should get among the project's backends
+    (``PROJECT_BACKENDS``, ``core.index.choice.default_at_size``: exact within its time budget,
+    else the fastest), with its p50 over the fastest library's."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from core.index.choice import Measured, fastest_at_target
+    from core.index.choice import Measured, default_at_size, fastest_at_target
 
     best = {}
     for lib, rows in libraries.items():
@@ -317,10 +317,10 @@ def fastest_per_library(libraries: dict) -> dict:
             best[lib] = {"params": row["params"], "p50_ms": row["p50_ms"], "p95_ms": row["p95_ms"],
                          "recall@10": row["recall@10"], "recall@100": row["recall@100"], "build_s": row["build_s"]}
     overall = fastest_at_target([Measured(lib, b["p50_ms"], b["recall@10"]) for lib, b in best.items()])
-    ours = fastest_at_target([Measured(lib, b["p50_ms"], b["recall@10"]) for lib, b in best.items()
-                              if lib in PROJECT_BACKENDS])
+    ours = default_at_size([Measured(PROJECT_BACKENDS[lib], b["p50_ms"], b["recall@10"]) for lib, b in best.items()
+                            if lib in PROJECT_BACKENDS])
     return {"per_library": best, "fastest": overall.backend if overall else None,
-            "default": PROJECT_BACKENDS[ours.backend] if ours else None,
+            "default": ours.backend if ours else None,
             "default_over_fastest_p50": ours.p50_ms / overall.p50_ms if ours and overall else None}
 
 

@@ -29,7 +29,7 @@ from core.embed.pooling import POOLINGS
 from core.embed.precision import PrecisionRefused
 from core.images import Box, ImageError
 from core.index import IndexMismatch
-from core.index.choice import EXACT_UP_TO, SEARCH_METHODS, default_method
+from core.index.choice import SEARCH_METHODS, auto_description, default_method
 
 COMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
 
@@ -70,8 +70,7 @@ def add_embedding_args(p: argparse.ArgumentParser) -> None:
 def add_search_args(p: argparse.ArgumentParser, default: str = "auto", methods: tuple[str, ...] = SEARCH_METHODS) -> None:
     g = p.add_argument_group("search")
     g.add_argument("--search", default=default, choices=methods,
-                   help=f"auto: the fastest index at recall@10 >= 0.95 for the gallery's size (exact up to "
-                        f"{EXACT_UP_TO:,} images, HNSW above; benchmarks/bench_search.py); exact; exact16 (float16 "
+                   help=f"auto: {auto_description()} (benchmarks/bench_search.py); exact; exact16 (float16 "
                         f"vectors, half the memory, top k re-scored in float32); annoy; hnsw (default {default})")
     g.add_argument("--metric", default="cosine", choices=["cosine", "euclidean"], help="similarity (default cosine)")
     g.add_argument("--n-trees", type=int, default=AnnoyParams.n_trees, help=f"Annoy trees (default {AnnoyParams.n_trees})")
@@ -206,7 +205,7 @@ def cmd_index(a: argparse.Namespace) -> int:
         print(f"{len(emb.failures)} files skipped:")
         for image_id, reason in sorted(emb.failures.items()):
             print(f"  {image_id}: {reason}")
-    kind = "none" if a.no_annoy else default_method(len(emb.ids)) if a.index == "auto" else a.index
+    kind = "none" if a.no_annoy else default_method(len(emb.ids), emb.dim) if a.index == "auto" else a.index
     if kind == "annoy" and len(emb.ids):
         params = AnnoyParams(metric=a.annoy_metric, n_trees=a.n_trees, search_k=a.search_k)
         ann = AnnoyIndex.build(emb.vectors, emb.directory, cfg, params, emb.ids)
@@ -224,7 +223,8 @@ def cmd_index(a: argparse.Namespace) -> int:
               f"{m['ef']} gives recall@10 {m['recall@10']:.3f}, recall@100 {m['recall@100']:.3f} against exact "
               f"search on {min(100, len(emb.ids))} sample queries")
     elif kind == "exact":
-        print(f"no index built: at {len(emb.ids):,} images exact search is the fastest (--index annoy or hnsw to build one)")
+        print(f"no index built: at {len(emb.ids):,} images exact search is within its time budget "
+              f"(--index annoy or hnsw to build one)")
     return 0
 
 
@@ -356,8 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--n-trees", type=int, default=AnnoyParams.n_trees, help=f"Annoy trees (default {AnnoyParams.n_trees})")
     i.add_argument("--search-k", type=int, default=None, help="Annoy search_k (default: measured for recall@10 >= 0.95)")
     i.add_argument("--index", default="auto", choices=["auto", "annoy", "hnsw", "none"],
-                   help=f"index to build: auto (the one --search auto uses at this size: none up to {EXACT_UP_TO:,} "
-                        f"images, where exact search is fastest, HNSW above), annoy, hnsw or none (default auto)")
+                   help=f"index to build: auto (the one --search auto uses at this size: none for exact search, "
+                        f"HNSW above; --search auto is {auto_description()}), annoy, hnsw or none (default auto)")
     i.add_argument("--no-annoy", action="store_true", help="same as --index none")
     i.add_argument("--engine", default="local", choices=["local", "dask"],
                    help="local: this machine's pipeline; dask: a Dask cluster (core/distributed.py), same cache")

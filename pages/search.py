@@ -21,7 +21,7 @@ from core.config import DEFAULT_CONFIG
 from core.datasets import Query
 from core.images import Box, ImageError, image_size
 from core.index import IndexMismatch
-from core.index.choice import EXACT_UP_TO
+from core.index.choice import auto_description
 from core.rerank.local import draw_window
 from core.rerank.methods import METHOD_NAMES, RerankSettings, rerank_results
 from core.search.engine import Results, SearchEngine
@@ -252,8 +252,8 @@ def main() -> None:
         k = st.slider("Results (k)", 1, 100, 10, key="k")
         metric = st.radio("Similarity", ["cosine", "euclidean"], horizontal=True, key="metric")
         method = st.radio("Index", ["auto", "exact", "annoy", "hnsw"], horizontal=True, key="method",
-                          help=f"auto: exact search up to {EXACT_UP_TO:,} images, HNSW above (the fastest at recall@10 "
-                               "≥ 0.95 in benchmarks/bench_search.py); Annoy and HNSW are built on first use")
+                          help=f"auto: {auto_description()} (benchmarks/bench_search.py); Annoy and HNSW are built "
+                               "on first use")
         search_k = st.number_input("Annoy search_k (0: tuned at build time for recall@10 ≥ 0.95)", 0, 10_000_000,
                                    0, step=1000, key="search_k") if method == "annoy" else 0
         rerank = st.selectbox("Re-ranking", list(METHOD_NAMES), format_func=METHOD_NAMES.get, key="rerank",

@@ -8,7 +8,14 @@ import pytest
 
 from core.config import AnnoyParams, EmbeddingConfig, HnswParams
 from core.index import AnnoyIndex, ExactIndex, IndexMismatch, recall_at
-from core.index.choice import EXACT_UP_TO, Measured, default_method, fastest_at_target, resolve_method
+from core.index.choice import (
+    EXACT_UP_TO_MACS,
+    Measured,
+    default_at_size,
+    default_method,
+    fastest_at_target,
+    resolve_method,
+)
 from core.index.hnsw import HnswIndex
 from core.index.stored import RECALL_TARGET, load_once, tune_by_recall
 
@@ -127,10 +134,15 @@ def test_fastest_at_target_and_default_by_size():
     assert fastest_at_target(points) == Measured("hnsw", 0.2, 0.97)
     assert fastest_at_target(points, target=0.99) == Measured("exact", 3.0, 1.0)
     assert fastest_at_target([Measured("annoy", 0.1, 0.5)]) is None
-    assert default_method(EXACT_UP_TO) == "exact" and default_method(EXACT_UP_TO + 1) == "hnsw"
-    assert resolve_method("auto", 10) == "exact" and resolve_method("annoy", 10**6) == "annoy"
+    assert default_at_size(points) == Measured("hnsw", 0.2, 0.97)               # exact over the 1 ms budget
+    cheap = [Measured("exact", 0.9, 1.0), Measured("hnsw", 0.05, 0.99)]
+    assert default_at_size(cheap) == Measured("exact", 0.9, 1.0)                 # within it: exact, no build
+    assert default_method(EXACT_UP_TO_MACS // 1280, 1280) == "exact"
+    assert default_method(EXACT_UP_TO_MACS // 1280 + 1, 1280) == "hnsw"
+    assert default_method(EXACT_UP_TO_MACS // 512, 512) == "exact"               # cost is n x dim
+    assert resolve_method("auto", 10, 1280) == "exact" and resolve_method("annoy", 10**6, 512) == "annoy"
     with pytest.raises(ValueError, match="search method"):
-        resolve_method("faiss", 10)
+        resolve_method("faiss", 10, 1280)
 
 
 def test_cli_builds_and_searches_hnsw_and_auto_picks_exact_for_small_galleries(artifacts, tmp_path, capsys):
@@ -141,7 +153,7 @@ def test_cli_builds_and_searches_hnsw_and_auto_picks_exact_for_small_galleries(a
     photos = copy_paris_images(tmp_path / "photos", 6)
     flags = ["--max-size", "96", "--pooling", "gem", "--scales", "1", "--quiet"]
     assert main(["index", "--folder", str(photos), "--name", "photos", *flags]) == 0
-    assert "no index built: at 6 images exact search is the fastest" in capsys.readouterr().out
+    assert "no index built: at 6 images exact search is within its time budget" in capsys.readouterr().out
     assert main(["index", "--name", "photos", "--index", "hnsw", *flags]) == 0
     assert "HNSW cosine, M 16" in capsys.readouterr().out
     query = str(sorted(photos.iterdir())[2])

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -213,7 +214,7 @@ class Embedder:
         if gate and config.precision != "float32":
             self.fidelity = require_passed(self.fidelity_path(), config)
 
-    def fidelity_path(self):
+    def fidelity_path(self) -> Path:
         """Where the fidelity report of this config, these weights and this device lives."""
         return report_path(model_cache_dir(), self.config, self._weights_digest or weights_digest(self.backbone),
                            device_name(self.device))

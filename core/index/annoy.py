@@ -13,7 +13,7 @@ from core.config import AnnoyParams, EmbeddingConfig
 from core.files import atomic_path, write_json
 from core.index.base import METRIC_OF_ANNOY
 from core.index.exact import ExactIndex
-from core.index.stored import check_stored, forget, load_once, sample_queries, stored_meta, tune_by_recall
+from core.index.stored import check_stored, forget, load_once, measure_recall, stored_meta
 
 
 @dataclass
@@ -101,10 +101,9 @@ def _mapped(path: Path, dim: int, metric: str):
 
 def choose_search_k(ann: AnnoyIndex, exact: ExactIndex, vectors: np.ndarray, params: AnnoyParams,
                     seed: int = 0) -> dict:
-    """The smallest ``search_k`` with measured recall@10 ≥ RECALL_TARGET on sample gallery
-    vectors (``core.index.stored.tune_by_recall``), or the one given in ``params``."""
-    sample = sample_queries(vectors, seed)
+    """The smallest ``search_k`` with measured recall@10 ≥ RECALL_TARGET on leave-one-out sample
+    gallery vectors (``core.index.stored.measure_recall``), or the one given in ``params``."""
     k_max = min(100, len(vectors))
-    truth, _ = exact.search(sample, k_max)
     candidates = [params.search_k] if params.search_k else [params.n_trees * k_max * m for m in (1, 2, 5, 10, 20, 50, 100)]
-    return tune_by_recall(lambda q, k, sk: ann.search(q, k, search_k=sk)[0], truth, sample, "search_k", candidates)
+    return measure_recall(lambda q, k, sk: ann.search(q, k, search_k=sk)[0], lambda q, k: exact.search(q, k)[0],
+                          vectors, "search_k", candidates, seed)

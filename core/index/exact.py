@@ -19,11 +19,13 @@ from core.index.base import check_metric
 QUERY_BLOCK = 1024          # queries per matrix product, bounds memory of the score matrix
 STORAGES = ("float32", "float16")
 RESCORE_MARGIN = 64         # candidates beyond k re-scored in float32 with float16 storage
-# Products of at most this many multiply-adds run on one BLAS thread. Measured on 2 loaded cores
-# (load average 12), one query against 1,000 x 1280: 21 ms with OpenBLAS's 2 threads, 0.06 ms
-# with one (the threads' hand-over dominates tiny products when the cores are busy); against
-# 10,000 x 1280, 2 threads win (0.7 against 1.3 ms).
-SINGLE_THREAD_MACS = 4_000_000
+# Products of at most this many multiply-adds run on one BLAS thread. Measured on 2 cores at load
+# average 12-18, one query (median of 20): against 1,000 x 1280, 21 ms with OpenBLAS's 2 threads
+# against 0.06 ms with one; at 2,000 / 5,000 / 10,000 / 20,000 / 50,000 x 1280, one thread 0.1 /
+# 0.6 / 1.4 / 13 / 24-30 ms, two threads 0.06-16 / 0.15-16 / 20-23 / 22-34 / 24-28 ms: on busy
+# cores the threads' hand-over dominates products of this size, and one thread is never slower
+# by much. Larger products (batches of queries, huge galleries) keep the library's threads.
+SINGLE_THREAD_MACS = 50_000 * 1280
 
 
 @functools.cache

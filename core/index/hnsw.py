@@ -18,7 +18,7 @@ import numpy as np
 from core.config import EmbeddingConfig, HnswParams
 from core.files import atomic_path, write_json
 from core.index.exact import ExactIndex
-from core.index.stored import check_stored, forget, load_once, sample_queries, stored_meta, tune_by_recall
+from core.index.stored import check_stored, forget, load_once, measure_recall, stored_meta
 
 SPACE = {"cosine": "ip", "euclidean": "l2"}
 EF_CANDIDATES = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
@@ -98,9 +98,8 @@ def _read(path: Path, metric: str, dim: int, n: int):
 
 
 def choose_ef(hnsw: HnswIndex, exact: ExactIndex, vectors: np.ndarray, params: HnswParams, seed: int = 0) -> dict:
-    """The smallest ``ef`` with measured recall@10 ≥ RECALL_TARGET on sample gallery vectors, or
-    the one given in ``params``."""
-    sample = sample_queries(vectors, seed)
-    truth, _ = exact.search(sample, min(100, len(vectors)))
+    """The smallest ``ef`` with measured recall@10 ≥ RECALL_TARGET on leave-one-out sample gallery
+    vectors (``core.index.stored.measure_recall``), or the one given in ``params``."""
     candidates = [params.ef] if params.ef else list(EF_CANDIDATES)
-    return tune_by_recall(lambda q, k, ef: hnsw.search(q, k, ef=ef)[0], truth, sample, "ef", candidates)
+    return measure_recall(lambda q, k, ef: hnsw.search(q, k, ef=ef)[0], lambda q, k: exact.search(q, k)[0],
+                          vectors, "ef", candidates, seed)

@@ -114,13 +114,37 @@ def recall_at(approx: np.ndarray, exact: np.ndarray, k: int) -> float:
     return float(np.mean(found)) if found else 0.0
 
 
-def sample_queries(vectors: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Up to RECALL_SAMPLE gallery vectors, slightly perturbed so that they are not index items."""
+def sample_queries(vectors: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Up to RECALL_SAMPLE gallery rows and their vectors: the sample queries of the recall
+    measurement, each asking for its nearest *other* items (leave-one-out), as a new photo of
+    something already in the gallery would, instead of finding itself first."""
     rng = np.random.default_rng(seed)
     n = vectors.shape[0]
-    sample = vectors[rng.choice(n, size=min(RECALL_SAMPLE, n), replace=False)]
-    sample = sample + rng.normal(0, 0.01, sample.shape).astype(np.float32)
-    return (sample / np.linalg.norm(sample, axis=1, keepdims=True)).astype(np.float32)
+    rows = rng.choice(n, size=min(RECALL_SAMPLE, n), replace=False)
+    return rows, np.ascontiguousarray(vectors[rows], dtype=np.float32)
+
+
+def without_self(found: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """The first ``k`` results of each row of ``found`` [q, >k] other than the query item itself."""
+    out = np.full((len(found), k), -1, np.int64)
+    for i, (got, own) in enumerate(zip(found, rows)):
+        kept = got[got != own][:k]
+        out[i, :len(kept)] = kept
+    return out
+
+
+def measure_recall(search: Callable[[np.ndarray, int, int], np.ndarray], exact_search: Callable[[np.ndarray, int], np.ndarray],
+                   vectors: np.ndarray, name: str, candidates: Sequence[int], seed: int = 0) -> dict:
+    """``tune_by_recall`` of ``search(queries, k, effort)`` on leave-one-out sample queries, against
+    ``exact_search(queries, k)``: each query's own item is removed from both result lists."""
+    rows, sample = sample_queries(vectors, seed)
+    k_max = min(100, len(vectors) - 1)
+    if k_max < 1:
+        return {name: int(candidates[0]), "recall@10": 1.0, "recall@100": 1.0, "recall_trials": [],
+                "recall_target_met": True}
+    truth = without_self(exact_search(sample, k_max + 1), rows, k_max)
+    return tune_by_recall(lambda q, k, effort: without_self(search(q, min(k + 1, len(vectors)), effort), rows, k),
+                          truth, sample, name, candidates)
 
 
 def tune_by_recall(search: Callable[[np.ndarray, int, int], np.ndarray], truth: np.ndarray, sample: np.ndarray,

@@ -1,7 +1,8 @@
 """Interactive search over one gallery: what the app and ``python -m core search`` use.
 
-``SearchEngine`` loads the network, the cached descriptors and (on demand) the Annoy index once,
-then answers queries given as files, PIL images or gallery ids, optionally cropped by a box.
+``SearchEngine`` loads the network, the cached descriptors and (on demand) the Annoy or HNSW index once,
+then answers queries given as files, PIL images or gallery ids, optionally cropped by a box;
+method "auto" takes the default index for the gallery's size (``core.index.choice``).
 """
 from __future__ import annotations
 
@@ -87,7 +88,7 @@ class SearchEngine:
 
     def search_vector(self, vector: np.ndarray, k: int = 10, method: str = "auto", metric: str = "cosine",
                       n_trees: int = AnnoyParams.n_trees, search_k: int | None = None) -> tuple[list[Result], float]:
-        method = resolve_method(method, len(self.embeddings.ids))
+        method = resolve_method(method, len(self.embeddings.ids), self.embeddings.dim)
         start = time.perf_counter()
         if method == "annoy":
             idx, scores = self.annoy(metric, n_trees).search(vector, k, search_k)
