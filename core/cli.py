@@ -268,9 +268,10 @@ def cmd_quantize(a: argparse.Namespace) -> int:
         raise ValueError("choose the precision to check: --precision int8 or float16")
     if a.precision == "int8" and not (a.name or a.calibration):
         raise ValueError("int8 calibrates on real photos: give --name GALLERY (its images) or --calibration FOLDER")
-    gallery = load_gallery(a.name) if a.name else Gallery("calibration", Path(a.calibration))
-    cfg, calibration = resolve_calibration(gallery, replace(config_from_args(a), calibration=""), a.calibration
-                                           or (gallery.root if a.name and a.precision == "int8" else None))
+    cfg, calibration = config_from_args(a), None
+    if a.precision == "int8":
+        gallery = load_gallery(a.name) if a.name else Gallery("calibration", Path(a.calibration))
+        cfg, calibration = resolve_calibration(gallery, replace(cfg, calibration=""), a.calibration)
     report = ensure_precision(cfg, calibration, Path(a.validation_root) if a.validation_root else None, a.device,
                               progress=not a.quiet, remeasure=a.remeasure)
     print(f"{cfg.label()} ({cfg.key()}) may be used: pass --precision {cfg.precision}"

@@ -47,7 +47,7 @@ def test_gate_verdict_follows_the_thresholds():
     low = report(min_cosine=0.9899)
     assert not low.passed and "min cosine to float32 0.9899 < 0.99" in low.problems[0]
     drop = report(map_reduced=0.8949)
-    assert not drop.passed and "0.51 points below" in drop.problems[0]
+    assert not drop.passed and "0.510 points below" in drop.problems[0]
     assert report(map_reduced=0.95).passed                    # better than float32 is no failure
     assert not report(precision="float16", min_cosine=0.9985).passed    # float16 needs 0.999
     assert FidelityReport.from_dict(json.loads(json.dumps(low.to_dict()))).problems == low.problems

@@ -60,7 +60,7 @@ class FidelityReport:
             out.append(f"min cosine to float32 {self.min_cosine:.4f} < {threshold} "
                        f"(mean {self.mean_cosine:.4f}, {self.n_images} images)")
         if self.map_drop_points > MAX_MAP_DROP_POINTS:
-            out.append(f"mAP {self.map_reduced * 100:.2f} is {self.map_drop_points:.2f} points below float32's "
+            out.append(f"mAP {self.map_reduced * 100:.2f} is {self.map_drop_points:.3f} points below float32's "
                        f"{self.map_float32 * 100:.2f} (at most {MAX_MAP_DROP_POINTS} allowed, {self.n_queries} queries)")
         return out
 
