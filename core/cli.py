@@ -20,14 +20,17 @@ from core.cache.galleries import (
     load_gallery,
     register_gallery,
 )
-from core.config import DEFAULT_CONFIG, MULTI_SCALES, AnnoyParams, EmbeddingConfig
+from core.config import DEFAULT_CONFIG, MULTI_SCALES, PRECISIONS, AnnoyParams, EmbeddingConfig
 from core.datasets import DATASET_PROTOCOLS, LOADERS, dataset_layout, load_ground_truth
 from core.datasets.download import CATALOGUE, DownloadError
 from core.embed.backbones import WeightsUnavailable, list_backbones
+from core.embed.device import DEVICES
 from core.embed.pooling import POOLINGS
+from core.embed.precision import PrecisionRefused
 from core.fs import printable
 from core.images import Box, ImageError
-from core.index import ANNOY_METRIC, IndexMismatch, SearchSettings
+from core.index import ANNOY_METRIC, SEARCH_METHODS, IndexMismatch, SearchSettings
+from core.index.choice import auto_description, default_method
 
 COMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
 
@@ -54,11 +57,25 @@ def add_embedding_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--whiten-shrinkage", type=float, default=d.whiten_shrinkage,
                    help="0..1: eigenvalues shrunk towards their mean before whitening (default 0: none)")
     g.add_argument("--max-size", type=int, default=d.max_size, help=f"longer image side in pixels (default {d.max_size})")
+    g.add_argument("--precision", default=d.precision, choices=PRECISIONS,
+                   help="network arithmetic (default float32). int8: OpenVINO post-training quantisation, calibrated "
+                        "on --calibration or on the gallery's own images; float16: half precision on a CUDA GPU. "
+                        "Both are used only when their measured fidelity to float32 passes (python -m core quantize)")
+    g.add_argument("--calibration", default=None, metavar="FOLDER",
+                   help="int8: calibrate on a few hundred images of FOLDER (default: the gallery's existing int8 "
+                        "calibration, else its own images)")
+    g.add_argument("--validation-root", default=None, metavar="FOLDER",
+                   help="labelled Paris6k folder (jpg/, gt/) of the fidelity check of int8/float16 "
+                        "(default $CBIR_VALIDATION_ROOT, data/paris6k or ../shared/data/paris6k)")
+    g.add_argument("--device", default=None, choices=DEVICES,
+                   help="where the network runs (default $CBIR_DEVICE or auto: a CUDA GPU when PyTorch sees one)")
 
 
-def add_search_args(p: argparse.ArgumentParser) -> None:
+def add_search_args(p: argparse.ArgumentParser, default: str = "auto", methods: tuple[str, ...] = SEARCH_METHODS) -> None:
     g = p.add_argument_group("search")
-    g.add_argument("--search", default="exact", choices=["exact", "annoy"], help="exact search or Annoy (default exact)")
+    g.add_argument("--search", default=default, choices=methods,
+                   help=f"auto: {auto_description()} (benchmarks/bench_search.py); exact; exact16 (float16 "
+                        f"vectors, half the memory, top k re-scored in float32); annoy; hnsw (default {default})")
     g.add_argument("--metric", default="cosine", choices=["cosine", "euclidean"], help="similarity (default cosine)")
     g.add_argument("--n-trees", type=int, default=AnnoyParams.n_trees, help=f"Annoy trees (default {AnnoyParams.n_trees})")
     g.add_argument("--search-k", type=int, default=None,
@@ -107,7 +124,27 @@ def rerank_from_args(a: argparse.Namespace):
 def config_from_args(a: argparse.Namespace) -> EmbeddingConfig:
     return EmbeddingConfig(backbone=a.backbone, weights=a.weights, pooling=a.pooling, gem_p=a.gem_p,
                            scales=MULTI_SCALES if a.multiscale else tuple(a.scales), whitening=a.whitening,
-                           whiten_dim=a.whiten_dim, whiten_shrinkage=a.whiten_shrinkage, max_size=a.max_size)
+                           whiten_dim=a.whiten_dim, whiten_shrinkage=a.whiten_shrinkage, max_size=a.max_size,
+                           precision=a.precision)
+
+
+def prepared_config(a: argparse.Namespace, gallery) -> EmbeddingConfig:
+    """The config of the arguments, made usable: for int8 its calibration resolved and quantised,
+    and for int8/float16 the fidelity gate passed (measured on first use, then read from its
+    report); ``PrecisionRefused`` otherwise."""
+    from core.cache.calibration import resolve_calibration
+    from core.evaluation.fidelity import ensure_precision
+
+    cfg, calibration = resolve_calibration(gallery, config_from_args(a), a.calibration)
+    ensure_precision(cfg, calibration, Path(a.validation_root) if a.validation_root else None, a.device,
+                     progress=not getattr(a, "quiet", False))
+    return cfg
+
+
+def embedder_for(a: argparse.Namespace, cfg: EmbeddingConfig):
+    from core.embed.embedder import Embedder
+
+    return Embedder(cfg.base(), device=a.device)
 
 
 def settings_from_args(a: argparse.Namespace) -> SearchSettings:
@@ -127,7 +164,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     layout = dataset_layout(a.root)
     gt = load_ground_truth(a.dataset, a.gt or layout.ground_truth, a.protocol)
     gallery = register_gallery(a.name or a.dataset, a.images or layout.images, a.gt or layout.ground_truth, a.dataset)
-    s = evaluate(gallery, gt, config_from_args(a), settings_from_args(a), progress=not a.quiet,
+    cfg = prepared_config(a, gallery)
+    s = evaluate(gallery, gt, cfg, settings_from_args(a), embedder=embedder_for(a, cfg), progress=not a.quiet,
                  rerank=rerank_from_args(a))
     p = {k: v * 100 for k, v in s.precision_at.items()}
     print(f"\n{s.dataset} ({s.protocol}) on {s.n_images} images, {s.n_queries} queries "
@@ -145,9 +183,11 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         print(f"  {c['n_classes']} classes: {c['knn_k']}-NN accuracy {c['knn_accuracy'] * 100:.1f}   top1/5/10 accuracy "
               f"{top[1]:.1f}/{top[5]:.1f}/{top[10]:.1f}   chance precision "
               f"{c['chance_precision'] * 100:.1f}; per class in classes.csv, confusion matrix in confusion.json")
-    if a.search == "annoy":
+    method = s.search["method"]                          # "auto" resolved for this gallery
+    if method in ("annoy", "hnsw"):
         i = s.index
-        print(f"  Annoy n_trees {i['n_trees']} search_k {i['search_k']}: recall@10 {i['recall@10']:.3f} "
+        effort = f"n_trees {i['n_trees']} search_k {i['search_k']}" if method == "annoy" else f"M {i['m']} ef {i['ef']}"
+        print(f"  {method} {effort}: recall@10 {i['recall@10']:.3f} "
               f"recall@100 {i['recall@100']:.3f} (sample), on these queries {i['query_recall@10']:.3f}")
     if s.rerank_label:
         r = s.rerank
@@ -178,14 +218,14 @@ def cmd_index(a: argparse.Namespace) -> int:
     from core.index import AnnoyIndex
 
     gallery = register_gallery(a.name, a.folder) if a.folder else load_gallery(a.name)
-    cfg = config_from_args(a)
+    cfg = prepared_config(a, gallery)
     if a.engine == "dask":
         from core.embed.distributed import DaskEmbedder
 
         with DaskEmbedder(cfg.base(), scheduler=a.scheduler, n_workers=a.dask_workers) as embedder:
             emb = build_embeddings(gallery, cfg, embedder, progress=not a.quiet)
     else:
-        emb = build_embeddings(gallery, cfg, progress=not a.quiet)
+        emb = build_embeddings(gallery, cfg, embedder_for(a, cfg), progress=not a.quiet)
     print(f"{gallery.name}: {len(emb.ids)} images embedded ({emb.dim}-d, {cfg.label()}) in {emb.directory}")
     changes = emb.meta.get("changes", {})
     if not any(changes.get(k) for k in ("added", "changed", "removed")):
@@ -199,13 +239,29 @@ def cmd_index(a: argparse.Namespace) -> int:
         print(f"{len(emb.failures)} files skipped:")
         for image_id, reason in sorted(emb.failures.items()):
             print(f"  {printable(image_id)}: {reason}")
-    if not a.no_annoy and len(emb.ids):
-        params = AnnoyParams(metric=a.annoy_metric, n_trees=a.n_trees, search_k=a.search_k)
+    annoy_asked = a.annoy_metric is not None or a.n_trees is not None or a.search_k is not None
+    kind = ("none" if a.no_annoy else a.index if a.index != "auto" else "annoy" if annoy_asked
+            else default_method(len(emb.ids), emb.dim))
+    if kind == "annoy" and len(emb.ids):
+        params = AnnoyParams(metric=a.annoy_metric or "angular", n_trees=a.n_trees or AnnoyParams.n_trees,
+                             search_k=a.search_k)
         ann = AnnoyIndex.build(emb.vectors, emb.directory, cfg, params, emb.ids)
         m = ann.meta
         print(f"Annoy {params.metric}, {params.n_trees} trees: built in {m['build_seconds']:.2f} s, "
               f"{m['file_bytes'] / 1e6:.1f} MB; search_k {m['search_k']} gives recall@10 {m['recall@10']:.3f}, "
               f"recall@100 {m['recall@100']:.3f} against exact search on {min(100, len(emb.ids))} sample queries")
+    elif kind == "hnsw" and len(emb.ids):
+        from core.config import HnswParams
+        from core.index.hnsw import HnswIndex
+
+        hn = HnswIndex.build(emb.vectors, emb.directory, cfg, HnswParams(metric="cosine"), emb.ids)
+        m = hn.meta
+        print(f"HNSW cosine, M {m['m']}: built in {m['build_seconds']:.2f} s, {m['file_bytes'] / 1e6:.1f} MB; ef "
+              f"{m['ef']} gives recall@10 {m['recall@10']:.3f}, recall@100 {m['recall@100']:.3f} against exact "
+              f"search on {min(100, len(emb.ids))} sample queries")
+    elif kind == "exact":
+        print(f"no index built: at {len(emb.ids):,} images exact search is within its time budget "
+              f"(--index annoy or hnsw to build one)")
     return 0
 
 
@@ -214,9 +270,10 @@ def cmd_search(a: argparse.Namespace) -> int:
     from core.search.engine import SearchEngine
 
     box = Box.of(a.box) if a.box else None             # refused (one line) before the network loads
-    engine = SearchEngine(load_gallery(a.name), config_from_args(a))
-    reranker = rerank_from_args(a)
-    results = engine.search(a.image, box, k=a.k, settings=settings_from_args(a), reranker=reranker)
+    gallery = load_gallery(a.name)
+    cfg = prepared_config(a, gallery)
+    engine = SearchEngine(gallery, cfg, embedder=embedder_for(a, cfg))
+    results = engine.search(a.image, box, k=a.k, settings=settings_from_args(a), reranker=rerank_from_args(a))
     print(f"{a.image}{' box ' + ' '.join(f'{v:g}' for v in a.box) if a.box else ''}: top {len(results.items)} of "
           f"{len(engine.embeddings.ids)} in {engine.gallery.name} (embed {results.embed_ms:.0f} ms, "
           f"search {results.search_ms:.1f} ms)")
@@ -229,6 +286,30 @@ def cmd_search(a: argparse.Namespace) -> int:
         print(f"{item.rank:4d}  {score_name} {item.score:.4f}  {printable(item.image_id)}"
               + (f"  {a.rerank} {extra[0]:.3f}" if extra else "")
               + (f"  window {' '.join(f'{v:.0f}' for v in extra[1].as_list())}" if extra and extra[1] else ""))
+    return 0
+
+
+@command
+def cmd_quantize(a: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from core.cache.calibration import resolve_calibration
+    from core.cache.galleries import Gallery
+    from core.evaluation.fidelity import ensure_precision
+
+    if a.precision == "float32":
+        raise ValueError("choose the precision to check: --precision int8 or float16")
+    if a.precision == "int8" and not (a.name or a.calibration):
+        raise ValueError("int8 calibrates on real photos: give --name GALLERY (its images) or --calibration FOLDER")
+    cfg, calibration = config_from_args(a), None
+    if a.precision == "int8":
+        gallery = load_gallery(a.name) if a.name else Gallery("calibration", Path(a.calibration))
+        cfg, calibration = resolve_calibration(gallery, replace(cfg, calibration=""), a.calibration)
+    report = ensure_precision(cfg, calibration, Path(a.validation_root) if a.validation_root else None, a.device,
+                              progress=not a.quiet, remeasure=a.remeasure)
+    print(f"{cfg.label()} ({cfg.key()}) may be used: pass --precision {cfg.precision}"
+          + (f" --calibration {calibration.folder}" if calibration is not None and not a.name else "")
+          + f"; {report.n_images} validation images in {report.seconds:.0f} s")
     return 0
 
 
@@ -299,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--protocol", choices=list(dict.fromkeys(p for ps in DATASET_PROTOCOLS.values() for p in ps)),
                    help="revisited Oxford/Paris protocol (default medium)")
     add_embedding_args(e)
-    add_search_args(e)
+    add_search_args(e, default="exact", methods=("exact", "annoy", "hnsw"))
     add_rerank_args(e)
 
     from core.evaluation.validation import SET_NAMES
@@ -321,10 +402,15 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Create or update a gallery: only new or changed images are embedded.")
     i.add_argument("--name", required=True, help="gallery name")
     i.add_argument("--folder", help="image folder (needed the first time)")
-    i.add_argument("--annoy-metric", default="angular", choices=["angular", "euclidean"])
-    i.add_argument("--n-trees", type=int, default=AnnoyParams.n_trees, help=f"Annoy trees (default {AnnoyParams.n_trees})")
+    i.add_argument("--annoy-metric", default=None, choices=["angular", "euclidean"],
+                   help="Annoy metric (default angular); an Annoy parameter asks for an Annoy index")
+    i.add_argument("--n-trees", type=int, default=None, help=f"Annoy trees (default {AnnoyParams.n_trees}); an Annoy "
+                                                              "parameter asks for an Annoy index")
     i.add_argument("--search-k", type=int, default=None, help="Annoy search_k (default: measured for recall@10 >= 0.95)")
-    i.add_argument("--no-annoy", action="store_true", help="only embed, build no Annoy index")
+    i.add_argument("--index", default="auto", choices=["auto", "annoy", "hnsw", "none"],
+                   help=f"index to build: auto (the one --search auto uses at this size: none for exact search, "
+                        f"HNSW above; --search auto is {auto_description()}), annoy, hnsw or none (default auto)")
+    i.add_argument("--no-annoy", action="store_true", help="same as --index none")
     i.add_argument("--engine", default="local", choices=["local", "dask"],
                    help="local: this machine's pipeline; dask: a Dask cluster (core/distributed.py), same cache")
     i.add_argument("--scheduler", default=None,
@@ -342,6 +428,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_embedding_args(s)
     add_search_args(s)
     add_rerank_args(s)
+
+    q = sub.add_parser("quantize", help="make an int8 network (or check float16) and measure its fidelity to float32",
+                       description="int8: OpenVINO post-training quantisation (NNCF) calibrated on --calibration FOLDER "
+                                   "or on the images of gallery --name; then, like float16, embeds the labelled "
+                                   "validation set at float32 and at the reduced precision and writes the report: "
+                                   "used only when every descriptor stays within cosine 0.99 (float16: 0.999) and "
+                                   "mAP within 0.5 points of float32.")
+    q.add_argument("--name", help="gallery whose images calibrate int8")
+    q.add_argument("--remeasure", action="store_true", help="measure the fidelity again even if a report exists")
+    q.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_embedding_args(q)
 
     g = sub.add_parser("galleries", help="list or delete galleries")
     g.add_argument("action", nargs="?", default="list", choices=["list", "delete"])
@@ -377,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except (GalleryError, CacheError, IndexMismatch, WeightsUnavailable, ImageError, OSError,
-            KeyError, ValueError, DownloadError) as exc:
+            KeyError, ValueError, DownloadError, PrecisionRefused) as exc:
         # one line, whatever the input: a disk that is full, a file refused, a box that is not numbers
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -28,6 +28,7 @@ from core import (
     Results,
     SearchEngine,
     SearchSettings,
+    auto_description,
     box_from_cropper,
     check_upload,
     create_reranker,
@@ -259,8 +260,9 @@ def main() -> None:
                                         format_func=lambda key: f"{caches[key].label} · {caches[key].dim}-d")]
         k = st.slider("Results (k)", 1, 100, 10, key="k")
         metric = st.radio("Similarity", ["cosine", "euclidean"], horizontal=True, key="metric")
-        method = st.radio("Index", ["exact", "annoy"], horizontal=True, key="method",
-                          help="Annoy: approximate nearest neighbours, built on first use")
+        method = st.radio("Index", ["auto", "exact", "annoy", "hnsw"], horizontal=True, key="method",
+                          help=f"auto: {auto_description()} (benchmarks/bench_search.py); Annoy and HNSW are built "
+                               "on first use")
         search_k = st.number_input("Annoy search_k (0: tuned at build time for recall@10 ≥ 0.95)", 0, 10_000_000,
                                    0, step=1000, key="search_k") if method == "annoy" else 0
         methods = list_rerankers()

@@ -317,6 +317,7 @@ class CacheInfo:
     dim: int
     complete: bool
     indexes: list[IndexInfo]
+    updated: str = ""                      # when the cache was last written
 
     @property
     def usable(self) -> bool:
@@ -330,7 +331,12 @@ def gallery_caches(gallery: str) -> list[CacheInfo]:
     out = []
     for d in sorted((embeddings_dir() / gallery).glob("*/meta.json")):
         meta = json.loads(d.read_text())
-        out.append(CacheInfo(d.parent.name, meta.get("label", "?"), EmbeddingConfig.from_dict(meta.get("config", {})),
+        try:
+            config = EmbeddingConfig.from_dict(meta.get("config", {}))
+        except (TypeError, ValueError):
+            continue                      # a cache of a config this version cannot read
+        out.append(CacheInfo(d.parent.name, meta.get("label", "?"), config,
                              int(meta.get("n_images", 0)), int(meta.get("dim", 0)), bool(meta.get("complete", False)),
-                             [IndexInfo.read(p) for p in sorted(d.parent.glob("annoy-*.json"))]))
+                             [IndexInfo.read(p) for p in sorted(d.parent.glob("annoy-*.json"))],
+                             meta.get("updated", "")))
     return out

@@ -17,7 +17,7 @@ import pandas as pd
 from core.cache.descriptors import Embeddings, build_embeddings
 from core.cache.galleries import Gallery
 from core.cache.queries import CropRequest, crop_descriptors
-from core.config import EmbeddingConfig
+from core.config import EmbeddingConfig, HnswParams
 from core.datasets import DATASET_PROTOCOLS, GroundTruth, Resolution, resolve
 from core.datasets.validation import VALIDATION_PROTOCOL
 from core.embed.embedder import Embedder
@@ -25,7 +25,8 @@ from core.evaluation.metrics import TOP_KS, QueryScores, score_queries, score_qu
 from core.evaluation.reports import protocol_report
 from core.evaluation.runs import machine_info, new_run_id, package_versions, write_run
 from core.evaluation.summary import RunSummary
-from core.index import AnnoyIndex, ExactIndex, SearchSettings, full_ranking, recall_at
+from core.index import AnnoyIndex, ExactIndex, HnswIndex, SearchSettings, full_ranking, open_stored, recall_at
+from core.index.base import resolved_settings
 from core.rerank import RegionQuery, RerankContext, Reranker, apply_reranker, create_reranker
 
 RANDOM_TRIALS = 20
@@ -34,21 +35,26 @@ RANDOM_TRIALS = 20
 def rank_gallery(emb: Embeddings, queries: np.ndarray, settings: SearchSettings) -> tuple[np.ndarray, dict]:
     """Full rankings [q, n] of the gallery for each query vector, with index figures.
 
-    With Annoy, the images Annoy returns come first in its order; the rest follow in gallery
-    order, as an unranked tail (they are never re-sorted by exact scores)."""
+    With Annoy or HNSW, the images the index returns come first in its order; the rest follow in
+    gallery order, as an unranked tail (they are never re-sorted by exact scores)."""
     n = len(emb.ids)
+    settings = resolved_settings(settings, n, emb.dim)
     info: dict = {"method": settings.method, "metric": settings.metric}
-    if settings.method == "exact":
+    if settings.method in ("exact", "exact16"):
         start = time.perf_counter()
-        index = ExactIndex(emb.vectors, settings.metric)
+        index = ExactIndex(emb.vectors, settings.metric, "float16" if settings.method == "exact16" else "float32")
         info["index_build_seconds"] = time.perf_counter() - start
         start = time.perf_counter()
         ranking = index.rank_all(queries)
         info["search_seconds"] = time.perf_counter() - start
         return ranking, info
-    ann = AnnoyIndex.open(emb, settings.annoy)
-    info.update({k: ann.meta[k] for k in ("build_seconds", "n_trees", "search_k", "recall@10", "recall@100",
-                                          "recall_target_met")})
+    if settings.method == "hnsw":
+        ann = open_stored(HnswIndex, emb, HnswParams(metric=settings.metric))
+        effort = ("m", "ef_construction", "ef")
+    else:
+        ann = open_stored(AnnoyIndex, emb, settings.annoy)
+        effort = ("n_trees", "search_k")
+    info.update({k: ann.meta[k] for k in ("build_seconds", *effort, "recall@10", "recall@100", "recall_target_met")})
     info["index_build_seconds"] = ann.meta["build_seconds"]
     start = time.perf_counter()
     top, _ = ann.search(queries, n)
@@ -113,6 +119,7 @@ def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig,
     embedder = embedder or Embedder(config.base())
     emb = build_embeddings(gallery, config, embedder, progress=progress, log=log)
     rerank = rerank.for_gallery(len(emb.ids))          # rule-set parameters, as the run records them
+    settings = resolved_settings(settings, len(emb.ids), emb.dim)     # "auto": the method it stands for here
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = resolve(gt, emb.ids)
@@ -140,7 +147,8 @@ def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig,
 
     ranking, info = rank_gallery(emb, qvecs, settings)
     regions = [RegionQuery(gallery.root / emb.ids[rq.image_index], rq.query.box) for rq in res.queries]
-    index = AnnoyIndex.open(emb, settings.annoy) if settings.method == "annoy" else None
+    index = (open_stored(AnnoyIndex, emb, settings.annoy) if settings.method == "annoy" else
+             open_stored(HnswIndex, emb, HnswParams(metric=settings.metric)) if settings.method == "hnsw" else None)
     ctx = RerankContext(emb, gallery, embedder, progress, log, index)
     reranked = apply_reranker(rerank, ranking, qvecs, regions, ctx)
     ranking = reranked.ranking

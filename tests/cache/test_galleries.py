@@ -71,7 +71,7 @@ def test_duplicate_files_are_reported_and_hashes_cached(artifacts, photos, capsy
 
 
 def test_list_shows_size_config_and_index_parameters_then_delete(artifacts, photos, capsys):
-    index(capsys, photos, "photos", "--n-trees", "5")
+    index(capsys, photos, "photos", "--index", "annoy", "--n-trees", "5")
     assert main(["galleries", "list"]) == 0
     out = capsys.readouterr().out
     size_mb = sum(p.stat().st_size for p in photos.iterdir()) / 1e6
@@ -91,7 +91,7 @@ def test_list_shows_size_config_and_index_parameters_then_delete(artifacts, phot
 def test_app_galleries_page_lists_and_deletes(artifacts, photos, capsys):
     from conftest import REPO
     from streamlit.testing.v1 import AppTest
-    index(capsys, photos, "photos", "--n-trees", "5")
+    index(capsys, photos, "photos", "--index", "annoy", "--n-trees", "5")
     at = AppTest.from_file(str(REPO / "pages" / "galleries.py"), default_timeout=120).run()
     assert not at.exception
     assert [h.value for h in at.subheader] == ["photos"]
