@@ -1,4 +1,5 @@
-"""Descriptor extraction: a backbone, a pooling and a set of scales turn an image into one
+"""Descriptor extraction: a backbone, a pooling (or another descriptor layer: the network's
+penultimate layer, a trained embedding head) and a set of scales turn an image into one
 L2-normalised vector.
 
 ``Embedder`` holds the network (built once) and embeds single images (queries) or whole file
@@ -26,7 +27,6 @@ from tqdm.auto import tqdm
 from core.config import EmbeddingConfig
 from core.embed.backbones import Backbone, create_backbone
 from core.embed.openvino import OpenVinoBackbone, openvino_available
-from core.embed.pooling import pool
 from core.images import Box, ImageError, ImageSource, image_size, load_image, load_region, to_tensor
 
 MIN_SIDE = 32          # smaller scaled inputs are resized up to this side
@@ -152,6 +152,7 @@ class Embedder:
         torch.set_num_threads(self.threads)
         self.config = config
         self.backbone: Backbone = create_backbone(config.backbone, config.weights)
+        self.backbone.check_layer(config.layer)
         self.backbone = self.backbone.to(memory_format=torch.channels_last)
         backend = backend or default_backend()
         if backend not in BACKENDS:
@@ -179,13 +180,15 @@ class Embedder:
     @property
     def dim(self) -> int:
         if self._dim is None:
-            self._dim = int(self.embed_tensor(torch.rand(3, 64, 64)).shape[0])
+            side = max(64, self.backbone.spec.min_side)
+            self._dim = int(self.embed_tensor(torch.rand(3, side, side)).shape[0])
         return self._dim
 
     def input_size(self, height: int, width: int, scale: float = 1.0) -> tuple[int, int]:
         """Network input size of an image of ``height`` x ``width`` at ``scale``: at least
-        MIN_SIDE, and a multiple of the patch size for ViTs."""
-        size = (max(MIN_SIDE, round(height * scale)), max(MIN_SIDE, round(width * scale)))
+        MIN_SIDE (or the network's own minimum), and a multiple of the patch size for ViTs."""
+        min_side = max(MIN_SIDE, self.backbone.spec.min_side)
+        size = (max(min_side, round(height * scale)), max(min_side, round(width * scale)))
         patch = self.backbone.spec.patch_size
         return tuple(max(patch, round(s / patch) * patch) for s in size) if patch > 1 else size
 
@@ -210,10 +213,10 @@ class Embedder:
     def embed_batch(self, rgb01: torch.Tensor, threads: int | None = None) -> np.ndarray:
         """[B, 3, H, W] images in [0, 1] → [B, dim] L2-normalised float32 descriptors, averaged over
         scales. ``threads``: cores of one OpenVINO inference (default all of the embedder's)."""
-        total = None
-        for scale in self.config.scales:
+        cfg, total = self.config, None
+        for scale in cfg.scales:
             fmap = self._forward(self._resized(rgb01, scale), threads)
-            vec = F.normalize(pool(fmap.float(), self.config.pooling, self.config.gem_p), dim=1)
+            vec = F.normalize(self.backbone.describe(fmap.float(), cfg.layer, cfg.pooling, cfg.gem_p), dim=1)
             total = vec if total is None else total + vec
         return F.normalize(total, dim=1).numpy().astype(np.float32)
 

@@ -44,17 +44,18 @@ def weights_digest(module: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def _ir_path(backbone: Backbone) -> Path:
+def _ir_path(backbone: torch.nn.Module, name: str) -> Path:
     import openvino as ov
 
-    return model_cache_dir() / f"{backbone.spec.name}-{weights_digest(backbone)}-ov{ov.__version__.split('-')[0]}.xml"
+    return model_cache_dir() / f"{name}-{weights_digest(backbone)}-ov{ov.__version__.split('-')[0]}.xml"
 
 
-def convert(backbone: Backbone):
-    """The OpenVINO model of ``backbone`` (from the IR cache, converted and cached if absent)."""
+def convert(backbone: Backbone | torch.nn.Module, name: str | None = None):
+    """The OpenVINO model of ``backbone`` (from the IR cache, converted and cached if absent);
+    any module from RGB in [0, 1] to a feature map converts (``name`` then names its IR)."""
     import openvino as ov
 
-    path = _ir_path(backbone)
+    path = _ir_path(backbone, name or backbone.spec.name)
     core = ov.Core()
     if path.exists():
         return core.read_model(str(path))
@@ -72,13 +73,14 @@ class OpenVinoBackbone:
     """A compiled OpenVINO backbone: ``__call__`` maps an RGB [B, 3, H, W] batch in [0, 1] to the
     feature map [B, C, h, w], like ``Backbone.forward``.
 
-    ``threads`` is the number of cores of one inference (1 when several threads share the work)."""
+    ``threads`` is the number of cores of one inference (1 when several threads share the work);
+    ``name`` names the IR of a module that is not a registry ``Backbone`` (training's frozen trunk)."""
 
-    def __init__(self, backbone: Backbone, threads: int) -> None:
+    def __init__(self, backbone: Backbone | torch.nn.Module, threads: int, name: str | None = None) -> None:
         import openvino as ov
 
         self.threads = threads
-        self._compiled = ov.Core().compile_model(convert(backbone), "CPU", {
+        self._compiled = ov.Core().compile_model(convert(backbone, name), "CPU", {
             "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": "f32"})
         self._local = threading.local()
