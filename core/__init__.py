@@ -37,6 +37,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "core.app.demo": ("DEMO_NAME", "PHOTOS", "TRANSFORMS", "build_demo_gallery"),
     "core.app.labels": ("LABEL_COLOURS", "label_results", "query_report"),
     "core.app.markdown": ("escape_markdown",),
+    "core.app.models": ("model_table", "side_by_side", "trained_configs", "trained_models", "training_curves"),
     "core.app.preview": ("FRAME", "box_from_cropper", "check_upload", "cropper_coords", "preview", "thumbnail"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

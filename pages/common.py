@@ -120,11 +120,12 @@ def build_demo_widget(primary: bool = True) -> None:
         st.rerun()
 
 
-def build_index_widget(gallery: str) -> None:
-    """Embed a registered gallery that has no descriptors yet (default embedding)."""
-    if st.button(f"Build the index of {gallery} ({DEFAULT_CONFIG.label()})", type="primary", key="build_index"):
+def build_index_widget(gallery: str, config: EmbeddingConfig = DEFAULT_CONFIG, key: str = "build_index") -> None:
+    """Embed a registered gallery under ``config`` (default: the default embedding; the search
+    page also offers each trained model's)."""
+    if st.button(f"Build the index of {gallery} ({config.label()})", type="primary", key=key):
         bar = st.progress(0.0, text="Loading the network…")
-        build_embeddings(load_gallery(gallery), DEFAULT_CONFIG, embedder(json.dumps(DEFAULT_CONFIG.to_dict())),
+        build_embeddings(load_gallery(gallery), config, embedder(json.dumps(config.base().to_dict())),
                          progress=False, on_progress=lambda d, t: bar.progress(d / t, text=f"Embedding {d}/{t} images"),
                          log=lambda m: None)
         st.rerun()

@@ -1,5 +1,6 @@
 """Evaluation runs: the table of runs, the quality/time trade-off, per-query AP and PR curves of
-chosen runs, the worst queries of a run, and the benchmark reports under ``artifacts/bench/``."""
+chosen runs, the worst queries of a run, trained models (training curves, their runs beside the
+off-the-shelf ones) and the benchmark reports under ``artifacts/bench/``."""
 from __future__ import annotations
 
 import altair as alt
@@ -15,11 +16,15 @@ from core import (
     escape_markdown,
     failure_cases,
     list_galleries,
+    model_table,
     pr_curves,
+    side_by_side,
+    trained_models,
+    training_curves,
 )
 from pages.common import all_runs, artifacts_key, run, thumb_of
 
-TABS = ["Runs", "Trade-off", "Per-query AP", "PR curves", "Failures", "Classes", "Performance"]
+TABS = ["Runs", "Trade-off", "Per-query AP", "PR curves", "Failures", "Classes", "Training", "Performance"]
 SHOWN = ["dataset", "backbone", "pooling", "whitening", "dim", "mAP", "mAP_interp11", "NDCG", "P@10",
          "extraction_s", "query_ms", "search", "rerank", "rerank_ms", "scales", "max_size", "n_images", "n_queries", "gallery",
          "timestamp", "run_id"]
@@ -180,6 +185,33 @@ def classes_tab(df: pd.DataFrame) -> None:
                "Rows: true class; columns: the class voted by its nearest neighbours.")
 
 
+def training_tab(df: pd.DataFrame) -> None:
+    models = trained_models()
+    if not models:
+        st.info("No trained model yet. Fine-tune one on a folder of class subfolders, for example:\n\n"
+                "```\npython -m core train --root data/fashion --name fashion\n```")
+        return
+    table = model_table(models)
+    st.dataframe(table, hide_index=True, column_config={c: st.column_config.NumberColumn(c, format="%.3f")
+                                                        for c in ("val_loss", "val_acc")})
+    chosen = st.multiselect("Models", table["model"].tolist(), default=table["model"].tolist()[:2], key="train_models")
+    curves = training_curves([m for m in models if m.name in chosen])
+    c = st.columns(2)
+    for col, metric in zip(c, ("loss", "accuracy")):
+        col.altair_chart(alt.Chart(curves[curves["metric"] == metric]).mark_line(point=True).encode(
+            x=alt.X("epoch:Q"), y=alt.Y("value:Q", title=metric), color=alt.Color("model:N", legend=LEGEND),
+            strokeDash=alt.StrokeDash("split:N", legend=LEGEND), tooltip=["model", "split", "epoch", "value"]).properties(
+            title=f"{metric} per epoch", height=360), width="stretch")
+    model = st.selectbox("Runs of a model beside the off-the-shelf runs of its galleries", table["model"].tolist(),
+                         key="train_model_runs")
+    view = side_by_side(df, model) if not df.empty else df
+    if view.empty:
+        st.caption(f"No evaluation run with {model} yet: evaluate with `--weights artifacts/models/{model}/model.pt`.")
+    else:
+        st.dataframe(view[["weights", "dataset", "gallery", "label", "mAP", "P@10", "n_queries", "run_id"]],
+                     hide_index=True, column_config=PERCENT)
+
+
 def performance_tab() -> None:
     reports = bench_reports()
     if not reports:
@@ -213,6 +245,8 @@ def main() -> None:
         with tab:
             if name == "Performance":
                 performance_tab()
+            elif name == "Training":
+                training_tab(df)
             elif df.empty:
                 st.info("No evaluation runs yet. Evaluate an embedding on a benchmark, for example:\n\n"
                         "```\npython -m core evaluate --dataset paris6k --root ../shared/data/paris6k\n```")

@@ -44,6 +44,7 @@ from core import (
     printable,
     queries_in_gallery,
     query_report,
+    trained_configs,
 )
 from pages.common import (
     PENDING,
@@ -274,6 +275,11 @@ def main() -> None:
                                    "window on each result; the metrics page compares the methods' runs.")
         if RERANKERS[rerank].helps:
             st.caption(RERANKERS[rerank].helps)
+        trained = {n: c for n, c in trained_configs().items() if c.key() not in caches}
+        if trained:
+            with st.expander("Trained models"):
+                for model, config in trained.items():
+                    build_index_widget(entry.gallery.name, config, key=f"build-{model}")
         if "demo" not in by_name:
             with st.expander("Demo gallery"):
                 build_demo_widget(primary=False)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from core.app.labels import label_results
+from core.app.models import model_of_run
 from core.cache.descriptors import CacheInfo, gallery_caches
 from core.cache.galleries import Gallery, GalleryError, list_galleries, load_gallery
 from core.datasets import LOADERS, GroundTruth, Query, dataset_layout, load_ground_truth, load_oxford_paris, stem_of
@@ -94,7 +95,7 @@ def image_id_of(stem: str, ids: Sequence[str]) -> str | None:
 
 RUN_COLUMNS = ("run_id", "timestamp", "dataset", "gallery", "backbone", "pooling", "scales", "max_size", "whitening",
                "dim", "search", "rerank", "rerank_ms", "mAP", "mAP_interp11", "NDCG", "P@10", "extraction_s",
-               "images_per_s", "query_ms", "n_images", "n_queries", "embedding_key", "label")
+               "images_per_s", "query_ms", "n_images", "n_queries", "embedding_key", "label", "model")
 
 
 def run_row(summary: RunSummary) -> dict[str, Any]:
@@ -113,6 +114,7 @@ def run_row(summary: RunSummary) -> dict[str, Any]:
         "images_per_s": summary.images_per_second, "query_ms": summary.mean_query_ms,
         "n_images": summary.n_images, "n_queries": summary.n_queries,
         "embedding_key": summary.embedding_key, "label": summary.embedding_label,
+        "model": model_of_run(cfg),
     }
 
 

@@ -1,4 +1,5 @@
-"""Descriptor extraction: a backbone, a pooling and a set of scales turn an image into one
+"""Descriptor extraction: a backbone, a pooling (or another descriptor layer: the network's
+penultimate layer, a trained embedding head) and a set of scales turn an image into one
 L2-normalised vector.
 
 ``Embedder`` holds the network (built once) and embeds single images (queries) or whole file
@@ -36,7 +37,6 @@ from core.embed.device import (
     resolve_device,
 )
 from core.embed.openvino import OpenVinoBackbone, model_cache_dir, openvino_available, weights_digest
-from core.embed.pooling import pool
 from core.embed.precision import FidelityReport, report_path, require_passed
 from core.embed.quantize import Calibration, load_int8, quantize
 from core.images import Box, ImageError, ImageSource, image_size, load_image, load_region, to_tensor
@@ -67,10 +67,11 @@ def default_device() -> str:
     return os.environ.get("CBIR_DEVICE", "auto")
 
 
-def scale_size(h: int, w: int, scale: float, patch: int = 1) -> tuple[int, int]:
-    """Input size of an H×W image at ``scale``: at least MIN_SIDE, a multiple of ``patch``
-    (vision transformers) when it is above 1."""
-    size = (max(MIN_SIDE, round(h * scale)), max(MIN_SIDE, round(w * scale)))
+def scale_size(h: int, w: int, scale: float, patch: int = 1, min_side: int = MIN_SIDE) -> tuple[int, int]:
+    """Input size of an H×W image at ``scale``: at least ``min_side`` (MIN_SIDE, or a network's
+    own minimum), a multiple of ``patch`` (vision transformers) when it is above 1."""
+    min_side = max(MIN_SIDE, min_side)
+    size = (max(min_side, round(h * scale)), max(min_side, round(w * scale)))
     if patch > 1:
         size = tuple(max(patch, round(s / patch) * patch) for s in size)
     return size
@@ -208,6 +209,7 @@ class Embedder:
         self.device = resolve_device(device or default_device(), cuda_available())
         check_precision_on_device(config.precision, self.device)
         self.backbone: Backbone = create_backbone(config.backbone, config.weights)
+        self.backbone.check_layer(config.layer)
         self.backbone = self.backbone.to(memory_format=torch.channels_last)
         # of the float32 CPU weights, before any move or cast: names the fidelity report
         self._weights_digest = weights_digest(self.backbone) if config.precision != "float32" else ""
@@ -279,7 +281,8 @@ class Embedder:
     @property
     def dim(self) -> int:
         if self._dim is None:
-            self._dim = int(self.embed_tensor(torch.rand(3, 64, 64)).shape[0])
+            side = max(64, self.backbone.spec.min_side)
+            self._dim = int(self.embed_tensor(torch.rand(3, side, side)).shape[0])
         return self._dim
 
     def _network(self, x: torch.Tensor, ov_model: OpenVinoBackbone | None) -> torch.Tensor:
@@ -300,7 +303,7 @@ class Embedder:
         precision, so every precision sees the same pixels."""
         h, w = rgb01.shape[2:]
         for scale in self.config.scales if scales is None else scales:
-            size = scale_size(h, w, scale, self.backbone.spec.patch_size)
+            size = scale_size(h, w, scale, self.backbone.spec.patch_size, self.backbone.spec.min_side)
             x = rgb01
             if size != (h, w):
                 x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
@@ -325,7 +328,7 @@ class Embedder:
         # on a GPU the image goes over once, and is resized and pooled there
         for scale, x in self.scale_inputs(rgb01.float().to(self.device, non_blocking=True)):
             fmap = self._network(x, ov_model)
-            vec = F.normalize(pool(fmap, cfg.pooling, cfg.gem_p), dim=1)
+            vec = F.normalize(self.backbone.describe(fmap, cfg.layer, cfg.pooling, cfg.gem_p), dim=1)
             total = vec if total is None else total + vec
             if self.device != "cpu":
                 torch.cuda.synchronize(self.device)          # so that the profile times the work itself
