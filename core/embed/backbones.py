@@ -388,12 +388,10 @@ class _Concatenated(nn.Module):
     def forward(self, rgb01: torch.Tensor) -> torch.Tensor:
         maps = [m(rgb01) for m in self.members]
         size = maps[0].shape[2:]
-        out = []
-        for f in maps:
-            if f.shape[2:] != size:
-                f = F.interpolate(f, size=size, mode="bilinear", align_corners=False)
-            out.append(f / f.norm(dim=1).mean(dim=(1, 2)).clamp_min(1e-6).view(-1, 1, 1, 1))
-        return torch.cat(out, dim=1)
+        # the others always resized (the identity at equal sizes), so that a traced graph has no branch
+        resized = [maps[0], *(F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in maps[1:])]
+        return torch.cat([f / f.norm(dim=1).mean(dim=(1, 2)).clamp_min(1e-6).view(-1, 1, 1, 1) for f in resized],
+                         dim=1)
 
 
 def register_ensemble(names: tuple[str, ...]) -> BackboneSpec:

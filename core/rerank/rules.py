@@ -37,10 +37,10 @@ def scaled(n_images: int, rule: SizeRule) -> int:
 
 # Fitted by benchmarks/fit_rerank_rules.py (artifacts/bench/rerank_rules.json): the largest mean
 # gain over no re-ranking among the rules that gain on every (set, size) row.
-QE_N = SizeRule(c=0.775, exponent=0.5, low=1, high=30)            # alpha-QE alone: 12 at N = 250
+QE_N = SizeRule(c=2.71, exponent=0.25, low=1, high=30)            # alpha-QE alone: 11 at N = 250
 DBA_N = SizeRule(c=4.11, exponent=0.25, low=1, high=30)           # DBA and QE of DBA + alpha-QE: 16 at 250
 DIFFUSION_K = SizeRule(c=10.0, exponent=0.0, low=5, high=100)     # the same 10 at every size measured
-KRECIPROCAL_K1 = SizeRule(c=1.89, exponent=0.5, low=5, high=80)   # 30 at 250, 60 at 1000
+KRECIPROCAL_K1 = SizeRule(c=1.78, exponent=0.5, low=5, high=80)   # 28 at 250, 56 at 1000
 SUPERGLOBAL_M = SizeRule(c=50.2, exponent=0.25, low=50, high=200)
 SUPERGLOBAL_K = 9                                                 # the paper's K, the only one swept with M
 KRECIPROCAL_HEAD = 1000    # images re-ranked by k-reciprocal: bounds the Jaccard part of a query's cost
