@@ -17,13 +17,14 @@ from core.embed.pooling import gem
 
 @dataclass(frozen=True)
 class HeadConfig:
-    """in_channels: channels of the backbone's map; dim: embedding size; gem_p: initial GeM
-    exponent (learned); dropout: before the projection, in training only."""
+    """in_channels: channels of the backbone's map; dim: embedding size; gem_p: the GeM
+    exponent (its start when ``learn_p``); dropout: before the projection, in training only."""
 
     in_channels: int
     dim: int = 512
     gem_p: float = 3.0
     dropout: float = 0.2
+    learn_p: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -34,11 +35,11 @@ class HeadConfig:
 
 
 class GeM(nn.Module):
-    """GeM pooling whose exponent is a parameter (Radenović et al.: learned p ≈ 3)."""
+    """GeM pooling whose exponent is a parameter (Radenović et al.: learned p ≈ 3), or fixed."""
 
-    def __init__(self, p: float = 3.0) -> None:
+    def __init__(self, p: float = 3.0, learn: bool = True) -> None:
         super().__init__()
-        self.p = nn.Parameter(torch.tensor(float(p)))
+        self.p = nn.Parameter(torch.tensor(float(p)), requires_grad=learn)
 
     def forward(self, fmap: torch.Tensor) -> torch.Tensor:
         return gem(fmap, self.p.clamp(min=1.0))
@@ -51,10 +52,15 @@ class EmbeddingHead(nn.Module):
     def __init__(self, config: HeadConfig) -> None:
         super().__init__()
         self.config = config
-        self.pool = GeM(config.gem_p)
+        self.pool = GeM(config.gem_p, config.learn_p)
         self.dropout = nn.Dropout(config.dropout)
         self.project = nn.Linear(config.in_channels, config.dim, bias=False)
         self.norm = nn.BatchNorm1d(config.dim)
 
     def forward(self, fmap: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.project(self.dropout(self.pool(fmap))))
+        return self.embed_pooled(self.pool(fmap))
+
+    def embed_pooled(self, pooled: torch.Tensor) -> torch.Tensor:
+        """[B, in_channels] already pooled map -> [B, dim]: with a fixed exponent and a frozen
+        backbone, training pools every view once and only this part learns."""
+        return self.norm(self.project(self.dropout(pooled)))

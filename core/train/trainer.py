@@ -22,7 +22,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +54,8 @@ class TrainSettings:
            the plain and augmented views of each image.
     lr / backbone_lr: AdamW learning rates of the new head and loss / of the backbone's stages.
     per_class: images of a class in each batch for the triplet loss.
+    learn_gem_p: learn the head's GeM exponent; when it is fixed and no stage trains, every view
+           is pooled as it is cached and the epochs train the projection alone.
     """
 
     backbone: str = DEFAULT_CONFIG.backbone
@@ -68,6 +70,7 @@ class TrainSettings:
     scale: float = 30.0
     embedding_dim: int = 512
     dropout: float = 0.2
+    learn_gem_p: bool = True
     epochs: int = 30
     batch_size: int = 32
     lr: float = 1e-3
@@ -144,19 +147,21 @@ def lr_factor(schedule: str, step: int, total: int) -> float:
 # ---------------------------------------------------------------- the run
 
 class _Trainable(nn.Module):
-    """The modules that learn: the backbone's top stages, the head and the loss's parameters."""
+    """The modules that learn: the backbone's top stages, the head and the loss's parameters.
+    ``pooled``: the cache holds pooled vectors, which only the head's projection follows."""
 
-    def __init__(self, top: nn.Sequential, head: EmbeddingHead, loss: nn.Module) -> None:
+    def __init__(self, top: nn.Sequential, head: EmbeddingHead, loss: nn.Module, pooled: bool) -> None:
         super().__init__()
-        self.top, self.head, self.loss = top, head, loss
+        self.top, self.head, self.loss, self.pooled = top, head, loss, pooled
 
     def embed(self, maps: torch.Tensor) -> torch.Tensor:
-        return self.head(self.top(maps))
+        return self.head.embed_pooled(maps) if self.pooled else self.head(self.top(maps))
 
 
-def _cache_key(settings: TrainSettings, fp: str, positions: list[int], split: TrunkSplit, side: int) -> str:
+def _cache_key(settings: TrainSettings, fp: str, positions: list[int], split: TrunkSplit, side: int,
+               pool_p: float | None) -> str:
     blob = json.dumps({"backbone": settings.backbone, "weights": settings.weights, "frozen": split.n_stages - split.n_trainable,
-                       "size": side, "seed": settings.seed, "augmentation": settings.augmentation.to_dict(),
+                       "size": side, **({"pooled": pool_p} if pool_p is not None else {}), "seed": settings.seed, "augmentation": settings.augmentation.to_dict(),
                        "data": fp, "positions": positions}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -218,14 +223,19 @@ def train(root: str | Path, name: str, settings: TrainSettings | None = None, pr
     cache_root = models_dir() / "_cache"
     aug = s.augmentation if s.views > 0 else None
     side = view_side(data, train_pos, s.image_size)
+    head_config = HeadConfig(0, s.embedding_dim, dropout=s.dropout, learn_p=s.learn_gem_p)
+    pool_p = head_config.gem_p if split.n_trainable == 0 and not s.learn_gem_p else None
     train_cache = cache_features(split, data, train_pos, s.views, side, s.seed, aug,
-                                 cache_root / _cache_key(s, fp, train_pos, split, side), progress, log)
+                                 cache_root / _cache_key(s, fp, train_pos, split, side, pool_p), progress, log, pool_p)
     val_cache = cache_features(split, data, val_pos, 0, side, s.seed, None,
-                               cache_root / _cache_key(s, fp, val_pos, split, side), progress, log) if val_pos else None
+                               cache_root / _cache_key(s, fp, val_pos, split, side, pool_p), progress, log,
+                               pool_p) if val_pos else None
     with torch.no_grad():
-        channels = split.trainable.eval()(train_cache.batch(np.array([0]), np.array([0]))).shape[1]
-    head = EmbeddingHead(HeadConfig(channels, s.embedding_dim, dropout=s.dropout))
-    model = _Trainable(split.trainable, head, create_loss(s.loss, s.embedding_dim, len(data.classes), s.margin, s.scale))
+        sample = train_cache.batch(np.array([0]), np.array([0]))
+        channels = (sample if pool_p is not None else split.trainable.eval()(sample)).shape[1]
+    head = EmbeddingHead(replace(head_config, in_channels=channels))
+    model = _Trainable(split.trainable, head, create_loss(s.loss, s.embedding_dim, len(data.classes), s.margin, s.scale),
+                       pooled=pool_p is not None)
     groups = [{"params": split.trainable_parameters(), "lr": s.backbone_lr},
               {"params": list(head.parameters()) + list(model.loss.parameters()), "lr": s.lr}]
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=s.weight_decay)

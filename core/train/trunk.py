@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from core.embed.backbones import Backbone
 from core.embed.embedder import default_backend
 from core.embed.openvino import OpenVinoBackbone, openvino_available
+from core.embed.pooling import gem
 from core.files import write_json, write_npy
 from core.train.data import Augmentation, LabelledImages, load_view
 
@@ -71,7 +72,8 @@ class TrunkSplit:
 @dataclass
 class FeatureCache:
     """Frozen-trunk outputs: ``views[v]`` is a float16 array [n_images, C, h, w] (row i is
-    image ``positions[i]`` of the data), view 0 plain, the others augmented."""
+    image ``positions[i]`` of the data), view 0 plain, the others augmented; [n_images, C] when
+    the maps are pooled as they are cached (a frozen backbone under a head of fixed GeM)."""
 
     positions: list[int]
     views: list[np.ndarray]
@@ -96,12 +98,14 @@ def frozen_runner(split: TrunkSplit, threads: int) -> Callable[[torch.Tensor], t
 
 @torch.inference_mode()
 def _compute_view(run: Callable[[torch.Tensor], torch.Tensor], data: LabelledImages, positions: list[int], view: int,
-                  size: int, seed: int, augmentation: Augmentation | None, bar: tqdm) -> np.ndarray:
+                  size: int, seed: int, augmentation: Augmentation | None, bar: tqdm,
+                  pool_p: float | None) -> np.ndarray:
     out = None
     for start in range(0, len(positions), CACHE_BATCH):
         chunk = positions[start:start + CACHE_BATCH]
         x = torch.stack([load_view(data.path(i), size, view, seed, i, augmentation) for i in chunk])
-        y = run(x).float().numpy().astype(np.float16)
+        y = run(x).float()
+        y = (gem(y, pool_p) if pool_p is not None else y).numpy().astype(np.float16)
         if out is None:
             out = np.empty((len(positions), *y.shape[1:]), np.float16)
         out[start:start + len(chunk)] = y
@@ -111,10 +115,11 @@ def _compute_view(run: Callable[[torch.Tensor], torch.Tensor], data: LabelledIma
 
 def cache_features(split: TrunkSplit, data: LabelledImages, positions: list[int], n_views: int, size: int,
                    seed: int, augmentation: Augmentation | None, directory: Path, progress: bool = True,
-                   log: Callable[[str], None] = print) -> FeatureCache:
+                   log: Callable[[str], None] = print, pool_p: float | None = None) -> FeatureCache:
     """The frozen trunk's maps of view 0 (plain) and ``n_views`` augmented views of each image
-    at ``positions``, read from ``directory`` when a previous run computed them (each view is
-    saved as soon as it is complete, so a killed run loses at most one view)."""
+    at ``positions`` (GeM-pooled with exponent ``pool_p`` when given), read from ``directory``
+    when a previous run computed them (each view is saved as soon as it is complete, so a killed
+    run loses at most one view)."""
     total_views = 1 + (n_views if augmentation is not None else 0)
     meta = directory / "cache.json"
     expected = {"positions": positions, "size": size, "seed": seed}
@@ -134,7 +139,8 @@ def cache_features(split: TrunkSplit, data: LabelledImages, positions: list[int]
         for v in range(total_views):
             path = directory / f"view{v}.npy"
             if v in todo:
-                write_npy(path, _compute_view(run or split.frozen, data, positions, v, size, seed, augmentation, bar))
+                write_npy(path, _compute_view(run or split.frozen, data, positions, v, size, seed, augmentation, bar,
+                                              pool_p))
             views.append(np.load(path, mmap_mode="r"))
     finally:
         bar.close()

@@ -143,3 +143,18 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(artifacts, few_images)
     want = [h["loss"] for h in reference.card.history]
     assert got == pytest.approx(want, rel=1e-4)
     assert read_card(resumed.model_path).timing["best_epoch"] == reference.card.timing["best_epoch"]
+
+
+def test_a_frozen_network_under_a_fixed_gem_trains_on_pooled_views(artifacts, few_images):
+    """No stage trained and a fixed exponent: views are pooled once, the epochs fit the
+    projection alone, and the model still reloads to the trained network's descriptors."""
+    settings = replace(SHORT, trainable_stages=0, learn_gem_p=False)
+    result = train(few_images, "pooled", settings, progress=False, log=lambda m: None)
+    cache = next((artifacts / "models" / "_cache").glob("*/view0.npy"))
+    assert np.load(cache, mmap_mode="r").shape == (18, 1280)              # pooled vectors, not maps
+    assert result.card.head.learn_p is False and result.card.history[-1]["loss"] < result.card.history[0]["loss"]
+    config = apply_model(EmbeddingConfig(weights=str(result.model_path), scales=(1.0,), max_size=64))
+    x = to_tensor(load_image(few_images / "Flowers" / sorted(os.listdir(few_images / "Flowers"))[0], 64))
+    with torch.no_grad():
+        direct = F.normalize(result.backbone.head(result.backbone(x[None])), dim=1)[0].numpy()
+    assert np.allclose(Embedder(config, backend="torch").embed_tensor(x), direct, atol=1e-5)
