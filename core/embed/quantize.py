@@ -1,18 +1,19 @@
 """int8 backbones: OpenVINO post-training quantisation with NNCF, calibrated on real images.
 
 The float32 IR of a backbone (``core.embed.openvino.convert``) is quantised by ``nncf.quantize``
-on a few hundred real photos (the user's own gallery, or any folder), each resized exactly as the
+on a hundred real photos (the user's own gallery, or any folder), each resized exactly as the
 embedder resizes it at every configured scale, so the activation ranges are those the network
 will see. The int8 IR is cached in the model cache under the backbone, its weights' digest and
 the calibration's digest (``Calibration.digest``, which also enters the embedding config's hash:
 another calibration is another network). ``core.evaluation.fidelity`` decides whether it may be
 used (``core.embed.precision``).
 
-The recipe (``RECIPE``) was chosen by measurement on tf_efficientnet_lite0 (63 Paris images held
-out of the calibration, multi-scale R-MAC, min cosine to float32): NNCF's defaults (fast bias
-correction, every layer quantised) 0.953; full bias correction 0.975; full bias correction with
-the first convolution (the RGB stem, whose input has no ReLU6 range to quantise against) in
-float32 0.995, the same as with the last one in float32 too, so only the stem is kept.
+The recipe (``RECIPE``) was chosen by measurement on tf_efficientnet_lite0, min cosine of
+held-out Paris descriptors to float32: NNCF's defaults (fast bias correction, every layer
+quantised) 0.953 (GeM, one scale, 42 images); with 60 calibration images and multi-scale R-MAC on
+63 images, full bias correction 0.975, full bias correction with the first convolution (the RGB
+stem) in float32 0.995, the last convolution in float32 instead 0.975, both 0.995: only the stem
+is kept in float32.
 """
 from __future__ import annotations
 
