@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path(os.environ.get("CBIR_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
-RESULTS = ".st-key-results"             # the results grid (st.container(key="results"))
+RESULTS = ".st-key-results"             # the results grid (st.grid(key="results"))
+CELL = '[data-testid="stGridCell"]'      # one result of the grid
 
 # True once the results grid shows ``k`` loaded images and, when given, ``first`` is in the first
 # result's cell, with no element left stale by a rerun in progress.
@@ -29,9 +30,9 @@ RESULTS_SHOWN = """([k, first]) => {
   if (!grid || document.querySelector('[data-stale="true"]')) return false;
   const imgs = [...grid.querySelectorAll('img')];
   if (imgs.length !== k || !imgs.every(i => i.complete && i.naturalWidth > 0)) return false;
-  const cell = grid.querySelector('[data-testid="stColumn"]');
+  const cell = grid.querySelector('%s');
   return !first || (cell !== null && cell.innerText.includes(first));
-}""" % RESULTS
+}""" % (RESULTS, CELL)
 
 
 def free_port() -> int:

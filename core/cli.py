@@ -194,7 +194,8 @@ def cmd_search(a: argparse.Namespace) -> int:
         reranked = rerank_results(engine, results.query_vector, rerank_from_args(a), a.image,
                                   Box.of(a.box) if a.box else None, k=a.k)
         items, evidence, score_name = reranked.items, reranked.evidence, "cosine"
-        print(f"re-ranked by {reranked.label} in {reranked.ms:.0f} ms")
+        print(f"re-ranked by {reranked.label} in {reranked.ms:.0f} ms"
+              + (f" (after preparing the gallery once: {reranked.prepare_ms / 1000:.1f} s)" if reranked.prepare_ms >= 1 else ""))
     for item in items:
         extra = evidence.get(item.image_id)
         print(f"{item.rank:4d}  {score_name} {item.score:.4f}  {item.image_id}"
@@ -210,8 +211,9 @@ def cmd_galleries(a: argparse.Namespace) -> int:
     if a.action == "delete":
         if not a.gallery:
             raise GalleryError("name the gallery to delete: python -m core galleries delete NAME")
+        root = load_gallery(a.gallery).root
         delete_gallery(a.gallery)
-        print(f"deleted gallery {a.gallery} (its descriptors and indexes; the images are untouched)")
+        print(f"deleted gallery {a.gallery}: its record, descriptors and indexes; the images in {root} are untouched")
         return 0
     names = list_galleries()
     if not names:

@@ -6,6 +6,7 @@ Cache keys include the artifacts folder, so one process never mixes two ``CBIR_A
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 from pathlib import Path
@@ -14,7 +15,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from core.app.catalog import gallery_ground_truth, runs_table
+from core.app.catalog import gallery_ground_truth, run_ground_truth, runs_table
 from core.app.demo import DEMO_NAME, PHOTOS, TRANSFORMS, build_demo_gallery
 from core.app.labels import LABEL_COLOURS
 from core.app.preview import thumbnail
@@ -71,6 +72,17 @@ def thumb_of(path: Path, label: str | None = None, box: tuple[float, ...] | None
     return thumb(str(path), path.stat().st_mtime_ns, label, box, max_side)
 
 
+@st.cache_data(max_entries=4000, show_spinner=False)
+def _thumb_uri(path: str, mtime_ns: int, label: str | None, box: tuple[float, ...] | None, max_side: int) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(thumb(path, mtime_ns, label, box, max_side)).decode()
+
+
+def thumb_uri(path: Path, label: str | None = None, box: tuple[float, ...] | None = None, max_side: int = 240) -> str:
+    """``thumb_of`` as a data URI: ``st.image`` sends it inside the page update, so a grid of
+    results shows without one HTTP request per thumbnail after the update arrives."""
+    return _thumb_uri(str(path), path.stat().st_mtime_ns, label, box, max_side)
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def _image(path: str, mtime_ns: int, max_side: int, box: tuple[float, ...] | None) -> Image.Image:
     return load_image(path, max_side, Box.of(box) if box else None)
@@ -89,6 +101,12 @@ def runs(artifacts: str, run_ids: tuple[str, ...]) -> pd.DataFrame:
 @st.cache_data(show_spinner=False)
 def run(artifacts: str, run_id: str) -> Run:
     return load_run(run_id)
+
+
+@st.cache_data(show_spinner=False)
+def run_gt(artifacts: str, run_id: str) -> GroundTruth | None:
+    """The ground truth a run was evaluated with (None when it cannot be found any more)."""
+    return run_ground_truth(load_run(run_id).summary)
 
 
 def all_runs() -> pd.DataFrame:

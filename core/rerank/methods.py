@@ -332,9 +332,10 @@ class Reranked:
     method's score (window cosine, inliers, BLCF cosine) and best window (local method only)."""
 
     items: list[Result]
-    ms: float
+    ms: float                     # this query's re-ranking
     evidence: dict[str, tuple[float, Box | None]]
     label: str
+    prepare_ms: float = 0.0       # per-gallery preparation paid by this call (0 once ``state`` holds it)
 
 
 def rerank_results(engine: SearchEngine, query_vector: np.ndarray, settings: RerankSettings,
@@ -353,5 +354,5 @@ def rerank_results(engine: SearchEngine, query_vector: np.ndarray, settings: Rer
                           [RegionQuery(source, box)], state=state, log=lambda _: None)
     ids = engine.embeddings.ids
     items = [Result(r + 1, int(i), ids[int(i)], float(cosine[i])) for r, i in enumerate(out.ranking[0, :k])]
-    ms = out.info["extra_ms_per_query"] + out.info["offline_seconds"] * 1000
-    return Reranked(items, ms, {ids[i]: v for i, v in out.evidence[0].items()}, settings.label())
+    return Reranked(items, out.info["extra_ms_per_query"], {ids[i]: v for i, v in out.evidence[0].items()},
+                    settings.label(), out.info["offline_seconds"] * 1000)
