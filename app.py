@@ -9,6 +9,8 @@ icon would otherwise become the favicon, which Streamlit fetches from Google's f
 import streamlit as st
 
 st.set_page_config(page_title="Image retrieval", page_icon="🔎", layout="wide", initial_sidebar_state="auto")
+# a laptop screen is 800 px high: less empty space above the page title
+st.html("<style>[data-testid='stMainBlockContainer'] { padding-top: 2.5rem; }</style>")
 st.navigation([
     st.Page("pages/search.py", title="Search", icon=":material/image_search:", default=True),
     st.Page("pages/metrics.py", title="Metrics", icon=":material/monitoring:"),

@@ -1,14 +1,15 @@
 """Search latency as a person sees it: the time from pressing Search in the browser to the
 results on screen (images loaded), for a warm app over the 250 Paris images with the default
-embedding. Target: under 1 s on a 2-core machine.
+embedding. Target: under 300 ms (issue 14), on a quiet machine.
 
     python benchmarks/bench_app_latency.py [--root ../shared/data/paris6k] [--searches 12]
 
 Each search queries a different gallery image (whole image, k = 10); choosing the image is not
 timed, only the click on Search until the grid shows its 10 loaded thumbnails with the query
 image first. The baseline, measured in the same run, is ``SearchEngine.search`` on the same
-images in this process (embedding + exact search, no UI): the ratio shows what the app adds.
-Writes ``artifacts/bench/app_latency.json``.
+images in this process (embedding + exact search, no UI), once before and once after the browser
+session (the machine's load changes): the ratio shows what the app adds. Writes
+``artifacts/bench/app_latency.json``.
 """
 from __future__ import annotations
 
@@ -59,13 +60,17 @@ def main(argv: list[str] | None = None) -> int:
     images = emb.ids[::step][:a.searches]
 
     engine = SearchEngine(gallery, DEFAULT_CONFIG)
-    engine.search(str(gallery.root / images[0]), k=K)                         # warm-up
-    baseline = []
-    for image_id in images:
-        start = time.perf_counter()
-        engine.search(str(gallery.root / image_id), k=K)
-        baseline.append((time.perf_counter() - start) * 1000)
-    del engine
+
+    def in_process() -> list[float]:
+        engine.search(str(gallery.root / images[0]), k=K)                     # warm-up
+        times = []
+        for image_id in images:
+            start = time.perf_counter()
+            engine.search(str(gallery.root / image_id), k=K)
+            times.append((time.perf_counter() - start) * 1000)
+        return times
+
+    baseline = in_process()
 
     load_before = os.getloadavg()
     rows = []
@@ -86,18 +91,23 @@ def main(argv: list[str] | None = None) -> int:
             m = TIMING.search(page.inner_text("body"))
             rows.append({"image": image_id, "click_to_results_ms": seconds * 1000,
                          "app_embed_ms": float(m[1]) if m else None, "app_search_ms": float(m[2]) if m else None})
+    baseline += in_process()
     clicks = summary([r["click_to_results_ms"] for r in rows])
     base = summary(baseline)
+    app_embed = [r["app_embed_ms"] for r in rows if r["app_embed_ms"] is not None]
     report = {
         "benchmark": "app_latency",
         "what": "browser click on Search to 10 result thumbnails loaded; warm app; Paris 250 images; whole-image "
-                "queries; default embedding; exact cosine search",
+                "queries; default embedding; exact cosine search; baseline: SearchEngine.search in this process, "
+                "before and after the browser session",
         "embedding": DEFAULT_CONFIG.label(), "n_images": len(emb.ids), "k": K,
         "first_search_ms": first_ms,
         "click_to_results_ms": clicks,
         "baseline_in_process_search_ms": base,
         "ratio_median_to_baseline": clicks["median"] / base["median"],
-        "target_ms": 1000, "meets_target": clicks["median"] < 1000,
+        "app_embed_ms": summary(app_embed) if app_embed else None,
+        "ui_overhead_median_ms": clicks["median"] - base["median"],
+        "target_ms": 300, "meets_target": clicks["median"] < 300,
         "load_average_before": list(load_before), "load_average_after": list(os.getloadavg()),
         "searches": rows,
         "machine": machine_info(), "versions": package_versions(),
@@ -106,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out) if a.out else artifacts_dir() / "bench" / "app_latency.json"
     write_json(out, report)
     print(json.dumps({k: report[k] for k in ("click_to_results_ms", "baseline_in_process_search_ms",
-                                             "ratio_median_to_baseline", "first_search_ms", "load_average_before")},
+                                             "ratio_median_to_baseline", "ui_overhead_median_ms", "first_search_ms",
+                                             "load_average_before", "load_average_after")},
                      indent=1))
     print(f"written to {out}")
     return 0

@@ -19,7 +19,7 @@ from core.app.browse import filter_ids, groups, page_of
 from core.app.catalog import gallery_entries, image_id_of, queries_in_gallery
 from core.app.export import results_frame, score_kind, to_json
 from core.app.labels import LABEL_COLOURS, label_results, report
-from core.app.preview import FRAME, box_from_cropper, check_upload, cropper_coords, preview
+from core.app.preview import FRAME, MAX_UPLOAD_MB, box_from_cropper, check_upload, cropper_coords, preview
 from core.app.urlstate import MAX_K, ViewState, decode, missing
 from core.config import DEFAULT_CONFIG
 from core.datasets import Query
@@ -166,10 +166,14 @@ def empty_state() -> None:
 
 
 def pick(image_id: str) -> None:
-    st.session_state.update(source=GALLERY, gallery_image=image_id)
+    st.session_state.update(source=GALLERY, gallery_image=image_id, browsing=False)
 
 
-@st.dialog("Pick a query image", width="large")
+def stop_browsing() -> None:
+    st.session_state["browsing"] = False
+
+
+@st.dialog("Pick a query image", width="large", on_dismiss=stop_browsing)
 def browse(ids: list[str], root) -> None:
     """Thumbnails of the gallery, filtered by name and group (class folder or name prefix)."""
     c = st.columns([2, 2, 1])
@@ -211,17 +215,18 @@ def choose_query(ids: list[str], root, gt_queries: list[Query]) -> QueryImage | 
         c = st.columns([4, 1], vertical_alignment="bottom")
         image_id = c[0].selectbox("Gallery image", ids, key="gallery_image")
         if c[1].button("Browse", key="browse", icon=":material/grid_view:", help="Pick from thumbnails"):
+            st.session_state["browsing"] = True
+        if st.session_state.get("browsing"):       # stays open over reruns until a pick or a dismissal
             browse(ids, root)
         path = root / image_id
         return QueryImage(f"img-{image_id}", image_id, str(path), image_size(path), None, None, image_id)
-    limit = st.get_option("server.maxUploadSize")
-    # the widget accepts more than the limit, so that a too large file gets our message, not only an icon
-    upload = st.file_uploader(f"Image (JPEG, PNG, WebP or BMP, at most {limit} MB)", key="upload",
-                              max_upload_size=limit * 10)
+    # the server accepts more than the limit (server.maxUploadSize), so that a too large file gets a
+    # message that names it, not only the uploader's small error icon
+    upload = st.file_uploader(f"Image (JPEG, PNG, WebP or BMP, at most {MAX_UPLOAD_MB} MB)", key="upload")
     if upload is None:
         return None
     try:
-        img = check_upload(upload.name, upload.getvalue(), limit)
+        img = check_upload(upload.name, upload.getvalue(), MAX_UPLOAD_MB)
     except ImageError as exc:
         st.error(str(exc), icon=":material/broken_image:")
         return None
@@ -286,9 +291,13 @@ def run_search(eng: SearchEngine, query: QueryImage, box: Box | None, settings: 
         message = (f"Preparing {METHOD_NAMES[settings.rerank]} for {eng.gallery.name}: once per gallery and "
                    "embedding (methods over feature maps read every image: a minute or more)…") if first \
             else f"Re-ranking by {METHOD_NAMES[settings.rerank]}…"
-        with st.status(message, expanded=False) if first else st.spinner(message):
+        with st.status(message, expanded=False) if first else st.spinner(message) as status:
             reranked = rerank_results(eng, results.query_vector, rerank, query.source, box,
                                       k=settings.k + extra, state=state)
+            if status is not None:         # the first time: say what it cost, apart from the query
+                status.update(label=f"Prepared {METHOD_NAMES[settings.rerank]} for {eng.gallery.name} in "
+                                    f"{reranked.prepare_ms / 1000:.1f} s (once per gallery and embedding)",
+                              state="complete")
         state["prepared"].add(rerank.label())
         plain = {r.image_id: r.rank for r in results.items}
         if len(plain) < len(eng.embeddings.ids):
@@ -352,16 +361,13 @@ def show_results(shown: Shown, root, ids: list[str], eng: SearchEngine, current_
         ranking, _ = eng.search_vector(results.query_vector, k=len(ids), method="exact", metric=shown.metric)
         displayed = sorted(shown.hidden + results.items, key=lambda r: r.rank)
         rep = report(gt, [r.index for r in displayed], [r.index for r in ranking], ids, k)
-        c = st.columns(4)
-        c[0].metric("AP", f"{rep.ap:.3f}")
-        c[1].metric("AP 11-pt", f"{rep.ap_interp11:.3f}", help="11-point interpolated AP")
-        c[2].metric(f"P@{k}", f"{rep.precision_at_k:.2f}")
-        c[3].metric("Missed", f"{rep.missed}/{rep.n_relevant}",
-                    help=f"Relevant images of this gallery that are not in the top {k}")
-        st.caption("Relevant = listed positives present in this gallery; junk is ignored; AP over the "
-                   "results shown, then the rest of the gallery in exact-search order. Frames: " + ", ".join(
-                       f"<span style='color:{LABEL_COLOURS[lab]}'>■</span> {lab}" for lab in LABEL_COLOURS),
-                   unsafe_allow_html=True)
+        st.markdown(f"**AP {rep.ap:.3f}** · AP 11-pt {rep.ap_interp11:.3f} · P@{k} {rep.precision_at_k:.2f} · "
+                    f"missed **{rep.missed}** of {rep.n_relevant} relevant",
+                    help=f"Relevant = listed positives present in this gallery; junk is ignored; AP over the "
+                         f"results shown, then the rest of the gallery in exact-search order. AP 11-pt: 11-point "
+                         f"interpolated AP. Missed: relevant images that are not in the top {k}.")
+        st.caption("Frames: " + ", ".join(f"<span style='color:{LABEL_COLOURS[lab]}'>■</span> {lab}"
+                                          for lab in LABEL_COLOURS), unsafe_allow_html=True)
     if shown.hidden:
         st.caption(f"The query's own image ({shown.image_id}, #{shown.hidden[0].rank}) is hidden; "
                    "scores still count it.")

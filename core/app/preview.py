@@ -17,6 +17,7 @@ from core.images import Box, ImageError, load_image
 
 UPLOAD_TYPES: tuple[str, ...] = ("jpg", "jpeg", "png", "webp", "bmp")
 FRAME = 6                             # frame width in pixels of a labelled thumbnail
+MAX_UPLOAD_MB = 20                    # query images larger than this are refused, with a message
 BACKGROUND = (240, 242, 246)          # behind square thumbnails: the app's secondary background
 
 
