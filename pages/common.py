@@ -19,6 +19,7 @@ from core.app.catalog import gallery_ground_truth, run_ground_truth, runs_table
 from core.app.demo import DEMO_NAME, PHOTOS, TRANSFORMS, build_demo_gallery
 from core.app.labels import LABEL_COLOURS
 from core.app.preview import thumbnail
+from core.app.thumbnails import ThumbnailStore, frame_jpeg
 from core.cache.descriptors import NPZ, build_embeddings, cache_dir
 from core.cache.galleries import load_gallery
 from core.config import DEFAULT_CONFIG, EmbeddingConfig
@@ -60,27 +61,31 @@ def ground_truth(artifacts: str, gallery: str) -> GroundTruth | None:
     return gallery_ground_truth(load_gallery(gallery))
 
 
+THUMB_SIDE = 200                # every thumbnail of the app (results, picker, failures) is this large
+
+
+@st.cache_resource(show_spinner=False)
+def thumb_store() -> ThumbnailStore:
+    """One store of decoded thumbnails for the process (``core.app.thumbnails``)."""
+    return ThumbnailStore(THUMB_SIDE)
+
+
+def warm_thumbnails(gallery: str, root: Path, ids: list[str]) -> None:
+    """Decode a gallery's thumbnails in the background, so that searches only frame them."""
+    thumb_store().warm([root / i for i in ids], f"{artifacts_key()}:{gallery}")
+
+
 @st.cache_data(max_entries=4000, show_spinner=False)
-def thumb(path: str, mtime_ns: int, label: str | None = None, box: tuple[float, ...] | None = None,
-          max_side: int = 240) -> bytes:
-    """Square thumbnail bytes, framed in the colour of ``label``; ``mtime_ns`` renews it when the
-    file changes."""
-    return thumbnail(path, max_side, LABEL_COLOURS.get(label or ""), Box.of(box) if box else None, square=True)
+def _thumb_uri(path: str, mtime_ns: int, label: str | None, box: tuple[float, ...] | None) -> str:
+    data = thumbnail(path, THUMB_SIDE, None, Box.of(box), square=True) if box else thumb_store().get(path)
+    return "data:image/jpeg;base64," + base64.b64encode(frame_jpeg(data, LABEL_COLOURS.get(label or ""))).decode()
 
 
-def thumb_of(path: Path, label: str | None = None, box: tuple[float, ...] | None = None, max_side: int = 240) -> bytes:
-    return thumb(str(path), path.stat().st_mtime_ns, label, box, max_side)
-
-
-@st.cache_data(max_entries=4000, show_spinner=False)
-def _thumb_uri(path: str, mtime_ns: int, label: str | None, box: tuple[float, ...] | None, max_side: int) -> str:
-    return "data:image/jpeg;base64," + base64.b64encode(thumb(path, mtime_ns, label, box, max_side)).decode()
-
-
-def thumb_uri(path: Path, label: str | None = None, box: tuple[float, ...] | None = None, max_side: int = 240) -> str:
-    """``thumb_of`` as a data URI: ``st.image`` sends it inside the page update, so a grid of
-    results shows without one HTTP request per thumbnail after the update arrives."""
-    return _thumb_uri(str(path), path.stat().st_mtime_ns, label, box, max_side)
+def thumb_uri(path: Path, label: str | None = None, box: tuple[float, ...] | None = None) -> str:
+    """A square thumbnail (cropped to ``box``, framed in the colour of ``label``) as a data URI:
+    ``st.image`` sends it inside the page update, so a grid of results shows without one HTTP
+    request per thumbnail; ``mtime`` renews it when the file changes."""
+    return _thumb_uri(str(path), path.stat().st_mtime_ns, label, box)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

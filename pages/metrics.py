@@ -15,7 +15,7 @@ import streamlit as st
 from core.app.catalog import ap_comparison, bench_reports, chart_columns, failure_cases, image_id_of, pr_curves
 from core.app.comparison import default_pair, run_names, variant_labels, worst_query
 from core.app.export import failure_frame, to_json
-from core.app.failures import analyse_ranking, gallery_root, rank_histogram, rank_moves, ranking_of
+from core.app.failures import analyse_ranking, gallery_root, rank_moves, ranking_of
 from core.app.labels import LABEL_COLOURS
 from core.cache.galleries import list_galleries
 from core.evaluation.reports import class_results
@@ -74,13 +74,14 @@ def tradeoff_tab(df: pd.DataFrame) -> None:
             color=alt.Color("variant:N", legend=LEGEND, title=None),
             tooltip=["run", "variant", alt.Tooltip("mAP:Q", format=".3f"), alt.Tooltip("extraction_s:Q", format=".1f"),
                      alt.Tooltip("query_ms:Q", format=".1f"), "dim", "run_id"])
-        c = st.columns(2)
-        for col, field, title in ((c[0], "extraction_s", "extraction time of the gallery (s)"),
-                                  (c[1], "query_ms", "mean query time (ms)")):
+        charts = []
+        for field, title in (("extraction_s", "extraction time of the gallery (s)"), ("query_ms", "mean query time (ms)")):
             top = float(sub[field].max()) if sub[field].notna().any() else 1.0
-            col.altair_chart(base.encode(x=alt.X(f"{field}:Q", title=title, scale=alt.Scale(
+            charts.append(base.encode(x=alt.X(f"{field}:Q", title=title, scale=alt.Scale(
                 domain=[0, max(top * 1.1, 1e-3)], nice=True))).properties(
-                title=f"mAP against {title.split(' (')[0]}", height=320), width="stretch")
+                title=f"mAP against {title.split(' (')[0]}", width=330, height=260))
+        # side by side with one legend under both: its labels get the page's width, not half of it
+        st.altair_chart(alt.hconcat(*charts, spacing=40).resolve_scale(color="shared"))
     st.caption("One chart per dataset, one point per run; colour: the options that differ between that dataset's "
                "runs. Timings come from the machine each run was made on.")
 
@@ -118,7 +119,7 @@ def per_query_tab(df: pd.DataFrame) -> None:
         if points:
             open_query(points[0].get("run_id", chosen[0].run_id), points[0]["query"])
 
-    st.altair_chart(bars.properties(title="AP per query (click a bar to inspect that query)", height=380),
+    st.altair_chart(bars.properties(title="AP per query (click a bar to inspect that query)", height=420),
                     width="stretch", key="pq_bars", on_select=clicked, selection_mode="pick")
     if len(chosen) == 2:
         diff = data.drop_duplicates("query").assign(better=lambda d: d["better"].map(lambda b: names.get(b, b)))
@@ -126,7 +127,7 @@ def per_query_tab(df: pd.DataFrame) -> None:
             x=alt.X("query:N", sort=order, axis=QUERY_AXIS), y=alt.Y("diff:Q", title="AP (second − first)"),
             color=alt.Color("better:N", title="better run", legend=LEGEND),
             tooltip=["query", "better", alt.Tooltip("diff:Q", format="+.3f")]).properties(
-            title="Where one run beats the other", height=300), width="stretch")
+            title="Where one run beats the other", height=340), width="stretch")
         wins = diff[diff["diff"].abs() >= 0.05][["query", "better", "diff"]]
 
         def row_clicked() -> None:
@@ -155,14 +156,14 @@ def pr_tab(df: pd.DataFrame) -> None:
                 y=alt.Y("precision:Q", scale=alt.Scale(domain=[0, 1])),
                 color=alt.Color("run:N", legend=LEGEND),
                 tooltip=["run", "curve", alt.Tooltip("recall:Q", format=".2f"), alt.Tooltip("precision:Q", format=".2f")])
-    c = st.columns(2)
     one = pr_curves(chosen, query).assign(run=lambda d: d["run"].map(names))
     mean = pr_curves(chosen).assign(run=lambda d: d["run"].map(names))
-    c[0].altair_chart(alt.Chart(one).mark_line(interpolate="step-after").encode(
+    curves = alt.Chart(one).mark_line(interpolate="step-after").encode(
         **line, strokeDash=alt.StrokeDash("curve:N", legend=LEGEND)).properties(
-        title=f"PR curve of {query}" + (" (the worst query)" if query == worst else ""), height=400), width="stretch")
-    c[1].altair_chart(alt.Chart(mean).mark_line(point=True).encode(**line).properties(
-        title="Mean interpolated PR curve over each run's queries", height=400), width="stretch")
+        title=f"PR curve of {query}" + (" (the worst query)" if query == worst else ""), width=330, height=300)
+    means = alt.Chart(mean).mark_line(point=True).encode(**line).properties(
+        title="Mean interpolated PR curve over each run's queries", width=330, height=300)
+    st.altair_chart(alt.hconcat(curves, means, spacing=40).resolve_scale(color="shared"))
 
 
 # ------------------------------------------------------------------ failures
@@ -174,7 +175,7 @@ def thumbs(root, entries: list[tuple[str, str, str]], key: str) -> None:
         with grid.cell():
             path = root / image_id
             if path.exists():
-                st.image(thumb_uri(path, label, max_side=THUMB), width="stretch")
+                st.image(thumb_uri(path, label), width="stretch")
             st.caption(caption)
 
 
@@ -209,7 +210,7 @@ def failures_tab(df: pd.DataFrame) -> None:
     head = st.columns([1, 4])
     image_id = image_id_of(q.image, ids)
     if image_id and (root / image_id).exists():
-        head[0].image(thumb_uri(root / image_id, None, tuple(q.box.as_list()) if q.box else None, 200),
+        head[0].image(thumb_uri(root / image_id, None, tuple(q.box.as_list()) if q.box else None),
                       caption="query region" if q.box else "query image", width="stretch")
     with head[1]:
         st.markdown(f"**{query}** · AP {row['ap']:.3f} · {len(failure.found)} of {len(failure.positives)} relevant "
@@ -242,22 +243,15 @@ def failures_tab(df: pd.DataFrame) -> None:
 
 
 def rank_chart(failure, n_images: int) -> None:
-    """Where the relevant images landed: one tick per image along the ranking, and counts per
-    interval of ranks."""
+    """Where the relevant images landed: one tick per relevant image along the whole ranking."""
     strip = pd.DataFrame([{"rank": p.rank, "image": p.image_id, "where": "found" if p.rank <= failure.k else "missed"}
                           for p in failure.positives])
-    hist = pd.DataFrame(rank_histogram(failure, n_images), columns=["first", "last", "count"])
-    hist["ranks"] = hist["first"].astype(str) + "–" + hist["last"].astype(str)
     colours = alt.Scale(domain=["found", "missed"], range=[LABEL_COLOURS["good"], LABEL_COLOURS["bad"]])
-    ticks = alt.Chart(strip).mark_tick(thickness=2, size=28).encode(
-        x=alt.X("rank:Q", scale=alt.Scale(domain=[1, n_images]), title="rank in the full ranking"),
+    st.altair_chart(alt.Chart(strip).mark_tick(thickness=3, size=30).encode(
+        x=alt.X("rank:Q", scale=alt.Scale(domain=[1, n_images]), title=f"rank in the full ranking (1–{n_images})"),
         color=alt.Color("where:N", scale=colours, legend=alt.Legend(orient="right", title=None)),
-        tooltip=["image", "rank", "where"]).properties(height=60, title="Rank of each relevant image")
-    bars = alt.Chart(hist).mark_bar(color=LABEL_COLOURS["ok"]).encode(
-        x=alt.X("ranks:N", sort=None, title="ranks", axis=alt.Axis(labelAngle=0)),
-        y=alt.Y("count:Q", title="relevant images", axis=alt.Axis(tickMinStep=1)),
-        tooltip=["ranks", "count"]).properties(height=140)
-    st.altair_chart(alt.vconcat(ticks, bars), width="stretch")
+        tooltip=["image", "rank", "where"]).properties(height=110, title="Where the relevant images landed"),
+        width="stretch")
 
 
 def compare_runs(df: pd.DataFrame, r: Run, q, names: dict[str, str]) -> None:

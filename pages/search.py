@@ -37,6 +37,7 @@ from pages.common import (
     ground_truth,
     image_of,
     thumb_uri,
+    warm_thumbnails,
 )
 
 PREVIEW = (380, 380)            # the cropper draws on a preview at most this large: fits a column at 1280 px
@@ -189,7 +190,7 @@ def browse(ids: list[str], root) -> None:
     grid = st.grid("auto", min_column_width=110, gap="xsmall", key="browse_grid")
     for image_id in page_ids:
         with grid.cell():
-            st.image(thumb_uri(root / image_id, max_side=128), caption=image_id, width="stretch")
+            st.image(thumb_uri(root / image_id), caption=image_id, width="stretch")
             if st.button("Use", key=f"pick-{image_id}", on_click=pick, args=(image_id,), width="stretch"):
                 st.rerun()
     if n_pages > 1:
@@ -380,13 +381,13 @@ def show_results(shown: Shown, root, ids: list[str], eng: SearchEngine, current_
         with grid.cell():
             window = shown.windows.get(item.image_id)
             st.image(window_thumb(root / item.image_id, label, window) if window
-                     else thumb_uri(root / item.image_id, label, max_side=200), width="stretch")
+                     else thumb_uri(root / item.image_id, label), width="stretch")
             st.markdown(result_caption(shown, item, label))
-            b = st.columns(2, gap="xxsmall")
-            if b[0].button("View", key=f"view-{item.rank}", type="tertiary", icon=":material/open_in_full:"):
-                view_result(shown, item, label, root)
-            b[1].button("Search", key=f"again-{item.rank}", on_click=search_with, args=(item.image_id,),
-                        type="tertiary", icon=":material/image_search:", help="Search with this image")
+            with st.container(horizontal=True, gap="small"):
+                if st.button("View", key=f"view-{item.rank}", type="tertiary", icon=":material/open_in_full:"):
+                    view_result(shown, item, label, root)
+                st.button("Search", key=f"again-{item.rank}", on_click=search_with, args=(item.image_id,),
+                          type="tertiary", icon=":material/image_search:", help="Search with this image")
     export(shown, labels)
 
 
@@ -479,6 +480,7 @@ def main() -> None:
         return
     eng = engine(gallery.name, cache["config"])
     ids = eng.embeddings.ids
+    warm_thumbnails(gallery.name, gallery.root, ids)
     gt = ground_truth(artifacts_key(), gallery.name)
     gt_queries = queries_in_gallery(gt, ids) if gt else []
     st.caption(f"{gallery.name}: {len(ids)} images · {cache['label']}"

@@ -173,3 +173,31 @@ def test_decompression_bomb_message_is_plain(tmp_path):
     (tmp_path / "scan.png").write_bytes(buffer.getvalue())
     with pytest.raises(ImageError, match="scan.png: .* megapixels exceeds the limit"):
         load_image(tmp_path / "scan.png")
+
+
+# ------------------------------------------------------------------ thumbnails
+
+def test_thumbnails_are_decoded_once_and_framed_without_decoding_the_photo(tmp_path, monkeypatch):
+    import core.app.thumbnails as thumbnails
+    from core.app.preview import FRAME
+    paths = []
+    for i, colour in enumerate(("red", "blue", "green")):
+        paths.append(tmp_path / f"{i}.jpg")
+        Image.new("RGB", (300, 150), colour).save(paths[-1])
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    decoded = []
+    real = thumbnails.thumbnail
+    monkeypatch.setattr(thumbnails, "thumbnail", lambda p, *a, **k: decoded.append(str(p)) or real(p, *a, **k))
+    store = thumbnails.ThumbnailStore(64)
+    store.warm(paths + [tmp_path / "broken.jpg"], "g").join(timeout=30)
+    assert len(store) == 3 and store.warm(paths, "g") is None               # once per gallery
+    first = store.get(paths[0])
+    assert decoded.count(str(paths[0])) == 1                                # served from memory
+    with Image.open(io.BytesIO(first)) as img:
+        assert img.size == (64, 64)
+    with Image.open(io.BytesIO(thumbnails.frame_jpeg(first, "#00ff00"))) as img:
+        assert img.size == (64 + 2 * FRAME, 64 + 2 * FRAME)
+        r, g, b = img.getpixel((1, 1))
+        assert g > 200 and r < 60 and b < 60
+    assert thumbnails.frame_jpeg(first, None) is first
+    assert len(decoded) == 4                                                # 3 photos and the broken file

@@ -258,7 +258,7 @@ def open_metrics_tab(page, tab: str) -> None:
     wait_idle(page)
 
 
-@pytest.mark.parametrize("tab,charts", [("Runs", 0), ("Trade-off", 2), ("Per-query AP", 2), ("PR curves", 2),
+@pytest.mark.parametrize("tab,charts", [("Runs", 0), ("Trade-off", 1), ("Per-query AP", 2), ("PR curves", 1),
                                         ("Performance", 0)])
 def test_metrics_tabs_render(page, tab, charts):
     open_metrics_tab(page, tab)

@@ -1,5 +1,5 @@
 """Failure analysis of one ranking and of two runs, against hand-computed ranks."""
-from core.app.failures import analyse_ranking, rank_histogram, rank_moves
+from core.app.failures import analyse_ranking, rank_moves
 from core.datasets import Query
 
 QUERY = Query(name="q_1", image="a", box=None, positives=frozenset({"a", "c", "f"}), junk=frozenset({"d"}))
@@ -26,12 +26,6 @@ def test_intruders_are_the_bad_images_above_the_first_missed_positive():
 def test_nothing_missed_means_no_intruders():
     f = analyse_ranking(QUERY, RANKING, IDS, k=7)
     assert f.missed == [] and f.intruders == [] and f.n_intruders == 0
-
-
-def test_rank_histogram_covers_every_rank_once():
-    f = analyse_ranking(QUERY, RANKING, IDS, k=3)
-    assert rank_histogram(f, 7, bins=3) == [(1, 3, 1), (4, 6, 1), (7, 7, 1)]
-    assert sum(c for _, _, c in rank_histogram(f, 7, bins=10)) == 3
 
 
 def test_moves_between_two_runs_largest_first():

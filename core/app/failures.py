@@ -69,15 +69,6 @@ def analyse_ranking(query: Query, ranking: Sequence[int], ids: Sequence[str], k:
     return QueryFailure(query.name, k, positives, above[:max_intruders], len(above))
 
 
-def rank_histogram(failure: QueryFailure, n_images: int, bins: int = 10) -> list[tuple[int, int, int]]:
-    """Counts of relevant images per rank interval: ``(first rank, last rank, count)`` for
-    ``bins`` equal intervals covering ranks 1..``n_images`` (the last may be shorter)."""
-    width = max(1, -(-n_images // bins))
-    edges = range(1, n_images + 1, width)
-    ranks = np.array([p.rank for p in failure.positives], dtype=np.int64)
-    return [(lo, min(lo + width - 1, n_images), int(((ranks >= lo) & (ranks < lo + width)).sum())) for lo in edges]
-
-
 @dataclass(frozen=True)
 class Move:
     """An image whose rank differs between two rankings of the same query (None: absent from
