@@ -247,10 +247,11 @@ def rank_chart(failure, n_images: int) -> None:
     strip = pd.DataFrame([{"rank": p.rank, "image": p.image_id, "where": "found" if p.rank <= failure.k else "missed"}
                           for p in failure.positives])
     colours = alt.Scale(domain=["found", "missed"], range=[LABEL_COLOURS["good"], LABEL_COLOURS["bad"]])
+    st.markdown(f"**Where the relevant images landed**: rank in the full ranking (1–{n_images})")
     st.altair_chart(alt.Chart(strip).mark_tick(thickness=3, size=30).encode(
-        x=alt.X("rank:Q", scale=alt.Scale(domain=[1, n_images]), title=f"rank in the full ranking (1–{n_images})"),
-        color=alt.Color("where:N", scale=colours, legend=alt.Legend(orient="right", title=None)),
-        tooltip=["image", "rank", "where"]).properties(height=110, title="Where the relevant images landed"),
+        x=alt.X("rank:Q", scale=alt.Scale(domain=[1, n_images]), title=None),
+        color=alt.Color("where:N", scale=colours, legend=alt.Legend(orient="top", direction="horizontal", title=None)),
+        tooltip=["image", "rank", "where"]).properties(height=120),
         width="stretch")
 
 

@@ -18,7 +18,6 @@ from core.evaluation.runs import Run
 from core.images import MAX_PIXELS, Box, ImageError, load_image
 from core.index import Result
 
-
 # ------------------------------------------------------------------ URL state
 
 def test_view_state_round_trips_through_query_parameters():

@@ -305,6 +305,24 @@ def test_clicking_a_bar_opens_that_query(page):
     assert page.locator(".st-key-fail_query input").input_value().startswith(query)
 
 
+def test_selecting_a_row_of_the_differences_opens_that_query(app, page):
+    _, runs = app
+    newest, older = (r.per_query.set_index("query")["ap"] for r in (runs[1], runs[0]))
+    diff = (older - newest)[lambda d: d.abs() >= 0.05]          # second run minus first, as the table
+    expected = diff.idxmin()                                     # its first row: the largest loss
+    open_metrics_tab(page, "Per-query AP")
+    table = page.locator(".st-key-pq_wins [data-testid='stDataFrame']")
+    table.wait_for(timeout=60_000)
+    page.wait_for_timeout(500)
+    table.scroll_into_view_if_needed()
+    box = table.bounding_box()
+    page.mouse.click(box["x"] + 14, box["y"] + 35 + 17)         # the row marker of the first row
+    page.wait_for_function("() => document.querySelector('[role=tab][aria-selected=true]')"
+                           ".innerText.includes('Failures')", timeout=30_000)
+    wait_idle(page)
+    assert page.locator(".st-key-fail_query input").input_value().split(" · ")[0] == expected
+
+
 def test_galleries_page(page):
     page.get_by_role("link", name="Galleries").click()
     page.get_by_role("heading", name="Galleries").wait_for(timeout=60_000)
