@@ -313,6 +313,9 @@ def run_search(eng: SearchEngine, query: QueryImage, box: Box | None, settings: 
         "feature maps read every image, a minute or more)…")
     with st.spinner(message):
         results = eng.search(query.source, box, k=settings.k + extra, settings=search, reranker=reranker)
+    if results.prepare_seconds >= 0.001:                  # the first time: say what it cost, apart from the query
+        st.status(f"Prepared {title} for {eng.gallery.name} in {results.prepare_seconds:.1f} s (once per gallery "
+                  "and embedding)", state="complete", expanded=False)
     shown = Shown(eng.gallery.name, query.token, query.name, query.source, results, query.gt, settings.k,
                   settings.metric, box, query.image_id,
                   windows={i: e[1] for i, e in results.evidence.items() if e[1] is not None})
