@@ -298,7 +298,7 @@ def cmd_search(a: argparse.Namespace) -> int:
     score_name = "cosine" if a.metric == "cosine" or results.rerank_label else "distance"
     if results.rerank_label:
         print(f"re-ranked by {results.rerank_label} in {results.rerank_ms:.0f} ms"
-              + (f" (+{results.prepare_seconds:.1f} s once for the gallery)" if results.prepare_seconds > 0.05 else ""))
+              + (f" (after preparing the gallery once: {results.prepare_seconds:.1f} s)" if results.prepare_seconds > 0.05 else ""))
     for item in results.items:
         extra = results.evidence.get(item.image_id)
         print(f"{item.rank:4d}  {score_name} {item.score:.4f}  {printable(item.image_id)}"
@@ -338,8 +338,9 @@ def cmd_galleries(a: argparse.Namespace) -> int:
     if a.action == "delete":
         if not a.gallery:
             raise GalleryError("name the gallery to delete: python -m core galleries delete NAME")
+        root = load_gallery(a.gallery).root
         delete_gallery(a.gallery)
-        print(f"deleted gallery {a.gallery} (its descriptors and indexes; the images are untouched)")
+        print(f"deleted gallery {a.gallery}: its record, descriptors and indexes; the images in {printable(str(root))} are untouched")
         return 0
     names = list_galleries()
     if not names:

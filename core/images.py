@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -130,7 +131,7 @@ def load_image(source: str | os.PathLike | IO[bytes], max_size: int | None = Non
             img.seek(0)                                  # first frame of animations
             raw_w, raw_h = img.size
             if raw_w * raw_h > MAX_PIXELS:
-                raise ImageError(f"{raw_w}x{raw_h} pixels exceeds the limit of {MAX_PIXELS:,}")
+                raise ImageError(_too_large(name, raw_w * raw_h))
             box_obj = Box.of(box.as_list() if isinstance(box, Box) else box) if box is not None else None
             scale = 1.0
             if max_size is not None and img.format == "JPEG":
@@ -145,7 +146,8 @@ def load_image(source: str | os.PathLike | IO[bytes], max_size: int | None = Non
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"refused as a decompression bomb: {exc}") from exc
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        raise ImageError(_too_large(name, int(pixels[1]) if pixels else None)) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"corrupt or truncated image {name}: {exc}") from exc
     img = _to_rgb(img)
@@ -171,6 +173,12 @@ def load_region(source: ImageSource, max_size: int | None = None,
         b = (box if isinstance(box, Box) else Box.of(box)).clamp(*img.size)
         img = img.crop(tuple(int(v) for v in b.as_list()))
     return fit_max_size(img, max_size) if max_size is not None else img
+
+
+def _too_large(name: object, pixels: int | None) -> str:
+    size = f"{pixels / 1e6:.0f} megapixels" if pixels else "its pixel count"
+    return (f"{name}: {size} exceeds the limit of {MAX_PIXELS / 1e6:g} megapixels (refused: a decompression "
+            "bomb guard, an image that large would fill the memory)")
 
 
 def fit_max_size(img: Image.Image, max_size: int) -> Image.Image:

@@ -19,6 +19,8 @@ from core.app.models import model_of_run
 from core.cache.descriptors import CacheInfo, gallery_caches
 from core.cache.galleries import Gallery, GalleryError, list_galleries, load_gallery
 from core.datasets import LOADERS, GroundTruth, Query, dataset_layout, load_ground_truth, load_oxford_paris, stem_of
+from core.datasets.classes import PROTOCOL as CLASSES
+from core.datasets.classes import load_class_folders
 from core.evaluation.metrics import RECALL_LEVELS_11, interpolated_precision
 from core.evaluation.runs import Run, list_runs, load_run
 from core.evaluation.summary import RunSummary
@@ -75,6 +77,8 @@ def run_ground_truth(summary: RunSummary) -> GroundTruth | None:
     except GalleryError:
         pass
     images = Path(summary.gallery_root)
+    if summary.dataset == CLASSES and images.is_dir():
+        return load_class_folders(images)          # the class folders are the ground truth
     gt = dataset_layout(images.parent).ground_truth
     if summary.dataset in LOADERS and gt != images.parent and gt.is_dir():
         return load_ground_truth(summary.dataset, gt)
