@@ -180,9 +180,9 @@ def pr_tab(df: pd.DataFrame) -> None:
     mean = pr_curves(chosen).assign(run=lambda d: d["run"].map(names))
     curves = alt.Chart(one).mark_line(interpolate="step-after").encode(
         **line, strokeDash=alt.StrokeDash("curve:N", legend=LEGEND)).properties(
-        title=f"PR curve of {query}" + (" (the worst query)" if query == worst else ""), width=330, height=300)
+        title=f"PR curve of {query}" + (" (the worst query)" if query == worst else ""), width=330, height=230)
     means = alt.Chart(mean).mark_line(point=True).encode(**line).properties(
-        title="Mean interpolated PR curve over each run's queries", width=330, height=300)
+        title="Mean interpolated PR curve over each run's queries", width=330, height=230)
     st.altair_chart(alt.hconcat(curves, means, spacing=40).resolve_scale(color="shared"))
 
 

@@ -216,7 +216,7 @@ def test_deep_link_restores_the_full_state_after_a_reload(app, page):
     link = (f"/?gallery=paris40&embedding={DEFAULT_CONFIG.key()}&query=louvre_1&box=150,100,700,400&k=6"
             "&metric=euclidean&index=exact")
     open_search(page, url, link)
-    for _ in range(2):                                           # the link, then a reload of what it became
+    for attempt in range(2):                                     # the link, then a reload of what it became
         page.wait_for_function("() => document.querySelectorAll('.st-key-results img').length === 6", timeout=120_000)
         wait_idle(page)
         assert "x1 150, y1 100, x2 700, y2 400 (550×300 of 1024×768)" in box_caption(page)
@@ -227,8 +227,9 @@ def test_deep_link_restores_the_full_state_after_a_reload(app, page):
         assert re.findall(r"#\d+ · dist", page.locator(".st-key-results").inner_text())
         params = parse_qs(urlparse(page.url).query)
         assert params["box"] == ["150,100,700,400"] and params["k"] == ["6"] and params["metric"] == ["euclidean"]
-        page.reload()
-        page.get_by_role("heading", name="Search").wait_for(timeout=120_000)
+        if attempt == 0:
+            page.reload()
+            page.get_by_role("heading", name="Search").wait_for(timeout=120_000)
     page.screenshot(path=str(SCREENS / "search-deep-link.png"))
 
 
