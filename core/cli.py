@@ -404,6 +404,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     settings = TrainSettings(
         backbone=a.backbone or DEFAULT_CONFIG.backbone, weights=a.weights, trainable_stages=a.trainable_stages,
         loss=a.loss, margin=a.margin, scale=a.scale, embedding_dim=a.embedding_dim, dropout=a.dropout,
+        learn_gem_p=a.learn_gem_p,
         epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, backbone_lr=a.backbone_lr, weight_decay=a.weight_decay,
         schedule=a.schedule, image_size=a.image_size, views=0 if a.no_augment else a.views,
         augmentation=Augmentation(), val_fraction=a.val_split, patience=a.patience, seed=a.seed)
@@ -577,6 +578,9 @@ def add_train_parser(sub) -> None:
     t.add_argument("--scale", type=float, default=d.scale, help=f"cosface/arcface scale (default {d.scale:g})")
     t.add_argument("--embedding-dim", type=int, default=d.embedding_dim, help=f"head output size (default {d.embedding_dim})")
     t.add_argument("--dropout", type=float, default=d.dropout, help=f"dropout before the head (default {d.dropout:g})")
+    t.add_argument("--learn-gem-p", action="store_true",
+                   help="learn the head's GeM exponent (default: fixed at 3, so that with no trained stage every "
+                        "view is pooled once when it is cached)")
     t.add_argument("--epochs", type=int, default=d.epochs, help=f"most epochs (default {d.epochs})")
     t.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
     t.add_argument("--lr", type=float, default=d.lr, help=f"learning rate of the head and loss (default {d.lr:g})")

@@ -30,7 +30,7 @@ from core.train.checkpoint import STATE_FILE, load_state
 COREL = SHARED_DATA / "corel1k"
 CLASSES = ("Buses", "Dinosaurs", "Flowers")
 SHORT = TrainSettings(trainable_stages=1, epochs=4, batch_size=8, image_size=64, views=1, val_fraction=0.25,
-                      patience=10)
+                      patience=10, learn_gem_p=True)
 
 
 @pytest.fixture
@@ -125,7 +125,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(artifacts, few_images)
     reference = train(few_images, "reference", settings, progress=False, log=lambda m: None)
     command = [sys.executable, "-m", "core", "train", "--root", str(few_images), "--name", "killed", "--quiet",
                "--trainable-stages", "1", "--epochs", "12", "--batch-size", "8", "--image-size", "64", "--views", "1",
-               "--val-split", "0.25", "--patience", "10"]
+               "--val-split", "0.25", "--patience", "10", "--learn-gem-p"]
     proc = subprocess.Popen(command, cwd=REPO, env={**os.environ, "CBIR_ARTIFACTS": str(artifacts)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state_file = artifacts / "models" / "killed" / STATE_FILE
