@@ -45,8 +45,8 @@ def test_inverted_file_scores_equal_the_dense_product():
 
 
 def test_vocabulary_size_follows_the_gallery():
-    assert auto_vocabulary_size(47_000) == 94
-    assert auto_vocabulary_size(100) == 64 and auto_vocabulary_size(10**9) == 25_000
+    assert auto_vocabulary_size(47_000) == 24                 # one word per 2000 local features
+    assert auto_vocabulary_size(100) == 16 and auto_vocabulary_size(10**11) == 25_000
 
 
 def test_index_is_cached_and_reloaded_for_the_same_files(artifacts):
