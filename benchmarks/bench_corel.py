@@ -57,7 +57,7 @@ def main() -> None:
     load = {"start": list(os.getloadavg())}
 
     off = evaluate(gallery, gt, DEFAULT_CONFIG, progress=False)
-    offline_pass_s = off["extraction_seconds"] or 0.0
+    offline_pass_s = off.extraction_seconds or 0.0
     load["after_off_the_shelf"] = list(os.getloadavg())
     settings = TrainSettings()
     start = time.perf_counter()
@@ -68,21 +68,21 @@ def main() -> None:
     tuned = evaluate(gallery, gt, tuned_config, progress=False)
     load["end"] = list(os.getloadavg())
 
-    off_c, tuned_c = per_class_p10(off["run_dir"]), per_class_p10(tuned["run_dir"])
+    off_c, tuned_c = per_class_p10(off.run_dir), per_class_p10(tuned.run_dir)
     rows = [{"class": c, "published_name": PUBLISHED_NAMES.get(c, c), "off_the_shelf": off_c[c],
              "fine_tuned": tuned_c[c], "published_vgg19_fc7": PUBLISHED_VGG19[c]} for c in sorted(off_c)]
-    overall = {"off_the_shelf": off["p@10"], "fine_tuned": tuned["p@10"], **PUBLISHED_OVERALL,
-               "off_the_shelf_map": off["map"], "fine_tuned_map": tuned["map"]}
+    overall = {"off_the_shelf": off.metric("p@10"), "fine_tuned": tuned.metric("p@10"), **PUBLISHED_OVERALL,
+               "off_the_shelf_map": off.map, "fine_tuned_map": tuned.map}
     t = result.card.timing
     best = max(PUBLISHED_OVERALL.values())
     write_result("corel", {
         "protocol": "Corel-1k, per class 90 images to train on and search and 10 queries (100 queries); "
                     "precision@10 per class, relevant = same class; cosine on L2-normalised descriptors",
-        "split_seed": args.seed, "n_gallery": off["n_images"], "n_queries": off["n_queries"],
+        "split_seed": args.seed, "n_gallery": off.n_images, "n_queries": off.n_queries,
         "per_class": rows, "overall": overall,
-        "acceptance": {"fine_tuned_above_every_published": tuned["p@10"] > best,
-                       "fine_tuned_above_off_the_shelf": tuned["p@10"] > off["p@10"]},
-        "embeddings": {"off_the_shelf": off["embedding_label"], "fine_tuned": tuned["embedding_label"]},
+        "acceptance": {"fine_tuned_above_every_published": tuned.metric("p@10") > best,
+                       "fine_tuned_above_off_the_shelf": tuned.metric("p@10") > off.metric("p@10")},
+        "embeddings": {"off_the_shelf": off.embedding_label, "fine_tuned": tuned.embedding_label},
         "training": {"settings": settings.to_dict(), "seconds": train_s, "feature_cache_seconds": t["feature_cache_seconds"],
                      "epoch_seconds": t["epoch_seconds"], "best_epoch": t["best_epoch"], "epochs_run": t["epochs_run"],
                      "n_train": result.card.data["n_train"], "n_val": result.card.data["n_val"],
@@ -90,7 +90,7 @@ def main() -> None:
                      "off_the_shelf_gallery_embedding_seconds": offline_pass_s,
                      "training_over_off_the_shelf_embedding": train_s / offline_pass_s if offline_pass_s else None},
         "load_average": load,
-        "runs": {"off_the_shelf": off["run_id"], "fine_tuned": tuned["run_id"]},
+        "runs": {"off_the_shelf": off.run_id, "fine_tuned": tuned.run_id},
         "commands": [
             f"python -m core data split --root {args.root} --out data/corel-split --per-class 90 --seed {args.seed}",
             "python -m core evaluate --dataset classes --root data/corel-split/gallery --queries "

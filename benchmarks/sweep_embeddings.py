@@ -57,16 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     for cfg in sweep_configs(a.backbones, a.sizes):
         s = evaluate(gallery, gt, cfg, progress=False, log=lambda m: None)
         base_run = next((r for r in rows if r["config"] == cfg.base().to_dict()), None)
-        ips = s["images_per_second"] or (base_run or {}).get("images_per_second")
-        row = {"label": cfg.label(), "config": cfg.to_dict(), "map": s["map"], "map_interp11": s["map_interp11"],
-               "ndcg": s["ndcg"], "p@10": s["p@10"], "random_map": s["random_map"], "dim": s["dim"],
-               "images_per_second": ips, "query_ms": s["mean_query_ms"], "run_id": s["run_id"]}
+        ips = s.images_per_second or (base_run or {}).get("images_per_second")
+        row = {"label": cfg.label(), "config": cfg.to_dict(), "map": s.map, "map_interp11": s.map_interp11,
+               "ndcg": s.ndcg, "p@10": s.metric("p@10"), "random_map": s.random_map, "dim": s.dim,
+               "images_per_second": ips, "query_ms": s.mean_query_ms, "run_id": s.run_id}
         rows.append(row)
         print(f"{row['label']:55s} mAP {row['map'] * 100:6.2f}  mAP11 {row['map_interp11'] * 100:6.2f}  "
               f"dim {row['dim']:5d}  {ips or 0:6.2f} img/s", flush=True)
-    out = {"dataset": a.dataset, "n_images": s["n_images"], "n_queries": s["n_queries"],
+    out = {"dataset": a.dataset, "n_images": s.n_images, "n_queries": s.n_queries,
            "note": "relevant = positives present in the gallery; whitening learned on the gallery itself",
-           "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": s["machine"], "rows": rows}
+           "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": s.machine, "rows": rows}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=2) + "\n")
     print(f"written {a.out}")

@@ -20,15 +20,19 @@ from core.cache.galleries import (
     load_gallery,
     register_gallery,
 )
-from core.config import DEFAULT_CONFIG, LAYERS, MULTI_SCALES, AnnoyParams, EmbeddingConfig
-from core.datasets import LOADERS, dataset_layout, load_ground_truth
+from core.config import DEFAULT_CONFIG, LAYERS, MULTI_SCALES, PRECISIONS, AnnoyParams, EmbeddingConfig
+from core.datasets import DATASET_PROTOCOLS, LOADERS, dataset_layout, load_ground_truth
 from core.datasets.classes import load_query_folders
 from core.datasets.download import CATALOGUE, DownloadError
 from core.embed.backbones import WeightsUnavailable, list_backbones
+from core.embed.device import DEVICES
 from core.embed.pooling import POOLINGS
+from core.embed.precision import PrecisionRefused
 from core.embed.trained import apply_model
+from core.fs import printable
 from core.images import Box, ImageError
-from core.index import IndexMismatch
+from core.index import ANNOY_METRIC, SEARCH_METHODS, IndexMismatch, SearchSettings
+from core.index.choice import auto_description, default_method
 
 COMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
 
@@ -56,44 +60,74 @@ def add_embedding_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--multiscale", action="store_true", help="use scales 1, 1/sqrt(2), 1/2")
     g.add_argument("--whitening", default=d.whitening,
                    help="'none', 'gallery' (PCA-whitening learned on the gallery itself) or the name of another "
-                        "gallery to learn it on (the literature learns on Oxford to search Paris and back)")
+                        "gallery to learn it on (the literature learns on Oxford to search Paris and back); "
+                        "validate also takes 'other': each set learns it on another validation gallery")
     g.add_argument("--whiten-dim", type=int, default=None, help="output dimension after whitening")
+    g.add_argument("--whiten-shrinkage", type=float, default=d.whiten_shrinkage,
+                   help="0..1: eigenvalues shrunk towards their mean before whitening (default 0: none)")
     g.add_argument("--max-size", type=int, default=d.max_size, help=f"longer image side in pixels (default {d.max_size})")
+    g.add_argument("--precision", default=d.precision, choices=PRECISIONS,
+                   help="network arithmetic (default float32). int8: OpenVINO post-training quantisation, calibrated "
+                        "on --calibration or on the gallery's own images; float16: half precision on a CUDA GPU. "
+                        "Both are used only when their measured fidelity to float32 passes (python -m core quantize)")
+    g.add_argument("--calibration", default=None, metavar="FOLDER",
+                   help="int8: calibrate on a few hundred images of FOLDER (default: the gallery's existing int8 "
+                        "calibration, else its own images)")
+    g.add_argument("--validation-root", default=None, metavar="FOLDER",
+                   help="labelled Paris6k folder (jpg/, gt/) of the fidelity check of int8/float16 "
+                        "(default $CBIR_VALIDATION_ROOT, data/paris6k or ../shared/data/paris6k)")
+    g.add_argument("--device", default=None, choices=DEVICES,
+                   help="where the network runs (default $CBIR_DEVICE or auto: a CUDA GPU when PyTorch sees one)")
 
 
-def add_search_args(p: argparse.ArgumentParser) -> None:
+def add_search_args(p: argparse.ArgumentParser, default: str = "auto", methods: tuple[str, ...] = SEARCH_METHODS) -> None:
     g = p.add_argument_group("search")
-    g.add_argument("--search", default="exact", choices=["exact", "annoy"], help="exact search or Annoy (default exact)")
+    g.add_argument("--search", default=default, choices=methods,
+                   help=f"auto: {auto_description()} (benchmarks/bench_search.py); exact; exact16 (float16 "
+                        f"vectors, half the memory, top k re-scored in float32); annoy; hnsw (default {default})")
     g.add_argument("--metric", default="cosine", choices=["cosine", "euclidean"], help="similarity (default cosine)")
     g.add_argument("--n-trees", type=int, default=AnnoyParams.n_trees, help=f"Annoy trees (default {AnnoyParams.n_trees})")
     g.add_argument("--search-k", type=int, default=None,
                    help="Annoy search_k (default: the smallest measured to give recall@10 >= 0.95)")
 
 
-def add_rerank_args(p: argparse.ArgumentParser) -> None:
-    from core.rerank.methods import METHODS, RerankSettings
+# CLI flag → re-ranker parameter; each method takes the ones it has, the rest keep its defaults
+RERANK_FLAGS = ("qe_n", "alpha", "dba_n", "diffusion_k", "top_n", "blcf_words", "local_features", "k1", "kr_lambda",
+                "sg_k")
 
-    d = RerankSettings()
-    g = p.add_argument_group("re-ranking (core/rerank.py; default none)")
-    g.add_argument("--rerank", default="none", choices=METHODS,
-                   help="aqe/alpha_qe: query expansion; dba: database-side augmentation; diffusion: k-NN graph; "
-                        "blcf: bag of local conv features; local: sliding windows over the top-N's feature maps; "
-                        "spatial: SIFT/ORB + RANSAC verification of the top-N")
-    g.add_argument("--qe-n", type=int, default=d.qe_n, help=f"neighbours added by (alpha-)QE (default {d.qe_n})")
-    g.add_argument("--alpha", type=float, default=d.alpha, help=f"alpha-QE/DBA similarity exponent (default {d.alpha:g})")
-    g.add_argument("--dba-n", type=int, default=d.dba_n, help=f"neighbours averaged by DBA (default {d.dba_n})")
-    g.add_argument("--diffusion-k", type=int, default=d.diffusion_k, help=f"k of the diffusion graph (default {d.diffusion_k})")
-    g.add_argument("--top-n", type=int, default=d.top_n, help=f"images re-ranked by local/spatial (default {d.top_n})")
-    g.add_argument("--blcf-words", type=int, default=d.blcf_words,
+
+def add_rerank_args(p: argparse.ArgumentParser) -> None:
+    from core.rerank import DEFAULT_RERANK, RERANKERS, create_reranker, list_rerankers
+
+    g = p.add_argument_group(f"re-ranking (core/rerank/; default {DEFAULT_RERANK}, chosen on the validation "
+                             f"protocol; --rerank none for the plain ranking)")
+    g.add_argument("--rerank", default=DEFAULT_RERANK, choices=list_rerankers(),
+                   help="; ".join(f"{n}: {RERANKERS[n].title}" + (f" ({RERANKERS[n].helps})" if RERANKERS[n].helps else "")
+                                  for n in list_rerankers() if n != "none"))
+    defaults = {"qe_n": create_reranker("alpha_qe").qe_n, "alpha": create_reranker("alpha_qe").alpha,
+                "dba_n": create_reranker("dba").dba_n, "diffusion_k": create_reranker("diffusion").diffusion_k,
+                "top_n": create_reranker("local").top_n}
+    g.add_argument("--qe-n", type=int, help=f"neighbours added by (alpha-)QE (default {defaults['qe_n']})")
+    g.add_argument("--alpha", type=float, help=f"alpha-QE/DBA similarity exponent (default {defaults['alpha']:g})")
+    g.add_argument("--dba-n", type=int, help=f"neighbours averaged by DBA (default {defaults['dba_n']})")
+    g.add_argument("--diffusion-k", type=int, help=f"k of the diffusion graph (default {defaults['diffusion_k']})")
+    g.add_argument("--top-n", type=int, help=f"images re-ranked by local/spatial (default {defaults['top_n']}), "
+                                               "by superglobal/kreciprocal (default 0: by the gallery-size rule / all)")
+    g.add_argument("--k1", type=int, help="k-reciprocal neighbours (default 0: by the gallery-size rule)")
+    g.add_argument("--kr-lambda", type=float, help="k-reciprocal weight of the original distance (default 0.3)")
+    g.add_argument("--sg-k", type=int, help="SuperGlobal neighbours (default 0: by the gallery-size rule)")
+    g.add_argument("--blcf-words", type=int,
                    help="BLCF vocabulary size (default 0: sized to the gallery, e.g. 25000 on full datasets)")
-    g.add_argument("--local-features", default=d.local_features, choices=["sift", "orb"],
-                   help=f"spatial verification features (default {d.local_features})")
+    g.add_argument("--local-features", choices=["sift", "orb"], help="spatial verification features (default sift)")
 
 
 def rerank_from_args(a: argparse.Namespace):
-    from core.rerank.methods import RerankSettings
-    return RerankSettings(method=a.rerank, qe_n=a.qe_n, alpha=a.alpha, dba_n=a.dba_n, diffusion_k=a.diffusion_k,
-                          top_n=a.top_n, blcf_words=a.blcf_words, local_features=a.local_features)
+    """The chosen re-ranker with the flags given that it has (the others would not apply)."""
+    from core.rerank import create_reranker, reranker_parameters
+
+    own = set(reranker_parameters(a.rerank))
+    return create_reranker(a.rerank, **{f: getattr(a, f) for f in RERANK_FLAGS
+                                        if f in own and getattr(a, f) is not None})
 
 
 def config_from_args(a: argparse.Namespace) -> EmbeddingConfig:
@@ -101,16 +135,34 @@ def config_from_args(a: argparse.Namespace) -> EmbeddingConfig:
     descriptor layer (``core.embed.trained.apply_model``) unless they are given."""
     config = EmbeddingConfig(backbone=a.backbone or DEFAULT_CONFIG.backbone, weights=a.weights, pooling=a.pooling,
                              gem_p=a.gem_p, scales=MULTI_SCALES if a.multiscale else tuple(a.scales),
-                             whitening=a.whitening, whiten_dim=a.whiten_dim, max_size=a.max_size,
-                             layer=a.layer or "pool")
+                             whitening=a.whitening, whiten_dim=a.whiten_dim, whiten_shrinkage=a.whiten_shrinkage,
+                             max_size=a.max_size, layer=a.layer or "pool",
+                             precision=a.precision)
     return apply_model(config, backbone_given=a.backbone is not None, layer_given=a.layer is not None)
 
 
-def settings_from_args(a: argparse.Namespace):
-    from core.evaluation.pipeline import SearchSettings
+def prepared_config(a: argparse.Namespace, gallery) -> EmbeddingConfig:
+    """The config of the arguments, made usable: for int8 its calibration resolved and quantised,
+    and for int8/float16 the fidelity gate passed (measured on first use, then read from its
+    report); ``PrecisionRefused`` otherwise."""
+    from core.cache.calibration import resolve_calibration
+    from core.evaluation.fidelity import ensure_precision
+
+    cfg, calibration = resolve_calibration(gallery, config_from_args(a), a.calibration)
+    ensure_precision(cfg, calibration, Path(a.validation_root) if a.validation_root else None, a.device,
+                     progress=not getattr(a, "quiet", False))
+    return cfg
+
+
+def embedder_for(a: argparse.Namespace, cfg: EmbeddingConfig):
+    from core.embed.embedder import Embedder
+
+    return Embedder(cfg.base(), device=a.device)
+
+
+def settings_from_args(a: argparse.Namespace) -> SearchSettings:
     return SearchSettings(method=a.search, metric=a.metric,
-                          annoy=AnnoyParams(metric="angular" if a.metric == "cosine" else "euclidean",
-                                            n_trees=a.n_trees, search_k=a.search_k))
+                          annoy=AnnoyParams(metric=ANNOY_METRIC[a.metric], n_trees=a.n_trees, search_k=a.search_k))
 
 
 def command(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -130,31 +182,51 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     else:
         gt = load_ground_truth(a.dataset, a.gt or layout.ground_truth, a.protocol)
     gallery = register_gallery(a.name or a.dataset, a.images or layout.images, a.gt or layout.ground_truth, a.dataset)
-    s = evaluate(gallery, gt, config_from_args(a), settings_from_args(a), progress=not a.quiet,
+    cfg = prepared_config(a, gallery)
+    s = evaluate(gallery, gt, cfg, settings_from_args(a), embedder=embedder_for(a, cfg), progress=not a.quiet,
                  rerank=rerank_from_args(a))
-    print(f"\n{s['dataset']} ({s['protocol']}) on {s['n_images']} images, {s['n_queries']} queries "
-          f"({s['n_queries_skipped']} skipped), {s['embedding_label']}, {s['search']['method']}/{s['search']['metric']}")
-    print(f"  mAP {s['map'] * 100:.2f}   mAP_interp11 {s['map_interp11'] * 100:.2f}   NDCG {s['ndcg'] * 100:.2f}   "
-          f"P@1/5/10 {s['p@1'] * 100:.1f}/{s['p@5'] * 100:.1f}/{s['p@10'] * 100:.1f}   random mAP {s['random_map'] * 100:.2f}")
-    if s["images_per_second"]:
-        print(f"  extraction {s['extraction_seconds']:.1f} s ({s['images_per_second']:.2f} img/s)", end="")
-    print(f"   query {s['mean_query_ms']:.1f} ms (embed {s['query_embed_ms']:.1f} + search {s['query_search_ms']:.2f})")
-    if "mp@1" in s:
-        print(f"  revisitop mP@1/5/10 {s['mp@1'] * 100:.1f}/{s['mp@5'] * 100:.1f}/{s['mp@10'] * 100:.1f}")
-    if "classes" in s:
-        c = s["classes"]
+    p = {k: v * 100 for k, v in s.precision_at.items()}
+    print(f"\n{s.dataset} ({s.protocol}) on {s.n_images} images, {s.n_queries} queries "
+          f"({s.n_queries_skipped} skipped), {s.embedding_label}, {s.search['method']}/{s.search['metric']}")
+    print(f"  mAP {s.map * 100:.2f}   mAP_interp11 {s.map_interp11 * 100:.2f}   NDCG {s.ndcg * 100:.2f}   "
+          f"P@1/5/10 {p[1]:.1f}/{p[5]:.1f}/{p[10]:.1f}   random mAP {s.random_map * 100:.2f}")
+    if s.images_per_second:
+        print(f"  extraction {s.extraction_seconds:.1f} s ({s.images_per_second:.2f} img/s)", end="")
+    print(f"   query {s.mean_query_ms:.1f} ms (embed {s.query_embed_ms:.1f} + search {s.query_search_ms:.2f})")
+    if s.metric("mp@1") is not None:
+        print(f"  revisitop mP@1/5/10 {s.metric('mp@1') * 100:.1f}/{s.metric('mp@5') * 100:.1f}/"
+              f"{s.metric('mp@10') * 100:.1f}")
+    if "classes" in s.protocol_extras:
+        c, top = s.protocol_extras["classes"], {k: v * 100 for k, v in s.top_k.items()}
         print(f"  {c['n_classes']} classes: {c['knn_k']}-NN accuracy {c['knn_accuracy'] * 100:.1f}   top1/5/10 accuracy "
-              f"{s['top1'] * 100:.1f}/{s['top5'] * 100:.1f}/{s['top10'] * 100:.1f}   chance precision "
+              f"{top[1]:.1f}/{top[5]:.1f}/{top[10]:.1f}   chance precision "
               f"{c['chance_precision'] * 100:.1f}; per class in classes.csv, confusion matrix in confusion.json")
-    if a.search == "annoy":
-        i = s["index"]
-        print(f"  Annoy n_trees {i['n_trees']} search_k {i['search_k']}: recall@10 {i['recall@10']:.3f} "
+    method = s.search["method"]                          # "auto" resolved for this gallery
+    if method in ("annoy", "hnsw"):
+        i = s.index
+        effort = f"n_trees {i['n_trees']} search_k {i['search_k']}" if method == "annoy" else f"M {i['m']} ef {i['ef']}"
+        print(f"  {method} {effort}: recall@10 {i['recall@10']:.3f} "
               f"recall@100 {i['recall@100']:.3f} (sample), on these queries {i['query_recall@10']:.3f}")
-    if s["rerank"]["method"] != "none":
-        r = s["rerank"]
+    if s.rerank_label:
+        r = s.rerank
         print(f"  re-ranking {r['label']}: +{r['extra_ms_per_query']:.1f} ms per query, "
               f"{r['offline_seconds']:.1f} s once per gallery")
-    print(f"  run written to {s['run_dir']}")
+    print(f"  run written to {s.run_dir}")
+    return 0
+
+
+@command
+def cmd_validate(a: argparse.Namespace) -> int:
+    from core.evaluation.validation import table, validate, validation_sets, write_validation
+
+    sets = validation_sets(a.data, a.sets, a.seed)
+    v = validate(sets, config_from_args(a), settings_from_args(a), rerank_from_args(a), progress=not a.quiet)
+    directory = write_validation([v], v.label.replace("/", "-"))
+    print(table([v]))
+    for s in v.scores:
+        print(f"  {s.name}: {s.n_queries} queries on {s.n_images} images, run {s.run_id}"
+              + ("" if s.basis else "  (reported beside, not a basis for choosing)"))
+    print(f"validation written to {directory}")
     return 0
 
 
@@ -164,14 +236,14 @@ def cmd_index(a: argparse.Namespace) -> int:
     from core.index import AnnoyIndex
 
     gallery = register_gallery(a.name, a.folder) if a.folder else load_gallery(a.name)
-    cfg = config_from_args(a)
+    cfg = prepared_config(a, gallery)
     if a.engine == "dask":
         from core.embed.distributed import DaskEmbedder
 
         with DaskEmbedder(cfg.base(), scheduler=a.scheduler, n_workers=a.dask_workers) as embedder:
             emb = build_embeddings(gallery, cfg, embedder, progress=not a.quiet)
     else:
-        emb = build_embeddings(gallery, cfg, progress=not a.quiet)
+        emb = build_embeddings(gallery, cfg, embedder_for(a, cfg), progress=not a.quiet)
     print(f"{gallery.name}: {len(emb.ids)} images embedded ({emb.dim}-d, {cfg.label()}) in {emb.directory}")
     changes = emb.meta.get("changes", {})
     if not any(changes.get(k) for k in ("added", "changed", "removed")):
@@ -180,18 +252,34 @@ def cmd_index(a: argparse.Namespace) -> int:
     if duplicates:
         print(f"{len(duplicates)} groups of identical files (each is embedded and can appear several times in results):")
         for group in duplicates:
-            print(f"  {' = '.join(group)}")
+            print(f"  {' = '.join(printable(i) for i in group)}")
     if emb.failures:
         print(f"{len(emb.failures)} files skipped:")
         for image_id, reason in sorted(emb.failures.items()):
-            print(f"  {image_id}: {reason}")
-    if not a.no_annoy and len(emb.ids):
-        params = AnnoyParams(metric=a.annoy_metric, n_trees=a.n_trees, search_k=a.search_k)
+            print(f"  {printable(image_id)}: {reason}")
+    annoy_asked = a.annoy_metric is not None or a.n_trees is not None or a.search_k is not None
+    kind = ("none" if a.no_annoy else a.index if a.index != "auto" else "annoy" if annoy_asked
+            else default_method(len(emb.ids), emb.dim))
+    if kind == "annoy" and len(emb.ids):
+        params = AnnoyParams(metric=a.annoy_metric or "angular", n_trees=a.n_trees or AnnoyParams.n_trees,
+                             search_k=a.search_k)
         ann = AnnoyIndex.build(emb.vectors, emb.directory, cfg, params, emb.ids)
         m = ann.meta
         print(f"Annoy {params.metric}, {params.n_trees} trees: built in {m['build_seconds']:.2f} s, "
               f"{m['file_bytes'] / 1e6:.1f} MB; search_k {m['search_k']} gives recall@10 {m['recall@10']:.3f}, "
               f"recall@100 {m['recall@100']:.3f} against exact search on {min(100, len(emb.ids))} sample queries")
+    elif kind == "hnsw" and len(emb.ids):
+        from core.config import HnswParams
+        from core.index.hnsw import HnswIndex
+
+        hn = HnswIndex.build(emb.vectors, emb.directory, cfg, HnswParams(metric="cosine"), emb.ids)
+        m = hn.meta
+        print(f"HNSW cosine, M {m['m']}: built in {m['build_seconds']:.2f} s, {m['file_bytes'] / 1e6:.1f} MB; ef "
+              f"{m['ef']} gives recall@10 {m['recall@10']:.3f}, recall@100 {m['recall@100']:.3f} against exact "
+              f"search on {min(100, len(emb.ids))} sample queries")
+    elif kind == "exact":
+        print(f"no index built: at {len(emb.ids):,} images exact search is within its time budget "
+              f"(--index annoy or hnsw to build one)")
     return 0
 
 
@@ -199,25 +287,47 @@ def cmd_index(a: argparse.Namespace) -> int:
 def cmd_search(a: argparse.Namespace) -> int:
     from core.search.engine import SearchEngine
 
-    engine = SearchEngine(load_gallery(a.name), config_from_args(a))
-    results = engine.search(a.image, Box.of(a.box) if a.box else None, k=a.k, method=a.search,
-                                 metric=a.metric, n_trees=a.n_trees, search_k=a.search_k)
+    box = Box.of(a.box) if a.box else None             # refused (one line) before the network loads
+    gallery = load_gallery(a.name)
+    cfg = prepared_config(a, gallery)
+    engine = SearchEngine(gallery, cfg, embedder=embedder_for(a, cfg))
+    results = engine.search(a.image, box, k=a.k, settings=settings_from_args(a), reranker=rerank_from_args(a))
     print(f"{a.image}{' box ' + ' '.join(f'{v:g}' for v in a.box) if a.box else ''}: top {len(results.items)} of "
           f"{len(engine.embeddings.ids)} in {engine.gallery.name} (embed {results.embed_ms:.0f} ms, "
           f"search {results.search_ms:.1f} ms)")
-    score_name = "cosine" if a.metric == "cosine" else "distance"
-    items, evidence = results.items, {}
-    if a.rerank != "none":
-        from core.rerank.methods import rerank_results
-        reranked = rerank_results(engine, results.query_vector, rerank_from_args(a), a.image,
-                                  Box.of(a.box) if a.box else None, k=a.k)
-        items, evidence, score_name = reranked.items, reranked.evidence, "cosine"
-        print(f"re-ranked by {reranked.label} in {reranked.ms:.0f} ms")
-    for item in items:
-        extra = evidence.get(item.image_id)
-        print(f"{item.rank:4d}  {score_name} {item.score:.4f}  {item.image_id}"
+    score_name = "cosine" if a.metric == "cosine" or results.rerank_label else "distance"
+    if results.rerank_label:
+        print(f"re-ranked by {results.rerank_label} in {results.rerank_ms:.0f} ms"
+              + (f" (after preparing the gallery once: {results.prepare_seconds:.1f} s)" if results.prepare_seconds > 0.05 else ""))
+    for item in results.items:
+        extra = results.evidence.get(item.image_id)
+        print(f"{item.rank:4d}  {score_name} {item.score:.4f}  {printable(item.image_id)}"
               + (f"  {a.rerank} {extra[0]:.3f}" if extra else "")
               + (f"  window {' '.join(f'{v:.0f}' for v in extra[1].as_list())}" if extra and extra[1] else ""))
+    return 0
+
+
+@command
+def cmd_quantize(a: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from core.cache.calibration import resolve_calibration
+    from core.cache.galleries import Gallery
+    from core.evaluation.fidelity import ensure_precision
+
+    if a.precision == "float32":
+        raise ValueError("choose the precision to check: --precision int8 or float16")
+    if a.precision == "int8" and not (a.name or a.calibration):
+        raise ValueError("int8 calibrates on real photos: give --name GALLERY (its images) or --calibration FOLDER")
+    cfg, calibration = config_from_args(a), None
+    if a.precision == "int8":
+        gallery = load_gallery(a.name) if a.name else Gallery("calibration", Path(a.calibration))
+        cfg, calibration = resolve_calibration(gallery, replace(cfg, calibration=""), a.calibration)
+    report = ensure_precision(cfg, calibration, Path(a.validation_root) if a.validation_root else None, a.device,
+                              progress=not a.quiet, remeasure=a.remeasure)
+    print(f"{cfg.label()} ({cfg.key()}) may be used: pass --precision {cfg.precision}"
+          + (f" --calibration {calibration.folder}" if calibration is not None and not a.name else "")
+          + f"; {report.n_images} validation images in {report.seconds:.0f} s")
     return 0
 
 
@@ -228,8 +338,9 @@ def cmd_galleries(a: argparse.Namespace) -> int:
     if a.action == "delete":
         if not a.gallery:
             raise GalleryError("name the gallery to delete: python -m core galleries delete NAME")
+        root = load_gallery(a.gallery).root
         delete_gallery(a.gallery)
-        print(f"deleted gallery {a.gallery} (its descriptors and indexes; the images are untouched)")
+        print(f"deleted gallery {a.gallery}: its record, descriptors and indexes; the images in {printable(str(root))} are untouched")
         return 0
     names = list_galleries()
     if not names:
@@ -238,13 +349,13 @@ def cmd_galleries(a: argparse.Namespace) -> int:
         g = load_gallery(name)
         n_files, n_bytes = folder_size(g) if g.root.is_dir() else (0, 0)
         size = f"{n_files} images, {n_bytes / 1e6:.1f} MB" if g.root.is_dir() else "folder missing"
-        print(f"{name}: {g.root} ({size}){f'  ground truth: {g.dataset}' if g.dataset else ''}")
+        print(f"{name}: {printable(str(g.root))} ({size}){f'  ground truth: {g.dataset}' if g.dataset else ''}")
         for info in gallery_caches(name):
-            print(f"  {info['key']}  {info['label']}  {info['n_images']} images, {info['dim']}-d"
-                  f"{'' if info['complete'] else '  (extraction unfinished)'}")
-            for ix in info["index_params"]:
-                print(f"    annoy {ix['annoy_metric']}, {ix['n_trees']} trees, search_k {ix['search_k']}: "
-                      f"recall@10 {ix['recall@10']:.3f}, {ix['file_bytes'] / 1e6:.1f} MB")
+            print(f"  {info.key}  {info.label}  {info.n_images} images, {info.dim}-d"
+                  f"{'' if info.complete else '  (extraction unfinished)'}")
+            for ix in info.indexes:
+                print(f"    annoy {ix.annoy_metric}, {ix.n_trees} trees, search_k {ix.search_k}: "
+                      f"recall@10 {ix.recall_at_10:.3f}, {ix.file_bytes / 1e6:.1f} MB")
     return 0
 
 
@@ -317,29 +428,50 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="evaluate an embedding on a benchmark and write a run to artifacts/runs/",
                        description="Embed the benchmark's images, rank them for each query (cropped by its box) "
-                                   "and write summary.json, per_query.csv, images.txt, ranking.npy and pr.json.")
+                                   "and write summary.json, per_query.csv, images.json (and images.txt), ranking.npy "
+                                   "and pr.json.")
     e.add_argument("--dataset", required=True, choices=sorted(LOADERS), help="benchmark name")
     e.add_argument("--root", required=True, help="dataset folder (images in ROOT/jpg, ground truth in ROOT/gt)")
     e.add_argument("--images", help="image folder if not ROOT/jpg")
     e.add_argument("--gt", help="ground-truth folder if not ROOT/gt")
     e.add_argument("--name", help="gallery name (default: the dataset name)")
-    e.add_argument("--protocol", choices=["easy", "medium", "hard"],
+    e.add_argument("--protocol", choices=list(dict.fromkeys(p for ps in DATASET_PROTOCOLS.values() for p in ps)),
                    help="revisited Oxford/Paris protocol (default medium)")
     e.add_argument("--queries", help="with --dataset classes: a separate folder of query images in class subfolders, "
                                      "searched against the gallery ROOT (same class = relevant); default: every "
                                      "gallery image is a query")
     add_embedding_args(e)
-    add_search_args(e)
+    add_search_args(e, default="exact", methods=("exact", "annoy", "hnsw"))
     add_rerank_args(e)
+
+    from core.evaluation.validation import SET_NAMES
+
+    v = sub.add_parser("validate", help="the validation protocol: many queries on several image kinds (for defaults)",
+                       description="Evaluate one config on the validation sets: every positive Paris image as a query "
+                                   "of its landmark, whole and cropped to a seeded random 30-70%% box; Corel-1k and a "
+                                   "Fashion-MNIST export as class galleries; the 12 official Paris queries beside. "
+                                   "Writes one run per set and artifacts/validation/<id>/{validation.json,table.md}.")
+    v.add_argument("--data", default=str(Path(__file__).resolve().parent.parent.parent / "shared" / "data"),
+                   help="data folder holding paris6k/, corel1k/, fashion-mnist/ (default ../shared/data)")
+    v.add_argument("--sets", nargs="+", default=list(SET_NAMES), choices=SET_NAMES, help="sets to run (default all)")
+    v.add_argument("--seed", type=int, default=0, help="seed of the random query boxes (default 0)")
+    add_embedding_args(v)
+    add_search_args(v)
+    add_rerank_args(v)
 
     i = sub.add_parser("index", help="embed a folder of images and build its Annoy index",
                        description="Create or update a gallery: only new or changed images are embedded.")
     i.add_argument("--name", required=True, help="gallery name")
     i.add_argument("--folder", help="image folder (needed the first time)")
-    i.add_argument("--annoy-metric", default="angular", choices=["angular", "euclidean"])
-    i.add_argument("--n-trees", type=int, default=AnnoyParams.n_trees, help=f"Annoy trees (default {AnnoyParams.n_trees})")
+    i.add_argument("--annoy-metric", default=None, choices=["angular", "euclidean"],
+                   help="Annoy metric (default angular); an Annoy parameter asks for an Annoy index")
+    i.add_argument("--n-trees", type=int, default=None, help=f"Annoy trees (default {AnnoyParams.n_trees}); an Annoy "
+                                                              "parameter asks for an Annoy index")
     i.add_argument("--search-k", type=int, default=None, help="Annoy search_k (default: measured for recall@10 >= 0.95)")
-    i.add_argument("--no-annoy", action="store_true", help="only embed, build no Annoy index")
+    i.add_argument("--index", default="auto", choices=["auto", "annoy", "hnsw", "none"],
+                   help=f"index to build: auto (the one --search auto uses at this size: none for exact search, "
+                        f"HNSW above; --search auto is {auto_description()}), annoy, hnsw or none (default auto)")
+    i.add_argument("--no-annoy", action="store_true", help="same as --index none")
     i.add_argument("--engine", default="local", choices=["local", "dask"],
                    help="local: this machine's pipeline; dask: a Dask cluster (core/distributed.py), same cache")
     i.add_argument("--scheduler", default=None,
@@ -357,6 +489,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_embedding_args(s)
     add_search_args(s)
     add_rerank_args(s)
+
+    q = sub.add_parser("quantize", help="make an int8 network (or check float16) and measure its fidelity to float32",
+                       description="int8: OpenVINO post-training quantisation (NNCF) calibrated on --calibration FOLDER "
+                                   "or on the images of gallery --name; then, like float16, embeds the labelled "
+                                   "validation set at float32 and at the reduced precision and writes the report: "
+                                   "used only when every descriptor stays within cosine 0.99 (float16: 0.999) and "
+                                   "mAP within 0.5 points of float32.")
+    q.add_argument("--name", help="gallery whose images calibrate int8")
+    q.add_argument("--remeasure", action="store_true", help="measure the fidelity again even if a report exists")
+    q.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_embedding_args(q)
 
     g = sub.add_parser("galleries", help="list or delete galleries")
     g.add_argument("action", nargs="?", default="list", choices=["list", "delete"])
@@ -402,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="folder names (default gallery queries)")
 
     add_train_parser(sub)
-    for sp in (e, i, s):
+    for sp in (e, v, i, s):
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -463,8 +606,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (GalleryError, CacheError, IndexMismatch, WeightsUnavailable, ImageError, FileNotFoundError,
-            KeyError, ValueError, DownloadError, FileExistsError) as exc:
+    except (GalleryError, CacheError, IndexMismatch, WeightsUnavailable, ImageError, OSError,
+            KeyError, ValueError, DownloadError, PrecisionRefused) as exc:
+        # one line, whatever the input: a disk that is full, a file refused, a box that is not numbers
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

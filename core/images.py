@@ -2,23 +2,31 @@
 pixel coordinates, downscale so the longer side is at most ``max_size``.
 
 Unreadable input raises ``ImageError`` with a reason a person can act on; galleries skip such
-files and report them.
+files and report them. Every image is opened here (``open_image``), as a regular file only
+(``core.fs``) and by the decoders of ``ALLOWED_FORMATS`` only: content that merely claims to be a
+JPEG never reaches Pillow's other plugins (EPS would run Ghostscript on it).
 """
 from __future__ import annotations
 
+import io
 import math
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO
 
 import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from core.fs import Scan, describe_error, iter_blocks, open_regular, printable, scan_files
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+# The decoders of those extensions (JPEG also opens the multi-picture MPO files of phone cameras); nothing
+# else is tried.
+ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 MAX_PIXELS = 100_000_000         # decompression-bomb limit: larger images are refused
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -37,11 +45,24 @@ class Box:
     x2: float
     y2: float
 
+    def __post_init__(self) -> None:
+        if not all(math.isfinite(v) for v in self.as_list()):
+            raise ValueError(f"box {self.as_list()} must hold finite numbers")
+
     @classmethod
-    def of(cls, values: Sequence[float]) -> Box:
+    def of(cls, values: Sequence[float | str]) -> Box:
+        """A box from 4 numbers (or decimal strings) given by a person or a file; refuses
+        anything but finite numbers, and boxes of zero area."""
         if len(values) != 4:
             raise ValueError(f"a box needs 4 numbers x1 y1 x2 y2, got {len(values)}")
-        return cls(*(float(v) for v in values))
+        try:
+            numbers = [float(v) for v in values]
+        except (TypeError, ValueError):
+            raise ValueError(f"box {' '.join(map(str, values))!r} must be 4 decimal numbers x1 y1 x2 y2") from None
+        box = cls(*numbers)
+        if box.x1 == box.x2 or box.y1 == box.y2:
+            raise ImageError(f"box {box.as_list()} has no area")
+        return box
 
     def clamp(self, width: int, height: int) -> Box:
         """Order the corners, clip to the image, round outwards to whole pixels; raise
@@ -75,6 +96,24 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
+def open_image(source: str | os.PathLike | IO[bytes]) -> Image.Image:
+    """``Image.open`` restricted to ``ALLOWED_FORMATS``. A path is read into memory through
+    ``core.fs`` (a regular file only, never a FIFO or a device; no more than its size when
+    opened), so no file stays open; raises ``ImageError`` for what cannot be opened."""
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            source = io.BytesIO(b"".join(iter_blocks(source)))   # no more than the size it had when opened
+        return Image.open(source, formats=ALLOWED_FORMATS)
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"not an image in one of the formats {', '.join(ALLOWED_FORMATS)}: {_name(source)}") from exc
+    except OSError as exc:
+        raise ImageError(f"cannot read {_name(source)}: {describe_error(exc)}") from exc
+
+
+def _name(source) -> str:
+    return printable(str(getattr(source, "name", source)))
+
+
 def load_image(source: str | os.PathLike | IO[bytes], max_size: int | None = None,
                box: Box | Sequence[float] | None = None) -> Image.Image:
     """Open ``source`` as RGB, upright (EXIF), cropped to ``box`` (original pixels), then
@@ -84,15 +123,15 @@ def load_image(source: str | os.PathLike | IO[bytes], max_size: int | None = Non
     which is several times cheaper than a full decode. Raises ``ImageError`` for unreadable,
     truncated, empty or oversized files.
     """
-    name = getattr(source, "name", source)
+    name = _name(source)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(source)
+            img = open_image(source)
             img.seek(0)                                  # first frame of animations
             raw_w, raw_h = img.size
             if raw_w * raw_h > MAX_PIXELS:
-                raise ImageError(f"{raw_w}x{raw_h} pixels exceeds the limit of {MAX_PIXELS:,}")
+                raise ImageError(_too_large(name, raw_w * raw_h))
             box_obj = Box.of(box.as_list() if isinstance(box, Box) else box) if box is not None else None
             scale = 1.0
             if max_size is not None and img.format == "JPEG":
@@ -107,9 +146,8 @@ def load_image(source: str | os.PathLike | IO[bytes], max_size: int | None = Non
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"refused as a decompression bomb: {exc}") from exc
-    except UnidentifiedImageError as exc:
-        raise ImageError(f"not an image Pillow can read: {name}") from exc
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        raise ImageError(_too_large(name, int(pixels[1]) if pixels else None)) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"corrupt or truncated image {name}: {exc}") from exc
     img = _to_rgb(img)
@@ -118,6 +156,29 @@ def load_image(source: str | os.PathLike | IO[bytes], max_size: int | None = Non
         b = box_obj.clamp(full_w, full_h)
         img = img.crop(tuple(round(v * scale) for v in b.as_list()))
     return fit_max_size(img, max_size) if max_size is not None else img
+
+
+ImageSource = str | os.PathLike | IO[bytes] | Image.Image
+
+
+def load_region(source: ImageSource, max_size: int | None = None,
+                box: Box | Sequence[float] | None = None) -> Image.Image:
+    """``load_image`` for a file, or the same for an image already decoded (upright, as the
+    search page holds an upload): converted to RGB, cropped to ``box`` in its pixels, downscaled
+    by the one rule of ``fit_max_size``. Lets a query be decoded once for every stage."""
+    if not isinstance(source, Image.Image):
+        return load_image(source, max_size, box)
+    img = _to_rgb(source)
+    if box is not None:
+        b = (box if isinstance(box, Box) else Box.of(box)).clamp(*img.size)
+        img = img.crop(tuple(int(v) for v in b.as_list()))
+    return fit_max_size(img, max_size) if max_size is not None else img
+
+
+def _too_large(name: object, pixels: int | None) -> str:
+    size = f"{pixels / 1e6:.0f} megapixels" if pixels else "its pixel count"
+    return (f"{name}: {size} exceeds the limit of {MAX_PIXELS / 1e6:g} megapixels (refused: a decompression "
+            "bomb guard, an image that large would fill the memory)")
 
 
 def fit_max_size(img: Image.Image, max_size: int) -> Image.Image:
@@ -131,7 +192,7 @@ def fit_max_size(img: Image.Image, max_size: int) -> Image.Image:
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """(width, height) after EXIF orientation, read from the header only."""
-    with Image.open(path) as img:
+    with open_regular(path) as fh, open_image(fh) as img:
         w, h = img.size
         orientation = img.getexif().get(0x0112, 1)
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
@@ -143,14 +204,17 @@ def to_tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
 
 
+def is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def scan_images(root: str | os.PathLike) -> Scan:
+    """Image files under ``root`` (recursive, hidden entries skipped) that can be opened, with
+    their stat results, and the image-named entries that cannot (FIFOs, devices, dangling links,
+    loops, unreadable folders, non-UTF-8 names, ...) with their reasons (``core.fs.scan_files``)."""
+    return scan_files(root, is_image_name)
+
+
 def list_images(root: str | os.PathLike) -> list[str]:
-    """Image files under ``root`` (recursive, hidden entries skipped), as sorted POSIX paths
-    relative to ``root``."""
-    root = Path(root)
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for f in filenames:
-            if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS):
-                found.append(Path(dirpath, f).relative_to(root).as_posix())
-    return sorted(found)
+    """The usable image files under ``root`` as sorted POSIX paths relative to ``root``."""
+    return list(scan_images(root).files)

@@ -6,6 +6,7 @@ Cache keys include the artifacts folder, so one process never mixes two ``CBIR_A
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 from pathlib import Path
@@ -14,19 +15,34 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from core.app.catalog import gallery_ground_truth, runs_table
-from core.app.demo import DEMO_NAME, PHOTOS, TRANSFORMS, build_demo_gallery
-from core.app.labels import LABEL_COLOURS
-from core.app.preview import thumbnail
-from core.cache.descriptors import NPZ, build_embeddings, cache_dir
-from core.cache.galleries import load_gallery
-from core.config import DEFAULT_CONFIG, EmbeddingConfig
-from core.datasets import GroundTruth
-from core.embed.embedder import Embedder
-from core.evaluation.runs import Run, list_runs, load_run
-from core.images import Box, load_image
-from core.paths import artifacts_dir
-from core.search.engine import SearchEngine
+from core import (
+    DEFAULT_CONFIG,
+    DEMO_NAME,
+    LABEL_COLOURS,
+    NPZ,
+    PHOTOS,
+    TRANSFORMS,
+    Box,
+    Embedder,
+    EmbeddingConfig,
+    GroundTruth,
+    Run,
+    SearchEngine,
+    ThumbnailStore,
+    artifacts_dir,
+    build_demo_gallery,
+    build_embeddings,
+    cache_dir,
+    frame_jpeg,
+    gallery_ground_truth,
+    list_runs,
+    load_gallery,
+    load_image,
+    load_run,
+    run_ground_truth,
+    runs_table,
+    thumbnail,
+)
 
 PENDING = "_pending"          # widget values to apply on the next run, before the widgets exist
 
@@ -46,12 +62,12 @@ def _engine(artifacts: str, gallery: str, config_json: str, version: int) -> Sea
     return SearchEngine(load_gallery(gallery), config, embedder=embedder(json.dumps(config.base().to_dict())))
 
 
-def engine(gallery: str, config: dict) -> SearchEngine:
+def engine(gallery: str, config: EmbeddingConfig) -> SearchEngine:
     """Search engine of one gallery under one embedding, shared by every session; networks are
     shared between galleries. An update of the descriptors (``python -m core index``) gives a
     new engine."""
-    npz = cache_dir(gallery, EmbeddingConfig.from_dict(config)) / NPZ
-    return _engine(artifacts_key(), gallery, json.dumps(config, sort_keys=True), npz.stat().st_mtime_ns)
+    npz = cache_dir(gallery, config) / NPZ
+    return _engine(artifacts_key(), gallery, json.dumps(config.to_dict(), sort_keys=True), npz.stat().st_mtime_ns)
 
 
 @st.cache_data(show_spinner=False)
@@ -59,16 +75,31 @@ def ground_truth(artifacts: str, gallery: str) -> GroundTruth | None:
     return gallery_ground_truth(load_gallery(gallery))
 
 
+THUMB_SIDE = 200                # every thumbnail of the app (results, picker, failures) is this large
+
+
+@st.cache_resource(show_spinner=False)
+def thumb_store() -> ThumbnailStore:
+    """One store of decoded thumbnails for the process (``core.app.thumbnails``)."""
+    return ThumbnailStore(THUMB_SIDE)
+
+
+def warm_thumbnails(gallery: str, root: Path, ids: list[str]) -> None:
+    """Decode a gallery's thumbnails in the background, so that searches only frame them."""
+    thumb_store().warm([root / i for i in ids], f"{artifacts_key()}:{gallery}")
+
+
 @st.cache_data(max_entries=4000, show_spinner=False)
-def thumb(path: str, mtime_ns: int, label: str | None = None, box: tuple[float, ...] | None = None,
-          max_side: int = 240) -> bytes:
-    """Square thumbnail bytes, framed in the colour of ``label``; ``mtime_ns`` renews it when the
-    file changes."""
-    return thumbnail(path, max_side, LABEL_COLOURS.get(label or ""), Box.of(box) if box else None, square=True)
+def _thumb_uri(path: str, mtime_ns: int, label: str | None, box: tuple[float, ...] | None) -> str:
+    data = thumbnail(path, THUMB_SIDE, None, Box.of(box), square=True) if box else thumb_store().get(path)
+    return "data:image/jpeg;base64," + base64.b64encode(frame_jpeg(data, LABEL_COLOURS.get(label or ""))).decode()
 
 
-def thumb_of(path: Path, label: str | None = None, box: tuple[float, ...] | None = None, max_side: int = 240) -> bytes:
-    return thumb(str(path), path.stat().st_mtime_ns, label, box, max_side)
+def thumb_uri(path: Path, label: str | None = None, box: tuple[float, ...] | None = None) -> str:
+    """A square thumbnail (cropped to ``box``, framed in the colour of ``label``) as a data URI:
+    ``st.image`` sends it inside the page update, so a grid of results shows without one HTTP
+    request per thumbnail; ``mtime`` renews it when the file changes."""
+    return _thumb_uri(str(path), path.stat().st_mtime_ns, label, box)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -89,6 +120,12 @@ def runs(artifacts: str, run_ids: tuple[str, ...]) -> pd.DataFrame:
 @st.cache_data(show_spinner=False)
 def run(artifacts: str, run_id: str) -> Run:
     return load_run(run_id)
+
+
+@st.cache_data(show_spinner=False)
+def run_gt(artifacts: str, run_id: str) -> GroundTruth | None:
+    """The ground truth a run was evaluated with (None when it cannot be found any more)."""
+    return run_ground_truth(load_run(run_id).summary)
 
 
 def all_runs() -> pd.DataFrame:

@@ -1,17 +1,51 @@
-"""Shared fixtures: the real data in ../shared/data, and an artifacts folder per test session so
-that tests never touch the user's artifacts/."""
+"""Shared fixtures: the real data in ../shared/data, an artifacts folder per test session so
+that tests never touch the user's artifacts/, and the plain global descriptor of the real Paris
+queries that the re-ranking tests measure against."""
 from __future__ import annotations
 
 import os
 import shutil
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from core.cache.descriptors import Embeddings, build_embeddings
+from core.cache.galleries import Gallery
+from core.config import PLAIN_GEM
+from core.datasets import ResolvedQuery, resolve
+from core.embed.embedder import Embedder
+from core.evaluation.metrics import score_query
+from core.index import ExactIndex
+from core.paths import artifacts_dir
+from core.rerank import RegionQuery, RerankContext, Reranker, apply_reranker
+from core.rerank.featuremaps import gallery_feature_maps
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("CBIR_SHARED_DATA", REPO.parent / "shared" / "data"))
 PARIS = SHARED_DATA / "paris6k"
 OXFORD = SHARED_DATA / "oxford5k"
+
+
+# What makes a test slow: a real network on real images (the Embedder, evaluate, index/search
+# commands, a search engine, the demo gallery), the app (AppTest or a browser), or a fixture that
+# builds descriptors. Such tests are marked ``slow``: ``pytest -m "not slow"`` runs the unit tests.
+SLOW_CALLS = ("Embedder(", "evaluate(", "build_embeddings(", 'main(["evaluate"', 'main(["index"', 'main(["search"',
+              '"evaluate", "--dataset"', "SearchEngine(", "build_demo_gallery(", "AppTest", "sync_playwright",
+              "subprocess")
+SLOW_FIXTURES = {"paris", "paris_gallery", "engine", "default_run", "page", "app_url", "demo", "embedder"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    import inspect
+
+    for item in items:
+        func = getattr(item, "function", None)
+        source = inspect.getsource(func) if func is not None else ""
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or any(c in source for c in SLOW_CALLS):
+            item.add_marker(pytest.mark.slow)
 
 
 def require_shared() -> None:
@@ -63,3 +97,58 @@ def copy_paris_images(folder: Path, count: int | None = None, step: int = 1) -> 
     for p in paris_images(count, step):
         shutil.copy(p, folder / p.name)
     return folder
+
+
+# Half an mAP point: on 12 queries with 30-50 positives each, one positive swapping places with a
+# negative around rank 10 moves mAP by about 0.1-0.3 points; a real loss is larger than that.
+TOLERANCE = 0.005
+
+
+@dataclass
+class PlainParis:
+    """The plain global descriptor on the Paris queries, shared by the re-ranking test files
+    (one embedding pass per test process)."""
+
+    gallery: Gallery
+    emb: Embeddings
+    embedder: Embedder
+    queries: list[ResolvedQuery]
+    qvecs: np.ndarray
+    ranking: np.ndarray
+    regions: list[RegionQuery]
+
+    def map(self, ranking: np.ndarray) -> float:
+        return float(np.mean([score_query(r, q.positives, q.junk).ap for r, q in zip(ranking, self.queries)]))
+
+    def cache_feature_maps(self) -> None:
+        """Cache the gallery's feature maps (once; BLCF and local windows read them)."""
+        gallery_feature_maps(self.gallery, PLAIN_GEM, self.emb.ids, self.embedder, progress=False,
+                             log=lambda m: None)
+
+    def rerank(self, reranker: Reranker) -> np.ndarray:
+        """Rankings of the Paris queries after ``reranker``."""
+        ctx = RerankContext(self.emb, self.gallery, self.embedder, log=lambda m: None)
+        return apply_reranker(reranker, self.ranking, self.qvecs, self.regions, ctx).ranking
+
+    def rerank_map(self, reranker: Reranker) -> float:
+        return self.map(self.rerank(reranker))
+
+
+_PLAIN: dict[str, PlainParis] = {}
+
+
+@pytest.fixture
+def paris(paris_gallery, paris_gt) -> PlainParis:
+    """Computed once per artifacts folder, i.e. once per test session, whichever file asks first."""
+    key = str(artifacts_dir())
+    if key not in _PLAIN:
+        emb = build_embeddings(paris_gallery, PLAIN_GEM, progress=False, log=lambda m: None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            queries = resolve(paris_gt, emb.ids).queries
+        embedder = Embedder(PLAIN_GEM)
+        paths = [paris_gallery.root / emb.ids[q.image_index] for q in queries]
+        qvecs = np.stack([embedder.embed_image(p, q.query.box) for p, q in zip(paths, queries)])
+        _PLAIN[key] = PlainParis(paris_gallery, emb, embedder, queries, qvecs, ExactIndex(emb.vectors).rank_all(qvecs),
+                                 [RegionQuery(p, q.query.box) for p, q in zip(paths, queries)])
+    return _PLAIN[key]

@@ -1,5 +1,6 @@
 """End to end on the real Paris images with the real offline weights: descriptors, indexes,
 evaluation of the queries whose images are present, the run files, and the CLI."""
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -10,8 +11,10 @@ from core.cli import main
 from core.config import DEFAULT_CONFIG, AnnoyParams
 from core.datasets import resolve
 from core.evaluation.metrics import score_query
-from core.evaluation.pipeline import SearchSettings, evaluate
+from core.evaluation.pipeline import evaluate
 from core.evaluation.runs import list_runs, load_run
+from core.evaluation.summary import RunSummary
+from core.index import SearchSettings
 
 QUIET = dict(progress=False, log=lambda m: None)
 
@@ -22,29 +25,31 @@ def default_run(paris_gallery, paris_gt):
 
 
 def test_default_beats_random_ranking_threefold(default_run, paris_gt):
-    run = load_run(default_run["run_id"])
+    run = load_run(default_run.run_id)
     res = resolve(paris_gt, run.ids)
     rng = np.random.default_rng(7)
     random_map = np.mean([score_query(rng.permutation(len(run.ids)), q.positives, q.junk).ap
                           for _ in range(10) for q in res.queries])
-    assert default_run["n_queries"] == 12 and default_run["n_images"] == 250
-    assert default_run["map"] >= 3 * random_map, (default_run["map"], random_map)
+    assert default_run.n_queries == 12 and default_run.n_images == 250
+    assert default_run.map >= 3 * random_map, (default_run.map, random_map)
 
 
 def test_run_files_let_anyone_recompute_the_metrics(default_run, paris_gt):
-    run = load_run(default_run["run_id"])
+    run = load_run(default_run.run_id)
     assert run.run_id in list_runs()
     ranking = run.ranking
     assert ranking.dtype == np.int32 and ranking.shape == (12, 250)
     res = resolve(paris_gt, run.ids)
     recomputed = [score_query(r, q.positives, q.junk).ap for r, q in zip(ranking, res.queries)]
-    assert np.mean(recomputed) == pytest.approx(run.summary["map"])
+    assert np.mean(recomputed) == pytest.approx(run.summary.map)
     assert list(run.per_query["query"]) == [q.query.name for q in res.queries]
+    on_disk = json.loads((run.directory / "summary.json").read_text())
+    assert RunSummary.from_dict(on_disk).to_dict() == on_disk           # read and written back unchanged
     for key in ("map", "map_interp11", "ndcg", "p@1", "p@5", "p@10", "top1", "top5", "top10", "dim",
                 "extraction_seconds", "images_per_second", "index_build_seconds", "mean_query_ms",
                 "versions", "machine", "timestamp", "embedding", "n_queries_skipped"):
-        assert key in run.summary, key
-    assert run.summary["n_queries_skipped"] == 43
+        assert key in on_disk, key
+    assert run.summary.n_queries_skipped == 43
     assert set(run.pr) == set(run.per_query["query"])
     assert {"ap", "ap_interp11", "ndcg", "p@10", "first_relevant_rank", "n_relevant", "box", "group"} <= set(run.per_query)
 
@@ -52,21 +57,21 @@ def test_run_files_let_anyone_recompute_the_metrics(default_run, paris_gt):
 def test_annoy_evaluation_reaches_recall_target(default_run, paris_gallery, paris_gt):
     s = evaluate(paris_gallery, paris_gt, DEFAULT_CONFIG,
                  SearchSettings(method="annoy", annoy=AnnoyParams()), **QUIET)
-    assert s["index"]["recall@10"] >= 0.95
-    assert s["index"]["query_recall@10"] >= 0.95
-    assert s["map"] == pytest.approx(default_run["map"], abs=0.02)
+    assert s.index["recall@10"] >= 0.95
+    assert s.index["query_recall@10"] >= 0.95
+    assert s.map == pytest.approx(default_run.map, abs=0.02)
 
 
 def test_default_is_at_least_as_good_as_single_scale_gap(default_run, paris_gallery, paris_gt):
     gap = replace(DEFAULT_CONFIG, pooling="gap", scales=(1.0,), whitening="none", whiten_dim=None)
     s = evaluate(paris_gallery, paris_gt, gap, **QUIET)
-    assert default_run["map"] >= s["map"], (default_run["map"], s["map"])
+    assert default_run.map >= s.map, (default_run.map, s.map)
 
 
 def test_cli_search_prints_ranked_results(default_run, paris_gallery, capsys):
     img = PARIS / "jpg" / "paris_louvre_000081.jpg"
     box = paris_box("louvre_1")
-    assert main(["search", str(img), "--box", *map(str, box), "-k", "5", "--name", "paris6k"]) == 0
+    assert main(["search", str(img), "--box", *map(str, box), "-k", "5", "--name", "paris6k", "--rerank", "none"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 6 and "top 5 of 250" in lines[0]
     scores = [float(line.split()[2]) for line in lines[1:]]

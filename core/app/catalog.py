@@ -16,26 +16,29 @@ import pandas as pd
 
 from core.app.labels import label_results
 from core.app.models import model_of_run
-from core.cache.descriptors import gallery_caches
+from core.cache.descriptors import CacheInfo, gallery_caches
 from core.cache.galleries import Gallery, GalleryError, list_galleries, load_gallery
 from core.datasets import LOADERS, GroundTruth, Query, dataset_layout, load_ground_truth, load_oxford_paris, stem_of
-from core.evaluation.metrics import RECALL_LEVELS_11
+from core.datasets.classes import PROTOCOL as CLASSES
+from core.datasets.classes import load_class_folders
+from core.evaluation.metrics import RECALL_LEVELS_11, interpolated_precision
 from core.evaluation.runs import Run, list_runs, load_run
+from core.evaluation.summary import RunSummary
 from core.images import Box
-from core.paths import artifacts_dir, runs_dir
+from core.paths import artifacts_dir
 
 
 @dataclass(frozen=True)
 class GalleryEntry:
-    """A registered gallery and its descriptor caches (``core.cache.descriptors.gallery_caches`` dicts)."""
+    """A registered gallery and its descriptor caches."""
 
     gallery: Gallery
-    caches: list[dict]
+    caches: list[CacheInfo]
 
     @property
     def indexed(self) -> list[dict]:
         """Caches whose extraction finished: those the search page can use."""
-        return [c for c in self.caches if c["complete"] and c["n_images"]]
+        return [c for c in self.caches if c.usable]
 
 
 def gallery_entries() -> list[GalleryEntry]:
@@ -59,24 +62,26 @@ def gallery_ground_truth(gallery: Gallery) -> GroundTruth | None:
     if gallery.ground_truth is not None and gallery.ground_truth.is_dir():
         return _load(gallery.dataset or gallery.name, gallery.ground_truth)
     for run_id in reversed(list_runs()):
-        summary = json.loads((runs_dir() / run_id / "summary.json").read_text())
-        if summary.get("gallery") == gallery.name:
+        summary = load_run(run_id).summary
+        if summary.gallery == gallery.name:
             return run_ground_truth(summary)
     return None
 
 
-def run_ground_truth(summary: dict) -> GroundTruth | None:
+def run_ground_truth(summary: RunSummary) -> GroundTruth | None:
     """Ground truth a run was evaluated with: its gallery's record, else ``gt`` beside its images."""
     try:
-        gallery = load_gallery(summary["gallery"])
+        gallery = load_gallery(summary.gallery)
         if gallery.ground_truth is not None and gallery.ground_truth.is_dir():
-            return _load(gallery.dataset or summary["dataset"], gallery.ground_truth)
+            return _load(gallery.dataset or summary.dataset, gallery.ground_truth)
     except GalleryError:
         pass
-    images = Path(summary.get("gallery_root", ""))
+    images = Path(summary.gallery_root)
+    if summary.dataset == CLASSES and images.is_dir():
+        return load_class_folders(images)          # the class folders are the ground truth
     gt = dataset_layout(images.parent).ground_truth
-    if summary.get("dataset") in LOADERS and gt != images.parent and gt.is_dir():
-        return load_ground_truth(summary["dataset"], gt)
+    if summary.dataset in LOADERS and gt != images.parent and gt.is_dir():
+        return load_ground_truth(summary.dataset, gt)
     return None
 
 
@@ -92,37 +97,35 @@ def image_id_of(stem: str, ids: Sequence[str]) -> str | None:
 
 # ---------------------------------------------------------------- runs
 
-def _pooling(cfg: dict) -> str:
-    return f"gem{cfg.get('gem_p', 3):g}" if cfg.get("pooling") == "gem" else str(cfg.get("pooling", "?"))
+RUN_COLUMNS = ("run_id", "timestamp", "dataset", "gallery", "backbone", "pooling", "scales", "max_size", "whitening",
+               "dim", "search", "rerank", "rerank_ms", "mAP", "mAP_interp11", "NDCG", "P@10", "extraction_s",
+               "images_per_s", "query_ms", "n_images", "n_queries", "embedding_key", "label", "model")
 
 
-def run_row(summary: dict) -> dict[str, Any]:
+def run_row(summary: RunSummary) -> dict[str, Any]:
     """One row of the runs table from a run summary."""
-    cfg = summary.get("embedding", {})
-    whitening = cfg.get("whitening", "none")
-    if whitening != "none" and cfg.get("whiten_dim"):
-        whitening += f"/{cfg['whiten_dim']}"
+    cfg = summary.embedding
+    pooling = f"gem{cfg.gem_p:g}" if cfg.pooling == "gem" else cfg.pooling
+    whitening = cfg.whitening + (f"/{cfg.whiten_dim}" if cfg.whitening != "none" and cfg.whiten_dim else "")
     return {
-        "run_id": summary.get("run_id"), "timestamp": summary.get("timestamp"),
-        "dataset": summary.get("dataset"), "gallery": summary.get("gallery"),
-        "backbone": cfg.get("backbone"), "pooling": _pooling(cfg), "scales": len(cfg.get("scales", [1.0])),
-        "max_size": cfg.get("max_size"), "whitening": whitening, "dim": summary.get("dim"),
-        "search": f"{summary.get('search', {}).get('method', '?')}/{summary.get('search', {}).get('metric', '?')}",
-        "rerank": summary.get("rerank", {}).get("label") or "none",
-        "rerank_ms": summary.get("rerank", {}).get("extra_ms_per_query"),
-        "mAP": summary.get("map"), "mAP_interp11": summary.get("map_interp11"), "NDCG": summary.get("ndcg"),
-        "P@10": summary.get("p@10"), "extraction_s": summary.get("extraction_seconds"),
-        "images_per_s": summary.get("images_per_second"), "query_ms": summary.get("mean_query_ms"),
-        "n_images": summary.get("n_images"), "n_queries": summary.get("n_queries"),
-        "embedding_key": summary.get("embedding_key"), "label": summary.get("embedding_label"),
+        "run_id": summary.run_id, "timestamp": summary.timestamp, "dataset": summary.dataset,
+        "gallery": summary.gallery, "backbone": cfg.backbone, "pooling": pooling, "scales": len(cfg.scales),
+        "max_size": cfg.max_size, "whitening": whitening, "dim": summary.dim,
+        "search": f"{summary.search.get('method', '?')}/{summary.search.get('metric', '?')}",
+        "rerank": summary.rerank_label or "none", "rerank_ms": summary.rerank.get("extra_ms_per_query"),
+        "mAP": summary.map, "mAP_interp11": summary.map_interp11, "NDCG": summary.ndcg,
+        "P@10": summary.metric("p@10"), "extraction_s": summary.extraction_seconds,
+        "images_per_s": summary.images_per_second, "query_ms": summary.mean_query_ms,
+        "n_images": summary.n_images, "n_queries": summary.n_queries,
+        "embedding_key": summary.embedding_key, "label": summary.embedding_label,
         "model": model_of_run(cfg),
     }
 
 
 def runs_table(root: Path | None = None) -> pd.DataFrame:
-    """Every complete run, newest first, one row each (``run_row`` columns)."""
-    rows = [run_row({"run_id": r, **load_run(r, root).summary}) for r in reversed(list_runs(root))]
-    return pd.DataFrame(rows, columns=list(run_row({}).keys()))
+    """Every complete run, newest first, one row each (``RUN_COLUMNS``)."""
+    rows = [run_row(load_run(r, root).summary) for r in reversed(list_runs(root))]
+    return pd.DataFrame(rows, columns=list(RUN_COLUMNS))
 
 
 def ap_comparison(runs: Sequence[Run]) -> pd.DataFrame:
@@ -144,18 +147,6 @@ def ap_comparison(runs: Sequence[Run]) -> pd.DataFrame:
     long = wide.reset_index().melt(id_vars=["query", "diff", "better", "order"], value_vars=names,
                                    var_name="run", value_name="ap")
     return long.sort_values(["order", "run"]).reset_index(drop=True)
-
-
-def interpolated_precision(precision: Sequence[float], recall: Sequence[float],
-                           levels: np.ndarray = RECALL_LEVELS_11) -> np.ndarray:
-    """Highest precision at recall >= each level (0 where never reached): the 11-point
-    interpolated curve of ``core.evaluation.metrics.interpolated_ap11``, from a stored PR curve."""
-    p, r = np.asarray(precision, float), np.asarray(recall, float)
-    if p.size == 0:
-        return np.zeros(len(levels))
-    best_after = np.maximum.accumulate(p[::-1])[::-1]
-    idx = np.searchsorted(r, np.asarray(levels) - 1e-12, side="left")
-    return np.where(idx < r.size, best_after[np.minimum(idx, r.size - 1)], 0.0)
 
 
 def pr_curves(runs: Sequence[Run], query: str | None = None) -> pd.DataFrame:
@@ -195,7 +186,7 @@ def failure_cases(run: Run, n: int = 5, k: int = 10) -> list[FailureCase]:
     gt = run_ground_truth(run.summary)
     by_name = {q.name: q for q in gt.queries} if gt else {}
     ids, ranking = run.ids, run.ranking
-    root = Path(run.summary.get("gallery_root", ""))
+    root = Path(run.summary.gallery_root)
     pq = run.per_query.reset_index(drop=True)
     out = []
     for row in pq.nsmallest(n, "ap").itertuples():

@@ -17,6 +17,7 @@ from core.cache.descriptors import build_embeddings
 from core.cache.galleries import Gallery, register_gallery
 from core.config import DEFAULT_CONFIG, EmbeddingConfig
 from core.datasets import GroundTruth, load_oxford_paris
+from core.images import open_image
 from core.paths import artifacts_dir
 
 DEMO_NAME = "demo"
@@ -52,7 +53,7 @@ def skimage_photo(file_name: str) -> Image.Image:
     """A photo bundled in the scikit-image wheel, as RGB (read from disk, never fetched)."""
     import skimage
 
-    with Image.open(Path(skimage.__file__).parent / "data" / file_name) as img:
+    with open_image(Path(skimage.__file__).parent / "data" / file_name) as img:
         return img.convert("RGB")
 
 
@@ -80,7 +81,7 @@ def write_demo_images(root: Path | None = None) -> tuple[Path, Path]:
                 original = skimage_photo(file_name)
                 original.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
             transform(original).save(path, quality=90)
-        with Image.open(images / f"{stem}.jpg") as img:
+        with open_image(images / f"{stem}.jpg") as img:
             w, h = img.size
         box = (QUERY_REGION[0] * w, QUERY_REGION[1] * h, QUERY_REGION[2] * w, QUERY_REGION[3] * h)
         _write_if_changed(gt / f"{stem}_1_query.txt", f"{stem} " + " ".join(f"{v:.1f}" for v in box) + "\n")

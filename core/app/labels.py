@@ -57,7 +57,7 @@ def complete_ranking(top: Sequence[int], tail: Sequence[int]) -> np.ndarray:
     return np.concatenate([top, tail[~np.isin(tail, top)]])
 
 
-def report(query: Query, shown: Sequence[int], ranking: Sequence[int], gallery_ids: Sequence[str],
+def query_report(query: Query, shown: Sequence[int], ranking: Sequence[int], gallery_ids: Sequence[str],
            k: int) -> QueryReport:
     """Score the ``k`` results ``shown`` (gallery indices, best first) of ``query``, followed by
     the rest of the full ``ranking``; only the relevant images present in the gallery count, junk

@@ -60,9 +60,9 @@ def model_table(models: list[TrainedModel]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def model_of_run(embedding: dict) -> str:
+def model_of_run(embedding: EmbeddingConfig) -> str:
     """The trained model a run's embedding used ("" for off-the-shelf weights)."""
-    return Path(embedding.get("weights", "")).parent.name if embedding.get("weights_digest") else ""
+    return Path(embedding.weights).parent.name if embedding.weights_digest else ""
 
 
 def side_by_side(runs: pd.DataFrame, model: str) -> pd.DataFrame:

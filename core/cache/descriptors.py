@@ -3,13 +3,16 @@
 Layout of ``artifacts/embeddings/<gallery>/<config-hash>/``:
 
 - ``embeddings.npz``: ``vectors`` float32 [n, dim], ``ids`` (image ids in row order),
-  ``fingerprints`` (size:mtime of each file when embedded), ``failed_ids``/``failed_reasons``/
-  ``failed_fingerprints`` (unreadable files, not retried until they change), and, for whitened
+  ``fingerprints`` (size:mtime:ctime:inode of each file when embedded), ``failed_ids``/
+  ``failed_reasons``/``failed_fingerprints`` (unreadable files, not retried until they change;
+  entries the folder scan refused, such as FIFOs or dangling links, with their reason), and, for whitened
   configs, the learned ``whiten_mean``/``whiten_projection``.
 - ``config.json``: the embedding config; ``meta.json``: timing, counts and the last update's changes.
 
 Every write is atomic, and an extraction checkpoints its progress, so a killed run loses at most
-one checkpoint interval and the next run resumes. Images added to, changed in or removed from the
+one checkpoint interval and the next run resumes. One process at a time updates a cache (a
+``flock`` on ``.lock``, released by the kernel when its holder dies); a second one waits, then
+finds the work done. Images added to, changed in or removed from the
 folder are handled incrementally: only new or changed files are embedded.
 """
 from __future__ import annotations
@@ -23,15 +26,17 @@ from pathlib import Path
 
 import numpy as np
 
-from core.cache.galleries import Gallery, load_gallery
+from core.cache.galleries import Gallery, fingerprint, load_gallery, same_file
 from core.config import EmbeddingConfig
 from core.embed.embedder import Embedder
 from core.embed.whitening import Whitening, learn_pca_whitening
-from core.files import remove_stale_temporaries, write_json, write_npz
+from core.files import exclusive_lock, remove_stale_temporaries, write_json, write_npz
+from core.fs import printable
 from core.paths import embeddings_dir
 
 CHECKPOINT_SECONDS = float(os.environ.get("CBIR_CHECKPOINT_SECONDS", 30.0))
 NPZ = "embeddings.npz"
+LOCK = ".lock"          # held by the one process that updates a cache; readers never wait
 
 
 class CacheError(RuntimeError):
@@ -111,7 +116,8 @@ def _save(directory: Path, config: EmbeddingConfig, ids: list[str], vectors: np.
           extra: dict[str, np.ndarray] | None = None) -> None:
     failed = sorted(failures)
     write_json(directory / "config.json", config.to_dict())
-    write_npz(directory / NPZ, vectors=np.asarray(vectors, np.float32).reshape(len(ids), -1),
+    vectors = np.asarray(vectors, np.float32)
+    write_npz(directory / NPZ, vectors=vectors.reshape(len(ids), -1) if len(ids) else np.zeros((0, 0), np.float32),
               ids=np.array(ids, dtype=str), fingerprints=np.array(fingerprints, dtype=str),
               failed_ids=np.array(failed, dtype=str),
               failed_reasons=np.array([failures[f][0] for f in failed], dtype=str),
@@ -132,77 +138,127 @@ def build_embeddings(gallery: Gallery, config: EmbeddingConfig, embedder: Embedd
         return _build_whitened(gallery, config, embedder, progress, on_progress, log)
     directory = cache_dir(gallery.name, config)
     _check_config(directory, config)
-    if directory.is_dir():
-        remove_stale_temporaries(directory)
+    with exclusive_lock(directory / LOCK, on_wait=lambda: log(f"{gallery.name}: waiting for another process "
+                                                              f"that is updating {directory}")):
+        _update(gallery, config, directory, embedder, progress, on_progress, log)
+    return load_embeddings(gallery.name, config)
+
+
+@dataclass
+class UpdatePlan:
+    """What an update of a cache must do, from comparing the folder with the cache: the vectors
+    and failures it keeps, the files it must embed (``todo``), and the changes to report."""
+
+    ids: list[str]                                   # the folder's usable files, in cache order
+    fingerprints: dict[str, str]
+    vectors: dict[str, np.ndarray]                   # kept from the cache (extraction adds to it)
+    failures: dict[str, tuple[str, str]]             # id -> (reason, fingerprint)
+    todo: list[str]
+    changes: Changes
+    renewed: bool = False                            # an older "size:mtime" fingerprint was renewed
+
+
+def plan_update(gallery: Gallery, directory: Path) -> UpdatePlan:
+    """Compare the gallery's folder with the cache in ``directory``: unchanged files keep their
+    vector (or their failure), new and changed files are to be embedded. Entries the scan cannot
+    use (FIFOs, dangling links, non-UTF-8 names, ...) are failures whose fingerprint is their
+    reason: listed with it, and reported as changed only when it changes."""
     old = _read_npz(directory / NPZ) or {}
-    old_fp = dict(zip(old.get("ids", np.array([])).tolist(), old.get("fingerprints", np.array([])).tolist()))
-    old_vec = dict(zip(old.get("ids", np.array([])).tolist(), old.get("vectors", np.zeros((0, 0)))))
+    old_ids = old.get("ids", np.array([])).tolist()
+    old_fp = dict(zip(old_ids, old.get("fingerprints", np.array([])).tolist()))
+    old_vec = dict(zip(old_ids, old.get("vectors", np.zeros((0, 0)))))
     old_fail = {i: (r, f) for i, r, f in zip(old.get("failed_ids", np.array([])).tolist(),
                                               old.get("failed_reasons", np.array([])).tolist(),
                                               old.get("failed_fingerprints", np.array([])).tolist())}
-
-    ids = gallery.image_ids()
-    fps = dict(zip(ids, gallery.fingerprints(ids)))
-    changes = Changes(removed=sorted((set(old_fp) | set(old_fail)) - set(ids)))
-    vectors: dict[str, np.ndarray] = {}
-    failures: dict[str, tuple[str, str]] = {}
-    todo = []
+    scan = gallery.scan()
+    ids = list(scan.files)
+    fps = {i: fingerprint(st) for i, st in scan.files.items()}
+    skipped = {name: (reason, f"skipped: {reason}") for name, reason in scan.skipped.items()}
+    plan = UpdatePlan(ids, fps, {}, {}, [],
+                      Changes(removed=sorted((set(old_fp) | set(old_fail)) - set(ids) - set(skipped))))
     for i in ids:
-        if old_fp.get(i) == fps[i]:
-            vectors[i] = old_vec[i]
-            changes.unchanged += 1
-        elif i in old_fail and old_fail[i][1] == fps[i]:
-            failures[i] = old_fail[i]
-            changes.unchanged += 1
+        if i in old_fp and same_file(old_fp[i], fps[i]):
+            plan.vectors[i] = old_vec[i]
+            plan.renewed |= old_fp[i] != fps[i]
+            plan.changes.unchanged += 1
+        elif i in old_fail and same_file(old_fail[i][1], fps[i]):
+            plan.failures[i] = (old_fail[i][0], fps[i])
+            plan.renewed |= old_fail[i][1] != fps[i]
+            plan.changes.unchanged += 1
         else:
-            (changes.changed if i in old_fp or i in old_fail else changes.added).append(i)
-            todo.append(i)
+            (plan.changes.changed if i in old_fp or i in old_fail else plan.changes.added).append(i)
+            plan.todo.append(i)
+    for name, failure in skipped.items():
+        plan.failures[name] = failure
+        if old_fail.get(name) == failure:
+            plan.changes.unchanged += 1
+        else:
+            (plan.changes.changed if name in old_fp or name in old_fail else plan.changes.added).append(name)
+    return plan
 
+
+def extract(plan: UpdatePlan, gallery: Gallery, config: EmbeddingConfig, embedder: Embedder,
+            checkpoint: Callable[[], None], progress: bool = True,
+            on_progress: Callable[[int, int], None] | None = None,
+            log: Callable[[str], None] = print) -> dict[str, float]:
+    """Embed ``plan.todo`` into ``plan.vectors`` (unreadable files into ``plan.failures``),
+    calling ``checkpoint`` every CHECKPOINT_SECONDS so that a killed run resumes. Returns the
+    extraction figures."""
+    log(f"{gallery.name}: embedding {len(plan.todo)} images with {config.label()} "
+        f"({len(plan.ids) - len(plan.todo)} reused from the cache)")
+    paths = [str(gallery.root / i) for i in plan.todo]
+    start = last = time.perf_counter()
+    n_done = 0
+    for pos, out in embedder.iter_files(paths, desc=f"embedding {gallery.name}", progress=progress):
+        image_id = plan.todo[pos]
+        if isinstance(out, str):
+            plan.failures[image_id] = (out, plan.fingerprints[image_id])
+            log(f"skipped {printable(image_id)}: {out}")
+        else:
+            plan.vectors[image_id] = out
+        n_done += 1
+        if on_progress:
+            on_progress(n_done, len(plan.todo))
+        if time.perf_counter() - last > CHECKPOINT_SECONDS:
+            checkpoint()
+            last = time.perf_counter()
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "n_embedded": n_done, "images_per_second": n_done / seconds if seconds else 0.0}
+
+
+def save(directory: Path, gallery: Gallery, config: EmbeddingConfig, plan: UpdatePlan, meta: dict,
+         complete: bool) -> None:
+    """Write the cache as ``plan`` has it now (atomically): vectors in folder order, failures, meta."""
+    order = [i for i in plan.ids if i in plan.vectors]
+    arr = np.stack([plan.vectors[i] for i in order]) if order else np.zeros((0, 0), np.float32)
+    meta.update({"gallery": gallery.name, "root": str(gallery.root), "config": config.to_dict(),
+                 "label": config.label(), "n_images": len(order), "n_failed": len(plan.failures),
+                 "dim": int(arr.shape[1]) if arr.ndim == 2 and order else 0,
+                 "complete": complete, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    _save(directory, config, order, arr, [plan.fingerprints[i] for i in order], plan.failures, meta)
+
+
+def _update(gallery: Gallery, config: EmbeddingConfig, directory: Path, embedder: Embedder | None,
+            progress: bool, on_progress: Callable[[int, int], None] | None, log: Callable[[str], None]) -> None:
+    """``build_embeddings`` under the cache's lock: plan, extract, save."""
+    remove_stale_temporaries(directory)
+    plan = plan_update(gallery, directory)
     meta = json.loads((directory / "meta.json").read_text()) if (directory / "meta.json").exists() else {}
-    seconds = 0.0
-
-    def checkpoint(final: bool) -> None:
-        order = [i for i in ids if i in vectors]
-        arr = np.stack([vectors[i] for i in order]) if order else np.zeros((0, 0), np.float32)
-        meta.update({"gallery": gallery.name, "root": str(gallery.root), "config": config.to_dict(),
-                     "label": config.label(), "n_images": len(order), "n_failed": len(failures),
-                     "dim": int(arr.shape[1]) if arr.ndim == 2 and order else 0,
-                     "complete": final, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
-        _save(directory, config, order, arr, [fps[i] for i in order], failures, meta)
-
-    if todo:
-        embedder = embedder or Embedder(config)
-        log(f"{gallery.name}: embedding {len(todo)} images with {config.label()} "
-            f"({len(ids) - len(todo)} reused from the cache)")
-        paths = [str(gallery.root / i) for i in todo]
-        start = last = time.perf_counter()
-        n_done = 0
-        for pos, out in embedder.iter_files(paths, desc=f"embedding {gallery.name}", progress=progress):
-            image_id = todo[pos]
-            if isinstance(out, str):
-                failures[image_id] = (out, fps[image_id])
-                log(f"skipped {image_id}: {out}")
-            else:
-                vectors[image_id] = out
-            n_done += 1
-            if on_progress:
-                on_progress(n_done, len(todo))
-            if time.perf_counter() - last > CHECKPOINT_SECONDS:
-                checkpoint(final=False)
-                last = time.perf_counter()
-        seconds = time.perf_counter() - start
-        meta["extraction"] = {"seconds": seconds, "n_embedded": n_done,
-                              "images_per_second": n_done / seconds if seconds else 0.0}
+    if plan.todo:
+        meta["extraction"] = extract(plan, gallery, config, embedder or Embedder(config),
+                                     lambda: save(directory, gallery, config, plan, meta, complete=False),
+                                     progress, on_progress, log)
+    changes = plan.changes
     last_changes = meta.get("changes")
     meta["changes"] = {"added": changes.added, "changed": changes.changed, "removed": changes.removed,
                        "unchanged": changes.unchanged}
-    if todo or changes.removed or not (directory / NPZ).exists() or not meta.get("complete"):
-        checkpoint(final=True)
+    if (plan.todo or changes.added or changes.changed or changes.removed or plan.renewed
+            or not (directory / NPZ).exists() or not meta.get("complete")):
+        save(directory, gallery, config, plan, meta, complete=True)
     elif meta["changes"] != last_changes:       # "changes" describes the latest update, even an empty one
         write_json(directory / "meta.json", meta)
     if changes.added or changes.changed or changes.removed:
         log(f"{gallery.name}: {changes.summary()}")
-    return load_embeddings(gallery.name, config)
 
 
 def _build_whitened(gallery: Gallery, config: EmbeddingConfig, embedder: Embedder | None, progress: bool,
@@ -215,7 +271,7 @@ def _build_whitened(gallery: Gallery, config: EmbeddingConfig, embedder: Embedde
     else:
         source = load_gallery(config.whitening)
         learn_on = build_embeddings(source, config.base(), embedder, progress, None, log)
-    whitening = learn_pca_whitening(learn_on.vectors, config.whiten_dim)
+    whitening = learn_pca_whitening(learn_on.vectors, config.whiten_dim, config.whiten_shrinkage)
     directory = cache_dir(gallery.name, config)
     _check_config(directory, config)
     base_meta = dict(base.meta)
@@ -224,27 +280,63 @@ def _build_whitened(gallery: Gallery, config: EmbeddingConfig, embedder: Embedde
                       "base_key": config.base().key()})
     failures = {k: (v, "") for k, v in base.failures.items()}
     npz = _read_npz(base.directory / NPZ)
-    _save(directory, config, base.ids, whitening.apply(base.vectors), npz["fingerprints"].tolist(),
-          failures, base_meta, extra=whitening.to_arrays())
+    with exclusive_lock(directory / LOCK):
+        _save(directory, config, base.ids, whitening.apply(base.vectors), npz["fingerprints"].tolist(),
+              failures, base_meta, extra=whitening.to_arrays())
     return load_embeddings(gallery.name, config)
 
 
-def _index_params(meta_path: Path) -> dict:
-    """Parameters and measured recall of one Annoy index, from the JSON written beside it."""
-    meta = json.loads(meta_path.read_text())
-    return {"name": meta_path.stem, **{k: meta.get(k) for k in ("annoy_metric", "n_trees", "search_k", "recall@10",
-                                                                "recall@100", "file_bytes")}}
+@dataclass(frozen=True)
+class IndexInfo:
+    """An Annoy index saved beside a cache: its parameters and measured recall (from its JSON)."""
+
+    name: str
+    annoy_metric: str
+    n_trees: int
+    search_k: int
+    recall_at_10: float
+    recall_at_100: float
+    file_bytes: int
+
+    @classmethod
+    def read(cls, meta_path: Path) -> IndexInfo:
+        meta = json.loads(meta_path.read_text())
+        return cls(meta_path.stem, meta.get("annoy_metric", "?"), int(meta.get("n_trees", 0)),
+                   int(meta.get("search_k", -1)), float(meta.get("recall@10", 0.0)),
+                   float(meta.get("recall@100", 0.0)), int(meta.get("file_bytes", 0)))
 
 
-def gallery_caches(gallery: str) -> list[dict]:
-    """Every descriptor cache of a gallery: key, config label, size, dimension, Annoy indexes and their
+@dataclass(frozen=True)
+class CacheInfo:
+    """One descriptor cache of a gallery, as listed by ``galleries`` and the app."""
+
+    key: str
+    label: str
+    config: EmbeddingConfig
+    n_images: int
+    dim: int
+    complete: bool
+    indexes: list[IndexInfo]
+    updated: str = ""                      # when the cache was last written
+
+    @property
+    def usable(self) -> bool:
+        """Complete and not empty: something to search."""
+        return self.complete and self.n_images > 0
+
+
+def gallery_caches(gallery: str) -> list[CacheInfo]:
+    """Every descriptor cache of a gallery: key, config, size, dimension, Annoy indexes and their
     parameters."""
     out = []
     for d in sorted((embeddings_dir() / gallery).glob("*/meta.json")):
         meta = json.loads(d.read_text())
-        out.append({"key": d.parent.name, "label": meta.get("label", "?"), "config": meta.get("config", {}),
-                    "n_images": meta.get("n_images", 0), "dim": meta.get("dim", 0),
-                    "complete": meta.get("complete", False),
-                    "indexes": sorted(p.stem for p in d.parent.glob("annoy-*.ann")),
-                    "index_params": [_index_params(p) for p in sorted(d.parent.glob("annoy-*.json"))]})
+        try:
+            config = EmbeddingConfig.from_dict(meta.get("config", {}))
+        except (TypeError, ValueError):
+            continue                      # a cache of a config this version cannot read
+        out.append(CacheInfo(d.parent.name, meta.get("label", "?"), config,
+                             int(meta.get("n_images", 0)), int(meta.get("dim", 0)), bool(meta.get("complete", False)),
+                             [IndexInfo.read(p) for p in sorted(d.parent.glob("annoy-*.json"))],
+                             meta.get("updated", "")))
     return out

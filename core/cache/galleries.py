@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.files import write_json
-from core.images import list_images
+from core.fs import Scan, describe_error, iter_blocks
+from core.images import scan_images
 from core.paths import embeddings_dir, galleries_dir
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -39,10 +40,15 @@ class Gallery:
     dataset: str | None = None               # benchmark whose ground truth covers this gallery
     ground_truth: Path | None = None         # its ground-truth folder
 
-    def image_ids(self) -> list[str]:
+    def scan(self) -> Scan:
+        """The folder now: usable image files with their stat results, and the image-named
+        entries that cannot be used, with their reasons (``core.images.scan_images``)."""
         if not self.root.is_dir():
             raise GalleryError(f"gallery folder {self.root} does not exist")
-        return list_images(self.root)
+        return scan_images(self.root)
+
+    def image_ids(self) -> list[str]:
+        return list(self.scan().files)
 
     def path(self, image_id: str) -> Path:
         """Absolute path of an image id; refuses ids that would leave the gallery folder."""
@@ -53,12 +59,31 @@ class Gallery:
         return p
 
     def fingerprints(self, ids: list[str]) -> list[str]:
-        """"size:mtime_ns" of each image: a changed file gets a new fingerprint."""
+        """``fingerprint`` of each image now; a file that cannot be stat-ed any more gets
+        "unreadable: <reason>", which matches no earlier fingerprint."""
         out = []
         for i in ids:
-            st = os.stat(self.root / i)
-            out.append(f"{st.st_size}:{st.st_mtime_ns}")
+            try:
+                out.append(fingerprint(os.stat(self.root / i)))
+            except OSError as exc:
+                out.append(f"unreadable: {describe_error(exc)}")
         return out
+
+
+def fingerprint(st: os.stat_result) -> str:
+    """"size:mtime_ns:ctime_ns:inode" of a file. Size and mtime alone miss a rewrite that keeps
+    both (``os.utime`` restores any mtime); ctime cannot be set back and a replaced file has a new
+    inode. A chmod or a hard link also changes ctime: such a file is embedded again, harmlessly."""
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
+
+
+def same_file(stored: str, current: str) -> bool:
+    """Whether a stored fingerprint still describes the file. Caches written before ctime and
+    inode were recorded hold "size:mtime_ns": those are compared on size and mtime, as they were
+    when written, and the caller records the full fingerprint from then on."""
+    if stored.count(":") == 1:
+        return current.split(":")[:2] == stored.split(":")
+    return stored == current
 
 
 def register_gallery(name: str, root: str | os.PathLike, ground_truth: str | os.PathLike | None = None,
@@ -103,38 +128,61 @@ def list_galleries() -> list[str]:
     return sorted(p.stem for p in d.glob("*.json")) if d.is_dir() else []
 
 
-def delete_gallery(name: str) -> None:
-    """Forget a gallery and delete its descriptors and indexes (never its images)."""
+def delete_descriptors(name: str) -> int:
+    """Delete a gallery's descriptors and indexes (never its images, never its record: the
+    gallery stays listed and can be indexed again); returns the bytes freed."""
     check_name(name)
-    record = galleries_dir() / f"{name}.json"
-    if not record.exists():
+    if not (galleries_dir() / f"{name}.json").exists():
         raise GalleryError(f"no gallery named {name!r}")
-    shutil.rmtree(embeddings_dir() / name, ignore_errors=True)
-    record.unlink()
+    folder = embeddings_dir() / name
+    freed = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+    shutil.rmtree(folder, ignore_errors=True)
+    return freed
+
+
+def delete_gallery(name: str) -> None:
+    """Forget a gallery: its record, descriptors and indexes (never its images)."""
+    delete_descriptors(name)
+    (galleries_dir() / f"{name}.json").unlink()
 
 
 HASHES = "content-hashes.json"
 
 
 def _sha256(path: Path) -> str:
+    """sha256 of a regular file, reading no more than the size it had when opened."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
+    for block in iter_blocks(path):
+        h.update(block)
     return h.hexdigest()
+
+
+def _read_hashes(path: Path) -> dict[str, list[str]]:
+    try:
+        cache = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return cache if isinstance(cache, dict) else {}
 
 
 def duplicate_groups(gallery: Gallery, ids: list[str] | None = None) -> list[list[str]]:
     """Groups of gallery images with byte-identical content (sha256), each sorted. Duplicates
     crowd result lists with copies of one image, so ``index`` reports them. Hashes are cached
-    by fingerprint beside the gallery's descriptors: an update only reads new or changed files."""
+    by the full ``fingerprint`` beside the gallery's descriptors: an update only reads new or
+    changed files. Files that cannot be read are left out (the scan and the embedding list them)."""
     ids = gallery.image_ids() if ids is None else ids
     cache_path = embeddings_dir() / gallery.name / HASHES
-    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    cache = _read_hashes(cache_path)
     current = {}
     for image_id, fp in zip(ids, gallery.fingerprints(ids)):
         known = cache.get(image_id)
-        current[image_id] = known if known and known[0] == fp else [fp, _sha256(gallery.root / image_id)]
+        if isinstance(known, list) and len(known) == 2 and known[0] == fp:
+            current[image_id] = known
+            continue
+        try:
+            current[image_id] = [fp, _sha256(gallery.root / image_id)]
+        except OSError:
+            continue
     if current != cache:
         write_json(cache_path, current)
     by_hash: dict[str, list[str]] = defaultdict(list)
@@ -144,6 +192,6 @@ def duplicate_groups(gallery: Gallery, ids: list[str] | None = None) -> list[lis
 
 
 def folder_size(gallery: Gallery) -> tuple[int, int]:
-    """(number of images, total bytes) in the gallery's folder now."""
-    ids = gallery.image_ids()
-    return len(ids), sum((gallery.root / i).stat().st_size for i in ids)
+    """(number of usable images, total bytes) in the gallery's folder now."""
+    files = gallery.scan().files
+    return len(files), sum(st.st_size for st in files.values())

@@ -14,6 +14,7 @@ from core.datasets.revisited import load_revisited
 from core.datasets.types import (
     DatasetLayout,
     GroundTruth,
+    GroundTruthError,
     Query,
     Resolution,
     ResolvedQuery,
@@ -59,5 +60,5 @@ def load_ground_truth(dataset: str, gt_dir: str | Path, protocol: str | None = N
     return LOADERS[dataset](Path(gt_dir), protocol=protocol)
 
 
-__all__ = ["DATASET_PROTOCOLS", "LOADERS", "DatasetLayout", "GroundTruth", "Query", "Resolution", "ResolvedQuery",
+__all__ = ["DATASET_PROTOCOLS", "LOADERS", "DatasetLayout", "GroundTruth", "GroundTruthError", "Query", "Resolution", "ResolvedQuery",
            "dataset_layout", "load_ground_truth", "load_oxford_paris", "resolve", "stem_of"]

@@ -8,10 +8,14 @@ dataset's folder (``DIR/<dataset>/jpg``, ``DIR/<dataset>/gt``), the layout that
 Archives stay in ``_downloads`` so that ``roxford5k`` reuses the images ``oxford5k`` fetched.
 
 Extraction refuses the whole archive, before writing anything, when a member has an absolute
-path, a ``..`` component, or is a link, device or fifo. A truncated or corrupt archive is
-deleted so that the next run downloads it afresh. The official hosts publish no checksums;
-``Resource.sha256`` is verified whenever one is set, and ``Resource.md5`` where only an MD5 is
-known (CIFAR-10's, the one torchvision checks).
+path, a ``..`` component, or is a link, device or fifo, when it holds more than
+``MAX_MEMBERS`` files or ``MAX_EXTRACTED_BYTES``, or when it would expand more than
+``MAX_RATIO`` times its own size (a decompression bomb). Only a real integrity failure (a
+checksum mismatch, a truncated or corrupt archive) deletes a download, so that the next run
+fetches it afresh; any other failure (a full disk, a folder we may not write, an I/O error)
+keeps it, says what happened, and the next run unpacks it without downloading it again. The
+official hosts publish no checksums; ``Resource.sha256`` is verified whenever one is set, and
+``Resource.md5`` where only an MD5 is known (CIFAR-10's, the one torchvision checks).
 
 ``base_url`` replaces every host (the file's path under its host is kept), for mirrors and
 for the tests, which serve archives from 127.0.0.1.
@@ -20,12 +24,14 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import lzma
 import os
 import shutil
 import tarfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,9 +39,16 @@ from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
+from core.files import atomic_path, write_text
+from core.fs import describe_error
+
 CHUNK = 1 << 20
 TIMEOUT_S = 60
 DOWNLOADS = "_downloads"
+MAX_EXTRACTED_BYTES = 64 << 30     # the largest official archive unpacks to about 2.5 GB
+MAX_MEMBERS = 1_000_000            # R-1M archives hold 10,000 images each
+MAX_RATIO = 200                    # JPEG archives expand about 1:1, ground-truth text lists about 1:10
+RATIO_FLOOR = 16 << 20             # archives expanding to less than this are never refused for their ratio
 
 HOSTS: dict[str, str] = {
     "vgg-oxford": "https://www.robots.ox.ac.uk/~vgg/data/oxbuildings",
@@ -61,7 +74,23 @@ class ChecksumError(DownloadError):
 
 
 class UnsafeArchive(DownloadError):
-    """An archive with a member that would leave the target folder or is not a plain file."""
+    """An archive with a member that would leave the target folder or is not a plain file, or
+    that would expand beyond the size and ratio limits."""
+
+
+def is_integrity_failure(exc: BaseException) -> bool:
+    """True when ``exc`` says the data itself is bad (truncated, corrupt), False when the
+    environment failed (disk full, permissions, I/O: an ``OSError`` with an errno). Only the
+    former may delete a download."""
+    if isinstance(exc, (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError)):
+        return True
+    return isinstance(exc, OSError) and exc.errno is None          # gzip.BadGzipFile, bz2's invalid stream
+
+
+def _kept(what: str, path: Path, exc: OSError) -> DownloadError:
+    return DownloadError(f"{what} failed: {describe_error(exc)}; nothing was deleted, {path} is kept. "
+                         f"Free some space (or fix the folder) and run the same command again: it goes on "
+                         f"from there without downloading again")
 
 
 @dataclass(frozen=True)
@@ -175,17 +204,22 @@ def download(url: str, dest: str | Path, sha256: str | None = None, progress: bo
             offset = 0                              # the server ignored the range: start over
         length = resp.headers.get("Content-Length")
         total = offset + int(length) if length else None
-        with open(part, "ab" if offset else "wb") as fh, \
-                tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-                     desc=dest.name, disable=not progress, dynamic_ncols=True) as bar:
-            try:
-                for block in iter(lambda: resp.read(CHUNK), b""):
-                    fh.write(block)
-                    bar.update(len(block))
-            except (http.client.IncompleteRead, ConnectionError, TimeoutError) as exc:
-                fh.flush()                      # so that the size below is what the .part holds
-                raise DownloadError(f"transfer of {url} interrupted after {part.stat().st_size:,} bytes ({exc}); "
-                                    f"run the same command again to resume") from exc
+        try:
+            with open(part, "ab" if offset else "wb") as fh, \
+                    tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+                         desc=dest.name, disable=not progress, dynamic_ncols=True) as bar:
+                try:
+                    for block in iter(lambda: resp.read(CHUNK), b""):
+                        fh.write(block)
+                        bar.update(len(block))
+                except (http.client.IncompleteRead, ConnectionError, TimeoutError) as exc:
+                    fh.flush()                      # so that the size below is what the .part holds
+                    raise DownloadError(f"transfer of {url} interrupted after {part.stat().st_size:,} bytes "
+                                        f"({exc}); run the same command again to resume") from exc
+        except OSError as exc:
+            if isinstance(exc, (ConnectionError, TimeoutError)):
+                raise
+            raise _kept(f"writing {part.name}", part, exc) from exc
     got = part.stat().st_size
     if total is not None and got != total:
         raise DownloadError(f"transfer of {url} interrupted after {got:,} of {total:,} bytes; "
@@ -216,7 +250,10 @@ def _check_name(archive: Path, name: str) -> str:
     return p.name
 
 
-def _tar_members(archive: Path, tar: tarfile.TarFile) -> Iterator[tuple[str, Callable]]:
+Member = tuple[str, int, Callable]          # (flattened file name, declared size, opener)
+
+
+def _tar_members(archive: Path, tar: tarfile.TarFile) -> list[Member]:
     members = tar.getmembers()
     for m in members:
         _check_name(archive, m.name)
@@ -224,12 +261,10 @@ def _tar_members(archive: Path, tar: tarfile.TarFile) -> Iterator[tuple[str, Cal
             raise UnsafeArchive(f"{archive.name}: member {m.name!r} is a link; refused the whole archive")
         if not (m.isreg() or m.isdir()):
             raise UnsafeArchive(f"{archive.name}: member {m.name!r} is a device or fifo; refused the whole archive")
-    for m in members:
-        if m.isreg():
-            yield _check_name(archive, m.name), lambda m=m: tar.extractfile(m)
+    return [(_check_name(archive, m.name), m.size, lambda m=m: tar.extractfile(m)) for m in members if m.isreg()]
 
 
-def _zip_members(archive: Path, zf: zipfile.ZipFile) -> Iterator[tuple[str, Callable]]:
+def _zip_members(archive: Path, zf: zipfile.ZipFile) -> list[Member]:
     infos = zf.infolist()
     for info in infos:
         _check_name(archive, info.filename)
@@ -237,14 +272,13 @@ def _zip_members(archive: Path, zf: zipfile.ZipFile) -> Iterator[tuple[str, Call
         if kind and kind not in (0o100000, 0o040000):
             raise UnsafeArchive(f"{archive.name}: member {info.filename!r} is a link or special file; "
                                 f"refused the whole archive")
-    for info in infos:
-        if not info.is_dir():
-            yield _check_name(archive, info.filename), lambda info=info: zf.open(info)
+    # zipfile stops reading a member at its declared size and checks its CRC
+    return [(_check_name(archive, i.filename), i.file_size, lambda i=i: zf.open(i)) for i in infos if not i.is_dir()]
 
 
 @contextmanager
-def _members(archive: Path) -> Iterator[Iterator[tuple[str, Callable]]]:
-    """(file name, opener) of each regular file of a tar or zip archive, checked first."""
+def _members(archive: Path) -> Iterator[list[Member]]:
+    """The regular files of a tar or zip archive, every member checked first."""
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
             yield _zip_members(archive, zf)
@@ -253,37 +287,62 @@ def _members(archive: Path) -> Iterator[Iterator[tuple[str, Callable]]]:
             yield _tar_members(archive, tar)
 
 
+def check_expansion(archive: Path, members: list[Member], free_bytes: int | None = None) -> None:
+    """Refuse an archive whose members are too many or too large in all, or expand more than
+    ``MAX_RATIO`` times the archive (``UnsafeArchive``); and one that does not fit in
+    ``free_bytes`` (``DownloadError``: the archive is fine, the disk is not)."""
+    total = sum(size for _, size, _ in members)
+    if len(members) > MAX_MEMBERS:
+        raise UnsafeArchive(f"{archive.name} holds {len(members):,} files, more than the limit of {MAX_MEMBERS:,}; "
+                            f"refused the whole archive")
+    if total > MAX_EXTRACTED_BYTES:
+        raise UnsafeArchive(f"{archive.name} would unpack to {total:,} bytes, more than the limit of "
+                            f"{MAX_EXTRACTED_BYTES:,}; refused the whole archive")
+    size = archive.stat().st_size
+    if total > RATIO_FLOOR and total > MAX_RATIO * size:
+        raise UnsafeArchive(f"{archive.name} would expand {total / max(size, 1):,.0f} times ({size:,} to "
+                            f"{total:,} bytes), more than the limit of {MAX_RATIO}; refused as a decompression bomb")
+    if free_bytes is not None and total > free_bytes:
+        raise DownloadError(f"{archive.name} unpacks to {total / 1e6:,.1f} MB but only {free_bytes / 1e6:,.1f} MB "
+                            f"are free; nothing was deleted, the archive is kept. Free some space and run the "
+                            f"same command again: it is unpacked without downloading again")
+
+
 def extract(archive: str | Path, target: str | Path) -> int:
     """Extract the regular files of a tar or zip archive into ``target``, flattened (the
     official archives nest images in different folder layouts). Files go through a temporary
-    folder beside ``target``, so a corrupt or unsafe archive leaves ``target`` as it was; a
-    corrupt one is deleted. Returns the number of files extracted."""
+    folder beside ``target``, so a failed extraction leaves ``target`` as it was. A corrupt or
+    truncated archive is deleted (``is_integrity_failure``); after any other failure (a full
+    disk) it is kept. Returns the number of files extracted."""
     archive, target = Path(archive), Path(target)
     staging = target.parent / f".extract-{archive.name}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
     count = 0
     try:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
         with _members(archive) as members:
-            for name, opener in members:
+            check_expansion(archive, members, shutil.disk_usage(staging).free)
+            for name, size, opener in members:
                 dest = staging / name
                 if dest.exists():
                     raise UnsafeArchive(f"{archive.name}: two members are named {name!r}; refused the whole archive")
                 with opener() as src, open(dest, "wb") as out:
                     shutil.copyfileobj(src, out, CHUNK)
                 count += 1
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
+        target.mkdir(parents=True, exist_ok=True)
+        for f in staging.iterdir():
+            os.replace(f, target / f.name)
+        staging.rmdir()
+    except DownloadError:
         shutil.rmtree(staging, ignore_errors=True)
+        raise
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not is_integrity_failure(exc):
+            raise _kept(f"unpacking {archive.name} into {target}", archive, exc) from exc
         archive.unlink(missing_ok=True)
         raise DownloadError(f"{archive.name} is corrupt or truncated ({exc}); deleted it, run again to "
                             f"download it afresh") from exc
-    except UnsafeArchive:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    target.mkdir(parents=True, exist_ok=True)
-    for f in staging.iterdir():
-        os.replace(f, target / f.name)
-    staging.rmdir()
     return count
 
 
@@ -322,12 +381,17 @@ def fetch(name: str, directory: str | Path, base_url: str | None = None, extras:
                 report.files.append(f"{res.filename}: already extracted in {target}")
                 continue
             n = extract(archive, target)
-            folder.mkdir(parents=True, exist_ok=True)
-            marker.write_text(f"{archive.stat().st_size}")
+            try:
+                write_text(marker, f"{archive.stat().st_size}")
+            except OSError as exc:
+                raise _kept(f"recording the extraction of {res.filename}", archive, exc) from exc
             report.files.append(f"{res.filename}: {n} files extracted into {target}")
         else:
-            target.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(archive, target / res.filename)
+            try:
+                with atomic_path(target / res.filename) as tmp:
+                    shutil.copyfile(archive, tmp)
+            except OSError as exc:
+                raise _kept(f"copying {res.filename} to {target}", archive, exc) from exc
             report.files.append(f"{res.filename}: {target / res.filename}")
         log(report.files[-1])
     return report

@@ -17,7 +17,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import scipy.io
 
-from core.datasets.types import GroundTruth, Query
+from core.datasets.types import GroundTruth, GroundTruthError, Query, read_label_text
+from core.fs import printable
 from core.images import list_images
 
 MAT_NAME = "gnd_holidays.mat"
@@ -50,17 +51,25 @@ def holidays_from_names(names: Iterable[str], source: str = "image names") -> Gr
 
 
 def holidays_from_mat(path: str | Path) -> GroundTruth:
-    """Ground truth of ``gnd_holidays.mat``."""
-    m = scipy.io.loadmat(path)
-    names = [str(np.asarray(c).ravel()[0]) for c in m["imlist"].ravel()]
-    queries = []
-    for qidx, g in zip(m["qidx"].ravel(), m["gnd"].ravel()):
-        image = names[int(qidx) - 1]
-        ok = [names[int(j) - 1] for j in np.asarray(g["ok"]).ravel()]
-        junk = {names[int(j) - 1] for j in np.asarray(g["junk"]).ravel()}
-        if junk != {image}:
-            raise ValueError(f"{Path(path).name}: query {image} has junk {sorted(junk)}, expected only itself")
-        queries.append(_query(image, ok))
+    """Ground truth of ``gnd_holidays.mat``; ``GroundTruthError`` (one line) for a file that is
+    not one."""
+    name = printable(Path(path).name)
+    try:
+        m = scipy.io.loadmat(path)
+        names = [str(np.asarray(c).ravel()[0]) for c in m["imlist"].ravel()]
+        queries = []
+        for qidx, g in zip(m["qidx"].ravel(), m["gnd"].ravel()):
+            image = names[int(qidx) - 1]
+            ok = [names[int(j) - 1] for j in np.asarray(g["ok"]).ravel()]
+            junk = {names[int(j) - 1] for j in np.asarray(g["junk"]).ravel()}
+            if junk != {image}:
+                raise GroundTruthError(f"{name}: query {image} has junk {sorted(junk)}, expected only itself")
+            queries.append(_query(image, ok))
+    except GroundTruthError:
+        raise
+    except (OSError, KeyError, IndexError, TypeError, ValueError, NotImplementedError) as exc:
+        raise GroundTruthError(f"{name}: not a Holidays ground-truth file ({type(exc).__name__}: "
+                               f"{printable(str(exc))[:200]})") from None
     return GroundTruth(dataset="holidays", protocol="holidays", queries=queries,
                        info={"source": Path(path).name, "n_images_listed": len(names),
                              "n_queries_listed": len(queries)})
@@ -74,7 +83,7 @@ def load_holidays(folder: str | Path) -> GroundTruth:
         if (d / MAT_NAME).is_file():
             return holidays_from_mat(d / MAT_NAME)
         if (d / LIST_NAME).is_file():
-            return holidays_from_names((d / LIST_NAME).read_text().split(), source=LIST_NAME)
+            return holidays_from_names(read_label_text(d / LIST_NAME).split(), source=LIST_NAME)
     images = folder / "jpg" if (folder / "jpg").is_dir() else folder
     names = list_images(images) if images.is_dir() else []
     if not names:

@@ -13,11 +13,14 @@ A gallery that holds them anyway, such as the 250-image folder in ``../shared/da
 downloaded ``jpg/`` folder, must not score them, so every query image is junk for every query:
 the database of the protocol is then exactly the gallery images listed in ``imlist``.
 
-Pickles from the internet can run code when loaded; ``load_gnd`` reads them with the restricted
-unpickler of ``core.datasets.safepickle``, never ``pickle.load``.
+Pickles from the internet can run code when loaded; ``load_gnd`` reads them with the restricted,
+allocation-bounded unpickler of ``core.datasets.safepickle``, never ``pickle.load``; a refused or
+malformed file is one ``GroundTruthError`` line, never a traceback.
 """
 from __future__ import annotations
 
+import io
+import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +29,15 @@ from typing import Any
 import numpy as np
 import scipy.io
 
-from core.datasets.safepickle import safe_load
-from core.datasets.types import GroundTruth, Query
+from core.datasets.safepickle import UnsafePickle, safe_load
+from core.datasets.types import MAX_LABEL_FILE_BYTES, GroundTruth, GroundTruthError, Query
+from core.fs import describe_error, printable, read_limited
 from core.images import Box
 
 REVISITED: tuple[str, ...] = ("roxford5k", "rparis6k")
 PROTOCOLS: tuple[str, ...] = ("easy", "medium", "hard")
 DEFAULT_PROTOCOL = "medium"
+
 
 @dataclass(frozen=True)
 class RevisitedGnd:
@@ -43,21 +48,23 @@ class RevisitedGnd:
     easy: list[list[int]]
     hard: list[list[int]]
     junk: list[list[int]]
-    bbx: list[list[float] | None]
+    bbx: list[list | None]
 
 
 def _ints(value: Any, offset: int) -> list[int]:
     return [int(v) - offset for v in np.asarray(value).ravel()]
 
 
-def _box(value: Any) -> list[float] | None:
-    arr = np.asarray(value, dtype=np.float64).ravel() if value is not None else np.zeros(0)
+def _box(value: Any) -> list | None:
+    """The 4 values of a query box as stored (checked per query by ``Box.of``), None if absent."""
+    arr = np.asarray(value).ravel() if value is not None else np.zeros(0)
     return arr.tolist() if arr.size == 4 else None
 
 
 def _from_pickle(path: Path) -> RevisitedGnd:
-    with open(path, "rb") as fh:
-        data = safe_load(fh)
+    # read into memory first (bounded): frame and string opcodes then cannot make a file object
+    # allocate the sizes they declare
+    data = safe_load(io.BytesIO(read_limited(path, MAX_LABEL_FILE_BYTES)))
     gnd = data["gnd"]
     return RevisitedGnd(imlist=[str(s) for s in data["imlist"]], qimlist=[str(s) for s in data["qimlist"]],
                         easy=[_ints(g["easy"], 0) for g in gnd], hard=[_ints(g["hard"], 0) for g in gnd],
@@ -77,14 +84,25 @@ def _from_mat(path: Path) -> RevisitedGnd:
 
 
 def load_gnd(path: str | Path) -> RevisitedGnd:
-    """Read ``gnd_r*.pkl`` (restricted unpickler) or ``gnd_r*.mat`` (scipy)."""
+    """Read ``gnd_r*.pkl`` (restricted unpickler) or ``gnd_r*.mat`` (scipy); ``GroundTruthError``
+    with one line for a file that is refused, unreadable or not shaped like a revisited ground truth."""
     path = Path(path)
-    gnd = _from_pickle(path) if path.suffix == ".pkl" else _from_mat(path)
+    name = printable(path.name)
+    try:
+        gnd = _from_pickle(path) if path.suffix == ".pkl" else _from_mat(path)
+    except UnsafePickle as exc:
+        raise UnsafePickle(f"{name}: {exc}") from None
+    except OSError as exc:
+        raise GroundTruthError(f"{name}: {describe_error(exc)}") from None
+    except (pickle.UnpicklingError, EOFError, KeyError, IndexError, TypeError, ValueError, AttributeError,
+            MemoryError, OverflowError, NotImplementedError) as exc:
+        raise GroundTruthError(f"{name}: not a revisited ground-truth file ({type(exc).__name__}: "
+                               f"{printable(str(exc))[:200]})") from None
     n = len(gnd.imlist)
     for i, lists in enumerate(zip(gnd.easy, gnd.hard, gnd.junk)):
         bad = [v for lst in lists for v in lst if not 0 <= v < n]
         if bad:
-            raise ValueError(f"{path.name}: query {i + 1} lists indices {bad[:5]} outside imlist (0..{n - 1})")
+            raise GroundTruthError(f"{name}: query {i + 1} lists indices {bad[:5]} outside imlist (0..{n - 1})")
     return gnd
 
 
@@ -126,16 +144,21 @@ def revisited_ground_truth(gnd: RevisitedGnd, dataset: str, protocol: str = DEFA
     hard and junk name sets in ``labels``."""
     names = gnd.imlist
     query_images = frozenset(gnd.qimlist)
-    queries = []
+    queries, notes = [], []
     for i, image in enumerate(gnd.qimlist):
         easy, hard, junk = (frozenset(names[j] for j in lst) for lst in (gnd.easy[i], gnd.hard[i], gnd.junk[i]))
         positives, ignored = protocol_sets(easy, hard, junk, protocol)
-        queries.append(Query(name=f"q{i + 1:02d}", image=image, box=Box.of(gnd.bbx[i]) if gnd.bbx[i] else None,
+        try:
+            box = Box.of(gnd.bbx[i]) if gnd.bbx[i] else None
+        except ValueError as exc:
+            notes.append(f"q{i + 1:02d} ({printable(image)}): {exc}; query skipped")
+            continue
+        queries.append(Query(name=f"q{i + 1:02d}", image=image, box=box,
                              positives=positives, junk=(ignored | query_images) - positives,
                              group=landmark_of(image), labels={"easy": easy, "hard": hard, "junk": junk}))
     info = {"source": source, "n_database_listed": len(names), "n_queries_listed": len(gnd.qimlist),
             "query_images": "junk for every query (not part of the revisited database)"}
-    return GroundTruth(dataset=dataset, protocol=protocol, queries=queries, info=info)
+    return GroundTruth(dataset=dataset, protocol=protocol, queries=queries, notes=notes, info=info)
 
 
 def load_revisited(folder: str | Path, dataset: str, protocol: str | None = None) -> GroundTruth:

@@ -10,7 +10,30 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from core.fs import describe_error, printable, read_limited
 from core.images import Box
+
+MAX_LABEL_FILE_BYTES = 256 << 20      # ground-truth text and pickle files; the largest real one is a few MB
+
+
+class GroundTruthError(ValueError):
+    """A ground-truth file that cannot be used, with a one-line reason."""
+
+
+def read_label_text(path: Path, max_bytes: int = MAX_LABEL_FILE_BYTES) -> str:
+    """The text of a ground-truth file, or ``GroundTruthError`` saying why it cannot be one: not
+    a regular file (a folder named ``*_query.txt``, a FIFO), unreadable, too large, binary (NUL
+    bytes) or not UTF-8."""
+    try:
+        data = read_limited(path, max_bytes)
+    except OSError as exc:
+        raise GroundTruthError(f"{printable(path.name)}: {describe_error(exc)}") from None
+    if b"\0" in data:
+        raise GroundTruthError(f"{printable(path.name)}: binary content (NUL bytes), not a text file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise GroundTruthError(f"{printable(path.name)}: not UTF-8 text (byte {exc.start})") from None
 
 
 @dataclass(frozen=True)

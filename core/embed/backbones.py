@@ -364,6 +364,59 @@ register(BackboneSpec(name="small_cnn", build=SmallCNN, cut=lambda m: m, weights
                       stages=_children, prelogits=_gap_prelogits))
 
 
+# ---------------------------------------------------------------- ensembles
+
+class _Members(nn.Module):
+    """The full networks of an ensemble, before cutting (what the offline loaders fill)."""
+
+    def __init__(self, models: list[nn.Module]) -> None:
+        super().__init__()
+        self.models = nn.ModuleList(models)
+
+
+class _Concatenated(nn.Module):
+    """Feature maps of several backbones on one image, concatenated along channels. Each map is
+    divided by its mean per-position L2 norm (one number per image and network), so that every
+    network weighs about the same in the pooled descriptor whatever the scale of its
+    activations, and resized to the first network's grid (all are stride 32, so sizes differ by
+    at most a rounding cell)."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, rgb01: torch.Tensor) -> torch.Tensor:
+        maps = [m(rgb01) for m in self.members]
+        size = maps[0].shape[2:]
+        # the others always resized (the identity at equal sizes), so that a traced graph has no branch
+        resized = [maps[0], *(F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in maps[1:])]
+        return torch.cat([f / f.norm(dim=1).mean(dim=(1, 2)).clamp_min(1e-6).view(-1, 1, 1, 1) for f in resized],
+                         dim=1)
+
+
+def register_ensemble(names: tuple[str, ...]) -> BackboneSpec:
+    """An ensemble backbone ``a+b``: the members' maps concatenated (``_Concatenated``), offline
+    when every member is. Input normalisation stays each member's own."""
+    specs = [get_spec(n) for n in names]
+
+    def offline(model: nn.Module) -> None:
+        for spec, member in zip(specs, model.models):
+            spec.offline(member)
+
+    def cut(model: nn.Module) -> nn.Module:
+        return _Concatenated([Backbone(spec, spec.cut(m), "") for spec, m in zip(specs, model.models)])
+
+    return register(BackboneSpec(
+        name="+".join(names), build=lambda: _Members([s.build() for s in specs]), cut=cut, weights_enum=None,
+        mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+        offline=offline if all(s.offline is not None for s in specs) else None,
+        offline_source=" + ".join(s.offline_source for s in specs),
+        patch_size=max(s.patch_size for s in specs)))
+
+
+register_ensemble(("tf_efficientnet_lite0", "mobilenet_v2"))
+
+
 # ---------------------------------------------------------------- building
 
 class Backbone(nn.Module):

@@ -24,7 +24,6 @@ from tqdm.auto import tqdm
 
 from core.config import EmbeddingConfig
 
-ENGINES = ("local", "dask")
 CHUNK_SIZE = 32          # images per task: large enough to amortise scheduling, small enough to balance
 
 _WORKER_EMBEDDERS: dict[str, object] = {}

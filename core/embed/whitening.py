@@ -36,9 +36,13 @@ class Whitening:
         return cls(np.asarray(arrays["whiten_mean"]), np.asarray(arrays["whiten_projection"]))
 
 
-def learn_pca_whitening(x: np.ndarray, dim: int | None = None) -> Whitening:
+def learn_pca_whitening(x: np.ndarray, dim: int | None = None, shrinkage: float = 0.0) -> Whitening:
     """Learn PCA-whitening from [n, D] descriptors. The output dimension is ``dim`` or, by
-    default, every component the data supports (at most n − 1 and D)."""
+    default, every component the data supports (at most n − 1 and D). ``shrinkage`` s moves the
+    kept eigenvalues towards their mean, (1 − s)·λ + s·mean(λ), so that directions the learning
+    set barely spans are not blown up to the same weight as the main ones."""
+    if not 0.0 <= shrinkage <= 1.0:
+        raise ValueError(f"shrinkage must be in [0, 1], got {shrinkage}")
     if x.ndim != 2 or x.shape[0] < 3:
         raise ValueError(f"whitening needs at least 3 descriptors, got shape {x.shape}")
     x = x.astype(np.float64)
@@ -51,6 +55,7 @@ def learn_pca_whitening(x: np.ndarray, dim: int | None = None) -> Whitening:
     max_dim = min(x.shape[0] - 1, x.shape[1])
     dim = max_dim if dim is None else min(dim, max_dim)
     eigval, eigvec = eigval[:dim], eigvec[:, :dim]
+    eigval = (1.0 - shrinkage) * eigval + shrinkage * eigval.mean()
     eigval = np.maximum(eigval, SHRINK * eigval.mean())
     projection = (eigvec / np.sqrt(eigval)).T
     return Whitening(mean.astype(np.float32), projection.astype(np.float32))

@@ -56,18 +56,24 @@ def precision_recall(hits: np.ndarray, n_relevant: int) -> tuple[np.ndarray, np.
     return precision, recall
 
 
+def interpolated_precision(precision: Sequence[float] | np.ndarray, recall: Sequence[float] | np.ndarray,
+                           levels: np.ndarray = RECALL_LEVELS_11) -> np.ndarray:
+    """Highest precision reached at a recall >= each of ``levels`` (0 where a level is never
+    reached), from a precision/recall curve in rank order: the interpolated PR curve."""
+    p, r = np.asarray(precision, float), np.asarray(recall, float)
+    if p.size == 0:
+        return np.zeros(len(levels))
+    best_after = np.maximum.accumulate(p[::-1])[::-1]       # best precision at recall >= r[i]
+    idx = np.searchsorted(r, np.asarray(levels) - 1e-12, side="left")
+    return np.where(idx < r.size, best_after[np.minimum(idx, r.size - 1)], 0.0)
+
+
 def interpolated_ap11(hits: np.ndarray, n_relevant: int) -> float:
     """11-point interpolated AP: mean over recall levels 0, 0.1, ..., 1 of the highest precision
     reached at a recall >= that level (0 where the level is never reached)."""
     if n_relevant <= 0 or hits.size == 0:
         return 0.0
-    precision, recall = precision_recall(hits, n_relevant)
-    # running maximum of precision from the end: best precision at recall >= recall[i]
-    best_after = np.maximum.accumulate(precision[::-1])[::-1]
-    idx = np.searchsorted(recall, RECALL_LEVELS_11 - 1e-12, side="left")
-    reached = idx < recall.size
-    values = np.where(reached, best_after[np.minimum(idx, recall.size - 1)], 0.0)
-    return float(values.mean())
+    return float(interpolated_precision(*precision_recall(hits, n_relevant)).mean())
 
 
 def ndcg(hits: np.ndarray, n_relevant: int, k: int | None = None) -> float:

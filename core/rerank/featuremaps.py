@@ -15,16 +15,13 @@ knowing how the decoder scaled the image: cell (y, x) of an h×w map covers
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -33,7 +30,7 @@ from core.cache.galleries import Gallery
 from core.config import EmbeddingConfig
 from core.embed.embedder import Embedder
 from core.files import write_npz
-from core.images import Box, image_size, load_image, to_tensor
+from core.images import Box, ImageSource, image_size, load_region, to_tensor
 
 FMAPS = "featuremaps.npz"
 
@@ -41,29 +38,18 @@ FMAPS = "featuremaps.npz"
 @torch.inference_mode()
 def feature_map(embedder: Embedder, img: Image.Image) -> np.ndarray:
     """[C, h, w] float32 feature map of an RGB image already resized to the config's max_size."""
-    x = to_tensor(img).unsqueeze(0)
-    patch = embedder.backbone.spec.patch_size
-    if patch > 1:                      # ViTs take multiples of their patch size
-        size = tuple(max(patch, round(s / patch) * patch) for s in x.shape[2:])
-        x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-    return embedder.feature_map(x)[0].float().contiguous().numpy()
+    return embedder.feature_map(to_tensor(img).unsqueeze(0))[0].float().contiguous().numpy()
 
 
-def load_map(embedder: Embedder, source: str | os.PathLike | IO[bytes] | Image.Image) -> tuple[np.ndarray, tuple[int, int]]:
-    """Feature map of a whole image (file or PIL) and the image's original (width, height)."""
-    max_size = embedder.config.max_size
+def load_map(embedder: Embedder, source: ImageSource) -> tuple[np.ndarray, tuple[int, int]]:
+    """Feature map of a whole image (file or decoded image) and the image's original (width, height)."""
     if isinstance(source, Image.Image):
-        img = source.convert("RGB")
-        size = img.size
-        if max(size) > max_size:
-            img = img.copy()
-            img.thumbnail((max_size, max_size), Image.Resampling.BICUBIC)
+        size = source.size
     else:
         size = image_size(source)            # header only: the upright original size
         if hasattr(source, "seek"):
             source.seek(0)
-        img = load_image(source, max_size)
-    return feature_map(embedder, img), size
+    return feature_map(embedder, load_region(source, embedder.config.max_size)), size
 
 
 def box_mask(shape: tuple[int, int], box: Box | None, original_size: tuple[int, int]) -> np.ndarray:

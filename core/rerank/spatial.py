@@ -10,20 +10,25 @@ crop) leaves the ranking as it was.
 """
 from __future__ import annotations
 
-import os
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO
+from typing import ClassVar
 
 import numpy as np
 
-from core.images import Box, load_image
-from core.rerank.local import promote
+from core.images import Box, ImageSource, load_region
+from core.rerank.base import Reranker, register
+from core.rerank.local import fused, promote
 
 N_FEATURES = 1000          # keypoints per image: enough for a facade at 512 px, cheap to match
 RATIO = 0.8                # Lowe's ratio test
 RANSAC_PIXELS = 6.0        # reprojection threshold at max side 512 (about 1 % of the image)
 MIN_MATCHES = 4            # a homography needs four correspondences
+INLIER_CAP = 50            # inliers beyond this add nothing to the fused score
+# Inlier score weight added to the global cosine over the top-N, chosen on the validation protocol
+# (benchmarks/region_sweep.py): promoting verified images (inf) lost 0.8 points on whole Paris queries.
+SPATIAL_FUSION = 0.1
 
 
 def _cv2():
@@ -40,12 +45,12 @@ class LocalFeatures:
     descriptors: np.ndarray | None  # [k, 128] float32 (SIFT) or [k, 32] uint8 (ORB); None if no keypoint
 
 
-def extract(source: str | os.PathLike | IO[bytes], kind: str = "sift", box: Box | None = None,
+def extract(source: ImageSource, kind: str = "sift", box: Box | None = None,
             max_size: int = 512, n_features: int = N_FEATURES) -> LocalFeatures:
     """Keypoints and descriptors of an image (cropped by ``box`` in original pixels), decoded at
     longer side ``max_size`` in grey."""
     cv2 = _cv2()
-    gray = np.asarray(load_image(source, max_size, box).convert("L"))
+    gray = np.asarray(load_region(source, max_size, box).convert("L"))
     detector = cv2.SIFT_create(nfeatures=n_features) if kind == "sift" else cv2.ORB_create(nfeatures=n_features)
     keypoints, descriptors = detector.detectAndCompute(gray, None)
     points = np.array([k.pt for k in keypoints], np.float32).reshape(-1, 2)
@@ -76,10 +81,66 @@ def verified_order(inliers: np.ndarray, min_inliers: int) -> np.ndarray:
     return np.where(inliers >= min_inliers, inliers, -1).astype(np.float64)
 
 
+def inlier_score(inliers: np.ndarray, cap: int = INLIER_CAP) -> np.ndarray:
+    """Inliers as a score in [0, 1] for fusion with the global cosine: min(inliers, cap) / cap."""
+    return np.minimum(np.asarray(inliers, np.float64), cap) / cap
+
+
 def spatial_rerank(row: np.ndarray, query: LocalFeatures, features_of: Callable[[int], LocalFeatures],
-                   top_n: int, kind: str = "sift", min_inliers: int = 15) -> tuple[np.ndarray, dict[int, int]]:
+                   top_n: int, kind: str = "sift", min_inliers: int = 15, cosines: np.ndarray | None = None,
+                   weight: float = math.inf) -> tuple[np.ndarray, dict[int, int]]:
     """Re-rank the first ``top_n`` of ranking ``row`` by verified inliers with ``query``'s
-    features; ``features_of(i)`` gives gallery image i's. Returns the row and inliers per image."""
+    features; ``features_of(i)`` gives gallery image i's. ``weight`` = inf: verified images
+    first (``verified_order``); finite: the global ``cosines`` [top_n] plus ``weight`` ×
+    ``inlier_score``. Returns the row and inliers per image."""
     inliers = {int(i): count_inliers(query, features_of(int(i)), kind) for i in row[:top_n]}
-    scores = verified_order(np.array([inliers[int(i)] for i in row[:top_n]]), min_inliers)
-    return promote(row, top_n, scores), inliers
+    counts = np.array([inliers[int(i)] for i in row[:top_n]])
+    if math.isinf(weight):
+        return promote(row, top_n, verified_order(counts, min_inliers)), inliers
+    return promote(row, top_n, fused(cosines, inlier_score(counts), weight)), inliers
+
+
+@register("spatial", "spatial verification (SIFT + RANSAC)")
+@dataclass(frozen=True)
+class SpatialVerification(Reranker):
+    """top_n: images verified (the rest keep their order); local_features: "sift" or "orb";
+    min_inliers: RANSAC inliers needed for an image to count as verified. Gallery features are
+    extracted when first needed and kept (the top-Ns of related queries overlap)."""
+
+    needs_image: ClassVar[bool] = True
+    helps: ClassVar[str] = ("validation: +0.1 mAP on whole Paris photos fused with the global score (promoting "
+                            "verified images alone lost 0.8); for planar facades seen from another angle")
+    top_n: int = 50
+    local_features: str = "sift"
+    min_inliers: int = 15
+    fusion: float = SPATIAL_FUSION
+
+    def __post_init__(self) -> None:
+        if self.local_features not in ("sift", "orb"):
+            raise ValueError(f"local features must be 'sift' or 'orb', got {self.local_features!r}")
+
+    def label(self) -> str:
+        return f"spatial-{self.local_features}{self.top_n}"
+
+    def state_key(self) -> tuple:
+        return (self.local_features,)
+
+    def prepare(self, ctx):
+        return {}                      # gallery index -> LocalFeatures, filled on demand
+
+    def rerank(self, ranking, queries, regions, ctx, prepared):
+        emb, max_size = ctx.embeddings, ctx.embeddings.config.max_size
+
+        def features_of(i: int) -> LocalFeatures:
+            if i not in prepared:
+                prepared[i] = extract(ctx.gallery.root / emb.ids[i], self.local_features, None, max_size)
+            return prepared[i]
+
+        out, evidence = ranking.copy(), []
+        for r, region in enumerate(regions):
+            query = extract(region.source, self.local_features, region.box, max_size)
+            cosines = emb.vectors[ranking[r, :self.top_n]] @ queries[r]
+            out[r], inliers = spatial_rerank(ranking[r], query, features_of, self.top_n, self.local_features,
+                                             self.min_inliers, cosines, self.fusion)
+            evidence.append({i: (float(n), None) for i, n in inliers.items()})
+        return out, evidence
