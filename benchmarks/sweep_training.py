@@ -63,7 +63,7 @@ def main() -> None:
         gt = load_class_folders(split / "rest")
         gallery = register_gallery(f"sweep-{name}-rest", split / "rest")
         off = evaluate(gallery, gt, DEFAULT_CONFIG, progress=False, write=False, log=lambda m: None)
-        rows.append({"dataset": name, "setting": "off the shelf", "map": off["map"], "p@10": off["p@10"]})
+        rows.append({"dataset": name, "setting": "off the shelf", "map": off.map, "p@10": off.metric("p@10")})
         print(json.dumps(rows[-1]), flush=True)
         for spec in args.settings:
             kw = json.loads(spec)
@@ -75,8 +75,8 @@ def main() -> None:
             config = apply_model(replace(DEFAULT_CONFIG, weights=str(result.model_path)))
             s = evaluate(gallery, gt, config, progress=False, write=False, log=lambda m: None)
             t = result.card.timing
-            rows.append({"dataset": name, "setting": tag, "settings": kw, "map": s["map"], "p@10": s["p@10"],
-                         "gain_map_points": (s["map"] - off["map"]) * 100, "train_seconds": seconds,
+            rows.append({"dataset": name, "setting": tag, "settings": kw, "map": s.map, "p@10": s.metric("p@10"),
+                         "gain_map_points": (s.map - off.map) * 100, "train_seconds": seconds,
                          "feature_cache_seconds": t["feature_cache_seconds"], "epoch_seconds": t["epoch_seconds"],
                          "best_epoch": t["best_epoch"], "epochs_run": t["epochs_run"], "load_average": os.getloadavg()[0]})
             print(json.dumps(rows[-1]), flush=True)
