@@ -136,7 +136,7 @@ def test_validate_command_writes_a_run_per_set(session_artifacts, capsys):
     rows = load_validation(out.strip().splitlines()[-1].removeprefix("validation written to "))
     scores = {s["name"]: s for s in rows[0]["scores"]}
     crop = load_run(scores["paris-crop"]["run_id"])
-    assert crop.summary["n_queries"] == 195 and crop.summary["protocol"] == "validation-crop"
+    assert crop.summary.n_queries == 195 and crop.summary.protocol == "validation-crop"
     assert crop.per_query["box"].str.len().min() > 0 and scores["paris-official"]["n_queries"] == 12
     assert 0.5 < scores["paris-crop"]["map"] <= 1.0
 
