@@ -84,6 +84,8 @@ def rows() -> list[Row]:
     out.append(Row("default", DEFAULT_CONFIG, rerank_of(DEFAULT_RERANK), "the chosen defaults, exact search"))
     out.append(Row("default-annoy", DEFAULT_CONFIG, rerank_of(DEFAULT_RERANK), "the chosen defaults over Annoy",
                    SearchSettings(method="annoy")))
+    out.append(Row("ens-default", replace(ENSEMBLE, pooling="rmac", scales=ms), rerank_of(DEFAULT_RERANK),
+                   "the two-network ensemble with the default re-ranking"))
     return out
 
 

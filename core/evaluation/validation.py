@@ -140,8 +140,9 @@ def set_arrays(vs: ValidationSet, config: EmbeddingConfig, embedder: Embedder | 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = resolve(vs.ground_truth, emb.ids)
-    queries, _ = query_vectors(emb, res, embedder, vs.gallery)
-    return SetArrays(vs.name, queries, emb.vectors, res.queries, emb)
+    queries, refused, _ = query_vectors(emb, res, embedder, vs.gallery)
+    kept = [rq for i, rq in enumerate(res.queries) if i not in refused]
+    return SetArrays(vs.name, queries, emb.vectors, kept, emb)
 
 
 @dataclass(frozen=True)
