@@ -68,8 +68,11 @@ def check_stored(path: Path, kind: str, config: EmbeddingConfig, dim: int, ids: 
     """The metadata of the index at ``path`` when it belongs to these descriptors; otherwise
     ``IndexMismatch`` naming every problem and the command ``rebuild``."""
     meta_path = path.with_suffix(".json")
-    if not path.exists() or not meta_path.exists():
+    if not path.exists():
         raise IndexMismatch(f"no {kind} index at {path}; {rebuild}", stale=True)
+    if not meta_path.exists():
+        raise IndexMismatch(f"refusing {kind} index {path}: its description {meta_path.name} cannot be read "
+                            f"(missing: an interrupted build?); {rebuild}", stale=True)
     try:
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError) as exc:
@@ -85,7 +88,7 @@ def check_stored(path: Path, kind: str, config: EmbeddingConfig, dim: int, ids: 
         problems.append(STALE)
     size = path.stat().st_size
     if "file_bytes" in meta and size != meta["file_bytes"]:
-        problems.append(f"its file has {size} bytes, {meta['file_bytes']} were written")
+        problems.append(f"its file has {size} bytes, {meta['file_bytes']} were written (truncated or altered)")
     elif "file_sha256" in meta and file_sha256(path) != meta["file_sha256"]:
         problems.append("its file's SHA-256 is not the one written (corrupted or replaced)")
     if problems:
