@@ -448,7 +448,8 @@ def results_panel(eng: SearchEngine, query: QueryImage | None, box: Box | None, 
 # ------------------------------------------------------------------ the page
 
 def sidebar(entries) -> tuple:
-    by_name = {e.gallery.name: e for e in entries}
+    # galleries that can be searched first: a fresh session, or a link to a vanished gallery, opens one of them
+    by_name = {e.gallery.name: e for e in sorted(entries, key=lambda e: not e.indexed)}
     with st.sidebar:
         previous = st.session_state.get("gallery")
         pending("gallery", "gallery", list(by_name), "gallery")
