@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path(os.environ.get("CBIR_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
-RESULTS = ".st-key-results"             # the results grid (st.container(key="results"))
+RESULTS = ".st-key-results"             # the results grid (st.grid(key="results"))
+CELL = '[data-testid="stGridCell"], [data-testid="stColumn"]'      # one result (grid cell; columns before issue 14)
 
 # True once the results grid shows ``k`` loaded images and, when given, ``first`` is in the first
 # result's cell, with no element left stale by a rerun in progress.
@@ -29,9 +30,9 @@ RESULTS_SHOWN = """([k, first]) => {
   if (!grid || document.querySelector('[data-stale="true"]')) return false;
   const imgs = [...grid.querySelectorAll('img')];
   if (imgs.length !== k || !imgs.every(i => i.complete && i.naturalWidth > 0)) return false;
-  const cell = grid.querySelector('[data-testid="stColumn"]');
+  const cell = grid.querySelector('%s');
   return !first || (cell !== null && cell.innerText.includes(first));
-}""" % RESULTS
+}""" % (RESULTS, CELL)
 
 
 def free_port() -> int:
@@ -41,9 +42,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def app_server(artifacts: Path, log: Path, timeout: float = 120.0) -> Iterator[str]:
-    """``streamlit run app.py`` over ``artifacts`` on a free loopback port; yields its URL once
-    its health check answers, and stops it on exit. Its output goes to ``log``."""
+def app_server(artifacts: Path, log: Path, timeout: float = 120.0, root: Path = REPO) -> Iterator[str]:
+    """``streamlit run app.py`` of the checkout ``root`` over ``artifacts`` on a free loopback
+    port; yields its URL once its health check answers, and stops it on exit. Its output goes to
+    ``log``."""
     port = free_port()
     env = {**os.environ, "CBIR_ARTIFACTS": str(artifacts)}
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
@@ -51,7 +53,7 @@ def app_server(artifacts: Path, log: Path, timeout: float = 120.0) -> Iterator[s
            "--server.fileWatcherType", "none"]
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + timeout

@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.config import EmbeddingConfig  # noqa: E402
 from core.evaluation.runs import machine_info, package_versions  # noqa: E402
+from core.images import load_image  # noqa: E402
 from core.paths import artifacts_dir  # noqa: E402
 
 DEFAULT_PARIS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "paris6k"
@@ -61,6 +62,47 @@ def paris_descriptors(root: Path = DEFAULT_PARIS, config: EmbeddingConfig | None
 
     gallery = register_gallery("paris6k", Path(root) / "jpg")
     return build_embeddings(gallery, config or BENCH_CONFIG, progress=False, log=lambda m: None).vectors
+
+
+def augmented_images(sources: list[str], folder: Path, n: int, seed: int = 0, min_side: int = 512,
+                     max_side: int | None = None) -> list[str]:
+    """``n`` real-photo files in ``folder``: the ``sources`` themselves first (copied), then
+    crops (50–95 % of each side), horizontal flips and rescalings of them, each saved as a
+    JPEG (quality 90) whose longer side stays at least ``min_side`` (so that extraction at longer
+    side ``min_side`` still downscales every file, as with camera photos) and at most
+    ``max_side`` (None: the source's). Existing files are reused, so reruns cost nothing."""
+    from PIL import Image, ImageOps
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        src = sources[i % len(sources)]
+        path = folder / f"{i:06d}_{Path(src).stem}.jpg"
+        out.append(str(path))
+        if path.exists():
+            continue
+        with load_image(src) as img:
+            if i >= len(sources):
+                w, h = img.size
+                cw, ch = int(w * rng.uniform(0.5, 0.95)), int(h * rng.uniform(0.5, 0.95))
+                x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+                img = img.crop((x, y, x + cw, y + ch))
+                if rng.random() < 0.5:
+                    img = ImageOps.mirror(img)
+                top = max(img.size) if max_side is None else min(max_side, max(img.size))
+                side = int(rng.uniform(min(min_side, top), top))
+                scale = side / max(img.size)
+                img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BICUBIC)
+            elif max_side is not None and max(img.size) > max_side:
+                img.thumbnail((max_side, max_side), Image.BICUBIC)
+            img.save(path, quality=90)
+    return out
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages now: how busy the shared machine was."""
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def derived_vectors(base: np.ndarray, n: int, dim: int, seed: int = 0, noise: float = 0.35,
@@ -107,6 +149,36 @@ def matmul_gflops(size: int = 2048, seconds: float = 2.0) -> float:
         a @ b
         n += 1
     return 2 * size ** 3 * n / (time.perf_counter() - start) / 1e9
+
+
+def openvino_matmul_gflops(streams: int, size: int = 1024, seconds: float = 2.0) -> float:
+    """Measured float32 matrix-product throughput of OpenVINO in the extraction pipeline's layout:
+    ``streams`` single-core inference requests in parallel threads, each multiplying two
+    ``size`` × ``size`` matrices. The bound of the same runtime on the same cores."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    rng = np.random.default_rng(0)
+    x = ops.parameter([size, size], np.float32)
+    model = ov.Model([ops.matmul(x, ops.constant(rng.random((size, size), dtype=np.float32)), False, False)], [x])
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": 1, "NUM_STREAMS": 1,
+                                                      "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"})
+    a = rng.random((size, size), dtype=np.float32)
+
+    def run(deadline: float) -> int:
+        request, n = compiled.create_infer_request(), 0
+        request.infer({0: a})
+        while time.perf_counter() < deadline:
+            request.infer({0: a})
+            n += 1
+        return n
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(streams) as pool:
+        done = sum(pool.map(run, [start + seconds] * streams))
+    return 2 * size ** 3 * done / (time.perf_counter() - start) / 1e9
 
 
 def rss_mb() -> float:

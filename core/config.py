@@ -9,10 +9,18 @@ import hashlib
 import json
 import shlex
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 MULTI_SCALES: tuple[float, ...] = (1.0, 2 ** -0.5, 0.5)
 GEM_POOLINGS = ("gem", "rgem")      # poolings whose exponent gem_p is part of the config
+# Arithmetic of the network. float32 is the reference; int8 is OpenVINO post-training quantisation
+# (core.embed.quantize) and float16 half precision on a CUDA GPU; both are used only when their
+# measured fidelity gate passes (core.evaluation.fidelity).
+PRECISIONS = ("float32", "int8", "float16")
+# Where the descriptor is read: the pooled convolutional map, the input of the network's own
+# classifier (VGG's fc7, the pooled pre-logits of the others), or a trained embedding head.
+LAYERS: tuple[str, ...] = ("pool", "penultimate", "head")
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,19 @@ class EmbeddingConfig:
                 descriptors, full whitening with n − 1 components maps those n to equidistant
                 points, so without shrinkage or a reduced dimension it cannot rank them.
     max_size:   longer image side in pixels after resizing (images are only downscaled).
+    precision:  float32 | int8 | float16 (``PRECISIONS``): hashed unless float32, so an int8 or
+                float16 cache never mixes with a float32 one and float32 keys stay what they were.
+    calibration: int8 only: digest of the images the quantisation was calibrated on
+                (``core.embed.quantize.Calibration``), hashed too: another calibration is another
+                network.
+    layer:      where the descriptor is read (``LAYERS``): "pool" (the pooled feature map, with
+                ``pooling``), "penultimate" (the input of the network's classifier: fc7 of VGG)
+                or "head" (the embedding head of a model trained by ``python -m core train``).
+    weights_digest: sha256 of a trained model's file (``core.embed.trained``), so that retraining
+                a model under the same path never reuses the old model's descriptors.
+
+    ``whiten_shrinkage``, ``layer`` and ``weights_digest`` are left out of the hash at their defaults, so the caches
+    made before they existed keep their keys.
     """
 
     backbone: str = "tf_efficientnet_lite0"
@@ -45,8 +66,16 @@ class EmbeddingConfig:
     whiten_dim: int | None = None
     max_size: int = 512
     whiten_shrinkage: float = 0.0
+    precision: str = "float32"
+    calibration: str = ""
+    layer: str = "pool"
+    weights_digest: str = ""
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.calibration and self.precision != "int8":
+            raise ValueError("a calibration belongs to int8 configs only")
         object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
         if not self.scales or any(s <= 0 for s in self.scales):
             raise ValueError(f"scales must be positive, got {self.scales}")
@@ -54,6 +83,8 @@ class EmbeddingConfig:
             raise ValueError(f"whiten_shrinkage must be in [0, 1], got {self.whiten_shrinkage}")
         if self.max_size < 32:
             raise ValueError(f"max_size must be at least 32 pixels, got {self.max_size}")
+        if self.layer not in LAYERS:
+            raise ValueError(f"layer must be one of {', '.join(LAYERS)}, got {self.layer!r}")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -73,10 +104,20 @@ class EmbeddingConfig:
     def key(self) -> str:
         """Stable 12-hex-digit hash of the config (the name of its cache directory)."""
         data = self.to_dict()
-        if self.pooling not in GEM_POOLINGS:
+        if self.pooling not in GEM_POOLINGS or self.layer != "pool":
             data.pop("gem_p")
         if self.whiten_shrinkage == 0.0:         # added later: the default keeps existing cache keys
             data.pop("whiten_shrinkage")
+        if self.precision == "float32":
+            data.pop("precision")
+        if not self.calibration:
+            data.pop("calibration")
+        if self.layer == "pool":
+            data.pop("layer")
+        else:
+            data.pop("pooling")                  # the head or the network's layers pool by themselves
+        if not self.weights_digest:
+            data.pop("weights_digest")
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -88,6 +129,10 @@ class EmbeddingConfig:
                  f"--scales {' '.join(repr(s) for s in self.scales)}", f"--max-size {self.max_size}"]
         if self.pooling in GEM_POOLINGS:
             flags.append(f"--gem-p {self.gem_p!r}")
+        if self.precision != "float32":
+            flags.append(f"--precision {self.precision}")
+        if self.layer != "pool":
+            flags.append(f"--layer {self.layer}")
         if self.whitening != "none":
             flags.append(f"--whitening {shlex.quote(self.whitening)}")
             if self.whiten_dim:
@@ -97,10 +142,16 @@ class EmbeddingConfig:
         return " ".join(flags)
 
     def label(self) -> str:
-        """Short human-readable name, e.g. ``tf_efficientnet_lite0/gem3/ms3/512/white-gallery``."""
+        """Short human-readable name, e.g. ``tf_efficientnet_lite0/gem3/ms3/512/white-gallery``;
+        a trained model shows its folder's name (``tf_efficientnet_lite0@corel/head/ms3/512``)."""
         pooling = f"{self.pooling}{self.gem_p:g}" if self.pooling in GEM_POOLINGS else self.pooling
         scales = "ss" if len(self.scales) == 1 and self.scales[0] == 1.0 else f"ms{len(self.scales)}"
-        parts = [self.backbone, pooling, scales, str(self.max_size)]
+        network = self.backbone
+        if self.weights_digest:
+            network += f"@{Path(self.weights).parent.name or Path(self.weights).stem}"
+        parts = [network, pooling if self.layer == "pool" else self.layer, scales, str(self.max_size)]
+        if self.precision != "float32":
+            parts.append(self.precision)
         if self.whitening != "none":
             parts.append(f"white-{self.whitening}" + (f"{self.whiten_dim}" if self.whiten_dim else "")
                          + (f"s{self.whiten_shrinkage:g}" if self.whiten_shrinkage else ""))
@@ -125,6 +176,24 @@ class AnnoyParams:
             raise ValueError(f"Annoy metric must be 'angular' or 'euclidean', got {self.metric!r}")
         if self.n_trees < 1:
             raise ValueError("n_trees must be at least 1")
+
+
+@dataclass(frozen=True)
+class HnswParams:
+    """Parameters of an HNSW index (hnswlib); ``ef`` None means "chosen at build time by measured
+    recall". M 16 and ef_construction 100: the graph of benchmarks/bench_search.py, whose ef
+    sweep reached recall@10 0.98 at 1M x 512 (artifacts/bench/search.json)."""
+
+    metric: str = "cosine"           # cosine (inner product of unit vectors) | euclidean
+    m: int = 16
+    ef_construction: int = 100
+    ef: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.metric not in ("cosine", "euclidean"):
+            raise ValueError(f"HNSW metric must be 'cosine' or 'euclidean', got {self.metric!r}")
+        if self.m < 2 or self.ef_construction < 1:
+            raise ValueError("HNSW needs M >= 2 and ef_construction >= 1")
 
 
 # The offline default, chosen by measurement on the shared Paris images (README: "The default

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from core.fs import Scan, describe_error, open_regular, printable, scan_files
+from core.fs import Scan, describe_error, iter_blocks, open_regular, printable, scan_files
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 # The decoders of those extensions (JPEG also opens the multi-picture MPO files of phone cameras); nothing
@@ -96,13 +97,12 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 def open_image(source: str | os.PathLike | IO[bytes]) -> Image.Image:
-    """``Image.open`` restricted to ``ALLOWED_FORMATS``. A path is opened with
-    ``core.fs.open_regular`` (never a FIFO or a device) and read into memory, so no file stays
-    open; raises ``ImageError`` for what cannot be opened."""
+    """``Image.open`` restricted to ``ALLOWED_FORMATS``. A path is read into memory through
+    ``core.fs`` (a regular file only, never a FIFO or a device; no more than its size when
+    opened), so no file stays open; raises ``ImageError`` for what cannot be opened."""
     try:
         if isinstance(source, (str, os.PathLike)):
-            with open_regular(source) as fh:
-                source = io.BytesIO(fh.read())
+            source = io.BytesIO(b"".join(iter_blocks(source)))   # no more than the size it had when opened
         return Image.open(source, formats=ALLOWED_FORMATS)
     except UnidentifiedImageError as exc:
         raise ImageError(f"not an image in one of the formats {', '.join(ALLOWED_FORMATS)}: {_name(source)}") from exc
@@ -131,7 +131,7 @@ def load_image(source: str | os.PathLike | IO[bytes], max_size: int | None = Non
             img.seek(0)                                  # first frame of animations
             raw_w, raw_h = img.size
             if raw_w * raw_h > MAX_PIXELS:
-                raise ImageError(f"{raw_w}x{raw_h} pixels exceeds the limit of {MAX_PIXELS:,}")
+                raise ImageError(_too_large(name, raw_w * raw_h))
             box_obj = Box.of(box.as_list() if isinstance(box, Box) else box) if box is not None else None
             scale = 1.0
             if max_size is not None and img.format == "JPEG":
@@ -146,7 +146,8 @@ def load_image(source: str | os.PathLike | IO[bytes], max_size: int | None = Non
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"refused as a decompression bomb: {exc}") from exc
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        raise ImageError(_too_large(name, int(pixels[1]) if pixels else None)) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"corrupt or truncated image {name}: {exc}") from exc
     img = _to_rgb(img)
@@ -172,6 +173,12 @@ def load_region(source: ImageSource, max_size: int | None = None,
         b = (box if isinstance(box, Box) else Box.of(box)).clamp(*img.size)
         img = img.crop(tuple(int(v) for v in b.as_list()))
     return fit_max_size(img, max_size) if max_size is not None else img
+
+
+def _too_large(name: object, pixels: int | None) -> str:
+    size = f"{pixels / 1e6:.0f} megapixels" if pixels else "its pixel count"
+    return (f"{name}: {size} exceeds the limit of {MAX_PIXELS / 1e6:g} megapixels (refused: a decompression "
+            "bomb guard, an image that large would fill the memory)")
 
 
 def fit_max_size(img: Image.Image, max_size: int) -> Image.Image:

@@ -21,3 +21,8 @@ def runs_dir() -> Path:
 
 def galleries_dir() -> Path:
     return artifacts_dir() / "galleries"
+
+
+def models_dir() -> Path:
+    """Trained models: ``models/<name>/model.pt`` and ``model.json`` (``python -m core train``)."""
+    return artifacts_dir() / "models"

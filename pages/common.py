@@ -6,6 +6,7 @@ Cache keys include the artifacts folder, so one process never mixes two ``CBIR_A
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 from pathlib import Path
@@ -27,15 +28,18 @@ from core import (
     GroundTruth,
     Run,
     SearchEngine,
+    ThumbnailStore,
     artifacts_dir,
     build_demo_gallery,
     build_embeddings,
     cache_dir,
+    frame_jpeg,
     gallery_ground_truth,
     list_runs,
     load_gallery,
     load_image,
     load_run,
+    run_ground_truth,
     runs_table,
     thumbnail,
 )
@@ -71,16 +75,31 @@ def ground_truth(artifacts: str, gallery: str) -> GroundTruth | None:
     return gallery_ground_truth(load_gallery(gallery))
 
 
+THUMB_SIDE = 200                # every thumbnail of the app (results, picker, failures) is this large
+
+
+@st.cache_resource(show_spinner=False)
+def thumb_store() -> ThumbnailStore:
+    """One store of decoded thumbnails for the process (``core.app.thumbnails``)."""
+    return ThumbnailStore(THUMB_SIDE)
+
+
+def warm_thumbnails(gallery: str, root: Path, ids: list[str]) -> None:
+    """Decode a gallery's thumbnails in the background, so that searches only frame them."""
+    thumb_store().warm([root / i for i in ids], f"{artifacts_key()}:{gallery}")
+
+
 @st.cache_data(max_entries=4000, show_spinner=False)
-def thumb(path: str, mtime_ns: int, label: str | None = None, box: tuple[float, ...] | None = None,
-          max_side: int = 240) -> bytes:
-    """Square thumbnail bytes, framed in the colour of ``label``; ``mtime_ns`` renews it when the
-    file changes."""
-    return thumbnail(path, max_side, LABEL_COLOURS.get(label or ""), Box.of(box) if box else None, square=True)
+def _thumb_uri(path: str, mtime_ns: int, label: str | None, box: tuple[float, ...] | None) -> str:
+    data = thumbnail(path, THUMB_SIDE, None, Box.of(box), square=True) if box else thumb_store().get(path)
+    return "data:image/jpeg;base64," + base64.b64encode(frame_jpeg(data, LABEL_COLOURS.get(label or ""))).decode()
 
 
-def thumb_of(path: Path, label: str | None = None, box: tuple[float, ...] | None = None, max_side: int = 240) -> bytes:
-    return thumb(str(path), path.stat().st_mtime_ns, label, box, max_side)
+def thumb_uri(path: Path, label: str | None = None, box: tuple[float, ...] | None = None) -> str:
+    """A square thumbnail (cropped to ``box``, framed in the colour of ``label``) as a data URI:
+    ``st.image`` sends it inside the page update, so a grid of results shows without one HTTP
+    request per thumbnail; ``mtime`` renews it when the file changes."""
+    return _thumb_uri(str(path), path.stat().st_mtime_ns, label, box)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -103,6 +122,12 @@ def run(artifacts: str, run_id: str) -> Run:
     return load_run(run_id)
 
 
+@st.cache_data(show_spinner=False)
+def run_gt(artifacts: str, run_id: str) -> GroundTruth | None:
+    """The ground truth a run was evaluated with (None when it cannot be found any more)."""
+    return run_ground_truth(load_run(run_id).summary)
+
+
 def all_runs() -> pd.DataFrame:
     return runs(artifacts_key(), tuple(list_runs()))
 
@@ -120,11 +145,12 @@ def build_demo_widget(primary: bool = True) -> None:
         st.rerun()
 
 
-def build_index_widget(gallery: str) -> None:
-    """Embed a registered gallery that has no descriptors yet (default embedding)."""
-    if st.button(f"Build the index of {gallery} ({DEFAULT_CONFIG.label()})", type="primary", key="build_index"):
+def build_index_widget(gallery: str, config: EmbeddingConfig = DEFAULT_CONFIG, key: str = "build_index") -> None:
+    """Embed a registered gallery under ``config`` (default: the default embedding; the search
+    page also offers each trained model's)."""
+    if st.button(f"Build the index of {gallery} ({config.label()})", type="primary", key=key):
         bar = st.progress(0.0, text="Loading the network…")
-        build_embeddings(load_gallery(gallery), DEFAULT_CONFIG, embedder(json.dumps(DEFAULT_CONFIG.to_dict())),
+        build_embeddings(load_gallery(gallery), config, embedder(json.dumps(config.base().to_dict())),
                          progress=False, on_progress=lambda d, t: bar.progress(d / t, text=f"Embedding {d}/{t} images"),
                          log=lambda m: None)
         st.rerun()

@@ -1,13 +1,15 @@
 """Galleries: every registered gallery with its folder, size, ground truth, descriptor caches
-(embedding config) and Annoy indexes (parameters and measured recall), and deletion (the
-descriptors and indexes only, never the images). Galleries are created and updated with
-``python -m core index --folder PATH --name NAME``."""
+(embedding config) and Annoy indexes (parameters and measured recall), and deletion, confirmed
+by typing the name: of the descriptors and indexes, or of the whole gallery record (never the
+images). Galleries are created and updated with ``python -m core index --folder PATH --name NAME``."""
 from __future__ import annotations
+
+import shlex
 
 import pandas as pd
 import streamlit as st
 
-from core import CacheInfo, delete_gallery, escape_markdown, folder_size, gallery_entries
+from core import CacheInfo, delete_descriptors, delete_gallery, escape_markdown, folder_size, gallery_entries, printable
 
 
 def caches_table(caches: list[CacheInfo]) -> pd.DataFrame:
@@ -18,6 +20,50 @@ def caches_table(caches: list[CacheInfo]) -> pd.DataFrame:
         rows.append({"embedding": c.label, "key": c.key, "images": c.n_images, "dim": c.dim,
                      "complete": c.complete, "annoy indexes": indexes})
     return pd.DataFrame(rows)
+
+
+def deletion(g, size_text: str) -> None:
+    """Two honest actions, each confirmed by typing the gallery's name: delete the descriptors
+    and indexes (the gallery stays listed and can be indexed again), or forget the gallery
+    (record, descriptors and indexes). The image folder is never touched."""
+    c = st.columns(2)
+    if c[0].button("Delete descriptors and indexes…", key=f"ask_descriptors_{g.name}", icon=":material/delete_sweep:"):
+        st.session_state["confirm"] = ("descriptors", g.name)
+    if c[1].button("Forget this gallery…", key=f"ask_forget_{g.name}", icon=":material/delete_forever:"):
+        st.session_state["confirm"] = ("forget", g.name)
+    action, name = st.session_state.get("confirm", (None, None))
+    if name != g.name:
+        return
+    with st.container(border=True, key=f"confirm_box_{g.name}"):
+        if action == "descriptors":
+            st.warning(f"Deletes the descriptors and indexes of **{g.name}** ({size_text}). The gallery stays in "
+                       "the list, with a button to index it again; the images stay where they are.")
+        else:
+            st.warning(f"Removes **{g.name}** from the app: its record, descriptors and indexes ({size_text}). "
+                       f"The images in {escape_markdown(str(g.root))} stay; this command brings the gallery back. "
+                       "Sessions open on it in other tabs switch to another gallery and say so.")
+            st.code(f"python -m core index --folder {shlex.quote(printable(str(g.root)))} --name {g.name}",
+                    language=None)
+        typed = st.text_input(f"Type {g.name} to confirm", key=f"confirm_{g.name}")
+        b = st.columns(2)
+        if b[0].button("Delete" if action == "descriptors" else "Forget", key=f"delete_{g.name}", type="primary",
+                       disabled=typed != g.name):
+            if action == "descriptors":
+                delete_descriptors(g.name)
+            else:
+                delete_gallery(g.name)
+            st.session_state.pop("confirm")
+            st.cache_resource.clear()
+            st.cache_data.clear()
+            st.rerun()
+        if b[1].button("Cancel", key=f"cancel_{g.name}"):
+            st.session_state.pop("confirm")
+            st.rerun()
+
+
+def descriptors_size(caches: list[CacheInfo]) -> str:
+    n = len(caches)
+    return f"{n} embedding{'s' if n != 1 else ''}" if n else "none yet"
 
 
 def main() -> None:
@@ -39,12 +85,7 @@ def main() -> None:
                 st.dataframe(caches_table(entry.caches), hide_index=True)
             else:
                 st.caption("No descriptors yet: `python -m core index --name " + g.name + "`")
-            confirm = st.checkbox(f"Delete {g.name}'s descriptors and indexes (the images stay)", key=f"confirm_{g.name}")
-            if st.button("Delete gallery", key=f"delete_{g.name}", disabled=not confirm, type="primary"):
-                delete_gallery(g.name)
-                st.cache_resource.clear()
-                st.cache_data.clear()
-                st.rerun()
+            deletion(g, descriptors_size(entry.caches))
 
 
 main()

@@ -1,5 +1,12 @@
-"""Evaluation runs: the table of runs, the quality/time trade-off, per-query AP and PR curves of
-chosen runs, the worst queries of a run, and the benchmark reports under ``artifacts/bench/``."""
+"""Evaluation runs: the table of runs, the quality/time trade-off per dataset, per-query AP and PR
+curves of chosen runs, the failure view of one query (where its relevant images landed, what it
+missed, which negatives beat them, what moved between two runs), class results, trained models
+(training curves, their runs beside the off-the-shelf ones) and benchmark reports under
+``artifacts/bench/``.
+
+Runs are called by their embedding and options (``core.app.comparison.run_names``); clicking a bar
+of the per-query chart or a row of a table opens that query in the Failures tab.
+"""
 from __future__ import annotations
 
 import altair as alt
@@ -8,24 +15,46 @@ import streamlit as st
 
 from core import (
     LABEL_COLOURS,
+    Run,
+    analyse_ranking,
     ap_comparison,
     bench_reports,
     chart_columns,
     class_results,
+    default_pair,
     escape_markdown,
     failure_cases,
+    failure_frame,
+    gallery_root,
+    image_id_of,
     list_galleries,
+    model_table,
     pr_curves,
+    rank_moves,
+    ranking_of,
+    run_names,
+    side_by_side,
+    to_json,
+    trained_models,
+    training_curves,
+    variant_labels,
+    worst_query,
 )
-from pages.common import all_runs, artifacts_key, run, thumb_of
+from pages.common import all_runs, artifacts_key, run, run_gt, thumb_uri
 
-TABS = ["Runs", "Trade-off", "Per-query AP", "PR curves", "Failures", "Classes", "Performance"]
-SHOWN = ["dataset", "backbone", "pooling", "whitening", "dim", "mAP", "mAP_interp11", "NDCG", "P@10",
-         "extraction_s", "query_ms", "search", "rerank", "rerank_ms", "scales", "max_size", "n_images", "n_queries", "gallery",
-         "timestamp", "run_id"]
-LEGEND = alt.Legend(orient="top", direction="vertical", labelLimit=0, titleOrient="left")
+TABS = ["Runs", "Trade-off", "Per-query AP", "PR curves", "Failures", "Classes", "Training", "Performance"]
+SHOWN = ["name", "dataset", "model", "mAP", "mAP_interp11", "NDCG", "P@10", "backbone", "pooling", "scales", "whitening",
+         "dim", "max_size", "search", "rerank", "extraction_s", "query_ms", "rerank_ms", "n_images", "n_queries",
+         "gallery", "timestamp", "run_id"]
+LEGEND = alt.Legend(orient="bottom", direction="vertical", labelLimit=0, title=None)
 QUERY_AXIS = alt.Axis(labelAngle=-45, title=None)
 PERCENT = {c: st.column_config.NumberColumn(c, format="%.3f") for c in ("mAP", "mAP_interp11", "NDCG", "P@10")}
+THUMB = 120
+
+
+def open_query(run_id: str, query: str) -> None:
+    """Show ``query`` of ``run_id`` in the Failures tab (a callback: runs before the widgets)."""
+    st.session_state.update(tab="Failures", fail_run=run_id, fail_query=query)
 
 
 def runs_tab(df: pd.DataFrame) -> None:
@@ -35,7 +64,7 @@ def runs_tab(df: pd.DataFrame) -> None:
     reranks = c[2].multiselect("Re-ranking", sorted(df["rerank"].dropna().unique()), key="f_rerank",
                                help="core/rerank/ method of the run (none: the plain global descriptor)")
     text = c[3].text_input("Contains", key="f_text", placeholder="e.g. gem, white, annoy")
-    view = df
+    view = df.assign(name=df["run_id"].map(run_names(df)))
     if datasets:
         view = view[view["dataset"].isin(datasets)]
     if backbones:
@@ -45,35 +74,43 @@ def runs_tab(df: pd.DataFrame) -> None:
     if text:
         view = view[view.astype(str).apply(lambda col: col.str.contains(text, case=False, regex=False)).any(axis=1)]
     st.dataframe(view[SHOWN], hide_index=True, column_config={
-        **PERCENT, "extraction_s": st.column_config.NumberColumn("extraction (s)", format="%.1f"),
+        **PERCENT, "name": st.column_config.TextColumn("run", width="large", pinned=True),
+        "extraction_s": st.column_config.NumberColumn("extraction (s)", format="%.1f"),
         "query_ms": st.column_config.NumberColumn("query (ms)", format="%.1f"),
         "rerank_ms": st.column_config.NumberColumn("re-ranking (ms/query)", format="%.1f")})
-    st.download_button("Download CSV", view.to_csv(index=False), file_name="runs.csv", mime="text/csv")
+    st.download_button("Download CSV", view[SHOWN].to_csv(index=False), file_name="runs.csv", mime="text/csv",
+                       on_click="ignore", icon=":material/download:")
     st.caption(f"{len(view)} of {len(df)} runs. Relevant images are the listed positives present in each "
                "gallery: figures on partial galleries are not comparable with published full-dataset mAP.")
 
 
 def tradeoff_tab(df: pd.DataFrame) -> None:
-    tooltip = ["run_id", "label", "dataset", alt.Tooltip("mAP:Q", format=".3f"), alt.Tooltip("extraction_s:Q", format=".1f"),
-               alt.Tooltip("query_ms:Q", format=".1f"), "dim", "pooling", "whitening", "search"]
-    base = alt.Chart(df).mark_circle(opacity=0.8).encode(
-        y=alt.Y("mAP:Q", scale=alt.Scale(zero=False, padding=24), axis=alt.Axis(format=".2f")),
-        color=alt.Color("backbone:N", legend=alt.Legend(orient="bottom", columns=2, labelLimit=300)),
-        size=alt.Size("dim:Q", scale=alt.Scale(range=[40, 400]), legend=alt.Legend(orient="bottom", values=[256, 512, 1024, 2048])),
-        tooltip=tooltip)
-    c = st.columns(2)
-    c[0].altair_chart(base.encode(x=alt.X("extraction_s:Q", title="extraction time (s)", scale=alt.Scale(padding=24))).properties(
-        title="mAP against extraction time", height=420).interactive(), width="stretch")
-    c[1].altair_chart(base.encode(x=alt.X("query_ms:Q", title="query latency (ms)", scale=alt.Scale(padding=24))).properties(
-        title="mAP against query latency", height=420).interactive(), width="stretch")
-    st.caption("One point per run; colour: backbone, size: descriptor dimension. Timings come from the "
-               "machine each run was made on.")
+    names = run_names(df)
+    for dataset, sub in df.groupby("dataset", sort=True):
+        sub = sub.assign(run=sub["run_id"].map(names), variant=variant_labels(sub))
+        st.subheader(f"{dataset} · {len(sub)} runs")
+        base = alt.Chart(sub).mark_point(filled=True, size=120, opacity=0.85).encode(
+            y=alt.Y("mAP:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format=".1f", tickCount=5)),
+            color=alt.Color("variant:N", legend=LEGEND, title=None),
+            tooltip=["run", "variant", alt.Tooltip("mAP:Q", format=".3f"), alt.Tooltip("extraction_s:Q", format=".1f"),
+                     alt.Tooltip("query_ms:Q", format=".1f"), "dim", "run_id"])
+        charts = []
+        for field, title in (("extraction_s", "extraction time of the gallery (s)"), ("query_ms", "mean query time (ms)")):
+            top = float(sub[field].max()) if sub[field].notna().any() else 1.0
+            charts.append(base.encode(x=alt.X(f"{field}:Q", title=title, scale=alt.Scale(
+                domain=[0, max(top * 1.1, 1e-3)], nice=True))).properties(
+                title=f"mAP against {title.split(' (')[0]}", width=330, height=260))
+        # side by side with one legend under both: its labels get the page's width, not half of it
+        st.altair_chart(alt.hconcat(*charts, spacing=40).resolve_scale(color="shared"))
+    st.caption("One chart per dataset, one point per run; colour: the options that differ between that dataset's "
+               "runs. Timings come from the machine each run was made on.")
 
 
-def pick_runs(df: pd.DataFrame, key: str, max_runs: int) -> list:
+def pick_runs(df: pd.DataFrame, key: str, max_runs: int) -> list[Run]:
+    names = run_names(df)
     ids = df["run_id"].tolist()
-    chosen = st.multiselect("Runs", ids, default=ids[:min(2, max_runs)], max_selections=max_runs, key=key,
-                            format_func=lambda r: f"{r}")
+    chosen = st.multiselect("Runs", ids, default=default_pair(df)[:max_runs], max_selections=max_runs, key=key,
+                            format_func=lambda r: f"{names[r]} · {df.set_index('run_id').loc[r, 'dataset']}")
     return [run(artifacts_key(), r) for r in chosen]
 
 
@@ -82,25 +119,45 @@ def per_query_tab(df: pd.DataFrame) -> None:
     if not chosen:
         st.info("Choose one or two runs.")
         return
+    names = run_names(df)
     data = ap_comparison(chosen)
     if data.empty:
-        st.warning("These runs share no query.")
+        st.warning("These runs share no query (are they of the same dataset?).")
         return
+    data["run_id"] = data["run"]
+    data["run"] = data["run"].map(names)
     order = data.drop_duplicates("query")["query"].tolist()
+    pick = alt.selection_point(name="pick", fields=["query", "run_id"], on="click")
     bars = alt.Chart(data).mark_bar().encode(
         x=alt.X("query:N", sort=order, axis=QUERY_AXIS), y=alt.Y("ap:Q", title="AP", scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("run:N", legend=LEGEND), xOffset="run:N",
-        tooltip=["query", "run", alt.Tooltip("ap:Q", format=".3f")])
-    st.altair_chart(bars.properties(title="AP per query", height=440), width="stretch")
+        opacity=alt.condition(pick, alt.value(1.0), alt.value(0.45)),
+        tooltip=["query", "run", alt.Tooltip("ap:Q", format=".3f")]).add_params(pick)
+
+    def clicked() -> None:
+        points = st.session_state["pq_bars"].selection.get("pick") or []
+        if points:
+            open_query(points[0].get("run_id", chosen[0].run_id), points[0]["query"])
+
+    st.altair_chart(bars.properties(title="AP per query (click a bar to inspect that query)", height=420),
+                    width="stretch", key="pq_bars", on_select=clicked, selection_mode="pick")
     if len(chosen) == 2:
-        diff = data.drop_duplicates("query")
+        diff = data.drop_duplicates("query").assign(better=lambda d: d["better"].map(lambda b: names.get(b, b)))
         st.altair_chart(alt.Chart(diff).mark_bar().encode(
             x=alt.X("query:N", sort=order, axis=QUERY_AXIS), y=alt.Y("diff:Q", title="AP (second − first)"),
             color=alt.Color("better:N", title="better run", legend=LEGEND),
             tooltip=["query", "better", alt.Tooltip("diff:Q", format="+.3f")]).properties(
-            title="Where one run beats the other", height=360), width="stretch")
+            title="Where one run beats the other", height=340), width="stretch")
         wins = diff[diff["diff"].abs() >= 0.05][["query", "better", "diff"]]
-        st.dataframe(wins, hide_index=True, column_config={"diff": st.column_config.NumberColumn(format="%+.3f")})
+
+        def row_clicked() -> None:
+            rows = st.session_state["pq_wins"].selection.rows
+            if rows:
+                open_query(chosen[0].run_id, wins.iloc[rows[0]]["query"])
+
+        st.dataframe(wins, hide_index=True, key="pq_wins", on_select=row_clicked, selection_mode="single-row",
+                     column_config={"diff": st.column_config.NumberColumn(format="%+.3f")})
+        st.caption(f"Queries where the runs differ by 0.05 AP or more; select a row to inspect it in {names[chosen[0].run_id]}.")
 
 
 def pr_tab(df: pd.DataFrame) -> None:
@@ -108,49 +165,177 @@ def pr_tab(df: pd.DataFrame) -> None:
     if not chosen:
         st.info("Choose runs to compare.")
         return
+    names = run_names(df)
+    worst = worst_query(chosen)
     queries = sorted(set().union(*(set(r.per_query["query"]) for r in chosen)))
-    query = st.selectbox("Query", queries, key="pr_query")
+    if st.session_state.get("pr_query") not in queries and worst:
+        st.session_state["pr_query"] = worst
+    query = st.selectbox("Query", queries, key="pr_query",
+                         help="Starts at the query with the lowest AP averaged over the chosen runs")
     line = dict(x=alt.X("recall:Q", scale=alt.Scale(domain=[0, 1])),
                 y=alt.Y("precision:Q", scale=alt.Scale(domain=[0, 1])),
                 color=alt.Color("run:N", legend=LEGEND),
                 tooltip=["run", "curve", alt.Tooltip("recall:Q", format=".2f"), alt.Tooltip("precision:Q", format=".2f")])
-    c = st.columns(2)
-    c[0].altair_chart(alt.Chart(pr_curves(chosen, query)).mark_line(interpolate="step-after").encode(
-        **line, strokeDash=alt.StrokeDash("curve:N", legend=LEGEND)).properties(title=f"PR curve of {query}", height=480), width="stretch")
-    c[1].altair_chart(alt.Chart(pr_curves(chosen)).mark_line(point=True).encode(**line).properties(
-        title="Mean interpolated PR curve over each run's queries", height=480), width="stretch")
+    one = pr_curves(chosen, query).assign(run=lambda d: d["run"].map(names))
+    mean = pr_curves(chosen).assign(run=lambda d: d["run"].map(names))
+    curves = alt.Chart(one).mark_line(interpolate="step-after").encode(
+        **line, strokeDash=alt.StrokeDash("curve:N", legend=LEGEND)).properties(
+        title=f"PR curve of {query}" + (" (the worst query)" if query == worst else ""), width=330, height=230)
+    means = alt.Chart(mean).mark_line(point=True).encode(**line).properties(
+        title="Mean interpolated PR curve over each run's queries", width=330, height=230)
+    st.altair_chart(alt.hconcat(curves, means, spacing=40).resolve_scale(color="shared"))
+
+
+# ------------------------------------------------------------------ failures
+
+def thumbs(root, entries: list[tuple[str, str, str]], key: str) -> None:
+    """A grid of framed thumbnails (image id, label, caption)."""
+    grid = st.grid("auto", min_column_width=THUMB, gap="xsmall", key=key)
+    for image_id, label, caption in entries:
+        with grid.cell():
+            path = root / image_id
+            if path.exists():
+                st.image(thumb_uri(path, label), width="stretch")
+            st.caption(caption)
 
 
 def failures_tab(df: pd.DataFrame) -> None:
-    c = st.columns([3, 1, 1])
-    run_id = c[0].selectbox("Run", df["run_id"].tolist(), key="fail_run")
-    n = c[1].slider("Worst queries", 1, 20, 5, key="fail_n")
-    k = c[2].slider("Results", 1, 20, 8, key="fail_k")
+    names = run_names(df)
+    ids_all = df["run_id"].tolist()
+    if st.session_state.get("fail_run") not in ids_all:
+        st.session_state["fail_run"] = ids_all[0]
+    c = st.columns([3, 2, 1])
+    run_id = c[0].selectbox("Run", ids_all, key="fail_run", format_func=lambda r: f"{names[r]} · "
+                            f"{df.set_index('run_id').loc[r, 'dataset']}")
     r = run(artifacts_key(), run_id)
-    root_ok = r.summary.gallery in list_galleries()
+    gt = run_gt(artifacts_key(), run_id)
+    if gt is None:
+        st.warning("The ground truth of this run cannot be found any more (its gallery record and the `gt` folder "
+                   "beside its images are gone), so its failures cannot be explained.")
+        return
+    pq = r.per_query.sort_values("ap", kind="stable")
+    queries = pq["query"].tolist()
+    if st.session_state.get("fail_query") not in queries:
+        st.session_state["fail_query"] = queries[0]
+    by_ap = dict(zip(pq["query"], pq["ap"]))
+    query = c[1].selectbox("Query (worst first)", queries, key="fail_query",
+                           format_func=lambda q: f"{q} · AP {by_ap[q]:.3f}")
+    k = c[2].number_input("Found within k", 1, 100, 10, key="fail_k")
+    q = {q.name: q for q in gt.queries}.get(query)
+    if q is None:
+        st.warning(f"{escape_markdown(query)} is not a query of this run's ground truth any more.")
+        return
     try:
-        cases = failure_cases(r, n, k)
+        ids, root = r.ids, gallery_root(r)
+        failure = analyse_ranking(q, ranking_of(r, query), ids, int(k))
+    except (ValueError, OSError) as exc:                  # a run whose files disagree, an unusable ground truth
+        st.error(escape_markdown(str(exc)))
+        return
+    row = pq.set_index("query").loc[query]
+
+    head = st.columns([1, 4])
+    image_id = image_id_of(q.image, ids)
+    if image_id and (root / image_id).exists():
+        head[0].image(thumb_uri(root / image_id, None, tuple(q.box.as_list()) if q.box else None),
+                      caption="query region" if q.box else "query image", width="stretch")
+    with head[1]:
+        st.markdown(f"**{escape_markdown(query)}** · AP {row['ap']:.3f} · {len(failure.found)} of {len(failure.positives)} relevant "
+                    f"images in the top {k} · {len(failure.missed)} missed · {failure.n_intruders} negatives ranked "
+                    "above the first missed one")
+        if r.summary.gallery in list_galleries() and r.summary.embedding_key:
+            st.page_link("pages/search.py", label="Open in search", icon=":material/image_search:",
+                         query_params=search_link(r, query))
+        rank_chart(failure, len(ids))
+    st.markdown(f"**Missed relevant images** ({len(failure.missed)}), with their rank")
+    thumbs(root, [(p.image_id, p.label, f"#{p.rank} · {p.negatives_above} negatives above") for p in failure.missed[:40]],
+           "fail_missed")
+    if len(failure.missed) > 40:
+        st.caption(f"… and {len(failure.missed) - 40} more (all in the export).")
+    st.markdown(f"**Negatives ranked above them** ({failure.n_intruders}; the first {len(failure.intruders)})")
+    thumbs(root, [(p.image_id, p.label, f"#{p.rank}") for p in failure.intruders], "fail_intruders")
+    compare_runs(df, r, q, names)
+    frame = failure_frame(failure)
+    about = {"run_id": run_id, "run": names[run_id], "query": query, "ap": float(row["ap"]), "k": int(k),
+             "box": q.box.as_list() if q.box else None}
+    e = st.columns(2)
+    e[0].download_button("Failure case as CSV", frame.to_csv(index=False), f"failure-{query}.csv".replace("/", "_"),
+                         "text/csv", on_click="ignore", icon=":material/download:", key="fail_csv")
+    e[1].download_button("Failure case as JSON", to_json(frame, about), f"failure-{query}.json".replace("/", "_"),
+                         "application/json", on_click="ignore", icon=":material/download:", key="fail_json")
+    with st.expander("Top results of the worst queries"):
+        worst_overview(r, root)
+    st.caption("Ranks are positions in the run's full ranking (junk included). Frames: " + ", ".join(
+        f"<span style='color:{c}'>■</span> {lab}" for lab, c in LABEL_COLOURS.items()), unsafe_allow_html=True)
+
+
+def search_link(r: Run, query: str) -> dict[str, str]:
+    """The search page's link to ``query`` searched as the run searched it: its embedding, index,
+    metric and re-ranking (the search page's default re-ranking may differ from the run's)."""
+    search = r.summary.search
+    link = {"gallery": r.summary.gallery, "embedding": r.summary.embedding_key, "query": query,
+            "rerank": r.summary.rerank.get("method") or "none"}
+    if search.get("method") in ("exact", "annoy") and search.get("metric") in ("cosine", "euclidean"):
+        link.update(index=search["method"], metric=search["metric"])
+    return link
+
+
+def rank_chart(failure, n_images: int) -> None:
+    """Where the relevant images landed: one tick per relevant image along the whole ranking."""
+    strip = pd.DataFrame([{"rank": p.rank, "image": p.image_id, "where": "found" if p.rank <= failure.k else "missed"}
+                          for p in failure.positives])
+    colours = alt.Scale(domain=["found", "missed"], range=[LABEL_COLOURS["good"], LABEL_COLOURS["bad"]])
+    st.markdown(f"**Where the relevant images landed**: rank in the full ranking (1–{n_images})")
+    st.altair_chart(alt.Chart(strip).mark_tick(thickness=3, size=30).encode(
+        x=alt.X("rank:Q", scale=alt.Scale(domain=[1, n_images]), title=None),
+        color=alt.Color("where:N", scale=colours, legend=alt.Legend(orient="top", direction="horizontal", title=None)),
+        tooltip=["image", "rank", "where"]).properties(height=120),
+        width="stretch")
+
+
+def compare_runs(df: pd.DataFrame, r: Run, q, names: dict[str, str]) -> None:
+    others = [i for i in df.loc[df["dataset"] == r.summary.dataset, "run_id"] if i != r.run_id]
+    if not others:
+        return
+    other_id = st.selectbox("Compare with", [None, *others], index=1, key="fail_other",
+                            format_func=lambda i: "no other run" if i is None else names[i])
+    if other_id is None:
+        return
+    other = run(artifacts_key(), other_id)
+    ranking_b = ranking_of(other, q.name)
+    if ranking_b is None:
+        st.info(f"{names[other_id]} did not evaluate {escape_markdown(q.name)}.")
+        return
+    b_ap = float(other.per_query.set_index("query").loc[q.name, "ap"])
+    a_ap = float(r.per_query.set_index("query").loc[q.name, "ap"])
+    try:
+        moves = rank_moves(q, r.ids, ranking_of(r, q.name), other.ids, ranking_b, top=20)
+    except ValueError as exc:                             # the other run's files disagree
+        st.error(escape_markdown(str(exc)))
+        return
+    st.markdown(f"**Images that moved** in the top 20 of either run: AP {a_ap:.3f} → {b_ap:.3f} "
+                f"({len(moves)} moved)")
+
+    def text(m) -> str:
+        if m.gain is None:
+            return f"#{m.rank_a or '–'} → #{m.rank_b or '–'} (not in both galleries)"
+        return f"#{m.rank_a} → #{m.rank_b} ({'up' if m.gain > 0 else 'down'} {abs(m.gain)})"
+
+    thumbs(gallery_root(other), [(m.image_id, m.label, text(m)) for m in moves[:24]], "fail_moves")
+
+
+def worst_overview(r: Run, root) -> None:
+    try:
+        cases = failure_cases(r, 5, 8)
     except (ValueError, OSError) as exc:                  # a run whose files disagree, an unusable ground truth
         st.error(escape_markdown(str(exc)))
         return
     for case in cases:
         st.markdown(f"**{escape_markdown(case.query)}** · AP {case.ap:.3f} · first relevant rank "
                     f"{case.first_relevant if case.first_relevant is not None else 'none'}")
-        cols = st.columns([2] + [1] * k)
-        if case.image_path is not None and case.image_path.exists():
-            box = tuple(case.box.as_list()) if case.box else None
-            cols[0].image(thumb_of(case.image_path, None, box, 200), caption="query crop")
-        if root_ok:
-            cols[0].page_link("pages/search.py", label="Open in search", icon=":material/image_search:", query_params={
-                "gallery": r.summary.gallery, "embedding": r.summary.embedding_key, "query": case.query})
-        root = case.image_path.parent if case.image_path else None
-        for col, (image_id, label) in zip(cols[1:], case.results):
-            if root is not None and (root / image_id).exists():
-                col.image(thumb_of(root / image_id, label, None, 160))
-            col.caption(f"{label}")
-        st.divider()
-    st.caption("Frames: " + ", ".join(f"<span style='color:{c}'>■</span> {lab}" for lab, c in LABEL_COLOURS.items()),
-               unsafe_allow_html=True)
+        st.button("Inspect", key=f"inspect-{case.query}", on_click=open_query, args=(r.run_id, case.query),
+                  type="tertiary", icon=":material/troubleshoot:")
+        thumbs(root, [(i, label, f"#{n + 1} {label}") for n, (i, label) in enumerate(case.results)],
+               f"worst-{case.query}")
 
 
 def classes_tab(df: pd.DataFrame) -> None:
@@ -160,7 +345,8 @@ def classes_tab(df: pd.DataFrame) -> None:
                 "```\npython -m core data export-fashion-mnist --out data/fashion --per-class 100\n"
                 "python -m core evaluate --dataset classes --root data/fashion --max-size 64\n```")
         return
-    r = run(artifacts_key(), st.selectbox("Run", class_runs, key="classes_run"))
+    names = run_names(df)
+    r = run(artifacts_key(), st.selectbox("Run", class_runs, key="classes_run", format_func=names.get))
     table, confusion = class_results(r.directory)
     s = r.summary.protocol_extras["classes"]
     st.markdown(f"**{s['n_classes']} classes** · {s['knn_k']}-NN accuracy {s['knn_accuracy']:.3f} · "
@@ -180,6 +366,33 @@ def classes_tab(df: pd.DataFrame) -> None:
                "Rows: true class; columns: the class voted by its nearest neighbours.")
 
 
+def training_tab(df: pd.DataFrame) -> None:
+    models = trained_models()
+    if not models:
+        st.info("No trained model yet. Fine-tune one on a folder of class subfolders, for example:\n\n"
+                "```\npython -m core train --root data/fashion --name fashion\n```")
+        return
+    table = model_table(models)
+    st.dataframe(table, hide_index=True, column_config={c: st.column_config.NumberColumn(c, format="%.3f")
+                                                        for c in ("val_loss", "val_acc")})
+    chosen = st.multiselect("Models", table["model"].tolist(), default=table["model"].tolist()[:2], key="train_models")
+    curves = training_curves([m for m in models if m.name in chosen])
+    c = st.columns(2)
+    for col, metric in zip(c, ("loss", "accuracy")):
+        col.altair_chart(alt.Chart(curves[curves["metric"] == metric]).mark_line(point=True).encode(
+            x=alt.X("epoch:Q"), y=alt.Y("value:Q", title=metric), color=alt.Color("model:N", legend=LEGEND),
+            strokeDash=alt.StrokeDash("split:N", legend=LEGEND), tooltip=["model", "split", "epoch", "value"]).properties(
+            title=f"{metric} per epoch", height=360), width="stretch")
+    model = st.selectbox("Runs of a model beside the off-the-shelf runs of its galleries", table["model"].tolist(),
+                         key="train_model_runs")
+    view = side_by_side(df, model) if not df.empty else df
+    if view.empty:
+        st.caption(f"No evaluation run with {model} yet: evaluate with `--weights artifacts/models/{model}/model.pt`.")
+    else:
+        st.dataframe(view[["weights", "dataset", "gallery", "label", "mAP", "P@10", "n_queries", "run_id"]],
+                     hide_index=True, column_config=PERCENT)
+
+
 def performance_tab() -> None:
     reports = bench_reports()
     if not reports:
@@ -190,7 +403,7 @@ def performance_tab() -> None:
         st.subheader(escape_markdown(rep.name))
         if rep.scalars:
             st.dataframe(pd.DataFrame({"value": {k: str(v) for k, v in rep.scalars.items()}}))
-        for i, (title, table) in enumerate(rep.tables):
+        for title, table in rep.tables:
             st.markdown(f"`{title}`")
             st.dataframe(table, hide_index=True)
             cols = chart_columns(table)
@@ -213,6 +426,8 @@ def main() -> None:
         with tab:
             if name == "Performance":
                 performance_tab()
+            elif name == "Training":
+                training_tab(df)
             elif df.empty:
                 st.info("No evaluation runs yet. Evaluate an embedding on a benchmark, for example:\n\n"
                         "```\npython -m core evaluate --dataset paris6k --root ../shared/data/paris6k\n```")

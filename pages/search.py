@@ -1,14 +1,15 @@
-"""Crop-and-search: pick a gallery and its embedding, a query (upload, gallery image, ground-truth
-query or a previous result), select a region with the cropper and search.
+"""Crop-and-search: pick a gallery and its embedding, a query (ground-truth query, gallery image
+picked from a list or from thumbnails, or an upload), select a region with the cropper and search.
 
-Deep links (from the metrics page): ``?gallery=NAME&embedding=KEY&query=GT_QUERY`` or
-``&image=IMAGE_ID`` open a query and search at once.
+The URL holds the view (``core.app.urlstate``): gallery, embedding, query or image, box, k, metric,
+index, search_k and re-ranking; a reload or a shared link shows the same search, and says what of
+a link could not be restored. The Search button and the results are a fragment: a search reruns
+only them.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, fields, replace
 
 import streamlit as st
 from PIL import Image, ImageOps
@@ -19,30 +20,44 @@ from core import (
     DEFAULT_RERANK,
     FRAME,
     LABEL_COLOURS,
+    MAX_K,
+    MAX_UPLOAD_MB,
     RERANKERS,
     AnnoyParams,
     Box,
     ImageError,
     IndexMismatch,
     Query,
+    Result,
     Results,
     SearchEngine,
     SearchSettings,
+    ViewState,
+    auto_description,
     box_from_cropper,
     check_upload,
     create_reranker,
     cropper_coords,
+    decode,
     draw_window,
     escape_markdown,
+    filter_ids,
     gallery_entries,
+    groups,
     image_id_of,
     image_size,
     label_results,
     list_rerankers,
+    missing,
+    page_of,
     preview,
     printable,
     queries_in_gallery,
     query_report,
+    results_frame,
+    score_kind,
+    to_json,
+    trained_configs,
 )
 from pages.common import (
     PENDING,
@@ -52,24 +67,31 @@ from pages.common import (
     engine,
     ground_truth,
     image_of,
-    thumb_of,
+    thumb_uri,
+    warm_thumbnails,
 )
 
-PREVIEW = (440, 480)                   # the cropper draws on a preview at most this large (fits its column)
-COLUMNS = 3
+PREVIEW = (380, 380)            # the cropper draws on a preview at most this large: fits a column at 1280 px
+COLUMN = 390                    # query and results side by side when both get this width, else stacked
+RESULT_WIDTH = 150              # result thumbnails are at least this wide (the grid drops a column first)
+BROWSE_PER_PAGE = 24
 GALLERY, UPLOAD, GT = "Gallery image", "Upload", "Ground-truth query"
+LINK, PROBLEMS = "_link", "_link_problems"
 
 
 @dataclass
 class QueryImage:
-    """The query being edited: a token that names it, its full image (path or loaded upload),
-    its original size, the box to start the cropper with, and its ground-truth query if any."""
+    """The query being edited: a token that names it, what a person calls it, its full image
+    (path or loaded upload), its original size, the box to start the cropper with, its
+    ground-truth query and its own id in the gallery, if any."""
 
     token: str
+    name: str
     source: str | Image.Image
     size: tuple[int, int]
     box: Box | None
     gt: Query | None = None
+    image_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +103,7 @@ class Settings:
     metric: str
     search_k: int | None
     rerank: str = "none"
+    hide_self: bool = False
 
 
 @dataclass
@@ -88,38 +111,82 @@ class Shown:
     """The last search of this session, shown until the next one."""
 
     gallery: str
+    token: str
+    name: str
+    source: str | Image.Image
     results: Results
     gt: Query | None
     k: int
     metric: str
-    windows: dict[str, Box] = field(default_factory=dict)   # best windows of local re-ranking
-    rerank: str = ""                                          # label of the re-ranking method
+    box: Box | None
+    image_id: str | None                                      # the query's own image, if in the gallery
+    hidden: list[Result] = field(default_factory=list)        # the query's own image, when hidden
+    windows: dict[str, Box] = field(default_factory=dict)     # best windows of local re-ranking
+    plain_rank: dict[str, int] = field(default_factory=dict)  # rank before re-ranking
 
+    @property
+    def rerank(self) -> str:
+        """Label of the re-ranking method ("" when none)."""
+        return self.results.rerank_label
+
+
+# ------------------------------------------------------------------ the link
 
 def take_link() -> None:
-    """Copy deep-link parameters into widget state once per distinct link; values that turn out
-    not to exist are ignored when the widgets are built."""
+    """Copy a new link's parameters into widget state; names that turn out not to exist are
+    reported when the widgets are built. A URL this session wrote itself is not a new link: the
+    browser may send a rerun with the previous URL before it has applied the one just written."""
     params = st.query_params.to_dict()
     link = json.dumps(params, sort_keys=True)
-    if not params or st.session_state.get("_link") == link:
+    written = st.session_state.setdefault(LINK, set())
+    if not params or link in written:
         return
-    st.session_state["_link"] = link
-    st.session_state[PENDING] = params
-    if "query" in params or "image" in params:
-        st.session_state.update(source=GT if "query" in params else GALLERY, auto_search=True)
+    written.add(link)
+    state, problems = decode(params)
+    st.session_state[PENDING] = {f.name: getattr(state, f.name) for f in fields(state)
+                                 if getattr(state, f.name) is not None}
+    st.session_state[PROBLEMS] = problems
+    for key, value in (("k", state.k), ("metric", state.metric), ("method", state.index),
+                       ("search_k", state.search_k), ("rerank", state.rerank)):
+        if value is not None:
+            st.session_state[key] = value
+    if state.query or state.image:
+        st.session_state.update(source=GT if state.query else GALLERY, auto_search=True)
 
 
-def pending(param: str, key: str, options: list) -> None:
-    """Apply pending value ``param`` (a deep-link parameter, or the gallery just built) to widget
-    ``key`` when it is one of ``options``."""
+def pending(param: str, key: str, options: list, kind: str) -> None:
+    """Apply the pending value ``param`` (from a link, or the gallery just built) to widget
+    ``key``; a value that is not among ``options`` is reported, not silently replaced."""
     value = st.session_state.get(PENDING, {}).pop(param, None)
-    if value is not None and value in options:
+    if value is None:
+        return
+    if value in options:
         st.session_state[key] = value
+        return
+    shown = st.session_state.get(key) if st.session_state.get(key) in options else (options[0] if options else "nothing")
+    st.session_state.setdefault(PROBLEMS, []).append(missing(kind, value, options, repr(shown)))
+    if param in ("query", "image"):
+        st.session_state["auto_search"] = False
 
 
-def search_with(image_id: str) -> None:
-    st.session_state.update(source=GALLERY, gallery_image=image_id, auto_search=True, rerun_app=True)
+def write_link(view: ViewState) -> None:
+    """Put the view in the URL (and remember it, so that it is not taken as a new link)."""
+    params = view.to_params()
+    if st.query_params.to_dict() != params:
+        st.query_params.from_dict(params)
+    st.session_state.setdefault(LINK, set()).add(json.dumps(params, sort_keys=True))
 
+
+def link_problems() -> None:
+    problems = st.session_state.get(PROBLEMS)
+    if problems:
+        st.warning("  \n".join(problems), icon=":material/link_off:")
+        if st.button("Dismiss", key="dismiss_link", type="tertiary"):
+            st.session_state.pop(PROBLEMS)
+            st.rerun()
+
+
+# ------------------------------------------------------------------ choosing the query
 
 def empty_state() -> None:
     st.info("There is no gallery yet. A gallery is a folder of images with its descriptors under "
@@ -132,86 +199,232 @@ def empty_state() -> None:
                 "python -m core evaluate --dataset paris6k --root ../shared/data/paris6k\n```")
 
 
-def choose_query(ids: list[str], root: Path, gt_queries: list[Query]) -> QueryImage | None:
+def pick(image_id: str) -> None:
+    st.session_state.update(source=GALLERY, gallery_image=image_id, browsing=False)
+
+
+def stop_browsing() -> None:
+    st.session_state["browsing"] = False
+
+
+@st.dialog("Pick a query image", width="large", on_dismiss=stop_browsing)
+def browse(ids: list[str], root) -> None:
+    """Thumbnails of the gallery, filtered by name and group (class folder or name prefix)."""
+    c = st.columns([2, 2, 1])
+    text = c[0].text_input("Name contains", key="browse_text", placeholder="e.g. louvre, 0001")
+    options = groups(ids)
+    group = c[1].selectbox("Class or name group", [None, *options], key="browse_group",
+                           format_func=lambda g: "all" if g is None else g)
+    chosen = filter_ids(ids, text, group)
+    page_ids, n_pages = page_of(chosen, st.session_state.get("browse_page", 1), BROWSE_PER_PAGE)
+    if st.session_state.get("browse_page", 1) > n_pages:
+        st.session_state["browse_page"] = 1
+    c[2].caption(f"{len(chosen)} of {len(ids)} images")
+    grid = st.grid("auto", min_column_width=110, gap="xsmall", key="browse_grid")
+    for image_id in page_ids:
+        with grid.cell():
+            st.image(thumb_uri(root / image_id), caption=escape_markdown(image_id), width="stretch")
+            if st.button("Use", key=f"pick-{image_id}", on_click=pick, args=(image_id,), width="stretch"):
+                st.rerun()
+    if n_pages > 1:
+        st.pagination(n_pages, key="browse_page")
+
+
+def choose_query(ids: list[str], root, gt_queries: list[Query]) -> QueryImage | None:
     sources = ([GT] if gt_queries else []) + [GALLERY, UPLOAD]
     if st.session_state.get("source") not in sources:
         st.session_state["source"] = sources[0]
     source = st.radio("Query from", sources, horizontal=True, key="source")
     if source == GT:
         by_name = {q.name: q for q in gt_queries}
-        pending("query", "gt_query", list(by_name))
+        pending("query", "gt_query", list(by_name), "ground-truth query")
         name = st.selectbox("Ground-truth query", list(by_name), key="gt_query",
                             format_func=lambda n: f"{n}  ({by_name[n].image})")
         q = by_name[name]
-        path = root / image_id_of(q.image, ids)
-        return QueryImage(f"gt-{name}", str(path), image_size(path), q.box, q)
-    if source == GALLERY:
-        pending("image", "gallery_image", ids)
-        image_id = st.selectbox("Gallery image", ids, key="gallery_image")
+        image_id = image_id_of(q.image, ids)
         path = root / image_id
-        return QueryImage(f"img-{image_id}", str(path), image_size(path), None)
-    upload = st.file_uploader("Image (jpg, png, webp, bmp)", key="upload")
+        return QueryImage(f"gt-{name}", name, str(path), image_size(path), q.box, q, image_id)
+    if source == GALLERY:
+        pending("image", "gallery_image", ids, "gallery image")
+        c = st.columns([4, 1], vertical_alignment="bottom")
+        image_id = c[0].selectbox("Gallery image", ids, key="gallery_image")
+        if c[1].button("Browse", key="browse", icon=":material/grid_view:", help="Pick from thumbnails"):
+            st.session_state["browsing"] = True
+        if st.session_state.get("browsing"):       # stays open over reruns until a pick or a dismissal
+            browse(ids, root)
+        path = root / image_id
+        return QueryImage(f"img-{image_id}", image_id, str(path), image_size(path), None, None, image_id)
+    # the server accepts more than the limit (server.maxUploadSize), so that a too large file gets a
+    # message that names it, not only the uploader's small error icon
+    upload = st.file_uploader(f"Image (JPEG, PNG, WebP or BMP, at most {MAX_UPLOAD_MB} MB)", key="upload")
     if upload is None:
         return None
     try:
-        img = check_upload(upload.name, upload.getvalue(), st.get_option("server.maxUploadSize"))
+        img = check_upload(upload.name, upload.getvalue(), MAX_UPLOAD_MB)
     except ImageError as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(str(exc)), icon=":material/broken_image:")
         return None
-    return QueryImage(f"up-{upload.file_id}", img, img.size, None)
+    return QueryImage(f"up-{upload.file_id}", upload.name, img, img.size, None)
 
 
 def crop(query: QueryImage) -> Box:
-    """The cropper over a preview of the query; returns the box in original pixels."""
+    """The cropper over a preview of the query; returns the box in original pixels (the start
+    box itself when the cropper was not moved)."""
+    link_box = st.session_state.get(PENDING, {}).pop("box", None)
+    if link_box is not None:
+        st.session_state["crop_version"] = st.session_state.get("crop_version", 0) + 1
+        st.session_state["crop_start"] = (query.token, link_box)
+    start_of = st.session_state.get("crop_start")
+    start = start_of[1] if start_of and start_of[0] == query.token else (query.box or Box(0, 0, *query.size))
     full = query.source if isinstance(query.source, Image.Image) else image_of(query.source, max(PREVIEW))
     small, _ = preview(full, *PREVIEW)
     scale = query.size[0] / small.width
-    start = query.box or Box(0, 0, *query.size)
     rect = st_cropper(small, realtime_update=True, box_color="#ff4b4b", return_type="box",
                       default_coords=cropper_coords(start, scale), should_resize_image=False,
-                      key=f"crop-{query.token}")
-    box = box_from_cropper(rect, scale, query.size)
+                      key=f"crop-{query.token}-{st.session_state.get('crop_version', 0)}")
+    box = box_from_cropper(rect, scale, query.size, start)
     st.caption(f"Query box in original pixels: x1 {box.x1:g}, y1 {box.y1:g}, x2 {box.x2:g}, y2 {box.y2:g} "
                f"({box.x2 - box.x1:g}×{box.y2 - box.y1:g} of {query.size[0]}×{query.size[1]})")
     return box
 
 
-def window_thumb(path: Path, label: str | None, window: Box) -> Image.Image:
-    """A result with its best window drawn, framed like ``thumb_of`` when it has a label."""
+def query_region(query_source: str | Image.Image, box: Box | None, max_side: int) -> Image.Image:
+    if isinstance(query_source, str):
+        return image_of(query_source, max_side, box)
+    img = query_source.crop(tuple(box.as_list())) if box else query_source
+    return ImageOps.contain(img, (max_side, max_side))
+
+
+# ------------------------------------------------------------------ searching
+
+def window_thumb(path, label: str | None, window: Box) -> Image.Image:
+    """A result with its best window drawn, framed like the thumbnails when it has a label."""
     img = draw_window(image_of(str(path), 200), window, image_size(path))
     return ImageOps.expand(img, border=FRAME, fill=LABEL_COLOURS[label]) if label else img
 
 
-def show_results(shown: Shown, root: Path, ids: list[str], eng: SearchEngine) -> None:
+def run_search(eng: SearchEngine, query: QueryImage, box: Box | None, settings: Settings) -> Shown:
+    """Search (and re-rank) through the engine; with "hide the query's own image", one more
+    result is asked for so that k remain once it is taken out."""
+    extra = 1 if settings.hide_self and query.image_id else 0
+    search = SearchSettings(settings.method, settings.metric, AnnoyParams(search_k=settings.search_k))
+    reranker = create_reranker(settings.rerank)
+    title = RERANKERS[settings.rerank].title
+    message = "Searching…" if settings.rerank == "none" else (
+        f"Searching and re-ranking by {title} (the first search of a gallery prepares it once: methods over "
+        "feature maps read every image, a minute or more)…")
+    with st.spinner(message):
+        results = eng.search(query.source, box, k=settings.k + extra, settings=search, reranker=reranker)
+    if results.prepare_seconds >= 0.001:                  # the first time: say what it cost, apart from the query
+        st.status(f"Prepared {title} for {eng.gallery.name} in {results.prepare_seconds:.1f} s (once per gallery "
+                  "and embedding)", state="complete", expanded=False)
+    shown = Shown(eng.gallery.name, query.token, query.name, query.source, results, query.gt, settings.k,
+                  settings.metric, box, query.image_id,
+                  windows={i: e[1] for i, e in results.evidence.items() if e[1] is not None})
+    if results.rerank_label:
+        # re-ranking reads the cosine ranking of the chosen index: the rank each result had there
+        plain_settings = replace(search, metric="cosine") if search.method == "exact" else search
+        ranking, _ = eng.search_vector(results.query_vector, len(eng.embeddings.ids), plain_settings)
+        shown.plain_rank = {r.image_id: r.rank for r in ranking}
+    if extra:
+        items = results.items
+        shown.hidden = [r for r in items if r.image_id == query.image_id]
+        shown.results = replace(results, items=[r for r in items if r.image_id != query.image_id][:settings.k])
+    return shown
+
+
+def timing_line(shown: Shown) -> str:
+    r = shown.results
+    text = f"**{len(r.items)} results** · embed {r.embed_ms:.0f} ms · search {r.search_ms:.1f} ms"
+    if shown.rerank:
+        text += f" · re-ranked by {shown.rerank} in {r.rerank_ms:.0f} ms"
+        if r.prepare_seconds >= 0.001:
+            text += f" (the gallery was prepared first, once: {r.prepare_seconds:.1f} s, not counted)"
+    return text
+
+
+@st.dialog("Result beside the query", width="large")
+def view_result(shown: Shown, item: Result, label: str | None, root) -> None:
+    c = st.columns(2)
+    c[0].image(query_region(shown.source, shown.box, 640), caption=f"query: {escape_markdown(shown.name)}",
+               width="stretch")
+    path = root / item.image_id
+    window = shown.windows.get(item.image_id)
+    full = image_of(str(path), 900)
+    c[1].image(draw_window(full, window, image_size(path)) if window else full, width="stretch",
+               caption=f"#{item.rank} · {escape_markdown(item.image_id)}" + (f" · {label}" if label else ""))
+    w, h = image_size(path)
+    st.caption(f"{score_kind(shown.metric, shown.rerank)} {item.score:.4f} · {w}×{h} px · "
+               f"{escape_markdown(str(path))}")
+
+
+def result_caption(shown: Shown, item: Result, label: str | None) -> str:
+    rank = f"**#{item.rank}**"
+    if shown.rerank and item.image_id in shown.plain_rank and shown.plain_rank[item.image_id] != item.rank:
+        rank += f" (was #{shown.plain_rank[item.image_id]})"
+    score = ("cos" if shown.metric == "cosine" or shown.rerank else "dist") + f" {item.score:.3f}"
+    tags = [f"**{label}**"] if label else []
+    if item.image_id == shown.image_id:
+        tags.append(":violet-badge[query image]")
+    return " · ".join([rank, score, *tags])             # the file name goes below, as plain text
+
+
+def show_results(shown: Shown, root, ids: list[str], eng: SearchEngine, current_token: str | None) -> None:
     results, gt, k = shown.results, shown.gt, shown.k
-    st.markdown(f"**{len(results.items)} results** · embed {results.embed_ms:.0f} ms · "
-                f"search {results.search_ms:.1f} ms" + (f" · re-ranked by {shown.rerank}" if shown.rerank else ""))
+    if current_token != shown.token:
+        st.warning(f"These are the results of the previous query, **{escape_markdown(shown.name)}**"
+                   + ("; the current upload could not be read." if current_token is None else
+                      "; press Search for the current one."), icon=":material/history:")
+    st.markdown(timing_line(shown))
     labels = label_results(gt, [r.image_id for r in results.items]) if gt else [None] * len(results.items)
     if gt:
         ranking, _ = eng.search_vector(results.query_vector, len(ids), SearchSettings("exact", shown.metric))
-        rep = query_report(gt, [r.index for r in results.items], [r.index for r in ranking], ids, k)
-        c = st.columns(4)
-        c[0].metric("AP", f"{rep.ap:.3f}")
-        c[1].metric("AP 11-pt", f"{rep.ap_interp11:.3f}", help="11-point interpolated AP")
-        c[2].metric(f"P@{k}", f"{rep.precision_at_k:.2f}")
-        c[3].metric("Missed", f"{rep.missed}/{rep.n_relevant}",
-                    help=f"Relevant images of this gallery that are not in the top {k}")
-        st.caption("Relevant = listed positives present in this gallery; junk is ignored; AP over the "
-                   "results shown, then the rest of the gallery in exact-search order. Frames: " + ", ".join(
-                       f"<span style='color:{LABEL_COLOURS[lab]}'>■</span> {lab}" for lab in LABEL_COLOURS),
-                   unsafe_allow_html=True)
-    grid = st.container(key="results")
-    for start in range(0, len(results.items), COLUMNS):
-        for col, item, label in zip(grid.columns(COLUMNS), results.items[start:start + COLUMNS],
-                                    labels[start:start + COLUMNS]):
-            with col:
-                window = shown.windows.get(item.image_id)
-                st.image(window_thumb(root / item.image_id, label, window) if window
-                         else thumb_of(root / item.image_id, label, max_side=200), width="stretch")
-                st.markdown(f"**#{item.rank}** · {item.score:.3f}" + (f" · **{label}**" if label else ""))
-                st.text(printable(item.image_id))          # a file name is plain text, never Markdown
-                st.button("Search with this", key=f"again-{item.rank}", on_click=search_with,
-                          args=(item.image_id,), type="tertiary", icon=":material/image_search:")
+        displayed = sorted(shown.hidden + results.items, key=lambda r: r.rank)
+        rep = query_report(gt, [r.index for r in displayed], [r.index for r in ranking], ids, k)
+        st.markdown(f"**AP {rep.ap:.3f}** · AP 11-pt {rep.ap_interp11:.3f} · P@{k} {rep.precision_at_k:.2f} · "
+                    f"missed **{rep.missed}** of {rep.n_relevant} relevant",
+                    help=f"Relevant = listed positives present in this gallery; junk is ignored; AP over the "
+                         f"results shown, then the rest of the gallery in exact-search order. AP 11-pt: 11-point "
+                         f"interpolated AP. Missed: relevant images that are not in the top {k}.")
+        st.caption("Frames: " + ", ".join(f"<span style='color:{LABEL_COLOURS[lab]}'>■</span> {lab}"
+                                          for lab in LABEL_COLOURS), unsafe_allow_html=True)
+    if shown.hidden:
+        st.caption(f"The query's own image ({escape_markdown(shown.image_id)}, #{shown.hidden[0].rank}) is hidden; "
+                   "scores still count it.")
+    scores = "cosine similarity (higher is closer)" if shown.metric == "cosine" or shown.rerank \
+        else "Euclidean distance (lower is closer)"
+    st.caption(f"Scores: {scores}" + (f"; order: re-ranking {shown.rerank}, rank before it in brackets"
+                                      if shown.rerank else ""))
+    grid = st.grid("auto", min_column_width=RESULT_WIDTH, gap="small", key="results")
+    for item, label in zip(results.items, labels):
+        with grid.cell():
+            window = shown.windows.get(item.image_id)
+            st.image(window_thumb(root / item.image_id, label, window) if window
+                     else thumb_uri(root / item.image_id, label), width="stretch")
+            st.markdown(result_caption(shown, item, label))
+            st.text(printable(item.image_id))              # a file name is plain text, never Markdown
+            with st.container(horizontal=True, gap="small"):
+                if st.button("View", key=f"view-{item.rank}", type="tertiary", icon=":material/open_in_full:"):
+                    view_result(shown, item, label, root)
+                st.button("Search", key=f"again-{item.rank}", on_click=search_with, args=(item.image_id,),
+                          type="tertiary", icon=":material/image_search:", help="Search with this image")
+    export(shown, labels)
+
+
+def export(shown: Shown, labels: list[str | None]) -> None:
+    frame = results_frame(shown.results.items, labels, score_kind(shown.metric, shown.rerank))
+    about = {"gallery": shown.gallery, "query": shown.name, "box": shown.box.as_list() if shown.box else None,
+             "k": shown.k, "metric": shown.metric, "rerank": shown.rerank or "none"}
+    c = st.columns(2)
+    stem = f"results-{shown.gallery}-{shown.name}".replace("/", "_")
+    c[0].download_button("Results as CSV", frame.to_csv(index=False), f"{stem}.csv", "text/csv", key="export_csv",
+                         on_click="ignore", icon=":material/download:", width="stretch")
+    c[1].download_button("Results as JSON", to_json(frame, about), f"{stem}.json", "application/json",
+                         key="export_json", on_click="ignore", icon=":material/download:", width="stretch")
+
+
+def search_with(image_id: str) -> None:
+    st.session_state.update(source=GALLERY, gallery_image=image_id, auto_search=True, rerun_app=True)
 
 
 @st.fragment
@@ -220,24 +433,68 @@ def results_panel(eng: SearchEngine, query: QueryImage | None, box: Box | None, 
     the cropper and the rest of the page; "search with this" changes the query, so it reruns all."""
     if st.session_state.pop("rerun_app", False):
         st.rerun()
-    clicked = st.button("Search", type="primary", key="search", disabled=query is None, width="stretch")
+    clicked = st.button("Search", type="primary", key="search", disabled=query is None, width="stretch",
+                        icon=":material/search:")
     if query and (clicked or st.session_state.pop("auto_search", False)):
         try:
-            with st.spinner("Searching…"):
-                results = eng.search(query.source, box, k=settings.k,
-                                     settings=SearchSettings(settings.method, settings.metric,
-                                                             AnnoyParams(search_k=settings.search_k)),
-                                     reranker=create_reranker(settings.rerank))
-            windows = {i: e[1] for i, e in results.evidence.items() if e[1] is not None}
-            label = results.rerank_label
+            st.session_state["results"] = run_search(eng, query, box, settings)
         except (ImageError, IndexMismatch) as exc:
-            st.error(str(exc))
-        else:
-            st.session_state["results"] = Shown(eng.gallery.name, results, query.gt, settings.k, settings.metric,
-                                                windows, label)
+            st.error(escape_markdown(str(exc)))
     shown = st.session_state.get("results")
     if shown and shown.gallery == eng.gallery.name:
-        show_results(shown, eng.gallery.root, eng.embeddings.ids, eng)
+        show_results(shown, eng.gallery.root, eng.embeddings.ids, eng, query.token if query else None)
+
+
+# ------------------------------------------------------------------ the page
+
+def sidebar(entries) -> tuple:
+    by_name = {e.gallery.name: e for e in entries}
+    with st.sidebar:
+        previous = st.session_state.get("gallery")
+        pending("gallery", "gallery", list(by_name), "gallery")
+        if previous is not None and previous not in by_name and st.session_state.get("gallery") == previous:
+            st.session_state.setdefault(PROBLEMS, []).append(
+                f"Gallery {previous!r} is not registered any more (deleted on the Galleries page, in another "
+                f"tab or from the command line); showing {next(iter(by_name))!r}.")
+            del st.session_state["gallery"]
+        entry = by_name[st.selectbox("Gallery", list(by_name), key="gallery")]
+        # the default embedding first, so that a fresh session searches with the measured default
+        caches = {c.key: c for c in sorted(entry.indexed, key=lambda c: c.key != DEFAULT_CONFIG.key())}
+        cache = None
+        if caches:
+            pending("embedding", "embedding", list(caches), "embedding")
+            cache = caches[st.selectbox("Embedding", list(caches), key="embedding",
+                                        format_func=lambda key: f"{caches[key].label} · {caches[key].dim}-d")]
+        k = st.slider("Results (k)", 1, MAX_K, 10, key="k")
+        metric = st.radio("Similarity", ["cosine", "euclidean"], horizontal=True, key="metric",
+                          help="cosine: similarity, higher is closer; euclidean: distance, lower is closer")
+        method = st.radio("Index", ["auto", "exact", "annoy", "hnsw"], horizontal=True, key="method",
+                          help=f"auto: {auto_description()} (benchmarks/bench_search.py); Annoy and HNSW are built "
+                               "on first use")
+        search_k = st.number_input("Annoy search_k (0: tuned at build time for recall@10 ≥ 0.95)", 0, 10_000_000,
+                                   0, step=1000, key="search_k") if method == "annoy" else 0
+        methods = list_rerankers()
+        if st.session_state.get("rerank") not in methods:
+            st.session_state["rerank"] = DEFAULT_RERANK
+        rerank = st.selectbox("Re-ranking", methods, key="rerank",
+                              format_func=lambda n: RERANKERS[n].title + (" (default)" if n == DEFAULT_RERANK else ""),
+                              help=f"core/rerank/, over the chosen index's ranking. Default {DEFAULT_RERANK}, chosen "
+                                   "on the validation protocol (README \"Re-ranking\"). Local windows draw the best "
+                                   "window on each result; the metrics page compares the methods' runs.")
+        if RERANKERS[rerank].helps:
+            st.caption(RERANKERS[rerank].helps)
+        hide_self = st.toggle("Hide the query's own image", key="hide_self",
+                              help="A gallery image used as the query finds itself first; it is marked "
+                                   "'query image' when shown.")
+        trained = {n: c for n, c in trained_configs().items() if c.key() not in caches}
+        if trained:
+            with st.expander("Trained models"):
+                for model, config in trained.items():
+                    build_index_widget(entry.gallery.name, config, key=f"build-{model}")
+        if "demo" not in by_name:
+            with st.expander("Demo gallery"):
+                build_demo_widget(primary=False)
+    return entry, cache, Settings(k, method, metric, search_k or None, rerank, hide_self)
 
 
 def main() -> None:
@@ -247,41 +504,16 @@ def main() -> None:
         empty_state()
         return
     take_link()
-    by_name = {e.gallery.name: e for e in entries}
-    with st.sidebar:
-        pending("gallery", "gallery", list(by_name))
-        entry = by_name[st.selectbox("Gallery", list(by_name), key="gallery")]
-        # the default embedding first, so that a fresh session searches with the measured default
-        caches = {c.key: c for c in sorted(entry.indexed, key=lambda c: c.key != DEFAULT_CONFIG.key())}
-        if caches:
-            pending("embedding", "embedding", list(caches))
-            cache = caches[st.selectbox("Embedding", list(caches), key="embedding",
-                                        format_func=lambda key: f"{caches[key].label} · {caches[key].dim}-d")]
-        k = st.slider("Results (k)", 1, 100, 10, key="k")
-        metric = st.radio("Similarity", ["cosine", "euclidean"], horizontal=True, key="metric")
-        method = st.radio("Index", ["exact", "annoy"], horizontal=True, key="method",
-                          help="Annoy: approximate nearest neighbours, built on first use")
-        search_k = st.number_input("Annoy search_k (0: tuned at build time for recall@10 ≥ 0.95)", 0, 10_000_000,
-                                   0, step=1000, key="search_k") if method == "annoy" else 0
-        methods = list_rerankers()
-        rerank = st.selectbox("Re-ranking", methods, index=methods.index(DEFAULT_RERANK),
-                              format_func=lambda n: RERANKERS[n].title + (" (default)" if n == DEFAULT_RERANK else ""),
-                              key="rerank",
-                              help=f"core/rerank/, over the chosen index's ranking. Default {DEFAULT_RERANK}, chosen "
-                                   "on the validation protocol (README \"Re-ranking\"). Local windows draw the best "
-                                   "window on each result; the metrics page compares the methods' runs.")
-        if RERANKERS[rerank].helps:
-            st.caption(RERANKERS[rerank].helps)
-        if "demo" not in by_name:
-            with st.expander("Demo gallery"):
-                build_demo_widget(primary=False)
+    entry, cache, settings = sidebar(entries)
     gallery = entry.gallery
-    if not caches:
+    if cache is None:
+        link_problems()
         st.warning(f"Gallery **{gallery.name}** ({escape_markdown(str(gallery.root))}) has no index yet.")
         build_index_widget(gallery.name)
         return
     eng = engine(gallery.name, cache.config)
     ids = eng.embeddings.ids
+    warm_thumbnails(gallery.name, gallery.root, ids)
     try:
         gt = ground_truth(artifacts_key(), gallery.name)
     except (ValueError, OSError) as exc:                  # a malformed or refused ground-truth file: one line
@@ -291,15 +523,21 @@ def main() -> None:
     st.caption(f"{gallery.name}: {len(ids)} images · {cache.label}"
                + (f" · ground truth: {gt.dataset}, {len(gt_queries)} queries in this gallery" if gt else ""))
 
-    left, right = st.columns([1, 1], gap="large")
-    with left:
+    notices = st.container()
+    layout = st.grid("auto", min_column_width=COLUMN, gap="medium", key="search_row")
+    with layout.cell():
         query = choose_query(ids, gallery.root, gt_queries)
         box = crop(query) if query else None
         if query:
-            st.image(image_of(query.source, 320, box) if isinstance(query.source, str)
-                     else query.source.crop(tuple(box.as_list())), caption="What is embedded", width=160)
-    with right:
-        results_panel(eng, query, box, Settings(k, method, metric, search_k or None, rerank))
+            st.image(query_region(query.source, box, 320), caption="What is embedded", width=160)
+    with notices:
+        link_problems()
+    with layout.cell():
+        results_panel(eng, query, box, settings)
+    write_link(ViewState(gallery.name, cache.key, query.name if query and query.gt else None,
+                         query.image_id if query and not query.gt else None, box if query else None, settings.k,
+                         settings.metric, settings.method, settings.search_k if settings.method == "annoy" else None,
+                         settings.rerank if settings.rerank != DEFAULT_RERANK else None))
 
 
 main()

@@ -15,9 +15,12 @@ import numpy as np
 import pandas as pd
 
 from core.app.labels import label_results
+from core.app.models import model_of_run
 from core.cache.descriptors import CacheInfo, gallery_caches
 from core.cache.galleries import Gallery, GalleryError, list_galleries, load_gallery
 from core.datasets import LOADERS, GroundTruth, Query, dataset_layout, load_ground_truth, load_oxford_paris, stem_of
+from core.datasets.classes import PROTOCOL as CLASSES
+from core.datasets.classes import load_class_folders
 from core.evaluation.metrics import RECALL_LEVELS_11, interpolated_precision
 from core.evaluation.runs import Run, list_runs, load_run
 from core.evaluation.summary import RunSummary
@@ -74,6 +77,8 @@ def run_ground_truth(summary: RunSummary) -> GroundTruth | None:
     except GalleryError:
         pass
     images = Path(summary.gallery_root)
+    if summary.dataset == CLASSES and images.is_dir():
+        return load_class_folders(images)          # the class folders are the ground truth
     gt = dataset_layout(images.parent).ground_truth
     if summary.dataset in LOADERS and gt != images.parent and gt.is_dir():
         return load_ground_truth(summary.dataset, gt)
@@ -94,7 +99,7 @@ def image_id_of(stem: str, ids: Sequence[str]) -> str | None:
 
 RUN_COLUMNS = ("run_id", "timestamp", "dataset", "gallery", "backbone", "pooling", "scales", "max_size", "whitening",
                "dim", "search", "rerank", "rerank_ms", "mAP", "mAP_interp11", "NDCG", "P@10", "extraction_s",
-               "images_per_s", "query_ms", "n_images", "n_queries", "embedding_key", "label")
+               "images_per_s", "query_ms", "n_images", "n_queries", "embedding_key", "label", "model")
 
 
 def run_row(summary: RunSummary) -> dict[str, Any]:
@@ -113,6 +118,7 @@ def run_row(summary: RunSummary) -> dict[str, Any]:
         "images_per_s": summary.images_per_second, "query_ms": summary.mean_query_ms,
         "n_images": summary.n_images, "n_queries": summary.n_queries,
         "embedding_key": summary.embedding_key, "label": summary.embedding_label,
+        "model": model_of_run(cfg),
     }
 
 

@@ -17,6 +17,7 @@ from core.images import Box, ImageError, load_image
 
 UPLOAD_TYPES: tuple[str, ...] = ("jpg", "jpeg", "png", "webp", "bmp")
 FRAME = 6                             # frame width in pixels of a labelled thumbnail
+MAX_UPLOAD_MB = 20                    # query images larger than this are refused, with a message
 BACKGROUND = (240, 242, 246)          # behind square thumbnails: the app's secondary background
 
 
@@ -47,7 +48,9 @@ def check_upload(name: str, data: bytes, max_mb: float) -> Image.Image:
         raise ImageError(f"{name} is {len(data) / 1024 / 1024:.1f} MB; the limit is {max_mb:g} MB")
     if not data:
         raise ImageError(f"{name} is empty")
-    return load_image(io.BytesIO(data))
+    buffer = io.BytesIO(data)
+    buffer.name = name                   # what load_image's messages call the file
+    return load_image(buffer)
 
 
 def preview(img: Image.Image, max_width: int, max_height: int) -> tuple[Image.Image, float]:
@@ -61,9 +64,16 @@ def preview(img: Image.Image, max_width: int, max_height: int) -> tuple[Image.Im
     return small, img.width / small.width
 
 
-def box_from_cropper(rect: Mapping[str, float], scale: float, size: tuple[int, int]) -> Box:
+def box_from_cropper(rect: Mapping[str, float], scale: float, size: tuple[int, int], start: Box | None = None) -> Box:
     """The cropper's ``{left, top, width, height}`` (preview pixels) as a box in original pixels,
-    clipped to the original ``size``."""
+    clipped to the original ``size``. When every edge is within one preview pixel of ``start``
+    (the box the cropper was opened with), the person did not move it: ``start`` itself is
+    returned, so that a ground-truth box is searched exactly, not rounded through the preview."""
+    if start is not None:
+        x1, x2, y1, y2 = cropper_coords(start, scale)
+        edges = (rect["left"], rect["left"] + rect["width"], rect["top"], rect["top"] + rect["height"])
+        if all(abs(a - b) <= 1 for a, b in zip(edges, (x1, x2, y1, y2))):
+            return start
     x1, y1 = rect["left"] * scale, rect["top"] * scale
     box = Box(x1, y1, x1 + rect["width"] * scale, y1 + rect["height"] * scale)
     return box.clamp(*size)

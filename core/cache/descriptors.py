@@ -144,89 +144,117 @@ def build_embeddings(gallery: Gallery, config: EmbeddingConfig, embedder: Embedd
     return load_embeddings(gallery.name, config)
 
 
-def _update(gallery: Gallery, config: EmbeddingConfig, directory: Path, embedder: Embedder | None,
-            progress: bool, on_progress: Callable[[int, int], None] | None, log: Callable[[str], None]) -> None:
-    """``build_embeddings`` under the cache's lock: compare the folder with the cache, embed what
-    is new or changed, checkpoint, save."""
-    remove_stale_temporaries(directory)
+@dataclass
+class UpdatePlan:
+    """What an update of a cache must do, from comparing the folder with the cache: the vectors
+    and failures it keeps, the files it must embed (``todo``), and the changes to report."""
+
+    ids: list[str]                                   # the folder's usable files, in cache order
+    fingerprints: dict[str, str]
+    vectors: dict[str, np.ndarray]                   # kept from the cache (extraction adds to it)
+    failures: dict[str, tuple[str, str]]             # id -> (reason, fingerprint)
+    todo: list[str]
+    changes: Changes
+    renewed: bool = False                            # an older "size:mtime" fingerprint was renewed
+
+
+def plan_update(gallery: Gallery, directory: Path) -> UpdatePlan:
+    """Compare the gallery's folder with the cache in ``directory``: unchanged files keep their
+    vector (or their failure), new and changed files are to be embedded. Entries the scan cannot
+    use (FIFOs, dangling links, non-UTF-8 names, ...) are failures whose fingerprint is their
+    reason: listed with it, and reported as changed only when it changes."""
     old = _read_npz(directory / NPZ) or {}
-    old_fp = dict(zip(old.get("ids", np.array([])).tolist(), old.get("fingerprints", np.array([])).tolist()))
-    old_vec = dict(zip(old.get("ids", np.array([])).tolist(), old.get("vectors", np.zeros((0, 0)))))
+    old_ids = old.get("ids", np.array([])).tolist()
+    old_fp = dict(zip(old_ids, old.get("fingerprints", np.array([])).tolist()))
+    old_vec = dict(zip(old_ids, old.get("vectors", np.zeros((0, 0)))))
     old_fail = {i: (r, f) for i, r, f in zip(old.get("failed_ids", np.array([])).tolist(),
                                               old.get("failed_reasons", np.array([])).tolist(),
                                               old.get("failed_fingerprints", np.array([])).tolist())}
-
     scan = gallery.scan()
     ids = list(scan.files)
     fps = {i: fingerprint(st) for i, st in scan.files.items()}
-    # entries the scan could not use (FIFOs, dangling links, non-UTF-8 names, ...) are failures whose
-    # fingerprint is their reason: listed with it, and reported as changed only when it changes
     skipped = {name: (reason, f"skipped: {reason}") for name, reason in scan.skipped.items()}
-    changes = Changes(removed=sorted((set(old_fp) | set(old_fail)) - set(ids) - set(skipped)))
-    vectors: dict[str, np.ndarray] = {}
-    failures: dict[str, tuple[str, str]] = {}
-    todo = []
-    upgraded = False                            # a fingerprint of the older "size:mtime" format was renewed
+    plan = UpdatePlan(ids, fps, {}, {}, [],
+                      Changes(removed=sorted((set(old_fp) | set(old_fail)) - set(ids) - set(skipped))))
     for i in ids:
         if i in old_fp and same_file(old_fp[i], fps[i]):
-            vectors[i] = old_vec[i]
-            upgraded |= old_fp[i] != fps[i]
-            changes.unchanged += 1
+            plan.vectors[i] = old_vec[i]
+            plan.renewed |= old_fp[i] != fps[i]
+            plan.changes.unchanged += 1
         elif i in old_fail and same_file(old_fail[i][1], fps[i]):
-            failures[i] = (old_fail[i][0], fps[i])
-            upgraded |= old_fail[i][1] != fps[i]
-            changes.unchanged += 1
+            plan.failures[i] = (old_fail[i][0], fps[i])
+            plan.renewed |= old_fail[i][1] != fps[i]
+            plan.changes.unchanged += 1
         else:
-            (changes.changed if i in old_fp or i in old_fail else changes.added).append(i)
-            todo.append(i)
+            (plan.changes.changed if i in old_fp or i in old_fail else plan.changes.added).append(i)
+            plan.todo.append(i)
     for name, failure in skipped.items():
-        failures[name] = failure
+        plan.failures[name] = failure
         if old_fail.get(name) == failure:
-            changes.unchanged += 1
+            plan.changes.unchanged += 1
         else:
-            (changes.changed if name in old_fp or name in old_fail else changes.added).append(name)
+            (plan.changes.changed if name in old_fp or name in old_fail else plan.changes.added).append(name)
+    return plan
 
+
+def extract(plan: UpdatePlan, gallery: Gallery, config: EmbeddingConfig, embedder: Embedder,
+            checkpoint: Callable[[], None], progress: bool = True,
+            on_progress: Callable[[int, int], None] | None = None,
+            log: Callable[[str], None] = print) -> dict[str, float]:
+    """Embed ``plan.todo`` into ``plan.vectors`` (unreadable files into ``plan.failures``),
+    calling ``checkpoint`` every CHECKPOINT_SECONDS so that a killed run resumes. Returns the
+    extraction figures."""
+    log(f"{gallery.name}: embedding {len(plan.todo)} images with {config.label()} "
+        f"({len(plan.ids) - len(plan.todo)} reused from the cache)")
+    paths = [str(gallery.root / i) for i in plan.todo]
+    start = last = time.perf_counter()
+    n_done = 0
+    for pos, out in embedder.iter_files(paths, desc=f"embedding {gallery.name}", progress=progress):
+        image_id = plan.todo[pos]
+        if isinstance(out, str):
+            plan.failures[image_id] = (out, plan.fingerprints[image_id])
+            log(f"skipped {printable(image_id)}: {out}")
+        else:
+            plan.vectors[image_id] = out
+        n_done += 1
+        if on_progress:
+            on_progress(n_done, len(plan.todo))
+        if time.perf_counter() - last > CHECKPOINT_SECONDS:
+            checkpoint()
+            last = time.perf_counter()
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "n_embedded": n_done, "images_per_second": n_done / seconds if seconds else 0.0}
+
+
+def save(directory: Path, gallery: Gallery, config: EmbeddingConfig, plan: UpdatePlan, meta: dict,
+         complete: bool) -> None:
+    """Write the cache as ``plan`` has it now (atomically): vectors in folder order, failures, meta."""
+    order = [i for i in plan.ids if i in plan.vectors]
+    arr = np.stack([plan.vectors[i] for i in order]) if order else np.zeros((0, 0), np.float32)
+    meta.update({"gallery": gallery.name, "root": str(gallery.root), "config": config.to_dict(),
+                 "label": config.label(), "n_images": len(order), "n_failed": len(plan.failures),
+                 "dim": int(arr.shape[1]) if arr.ndim == 2 and order else 0,
+                 "complete": complete, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    _save(directory, config, order, arr, [plan.fingerprints[i] for i in order], plan.failures, meta)
+
+
+def _update(gallery: Gallery, config: EmbeddingConfig, directory: Path, embedder: Embedder | None,
+            progress: bool, on_progress: Callable[[int, int], None] | None, log: Callable[[str], None]) -> None:
+    """``build_embeddings`` under the cache's lock: plan, extract, save."""
+    remove_stale_temporaries(directory)
+    plan = plan_update(gallery, directory)
     meta = json.loads((directory / "meta.json").read_text()) if (directory / "meta.json").exists() else {}
-    seconds = 0.0
-
-    def checkpoint(final: bool) -> None:
-        order = [i for i in ids if i in vectors]
-        arr = np.stack([vectors[i] for i in order]) if order else np.zeros((0, 0), np.float32)
-        meta.update({"gallery": gallery.name, "root": str(gallery.root), "config": config.to_dict(),
-                     "label": config.label(), "n_images": len(order), "n_failed": len(failures),
-                     "dim": int(arr.shape[1]) if arr.ndim == 2 and order else 0,
-                     "complete": final, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
-        _save(directory, config, order, arr, [fps[i] for i in order], failures, meta)
-
-    if todo:
-        embedder = embedder or Embedder(config)
-        log(f"{gallery.name}: embedding {len(todo)} images with {config.label()} "
-            f"({len(ids) - len(todo)} reused from the cache)")
-        paths = [str(gallery.root / i) for i in todo]
-        start = last = time.perf_counter()
-        n_done = 0
-        for pos, out in embedder.iter_files(paths, desc=f"embedding {gallery.name}", progress=progress):
-            image_id = todo[pos]
-            if isinstance(out, str):
-                failures[image_id] = (out, fps[image_id])
-                log(f"skipped {printable(image_id)}: {out}")
-            else:
-                vectors[image_id] = out
-            n_done += 1
-            if on_progress:
-                on_progress(n_done, len(todo))
-            if time.perf_counter() - last > CHECKPOINT_SECONDS:
-                checkpoint(final=False)
-                last = time.perf_counter()
-        seconds = time.perf_counter() - start
-        meta["extraction"] = {"seconds": seconds, "n_embedded": n_done,
-                              "images_per_second": n_done / seconds if seconds else 0.0}
+    if plan.todo:
+        meta["extraction"] = extract(plan, gallery, config, embedder or Embedder(config),
+                                     lambda: save(directory, gallery, config, plan, meta, complete=False),
+                                     progress, on_progress, log)
+    changes = plan.changes
     last_changes = meta.get("changes")
     meta["changes"] = {"added": changes.added, "changed": changes.changed, "removed": changes.removed,
                        "unchanged": changes.unchanged}
-    if (todo or changes.added or changes.changed or changes.removed or upgraded
+    if (plan.todo or changes.added or changes.changed or changes.removed or plan.renewed
             or not (directory / NPZ).exists() or not meta.get("complete")):
-        checkpoint(final=True)
+        save(directory, gallery, config, plan, meta, complete=True)
     elif meta["changes"] != last_changes:       # "changes" describes the latest update, even an empty one
         write_json(directory / "meta.json", meta)
     if changes.added or changes.changed or changes.removed:
@@ -289,6 +317,7 @@ class CacheInfo:
     dim: int
     complete: bool
     indexes: list[IndexInfo]
+    updated: str = ""                      # when the cache was last written
 
     @property
     def usable(self) -> bool:
@@ -302,7 +331,12 @@ def gallery_caches(gallery: str) -> list[CacheInfo]:
     out = []
     for d in sorted((embeddings_dir() / gallery).glob("*/meta.json")):
         meta = json.loads(d.read_text())
-        out.append(CacheInfo(d.parent.name, meta.get("label", "?"), EmbeddingConfig.from_dict(meta.get("config", {})),
+        try:
+            config = EmbeddingConfig.from_dict(meta.get("config", {}))
+        except (TypeError, ValueError):
+            continue                      # a cache of a config this version cannot read
+        out.append(CacheInfo(d.parent.name, meta.get("label", "?"), config,
                              int(meta.get("n_images", 0)), int(meta.get("dim", 0)), bool(meta.get("complete", False)),
-                             [IndexInfo.read(p) for p in sorted(d.parent.glob("annoy-*.json"))]))
+                             [IndexInfo.read(p) for p in sorted(d.parent.glob("annoy-*.json"))],
+                             meta.get("updated", "")))
     return out

@@ -128,14 +128,22 @@ def list_galleries() -> list[str]:
     return sorted(p.stem for p in d.glob("*.json")) if d.is_dir() else []
 
 
-def delete_gallery(name: str) -> None:
-    """Forget a gallery and delete its descriptors and indexes (never its images)."""
+def delete_descriptors(name: str) -> int:
+    """Delete a gallery's descriptors and indexes (never its images, never its record: the
+    gallery stays listed and can be indexed again); returns the bytes freed."""
     check_name(name)
-    record = galleries_dir() / f"{name}.json"
-    if not record.exists():
+    if not (galleries_dir() / f"{name}.json").exists():
         raise GalleryError(f"no gallery named {name!r}")
-    shutil.rmtree(embeddings_dir() / name, ignore_errors=True)
-    record.unlink()
+    folder = embeddings_dir() / name
+    freed = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+    shutil.rmtree(folder, ignore_errors=True)
+    return freed
+
+
+def delete_gallery(name: str) -> None:
+    """Forget a gallery: its record, descriptors and indexes (never its images)."""
+    delete_descriptors(name)
+    (galleries_dir() / f"{name}.json").unlink()
 
 
 HASHES = "content-hashes.json"

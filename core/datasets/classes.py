@@ -6,6 +6,10 @@ itself is junk (removed from its own ranking), so that a query never scores itse
 mean precision@k per class, top-k accuracy, a per-class table, and k-NN classification by a
 vote of the top-k neighbours with its confusion matrix (``core.evaluation.knn``).
 
+With a separate query folder (``load_query_folders``, the seed systems' protocol: a query
+folder searched against a gallery folder), every image of the query folder is a query, its
+positives are the gallery images of its class, and nothing is junk.
+
 Images are matched to the ground truth by file stem (``core.datasets.types.resolve``), so stems must be
 unique across classes; ``load_class_folders`` refuses folders where they are not. Rankings are
 stored in full (n × n), which bounds class galleries to a few thousand images.
@@ -13,6 +17,9 @@ stored in full (n × n), which bounds class galleries to a few thousand images.
 """
 from __future__ import annotations
 
+import os
+import random
+import shutil
 from collections import Counter, defaultdict
 from pathlib import Path, PurePosixPath
 
@@ -63,3 +70,72 @@ def load_class_folders(root: str | Path) -> GroundTruth:
     info = {"root": str(root), "n_classes": len(members),
             "class_sizes": {c: len(v) for c, v in sorted(members.items())}, "n_unclassed_images": loose}
     return GroundTruth(dataset="classes", protocol=PROTOCOL, queries=queries, notes=notes, info=info)
+
+
+def class_members(root: str | Path) -> dict[str, list[str]]:
+    """Image ids of each class subfolder of ``root``, sorted (images at the top level are left out)."""
+    members: dict[str, list[str]] = defaultdict(list)
+    for image_id in list_images(root):
+        cls = class_of(image_id)
+        if cls is not None:
+            members[cls].append(image_id)
+    return dict(sorted(members.items()))
+
+
+def split_class_folder(root: str | Path, out: str | Path, per_class: int, seed: int = 0,
+                       names: tuple[str, str] = ("gallery", "queries")) -> dict[str, dict[str, int]]:
+    """Split a class folder in two: ``out/<names[0]>/<class>/`` gets ``per_class`` images of each
+    class drawn at random (``seed``), ``out/<names[1]>/<class>/`` the others, as symbolic links
+    to the originals (copies where links are not allowed). Corel-1k's published protocol is
+    ``per_class=90``: 90 images to train on and search, 10 queries. A class with no more than
+    ``per_class`` images goes wholly to the first folder. Returns the counts per folder and class."""
+    root, out = Path(root).resolve(), Path(out)
+    members = class_members(root)
+    if not members:
+        raise FileNotFoundError(f"no images in class subfolders of {root} (expected ROOT/<class>/<image>)")
+    for name in names:
+        if (out / name).exists():
+            raise FileExistsError(f"{out / name} exists already; choose another --out or delete it")
+    rng = random.Random(seed)
+    counts: dict[str, dict[str, int]] = {n: {} for n in names}
+    for cls, ids in members.items():
+        chosen = set(rng.sample(ids, min(per_class, len(ids))))
+        for image_id in ids:
+            name = names[0] if image_id in chosen else names[1]
+            target = out / name / image_id
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.symlink(root / image_id, target)
+            except OSError:
+                shutil.copy2(root / image_id, target)
+            counts[name][cls] = counts[name].get(cls, 0) + 1
+    return counts
+
+
+def load_query_folders(gallery_root: str | Path, queries_root: str | Path) -> GroundTruth:
+    """Ground truth of a query folder against a separate gallery folder, both made of class
+    subfolders: each query image's positives are the gallery images of the class of the same
+    name. Queries are named by their id under ``queries_root`` (``GroundTruth.query_root``);
+    query classes that the gallery lacks have no positives and are skipped, with a note."""
+    gallery_root, queries_root = Path(gallery_root), Path(queries_root)
+    for folder in (gallery_root, queries_root):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"class folder {folder} does not exist")
+    gallery, queries = class_members(gallery_root), class_members(queries_root)
+    if not queries:
+        raise FileNotFoundError(f"no images in class subfolders of {queries_root} (expected QUERIES/<class>/<image>)")
+    stems = Counter(stem_of(i) for ids in gallery.values() for i in ids)
+    clashes = sorted(s for s, n in stems.items() if n > 1)
+    if clashes:
+        raise ValueError(f"{len(clashes)} file names occur in more than one place under {gallery_root} (e.g. "
+                         f"{', '.join(clashes[:3])}); images are matched by name, so rename them to be unique")
+    missing = sorted(set(queries) - set(gallery))
+    notes = [f"query classes with no gallery folder, skipped: {', '.join(missing)}"] if missing else []
+    out = [Query(name=image_id, image=stem_of(image_id), box=None,
+                 positives=frozenset(stem_of(i) for i in gallery.get(cls, [])), group=cls)
+           for cls, ids in queries.items() for image_id in ids]
+    info = {"root": str(gallery_root), "queries_root": str(queries_root), "n_classes": len(gallery),
+            "class_sizes": {c: len(v) for c, v in gallery.items()},
+            "query_class_sizes": {c: len(v) for c, v in queries.items()}}
+    return GroundTruth(dataset="classes", protocol=PROTOCOL, queries=out, notes=notes, info=info,
+                       query_root=queries_root.resolve())

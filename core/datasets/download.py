@@ -14,7 +14,8 @@ path, a ``..`` component, or is a link, device or fifo, when it holds more than
 checksum mismatch, a truncated or corrupt archive) deletes a download, so that the next run
 fetches it afresh; any other failure (a full disk, a folder we may not write, an I/O error)
 keeps it, says what happened, and the next run unpacks it without downloading it again. The
-official hosts publish no checksums; ``Resource.sha256`` is verified whenever one is set.
+official hosts publish no checksums; ``Resource.sha256`` is verified whenever one is set, and
+``Resource.md5`` where only an MD5 is known (CIFAR-10's, the one torchvision checks).
 
 ``base_url`` replaces every host (the file's path under its host is kept), for mirrors and
 for the tests, which serve archives from 127.0.0.1.
@@ -56,6 +57,7 @@ HOSTS: dict[str, str] = {
     "revisitop1m": "http://ptak.felk.cvut.cz/revisitop/revisitop1m",
     "inria": "ftp://ftp.inrialpes.fr/pub/lear/douze/data",
     "inria-eval": "http://lear.inrialpes.fr/people/jegou/code",
+    "toronto": "https://www.cs.toronto.edu/~kriz",
 }
 
 
@@ -102,6 +104,7 @@ class Resource:
     into: str = ""
     extract: bool = False
     sha256: str | None = None
+    md5: str | None = None
 
     @property
     def filename(self) -> str:
@@ -137,17 +140,30 @@ CATALOGUE: dict[str, DatasetSpec] = {spec.name: spec for spec in (
                 (Resource("inria", "jpg1.tar.gz", "jpg", extract=True),
                  Resource("inria", "jpg2.tar.gz", "jpg", extract=True),
                  Resource("inria-eval", "eval_holidays.tgz", "", extract=True))),
+    DatasetSpec("cifar10", "CIFAR-10: 60,000 32x32 colour images of 10 classes (Krizhevsky 2009), as the python "
+                "pickle batches; export them to class folders with: python -m core data export-cifar10",
+                (Resource("toronto", "cifar-10-python.tar.gz", "batches", extract=True,
+                          md5="c58f30108f718f92721af3b95e74349a"),)),
     DatasetSpec("revisitop1m", "R-1M distractors: the list of the 1,001,001 image names (the images "
                 "themselves are 100 archives on the same host)", (Resource("revisitop1m", "revisitop1m.txt"),)),
 )}
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
+def digest_of(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file (``algorithm``: sha256, or md5 where only an MD5 is published)."""
+    h = hashlib.new(algorithm, usedforsecurity=algorithm != "md5")
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(CHUNK), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    return digest_of(path)
+
+
+def _digests_match(path: Path, sha256: str | None, md5: str | None) -> bool:
+    return (sha256 is None or digest_of(path) == sha256) and (md5 is None or digest_of(path, "md5") == md5)
 
 
 def _offline(url: str, dest: Path, reason: object) -> OfflineError:
@@ -161,14 +177,14 @@ def _open(url: str, offset: int, timeout: float):
 
 
 def download(url: str, dest: str | Path, sha256: str | None = None, progress: bool = True,
-             timeout: float = TIMEOUT_S) -> Path:
+             timeout: float = TIMEOUT_S, md5: str | None = None) -> Path:
     """Fetch ``url`` to ``dest`` through ``dest.part``, resuming a partial ``.part`` with an
-    HTTP Range request. An existing ``dest`` (with the right checksum, if any) is kept as is.
+    HTTP Range request. An existing ``dest`` (with the right checksums, if any) is kept as is.
     A transfer cut short keeps its ``.part`` and raises ``DownloadError``; run it again to resume."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():
-        if sha256 is None or sha256_of(dest) == sha256:
+        if _digests_match(dest, sha256, md5):
             return dest
         dest.unlink()
     part = dest.with_name(dest.name + ".part")
@@ -177,7 +193,7 @@ def download(url: str, dest: str | Path, sha256: str | None = None, progress: bo
         resp = _open(url, offset, timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset:              # the part already holds the whole file
-            return _finish(part, dest, sha256, url)
+            return _finish(part, dest, sha256, url, md5)
         raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
     except urllib.error.URLError as exc:
         raise _offline(url, dest, exc.reason) from exc
@@ -208,16 +224,17 @@ def download(url: str, dest: str | Path, sha256: str | None = None, progress: bo
     if total is not None and got != total:
         raise DownloadError(f"transfer of {url} interrupted after {got:,} of {total:,} bytes; "
                             f"run the same command again to resume")
-    return _finish(part, dest, sha256, url)
+    return _finish(part, dest, sha256, url, md5)
 
 
-def _finish(part: Path, dest: Path, sha256: str | None, url: str) -> Path:
-    if sha256 is not None:
-        actual = sha256_of(part)
-        if actual != sha256:
-            part.unlink()
-            raise ChecksumError(f"{url}: sha256 {actual} is not the published {sha256}; the file was deleted, "
-                                f"run again to download it afresh")
+def _finish(part: Path, dest: Path, sha256: str | None, url: str, md5: str | None = None) -> Path:
+    for algorithm, expected in (("sha256", sha256), ("md5", md5)):
+        if expected is not None:
+            actual = digest_of(part, algorithm)
+            if actual != expected:
+                part.unlink()
+                raise ChecksumError(f"{url}: {algorithm} {actual} is not the published {expected}; the file was "
+                                    f"deleted, run again to download it afresh")
     os.replace(part, dest)
     return dest
 
@@ -356,7 +373,7 @@ def fetch(name: str, directory: str | Path, base_url: str | None = None, extras:
     folder = directory / name
     report = FetchReport(name, folder)
     for res in resources_of(name, extras):
-        archive = download(res.url(base_url), directory / DOWNLOADS / res.filename, res.sha256, progress)
+        archive = download(res.url(base_url), directory / DOWNLOADS / res.filename, res.sha256, progress, md5=res.md5)
         target = (folder / res.into).resolve()
         if res.extract:
             marker = folder / f".extracted-{res.filename}"

@@ -1,5 +1,10 @@
 """Exporters of real labelled sets into the class-folder layout (``ROOT/<class>/<image>``):
-Fashion-MNIST from its IDX files (Debian package ``dataset-fashion-mnist``)."""
+Fashion-MNIST from its IDX files (Debian package ``dataset-fashion-mnist``) and CIFAR-10 from
+its python pickle batches (``python -m core data fetch cifar10``), read with the restricted
+unpickler of ``core.datasets.safepickle``.
+
+Files whose content would not change are left alone, so a re-export keeps an indexed gallery up
+to date without re-embedding it."""
 from __future__ import annotations
 
 import gzip
@@ -8,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from core.datasets.safepickle import safe_load
 
 FASHION_MNIST_CLASSES: tuple[str, ...] = ("t-shirt_top", "trouser", "pullover", "dress", "coat", "sandal",
                                           "shirt", "sneaker", "bag", "ankle_boot")
@@ -44,9 +51,7 @@ def export_fashion_mnist(out: str | Path, source: str | Path | None = None, spli
                          per_class: int = 100, size: int = 64) -> dict[str, int]:
     """Write the first ``per_class`` images of each class of a Fashion-MNIST split as PNGs,
     upscaled to ``size`` pixels (the networks need more than 28 to keep a spatial map), into
-    ``out/<class>/<split>-<index>.png``. Files whose content would not change are left alone,
-    so a re-export keeps an indexed gallery up to date without re-embedding it. Returns the
-    number of images per class."""
+    ``out/<class>/<split>-<index>.png``. Returns the number of images per class."""
     folder = fashion_mnist_source(source, split)
     images = read_idx(folder / f"{split}-images-idx3-ubyte.gz")
     labels = read_idx(folder / f"{split}-labels-idx1-ubyte.gz")
@@ -58,13 +63,73 @@ def export_fashion_mnist(out: str | Path, source: str | Path | None = None, spli
         target.mkdir(parents=True, exist_ok=True)
         chosen = np.flatnonzero(labels == label)[:per_class]
         for index in chosen:
-            img = Image.fromarray(images[index], "L")
-            if size != img.size[0]:
-                img = img.resize((size, size), Image.Resampling.BICUBIC)
-            buf = io.BytesIO()
-            img.save(buf, format="PNG")
-            path = target / f"{split}-{index:05d}.png"
-            if not path.exists() or path.read_bytes() != buf.getvalue():
-                path.write_bytes(buf.getvalue())
+            write_png(Image.fromarray(images[index], "L"), target / f"{split}-{index:05d}.png", size)
+        counts[name] = len(chosen)
+    return counts
+
+
+def write_png(img: Image.Image, path: Path, size: int) -> None:
+    """``img`` upscaled (bicubic) to ``size``×``size`` as a PNG at ``path``, unless the file
+    already holds exactly these bytes."""
+    if size != img.size[0]:
+        img = img.resize((size, size), Image.Resampling.BICUBIC)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    if not path.exists() or path.read_bytes() != buf.getvalue():
+        path.write_bytes(buf.getvalue())
+
+
+CIFAR10_CLASSES: tuple[str, ...] = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                                    "ship", "truck")
+CIFAR10_BATCHES: dict[str, tuple[str, ...]] = {
+    "train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}
+CIFAR10_DIRS: tuple[Path, ...] = (Path("data/cifar10/batches"),)    # where `data fetch cifar10` unpacks them
+
+
+def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(images [n, 32, 32, 3] uint8, labels [n]) of one CIFAR-10 python batch: a Python 2
+    pickle of a dict with ``b"data"`` (uint8 [n, 3072], the red, green and blue planes of each
+    image row by row) and ``b"labels"``."""
+    with open(path, "rb") as fh:
+        batch = safe_load(fh, encoding="bytes")
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise ValueError(f"{path}: not a CIFAR-10 batch (a dict with data and labels)")
+    data, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"], dtype=np.int64)
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
+        raise ValueError(f"{path}: data {data.dtype} {data.shape} with {len(labels)} labels is not a CIFAR-10 batch")
+    if len(labels) and not (labels.min() >= 0 and labels.max() < len(CIFAR10_CLASSES)):
+        raise ValueError(f"{path}: labels outside 0..{len(CIFAR10_CLASSES) - 1}")
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+
+
+def cifar10_source(source: str | Path | None = None, split: str = "test") -> Path:
+    """The folder holding the batches of ``split``: ``source`` or where ``data fetch`` puts them."""
+    candidates = [Path(source)] if source else list(CIFAR10_DIRS)
+    for d in candidates:
+        if all((d / name).is_file() for name in CIFAR10_BATCHES[split]):
+            return d
+    raise FileNotFoundError(f"no CIFAR-10 {split} batches ({', '.join(CIFAR10_BATCHES[split])}) in "
+                            f"{', '.join(map(str, candidates))}; download them with: python -m core data fetch "
+                            f"cifar10, or pass --source")
+
+
+def export_cifar10(out: str | Path, source: str | Path | None = None, split: str = "test",
+                   per_class: int = 100, size: int = 64) -> dict[str, int]:
+    """Write the first ``per_class`` images of each class of a CIFAR-10 split (``train``: the
+    five data batches, ``test``: the test batch) as PNGs upscaled to ``size`` pixels, into
+    ``out/<class>/<split>-<index>.png`` (index within the split). Returns the count per class."""
+    if split not in CIFAR10_BATCHES:
+        raise ValueError(f"CIFAR-10 split must be one of {', '.join(CIFAR10_BATCHES)}, got {split!r}")
+    folder = cifar10_source(source, split)
+    parts = [read_cifar_batch(folder / name) for name in CIFAR10_BATCHES[split]]
+    images = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts])
+    counts: dict[str, int] = {}
+    for label, name in enumerate(CIFAR10_CLASSES):
+        target = Path(out) / name
+        target.mkdir(parents=True, exist_ok=True)
+        chosen = np.flatnonzero(labels == label)[:per_class]
+        for index in chosen:
+            write_png(Image.fromarray(images[index], "RGB"), target / f"{split}-{index:05d}.png", size)
         counts[name] = len(chosen)
     return counts

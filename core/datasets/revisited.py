@@ -13,17 +13,13 @@ A gallery that holds them anyway, such as the 250-image folder in ``../shared/da
 downloaded ``jpg/`` folder, must not score them, so every query image is junk for every query:
 the database of the protocol is then exactly the gallery images listed in ``imlist``.
 
-Pickles from the internet can run code when loaded; ``load_gnd`` reads them with an unpickler
-that only rebuilds builtin containers and numpy arrays, never ``pickle.load``. The callables it
-allows could still be asked for arrays or byte strings of any size (``_reconstruct`` with a shape
-of 10^12), so each allocation they make is checked against ``MAX_PICKLE_ALLOCATION`` before it
-happens; a refused or malformed file is one ``GroundTruthError`` line, never a traceback.
+Pickles from the internet can run code when loaded; ``load_gnd`` reads them with the restricted,
+allocation-bounded unpickler of ``core.datasets.safepickle``, never ``pickle.load``; a refused or
+malformed file is one ``GroundTruthError`` line, never a traceback.
 """
 from __future__ import annotations
 
-import codecs
 import io
-import math
 import pickle
 import re
 from dataclasses import dataclass
@@ -32,8 +28,8 @@ from typing import Any
 
 import numpy as np
 import scipy.io
-from numpy._core import multiarray, numeric
 
+from core.datasets.safepickle import UnsafePickle, safe_load
 from core.datasets.types import MAX_LABEL_FILE_BYTES, GroundTruth, GroundTruthError, Query
 from core.fs import describe_error, printable, read_limited
 from core.images import Box
@@ -41,88 +37,6 @@ from core.images import Box
 REVISITED: tuple[str, ...] = ("roxford5k", "rparis6k")
 PROTOCOLS: tuple[str, ...] = ("easy", "medium", "hard")
 DEFAULT_PROTOCOL = "medium"
-
-MAX_PICKLE_ALLOCATION = 1 << 30   # bytes the allowed callables may allocate in all; real files need a few MB
-
-
-class UnsafePickle(GroundTruthError, pickle.UnpicklingError):
-    """A ground-truth pickle that asks for anything but containers and numpy arrays, or for
-    more memory than a ground truth needs."""
-
-
-class _Budget:
-    """What the allowed callables of one load may still allocate."""
-
-    def __init__(self, limit: int) -> None:
-        self.left = limit
-
-    def take(self, nbytes: int, what: str) -> None:
-        if nbytes > self.left:
-            raise UnsafePickle(f"refused: the pickle asks for {what} of {nbytes:,} bytes, more than the "
-                               f"{MAX_PICKLE_ALLOCATION:,} a ground-truth file may allocate")
-        self.left -= nbytes
-
-
-def _nbytes(shape: Any, dtype: Any) -> int:
-    dims = [int(d) for d in (shape if isinstance(shape, (tuple, list)) else (shape,))]
-    if any(d < 0 for d in dims):
-        raise UnsafePickle(f"refused: negative array shape {dims}")
-    return math.prod(dims) * np.dtype(dtype).itemsize
-
-
-def _bounded_globals(budget: _Budget) -> dict[tuple[str, str], Any]:
-    """The callables a ground-truth pickle may use, each checking what it would allocate."""
-
-    def reconstruct(subtype, shape, dtype):
-        budget.take(_nbytes(shape, dtype), "an array")
-        return multiarray._reconstruct(np.ndarray if subtype is ndarray else subtype, shape, dtype)
-
-    def scalar(dtype, *args):
-        budget.take(np.dtype(dtype).itemsize, "a scalar")
-        return multiarray.scalar(dtype, *args)
-
-    def ndarray(shape, dtype=float, buffer=None, *args, **kwargs):
-        """``numpy.ndarray``, as a constructor (checked) and as the type ``_reconstruct`` is given."""
-        if buffer is None:
-            budget.take(_nbytes(shape, dtype), "an array")
-        return np.ndarray(shape, dtype, buffer, *args, **kwargs)
-
-    def sized(kind):
-        def make(source=b"", *args):
-            if isinstance(source, int):
-                budget.take(source, f"a {kind.__name__}")
-            return kind(source, *args)
-        return make
-
-    def encode(obj, encoding="utf-8", errors="strict"):
-        if str(encoding).lower().replace("-", "").replace("_", "") not in ("latin1", "iso88591", "utf8"):
-            raise UnsafePickle(f"refused to encode with {encoding!r}: a ground-truth pickle only stores text")
-        return codecs.encode(obj, encoding, errors)
-
-    return {
-        **{(f"numpy.{core}.multiarray", name): fn for core in ("core", "_core")
-           for name, fn in (("_reconstruct", reconstruct), ("scalar", scalar))},
-        **{(f"numpy.{core}.numeric", "_frombuffer"): numeric._frombuffer for core in ("core", "_core")},   # protocol 5
-        ("numpy", "ndarray"): ndarray,
-        ("numpy", "dtype"): np.dtype,
-        ("_codecs", "encode"): encode,                                   # bytes in protocol-2 pickles
-        **{(module, t.__name__): t for module in ("builtins", "__builtin__")    # __builtin__: protocol 2
-           for t in (set, frozenset)},
-        **{(module, t.__name__): sized(t) for module in ("builtins", "__builtin__") for t in (bytes, bytearray)},
-    }
-
-
-class _GroundTruthUnpickler(pickle.Unpickler):
-    def __init__(self, file, limit: int = MAX_PICKLE_ALLOCATION) -> None:
-        super().__init__(file)
-        self._globals = _bounded_globals(_Budget(limit))
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return self._globals[(module, name)]
-        except KeyError:
-            raise UnsafePickle(f"refused to load {module}.{name}: a ground-truth pickle holds only lists, "
-                               f"dicts and numpy arrays") from None
 
 
 @dataclass(frozen=True)
@@ -150,7 +64,7 @@ def _box(value: Any) -> list | None:
 def _from_pickle(path: Path) -> RevisitedGnd:
     # read into memory first (bounded): frame and string opcodes then cannot make a file object
     # allocate the sizes they declare
-    data = _GroundTruthUnpickler(io.BytesIO(read_limited(path, MAX_LABEL_FILE_BYTES))).load()
+    data = safe_load(io.BytesIO(read_limited(path, MAX_LABEL_FILE_BYTES)))
     gnd = data["gnd"]
     return RevisitedGnd(imlist=[str(s) for s in data["imlist"]], qimlist=[str(s) for s in data["qimlist"]],
                         easy=[_ints(g["easy"], 0) for g in gnd], hard=[_ints(g["hard"], 0) for g in gnd],

@@ -49,11 +49,15 @@ class Query:
 
 @dataclass
 class GroundTruth:
+    """``query_root``: where the query images are when they are not gallery images (a separate
+    query folder; query names are then image ids under it); None when queries are gallery images."""
+
     dataset: str
     protocol: str
     queries: list[Query]
     notes: list[str] = field(default_factory=list)    # problems met while loading
     info: dict = field(default_factory=dict)           # counts and source of the ground truth, for run summaries
+    query_root: Path | None = None
 
 
 def stem_of(image_id: str) -> str:
@@ -62,10 +66,11 @@ def stem_of(image_id: str) -> str:
 
 @dataclass(frozen=True)
 class ResolvedQuery:
-    """A query mapped onto gallery indices; ``positives`` counts only images in the gallery."""
+    """A query mapped onto gallery indices; ``positives`` counts only images in the gallery.
+    ``image_index`` is None for a query from a separate query folder."""
 
     query: Query
-    image_index: int
+    image_index: int | None
     positives: frozenset[int]
     junk: frozenset[int]
     n_positives_listed: int
@@ -80,13 +85,14 @@ class Resolution:
 
 def resolve(gt: GroundTruth, ids: list[str]) -> Resolution:
     """Map query images and label sets to gallery indices by file stem. Queries whose image is
-    absent, or that have no positive in the gallery, are skipped with a warning."""
+    absent (unless they come from a separate query folder), or that have no positive in the
+    gallery, are skipped with a warning."""
     by_stem: dict[str, int] = {}
     for i, image_id in enumerate(ids):
         by_stem.setdefault(stem_of(image_id), i)
     out, skipped, empty = [], [], []
     for q in gt.queries:
-        if q.image not in by_stem:
+        if gt.query_root is None and q.image not in by_stem:
             skipped.append(q.name)
             continue
         pos = frozenset(by_stem[s] for s in q.positives if s in by_stem)
@@ -94,7 +100,8 @@ def resolve(gt: GroundTruth, ids: list[str]) -> Resolution:
             empty.append(q.name)
             continue
         junk = frozenset(by_stem[s] for s in q.junk if s in by_stem) - pos
-        out.append(ResolvedQuery(q, by_stem[q.image], pos, junk, len(q.positives)))
+        out.append(ResolvedQuery(q, None if gt.query_root is not None else by_stem[q.image], pos, junk,
+                                 len(q.positives)))
     if skipped:
         warnings.warn(f"{len(skipped)} of {len(gt.queries)} queries skipped: their image is not in the gallery",
                       stacklevel=2)

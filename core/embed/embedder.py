@@ -1,4 +1,5 @@
-"""Descriptor extraction: a backbone, a pooling and a set of scales turn an image into one
+"""Descriptor extraction: a backbone, a pooling (or another descriptor layer: the network's
+penultimate layer, a trained embedding head) and a set of scales turn an image into one
 L2-normalised vector.
 
 ``Embedder`` holds the network (built once) and embeds single images (queries) or whole file
@@ -10,12 +11,14 @@ are skipped and reported, never fatal. Speed figures: ``benchmarks/bench_extract
 from __future__ import annotations
 
 import os
+import threading
 import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,8 +28,17 @@ from tqdm.auto import tqdm
 
 from core.config import EmbeddingConfig
 from core.embed.backbones import Backbone, create_backbone
-from core.embed.openvino import OpenVinoBackbone, openvino_available
-from core.embed.pooling import pool
+from core.embed.device import (
+    GPU_BATCH,
+    GPU_WORKERS,
+    check_precision_on_device,
+    cuda_available,
+    device_name,
+    resolve_device,
+)
+from core.embed.openvino import OpenVinoBackbone, model_cache_dir, openvino_available, weights_digest
+from core.embed.precision import FidelityReport, report_path, require_passed
+from core.embed.quantize import Calibration, load_int8, quantize
 from core.images import Box, ImageError, ImageSource, image_size, load_image, load_region, to_tensor
 
 MIN_SIDE = 32          # smaller scaled inputs are resized up to this side
@@ -48,6 +60,41 @@ def default_threads() -> int:
 def default_backend() -> str:
     """``$CBIR_BACKEND`` or "auto" (OpenVINO when installed, PyTorch otherwise)."""
     return os.environ.get("CBIR_BACKEND", "auto")
+
+
+def default_device() -> str:
+    """``$CBIR_DEVICE`` or "auto" (a CUDA GPU when PyTorch sees one, the CPU otherwise)."""
+    return os.environ.get("CBIR_DEVICE", "auto")
+
+
+def scale_size(h: int, w: int, scale: float, patch: int = 1, min_side: int = MIN_SIDE) -> tuple[int, int]:
+    """Input size of an H×W image at ``scale``: at least ``min_side`` (MIN_SIDE, or a network's
+    own minimum), a multiple of ``patch`` (vision transformers) when it is above 1."""
+    min_side = max(MIN_SIDE, min_side)
+    size = (max(min_side, round(h * scale)), max(min_side, round(w * scale)))
+    if patch > 1:
+        size = tuple(max(patch, round(s / patch) * patch) for s in size)
+    return size
+
+
+@dataclass
+class ScaleProfile:
+    """Where the time of multi-scale extraction goes: seconds spent at each scale (resize,
+    network, pooling), summed over the inference threads, and the calls counted."""
+
+    seconds: dict[float, float] = field(default_factory=dict)
+    calls: dict[float, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, scale: float, seconds: float) -> None:
+        with self._lock:
+            self.seconds[scale] = self.seconds.get(scale, 0.0) + seconds
+            self.calls[scale] = self.calls.get(scale, 0) + 1
+
+    def rows(self) -> list[dict]:
+        total = sum(self.seconds.values()) or 1.0
+        return [{"scale": s, "seconds": t, "calls": self.calls[s], "share": t / total,
+                 "ms_per_call": t / self.calls[s] * 1000} for s, t in self.seconds.items()]
 
 
 @dataclass
@@ -144,23 +191,75 @@ class Embedder:
 
     ``backend``: "torch", "openvino" (``core.embed.openvino``: same descriptors, several times faster
     on CPUs) or "auto" (OpenVINO when installed and the weights are not "random", whose IR would
-    be converted anew for every build); default ``$CBIR_BACKEND`` or "auto". ``backbone`` stays
-    the PyTorch module whatever the backend (feature-map code uses it directly)."""
+    be converted anew for every build); default ``$CBIR_BACKEND`` or "auto". ``device``: "auto"
+    (a CUDA GPU when present), "cpu" or "cuda" (``core.embed.device``); default ``$CBIR_DEVICE``
+    or "auto". On a GPU the network runs in PyTorch, in float32 with TF32 off (the CPU's
+    descriptors) or in half precision for ``precision="float16"``. ``backbone`` stays the
+    PyTorch module whatever the backend (feature-map code uses it directly).
 
-    def __init__(self, config: EmbeddingConfig, threads: int | None = None, backend: str | None = None) -> None:
+    A reduced precision (int8, float16) runs only with a passing fidelity report
+    (``core.embed.precision``); ``gate=False`` skips that check, for the measurement that writes
+    the report."""
+
+    def __init__(self, config: EmbeddingConfig, threads: int | None = None, backend: str | None = None,
+                 device: str | None = None, gate: bool = True) -> None:
         self.threads = threads or default_threads()
         torch.set_num_threads(self.threads)
         self.config = config
+        self.device = resolve_device(device or default_device(), cuda_available())
+        check_precision_on_device(config.precision, self.device)
         self.backbone: Backbone = create_backbone(config.backbone, config.weights)
+        self.backbone.check_layer(config.layer)
         self.backbone = self.backbone.to(memory_format=torch.channels_last)
+        # of the float32 CPU weights, before any move or cast: names the fidelity report
+        self._weights_digest = weights_digest(self.backbone) if config.precision != "float32" else ""
         backend = backend or default_backend()
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if backend == "auto":
+        if self.device != "cpu":
+            if backend == "openvino":
+                raise ValueError("the OpenVINO backend runs on the CPU; use --device cpu or the torch backend")
+            backend = "torch"
+            self.backbone = self.backbone.to(self.device)
+            if config.precision == "float16":
+                self.backbone = self.backbone.half()
+        elif config.precision == "int8":
+            if backend == "torch" or not openvino_available():
+                raise ValueError("int8 inference needs the OpenVINO backend (pip install openvino)")
+            backend = "openvino"
+        elif backend == "auto":
             backend = "openvino" if openvino_available() and config.weights != "random" else "torch"
         self.backend = backend
         self._ov: dict[int, OpenVinoBackbone] = {}
         self._dim: int | None = None
+        self.profile = ScaleProfile()
+        self.fidelity: FidelityReport | None = None
+        if gate and config.precision != "float32":
+            self.fidelity = require_passed(self.fidelity_path(), config)
+
+    def fidelity_path(self) -> Path:
+        """Where the fidelity report of this config, these weights and this device lives."""
+        return report_path(model_cache_dir(), self.config, self._weights_digest or weights_digest(self.backbone),
+                           device_name(self.device))
+
+    def quantize(self, calibration: Calibration, log: Callable[[str], None] = print) -> None:
+        """Make (or find in the model cache) the int8 network of this config from ``calibration``,
+        whose digest must be the config's."""
+        if self.config.precision != "int8" or self.config.calibration != calibration.digest:
+            raise ValueError(f"config {self.config.label()} (calibration {self.config.calibration!r}) is not the "
+                             f"int8 config of calibration {calibration.digest}")
+        quantize(self.backbone, calibration, lambda: self.calibration_inputs(calibration), log)
+        self._ov.clear()
+
+    def calibration_inputs(self, calibration: Calibration) -> Iterator[np.ndarray]:
+        """Network inputs of the calibration images: each decoded and resized as a gallery image,
+        at every scale of the config (unreadable files are skipped)."""
+        for path in calibration.files:
+            out = _decode(path, self.config.max_size)
+            if isinstance(out, str):
+                continue
+            for _, x in self.scale_inputs(out.unsqueeze(0)):
+                yield np.ascontiguousarray(x.numpy())
 
     def _openvino(self, threads: int) -> OpenVinoBackbone | None:
         """The backbone compiled for ``threads`` cores per inference (None with the torch
@@ -168,6 +267,9 @@ class Embedder:
         if self.backend != "openvino":
             return None
         if threads not in self._ov:
+            if self.config.precision == "int8":       # no fall back: PyTorch would not be int8
+                self._ov[threads] = OpenVinoBackbone(load_int8(self.backbone, self.config.calibration), threads)
+                return self._ov[threads]
             try:
                 self._ov[threads] = OpenVinoBackbone(self.backbone, threads)
             except Exception as exc:  # noqa: BLE001 - any conversion failure leaves PyTorch, which works
@@ -179,43 +281,61 @@ class Embedder:
     @property
     def dim(self) -> int:
         if self._dim is None:
-            self._dim = int(self.embed_tensor(torch.rand(3, 64, 64)).shape[0])
+            side = max(64, self.backbone.spec.min_side)
+            self._dim = int(self.embed_tensor(torch.rand(3, side, side)).shape[0])
         return self._dim
 
-    def input_size(self, height: int, width: int, scale: float = 1.0) -> tuple[int, int]:
-        """Network input size of an image of ``height`` x ``width`` at ``scale``: at least
-        MIN_SIDE, and a multiple of the patch size for ViTs."""
-        size = (max(MIN_SIDE, round(height * scale)), max(MIN_SIDE, round(width * scale)))
-        patch = self.backbone.spec.patch_size
-        return tuple(max(patch, round(s / patch) * patch) for s in size) if patch > 1 else size
+    def _network(self, x: torch.Tensor, ov_model: OpenVinoBackbone | None) -> torch.Tensor:
+        """[B, 3, H, W] float32 inputs in [0, 1] (on the embedder's device) → float32 feature maps
+        on the same device."""
+        if ov_model is not None:
+            return ov_model(x)
+        if self.device == "cpu":
+            return self.backbone(x.contiguous(memory_format=torch.channels_last)).float()
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False, allow_tf32=False):
+            return self.backbone(x.half() if self.config.precision == "float16" else x).float()
 
-    def _resized(self, rgb01: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    def scale_inputs(self, rgb01: torch.Tensor,
+                     scales: Sequence[float] | None = None) -> Iterator[tuple[float, torch.Tensor]]:
+        """(scale, [B, 3, h, w] float32 input) for each scale of the config: the decoded image is
+        resized from memory, never decoded again. Resizing stays in float32 whatever the
+        precision, so every precision sees the same pixels."""
         h, w = rgb01.shape[2:]
-        size = self.input_size(h, w, scale)
-        if size == (h, w):
-            return rgb01
-        return F.interpolate(rgb01, size=size, mode="bilinear", antialias=True, align_corners=False)
-
-    def _forward(self, x: torch.Tensor, threads: int | None = None) -> torch.Tensor:
-        ov_model = self._openvino(threads or self.threads)
-        return ov_model(x) if ov_model is not None else self.backbone(x.contiguous(memory_format=torch.channels_last))
+        for scale in self.config.scales if scales is None else scales:
+            size = scale_size(h, w, scale, self.backbone.spec.patch_size, self.backbone.spec.min_side)
+            x = rgb01
+            if size != (h, w):
+                x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+            yield scale, x
 
     @torch.inference_mode()
     def feature_map(self, rgb01: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] images in [0, 1] → [B, C, h, w] feature maps at scale 1, through the same
         backend as the descriptors (what the region-aware re-ranking of ``core.rerank`` reads)."""
-        return self._forward(self._resized(rgb01))
+        _, x = next(self.scale_inputs(rgb01.float().to(self.device), scales=(1.0,)))
+        return self._network(x, self._openvino(self.threads)).cpu()
 
     @torch.inference_mode()
     def embed_batch(self, rgb01: torch.Tensor, threads: int | None = None) -> np.ndarray:
         """[B, 3, H, W] images in [0, 1] → [B, dim] L2-normalised float32 descriptors, averaged over
-        scales. ``threads``: cores of one OpenVINO inference (default all of the embedder's)."""
+        scales. ``threads``: cores of one OpenVINO inference (default all of the embedder's).
+        The time of each scale goes to ``self.profile``."""
+        cfg = self.config
+        ov_model = self._openvino(threads or self.threads)
         total = None
-        for scale in self.config.scales:
-            fmap = self._forward(self._resized(rgb01, scale), threads)
-            vec = F.normalize(pool(fmap.float(), self.config.pooling, self.config.gem_p), dim=1)
+        start = time.perf_counter()
+        # on a GPU the image goes over once, and is resized and pooled there
+        for scale, x in self.scale_inputs(rgb01.float().to(self.device, non_blocking=True)):
+            fmap = self._network(x, ov_model)
+            vec = F.normalize(self.backbone.describe(fmap, cfg.layer, cfg.pooling, cfg.gem_p), dim=1)
             total = vec if total is None else total + vec
-        return F.normalize(total, dim=1).numpy().astype(np.float32)
+            if self.device != "cpu":
+                torch.cuda.synchronize(self.device)          # so that the profile times the work itself
+            now = time.perf_counter()
+            self.profile.add(scale, now - start)
+            start = now
+        return F.normalize(total, dim=1).cpu().numpy().astype(np.float32)
 
     def embed_tensor(self, rgb01: torch.Tensor) -> np.ndarray:
         """[3, H, W] image in [0, 1] → L2-normalised float32 descriptor, averaged over scales."""
@@ -231,15 +351,19 @@ class Embedder:
         return self.embed_image(img)
 
     def iter_files(self, paths: Sequence[str], workers: int | None = None, desc: str = "embedding",
-                   progress: bool = True, batch_size: int = GALLERY_BATCH) -> Iterator[tuple[int, np.ndarray | str]]:
+                   progress: bool = True, batch_size: int | None = None) -> Iterator[tuple[int, np.ndarray | str]]:
         """Yield (position, descriptor or failure reason) once for each path.
 
         The pipeline: batches of ``batch_size`` images that share one shape (planned from the
         file headers, so batches need no padding) are decoded and resized by ``workers``
         threads (0: by this thread; ``decoded_batches``) while the network runs on earlier batches; with
-        OpenVINO, one single-core inference thread per core, each on its own batch. Results come
-        batch by batch, so positions are not in input order."""
-        workers = GALLERY_WORKERS if workers is None else workers
+        OpenVINO, one single-core inference thread per core, each on its own batch. On a GPU the
+        defaults are batches of ``GPU_BATCH`` and ``GPU_WORKERS`` decoding threads (else batch
+        ``GALLERY_BATCH``, ``GALLERY_WORKERS``). Results come batch by batch, so positions are
+        not in input order."""
+        gpu = self.device != "cpu"
+        workers = (GPU_WORKERS if gpu else GALLERY_WORKERS) if workers is None else workers
+        batch_size = GPU_BATCH if gpu and batch_size is None else batch_size or GALLERY_BATCH
         batches = shape_batches([planned_shape(p, self.config.max_size) for p in paths], batch_size)
         loader = decoded_batches(list(paths), batches, self.config.max_size, workers)
         streams = self.threads if self._openvino(1) is not None else 1

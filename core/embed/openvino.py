@@ -44,27 +44,35 @@ def weights_digest(module: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def _ir_path(backbone: Backbone) -> Path:
+def _ir_path(backbone: torch.nn.Module, name: str) -> Path:
     import openvino as ov
 
-    return model_cache_dir() / f"{backbone.spec.name}-{weights_digest(backbone)}-ov{ov.__version__.split('-')[0]}.xml"
+    return model_cache_dir() / f"{name}-{weights_digest(backbone)}-ov{ov.__version__.split('-')[0]}.xml"
 
 
-def convert(backbone: Backbone):
-    """The OpenVINO model of ``backbone`` (from the IR cache, converted and cached if absent)."""
+def save_ir(model, path: Path) -> None:
+    """Write an OpenVINO model as IR (``.xml`` + ``.bin``) atomically: both go to temporary names
+    first, and the ``.xml`` that readers look for appears last."""
     import openvino as ov
 
-    path = _ir_path(backbone)
-    core = ov.Core()
-    if path.exists():
-        return core.read_model(str(path))
-    model = ov.convert_model(backbone.eval(), example_input=torch.rand(EXAMPLE_SHAPE),
-                             input=[ov.PartialShape([-1, 3, -1, -1])])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.xml")
     ov.save_model(model, str(tmp), compress_to_fp16=False)
     tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
     tmp.replace(path)
+
+
+def convert(backbone: Backbone | torch.nn.Module, name: str | None = None):
+    """The OpenVINO model of ``backbone`` (from the IR cache, converted and cached if absent);
+    any module from RGB in [0, 1] to a feature map converts (``name`` then names its IR)."""
+    import openvino as ov
+
+    path = _ir_path(backbone, name or backbone.spec.name)
+    if path.exists():
+        return ov.Core().read_model(str(path))
+    model = ov.convert_model(backbone.eval(), example_input=torch.rand(EXAMPLE_SHAPE),
+                             input=[ov.PartialShape([-1, 3, -1, -1])])
+    save_ir(model, path)
     return model
 
 
@@ -72,13 +80,19 @@ class OpenVinoBackbone:
     """A compiled OpenVINO backbone: ``__call__`` maps an RGB [B, 3, H, W] batch in [0, 1] to the
     feature map [B, C, h, w], like ``Backbone.forward``.
 
-    ``threads`` is the number of cores of one inference (1 when several threads share the work)."""
+    ``model`` is the PyTorch backbone (converted through the IR cache), any module from RGB in
+    [0, 1] to a feature map (``name`` then names its IR: training's frozen trunk), or an OpenVINO
+    model already made, such as the int8 one of ``core.embed.quantize``; ``threads`` is the number
+    of cores of one inference (1 when several threads share the work). Layers left in floating
+    point run in float32."""
 
-    def __init__(self, backbone: Backbone, threads: int) -> None:
+    def __init__(self, model, threads: int, name: str | None = None) -> None:
         import openvino as ov
 
         self.threads = threads
-        self._compiled = ov.Core().compile_model(convert(backbone), "CPU", {
+        if isinstance(model, torch.nn.Module):
+            model = convert(model, name)
+        self._compiled = ov.Core().compile_model(model, "CPU", {
             "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": "f32"})
         self._local = threading.local()

@@ -10,6 +10,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,15 +18,16 @@ import pandas as pd
 from core.cache.descriptors import Embeddings, build_embeddings
 from core.cache.galleries import Gallery
 from core.cache.queries import CropRequest, crop_descriptors
-from core.config import EmbeddingConfig
-from core.datasets import DATASET_PROTOCOLS, GroundTruth, Resolution, resolve
+from core.config import EmbeddingConfig, HnswParams
+from core.datasets import DATASET_PROTOCOLS, GroundTruth, Resolution, ResolvedQuery, resolve
 from core.datasets.validation import VALIDATION_PROTOCOL
 from core.embed.embedder import Embedder
 from core.evaluation.metrics import TOP_KS, QueryScores, score_queries, score_query
 from core.evaluation.reports import protocol_report
 from core.evaluation.runs import machine_info, new_run_id, package_versions, write_run
 from core.evaluation.summary import RunSummary
-from core.index import AnnoyIndex, ExactIndex, SearchSettings, full_ranking, recall_at
+from core.index import AnnoyIndex, ExactIndex, HnswIndex, SearchSettings, full_ranking, open_stored, recall_at
+from core.index.base import resolved_settings
 from core.rerank import RegionQuery, RerankContext, Reranker, apply_reranker, create_reranker
 
 RANDOM_TRIALS = 20
@@ -34,21 +36,26 @@ RANDOM_TRIALS = 20
 def rank_gallery(emb: Embeddings, queries: np.ndarray, settings: SearchSettings) -> tuple[np.ndarray, dict]:
     """Full rankings [q, n] of the gallery for each query vector, with index figures.
 
-    With Annoy, the images Annoy returns come first in its order; the rest follow in gallery
-    order, as an unranked tail (they are never re-sorted by exact scores)."""
+    With Annoy or HNSW, the images the index returns come first in its order; the rest follow in
+    gallery order, as an unranked tail (they are never re-sorted by exact scores)."""
     n = len(emb.ids)
+    settings = resolved_settings(settings, n, emb.dim)
     info: dict = {"method": settings.method, "metric": settings.metric}
-    if settings.method == "exact":
+    if settings.method in ("exact", "exact16"):
         start = time.perf_counter()
-        index = ExactIndex(emb.vectors, settings.metric)
+        index = ExactIndex(emb.vectors, settings.metric, "float16" if settings.method == "exact16" else "float32")
         info["index_build_seconds"] = time.perf_counter() - start
         start = time.perf_counter()
         ranking = index.rank_all(queries)
         info["search_seconds"] = time.perf_counter() - start
         return ranking, info
-    ann = AnnoyIndex.open(emb, settings.annoy)
-    info.update({k: ann.meta[k] for k in ("build_seconds", "n_trees", "search_k", "recall@10", "recall@100",
-                                          "recall_target_met")})
+    if settings.method == "hnsw":
+        ann = open_stored(HnswIndex, emb, HnswParams(metric=settings.metric))
+        effort = ("m", "ef_construction", "ef")
+    else:
+        ann = open_stored(AnnoyIndex, emb, settings.annoy)
+        effort = ("n_trees", "search_k")
+    info.update({k: ann.meta[k] for k in ("build_seconds", *effort, "recall@10", "recall@100", "recall_target_met")})
     info["index_build_seconds"] = ann.meta["build_seconds"]
     start = time.perf_counter()
     top, _ = ann.search(queries, n)
@@ -89,6 +96,25 @@ def query_vectors(emb: Embeddings, res: Resolution, embedder: Embedder,
     return np.delete(out, list(refused), axis=0), refused, crops.n_cached
 
 
+def folder_query_vectors(emb: Embeddings, res: Resolution, embedder: Embedder, root: Path, progress: bool = True,
+                         log: Callable[[str], None] = print) -> tuple[np.ndarray, Resolution]:
+    """Descriptors of queries from a separate query folder (whitened like the gallery), and the
+    resolution without the queries whose image could not be read (counted as skipped)."""
+    names = [rq.query.name for rq in res.queries]
+    got = embedder.embed_files([str(root / n) for n in names], ids=names, progress=progress)
+    for name, reason in got.failures.items():
+        log(f"warning: query {name} skipped: {reason}")
+    kept = set(got.ids)
+    res = Resolution([rq for rq in res.queries if rq.query.name in kept], res.skipped + sorted(got.failures),
+                     res.no_positives)
+    vectors = emb.whitening.apply(got.vectors) if emb.whitening is not None else got.vectors
+    return vectors, res
+
+
+def _query_path(rq: ResolvedQuery, gt: GroundTruth, gallery: Gallery, ids: list[str]) -> Path:
+    return gt.query_root / rq.query.name if rq.image_index is None else gallery.root / ids[rq.image_index]
+
+
 def _row(rq, s: QueryScores, ks) -> dict:
     q = rq.query
     row = {"query": q.name, "group": q.group, "image": q.image,
@@ -113,6 +139,7 @@ def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig,
     embedder = embedder or Embedder(config.base())
     emb = build_embeddings(gallery, config, embedder, progress=progress, log=log)
     rerank = rerank.for_gallery(len(emb.ids))          # rule-set parameters, as the run records them
+    settings = resolved_settings(settings, len(emb.ids), emb.dim)     # "auto": the method it stands for here
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = resolve(gt, emb.ids)
@@ -127,7 +154,11 @@ def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig,
                          f"{gallery.name} ({len(emb.ids)} images)")
 
     start = time.perf_counter()
-    qvecs, refused, crops_cached = query_vectors(emb, res, embedder, gallery)
+    if gt.query_root is not None:
+        qvecs, res = folder_query_vectors(emb, res, embedder, gt.query_root, progress, log)
+        refused, crops_cached = {}, 0
+    else:
+        qvecs, refused, crops_cached = query_vectors(emb, res, embedder, gallery)
     query_embed_s = time.perf_counter() - start
     if refused:
         reasons = [f"{res.queries[i].query.name}: {reason}; query skipped" for i, reason in refused.items()]
@@ -139,8 +170,9 @@ def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig,
             raise ValueError(f"none of the queries of {gt.dataset} can be embedded: {'; '.join(reasons)}")
 
     ranking, info = rank_gallery(emb, qvecs, settings)
-    regions = [RegionQuery(gallery.root / emb.ids[rq.image_index], rq.query.box) for rq in res.queries]
-    index = AnnoyIndex.open(emb, settings.annoy) if settings.method == "annoy" else None
+    regions = [RegionQuery(_query_path(rq, gt, gallery, emb.ids), rq.query.box) for rq in res.queries]
+    index = (open_stored(AnnoyIndex, emb, settings.annoy) if settings.method == "annoy" else
+             open_stored(HnswIndex, emb, HnswParams(metric=settings.metric)) if settings.method == "hnsw" else None)
     ctx = RerankContext(emb, gallery, embedder, progress, log, index)
     reranked = apply_reranker(rerank, ranking, qvecs, regions, ctx)
     ranking = reranked.ranking
@@ -167,7 +199,7 @@ def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig,
         index_build_seconds=info.get("index_build_seconds"),
         query_embed_ms=query_embed_s / nq * 1000, query_search_ms=info["search_seconds"] / nq * 1000,
         mean_query_ms=(query_embed_s + info["search_seconds"]) / nq * 1000,
-        queries_from_cache=sum(rq.query.box is None for rq in res.queries), query_crops_cached=crops_cached,
+        queries_from_cache=sum(rq.query.box is None and rq.image_index is not None for rq in res.queries), query_crops_cached=crops_cached,
         index=info,
         rerank={**rerank.params(), "label": rerank.label(), "offline_seconds": reranked.offline_seconds,
                 "extra_ms_per_query": reranked.extra_ms_per_query},

@@ -1,5 +1,6 @@
 """Annoy: an index saved beside the descriptors it was built from, memory-mapped on load, with
-``search_k`` chosen at build time by measured recall against exact search.
+``search_k`` chosen at build time by measured recall against exact search (the metadata, checks
+and tuning shared with the HNSW index are in ``core.index.stored``).
 
 Annoy trusts its file: a truncated or altered ``.ann`` makes it follow node offsets outside the
 mapping and crash the process (the whole app server). So the ``.json`` beside it records the
@@ -7,8 +8,6 @@ file's size and sha256, and a load checks both before Annoy sees the file.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,19 +17,18 @@ import numpy as np
 from core.cache.descriptors import Embeddings
 from core.config import AnnoyParams, EmbeddingConfig
 from core.files import atomic_path, exclusive_lock, write_json
-from core.index.base import METRIC_OF_ANNOY, IndexMismatch
+from core.index.base import METRIC_OF_ANNOY
 from core.index.exact import ExactIndex
-
-RECALL_TARGET = 0.95
-RECALL_SAMPLE = 100         # gallery vectors used as sample queries when measuring recall
+from core.index.stored import check_stored, forget, load_once, measure_recall, open_stored, stored_meta
 
 
 @dataclass
 class AnnoyIndex:
     """An Annoy index saved beside the descriptors it was built from, memory-mapped on load.
 
-    ``meta`` records the embedding config hash, dimension, item count and build figures; a load
-    that expects other descriptors is refused with the command that rebuilds it.
+    ``meta`` records the embedding config hash, dimension, item count, file size and checksum,
+    and build figures; a load that expects other descriptors is refused with the command that
+    rebuilds it.
     """
 
     index: object
@@ -61,68 +59,32 @@ class AnnoyIndex:
         with exclusive_lock(Path(directory) / f".{path.stem}.lock"):
             with atomic_path(path, suffix=".ann") as tmp:
                 index.save(str(tmp))
-                size, checksum = tmp.stat().st_size, _sha256(tmp)
             index.unload()
-            index = _Annoy(dim, params.metric)
-            index.load(str(path))                       # memory-mapped
+            forget(path)
+            index = load_once(path, lambda: _mapped(path, dim, params.metric))
             metric = METRIC_OF_ANNOY[params.metric]
-            meta = {"config_key": config.key(), "config": config.to_dict(), "dim": dim, "n_items": n,
-                    "ids_digest": _digest(ids), "metric": metric, "annoy_metric": params.metric,
-                    "n_trees": params.n_trees, "build_seconds": build_seconds,
-                    "file_bytes": size, "file_sha256": checksum}
+            meta = stored_meta(path, config, ids, dim, metric, annoy_metric=params.metric, n_trees=params.n_trees,
+                               build_seconds=build_seconds)
             ann = cls(index, metric, meta, path)
-            exact = ExactIndex(vectors, metric)
-            tuning = choose_search_k(ann, exact, vectors, params)
-            meta.update(tuning)
+            meta.update(choose_search_k(ann, ExactIndex(vectors, metric), vectors, params))
             write_json(path.with_suffix(".json"), meta)
         return ann
 
     @classmethod
     def load(cls, directory: Path, config: EmbeddingConfig, params: AnnoyParams, dim: int,
              ids: list[str], gallery: str = "GALLERY") -> AnnoyIndex:
-        from annoy import AnnoyIndex as _Annoy
-
-
         path = Path(directory) / cls.file_name(params)
-        meta_path = path.with_suffix(".json")
         rebuild = (f"rebuild it with: python -m core index --name {gallery} {config.cli_flags()} "
                    f"--annoy-metric {params.metric} --n-trees {params.n_trees}")
-        if not path.exists():
-            raise IndexMismatch(f"no Annoy index at {path}; {rebuild}", stale=True)
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise IndexMismatch(f"refusing Annoy index {path}: its description {meta_path.name} cannot be read "
-                                f"({exc}; an interrupted build?); {rebuild}", stale=True) from None
-        damage = _damage(path, meta)
-        if damage:
-            raise IndexMismatch(f"refusing Annoy index {path}: {damage}; {rebuild}", stale=True)
-        problems = []
-        if meta.get("config_key") != config.key():
-            problems.append(f"it was built with embedding {EmbeddingConfig.from_dict(meta.get('config', {})).label() if meta.get('config') else meta.get('config_key')}, not {config.label()}")
-        if meta.get("dim") != dim:
-            problems.append(f"its dimension is {meta.get('dim')}, the descriptors have {dim}")
-        if meta.get("n_items") != len(ids) or meta.get("ids_digest") != _digest(ids):
-            problems.append("the gallery's images changed since it was built")
-        if problems:
-            raise IndexMismatch(f"refusing Annoy index {path}: {'; '.join(problems)}; {rebuild}",
-                                stale=problems == ["the gallery's images changed since it was built"])
-        index = _Annoy(dim, params.metric)
-        index.load(str(path))
-        return cls(index, meta["metric"], meta, path)
+        meta = check_stored(path, "Annoy", config, dim, ids, rebuild)
+        return cls(load_once(path, lambda: _mapped(path, dim, params.metric)), meta["metric"], meta, path)
 
     @classmethod
     def open(cls, emb: Embeddings, params: AnnoyParams) -> AnnoyIndex:
         """The saved index of these descriptors (memory-mapped), built first when it is absent or
         only stale (the gallery's images changed; Annoy cannot add items, so it is rebuilt from the
         cache); an index of another config or dimension is refused (``IndexMismatch``)."""
-        path = emb.directory / cls.file_name(params)
-        try:
-            return cls.load(emb.directory, emb.config, params, emb.dim, emb.ids, emb.gallery)
-        except IndexMismatch as exc:
-            if path.exists() and not exc.stale:
-                raise
-            return cls.build(emb.vectors, emb.directory, emb.config, params, emb.ids)
+        return open_stored(cls, emb, params)
 
     @property
     def default_search_k(self) -> int:
@@ -144,58 +106,19 @@ class AnnoyIndex:
         return out_i, out_s
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+def _mapped(path: Path, dim: int, metric: str):
+    from annoy import AnnoyIndex as _Annoy
 
-
-def _damage(path: Path, meta: dict) -> str | None:
-    """Why the file at ``path`` is not the one ``meta`` describes (size, then sha256), or None.
-    Indexes built before the checksum was recorded are checked on their size only."""
-    size = path.stat().st_size
-    if meta.get("file_bytes") is not None and size != meta["file_bytes"]:
-        return f"the file holds {size:,} bytes, its build wrote {meta['file_bytes']:,} (truncated or altered)"
-    if meta.get("file_sha256") and _sha256(path) != meta["file_sha256"]:
-        return "its content is not what its build wrote (sha256 differs)"
-    return None
-
-
-def _digest(ids: list[str]) -> str:
-    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
-
-
-def recall_at(approx: np.ndarray, exact: np.ndarray, k: int) -> float:
-    """Mean share of the exact top-``k`` found in the approximate top-``k``."""
-    k = min(k, exact.shape[1])
-    found = [len(set(a[:k]) & set(e[:k])) / k for a, e in zip(approx, exact)]
-    return float(np.mean(found)) if found else 0.0
+    index = _Annoy(dim, metric)
+    index.load(str(path))                       # memory-mapped
+    return index
 
 
 def choose_search_k(ann: AnnoyIndex, exact: ExactIndex, vectors: np.ndarray, params: AnnoyParams,
                     seed: int = 0) -> dict:
-    """Measure recall@10/@100 of Annoy against exact search on sample gallery vectors (queries
-    slightly perturbed so that they are not index items) for growing ``search_k``, and keep the
-    smallest ``search_k`` with recall@10 ≥ RECALL_TARGET (or the one given in ``params``)."""
-    rng = np.random.default_rng(seed)
-    n = vectors.shape[0]
-    sample = vectors[rng.choice(n, size=min(RECALL_SAMPLE, n), replace=False)]
-    sample = sample + rng.normal(0, 0.01, sample.shape).astype(np.float32)
-    sample /= np.linalg.norm(sample, axis=1, keepdims=True)
-    k_max = min(100, n)
-    truth, _ = exact.search(sample, k_max)
+    """The smallest ``search_k`` with measured recall@10 ≥ RECALL_TARGET on leave-one-out sample
+    gallery vectors (``core.index.stored.measure_recall``), or the one given in ``params``."""
+    k_max = min(100, len(vectors))
     candidates = [params.search_k] if params.search_k else [params.n_trees * k_max * m for m in (1, 2, 5, 10, 20, 50, 100)]
-    trials = []
-    for sk in candidates:
-        got, _ = ann.search(sample, k_max, search_k=sk)
-        start = time.perf_counter()
-        ann.search(sample[:20], 10, search_k=sk)
-        ms = (time.perf_counter() - start) / min(20, len(sample)) * 1000
-        trials.append({"search_k": int(sk), "recall@10": recall_at(got, truth, 10),
-                       "recall@100": recall_at(got, truth, 100), "query_ms": ms})
-        if trials[-1]["recall@10"] >= RECALL_TARGET and trials[-1]["recall@100"] >= RECALL_TARGET:
-            break
-    good = [t for t in trials if t["recall@10"] >= RECALL_TARGET]
-    chosen = good[0] if good else trials[-1]
-    return {"search_k": chosen["search_k"], "recall@10": chosen["recall@10"],
-            "recall@100": chosen["recall@100"], "recall_trials": trials,
-            "recall_target_met": bool(good)}
+    return measure_recall(lambda q, k, sk: ann.search(q, k, search_k=sk)[0], lambda q, k: exact.search(q, k)[0],
+                          vectors, "search_k", candidates, seed)

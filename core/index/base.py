@@ -12,6 +12,7 @@ from typing import Protocol
 import numpy as np
 
 from core.config import AnnoyParams
+from core.index.choice import SEARCH_METHODS, resolve_method
 
 METRICS = ("cosine", "euclidean")
 ANNOY_METRIC = {"cosine": "angular", "euclidean": "euclidean"}
@@ -66,15 +67,13 @@ def full_ranking(top: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-SEARCH_METHODS = ("exact", "annoy")
-
-
 @dataclass(frozen=True)
 class SearchSettings:
-    """How rankings are produced: exact search or Annoy, with which metric (Annoy's own metric
-    name follows from it)."""
+    """How rankings are produced: exact search (float32, or float16 storage: "exact16"), Annoy,
+    HNSW, or "auto" (the default for the gallery's size, ``core.index.choice``), with which
+    metric (Annoy's own metric name follows from it)."""
 
-    method: str = "exact"                 # exact | annoy
+    method: str = "exact"                 # auto | exact | exact16 | annoy | hnsw
     metric: str = "cosine"                # cosine | euclidean
     annoy: AnnoyParams = field(default_factory=AnnoyParams)
 
@@ -85,6 +84,12 @@ class SearchSettings:
         if self.annoy.metric != ANNOY_METRIC[self.metric]:
             object.__setattr__(self, "annoy", AnnoyParams(ANNOY_METRIC[self.metric], self.annoy.n_trees,
                                                           self.annoy.search_k))
+
+
+def resolved_settings(settings: SearchSettings, n_items: int, dim: int) -> SearchSettings:
+    """``settings`` with "auto" replaced by the method it stands for at this gallery size."""
+    method = resolve_method(settings.method, n_items, dim)
+    return settings if method == settings.method else SearchSettings(method, settings.metric, settings.annoy)
 
 
 class Index(Protocol):

@@ -4,6 +4,7 @@
 per-gallery parts, built once and shared by every caller (the app keeps one engine per gallery
 and embedding for all its sessions). ``search`` is the one call: embed the query (cropped by its
 box), search the index, re-rank, and return the top ``k`` with the time of each stage.
+Method "auto" takes the default index for the gallery's size (``core.index.choice``).
 """
 from __future__ import annotations
 
@@ -17,10 +18,21 @@ from PIL import Image
 
 from core.cache.descriptors import Embeddings, load_embeddings
 from core.cache.galleries import Gallery
-from core.config import AnnoyParams, EmbeddingConfig
+from core.config import AnnoyParams, EmbeddingConfig, HnswParams
 from core.embed.embedder import Embedder
 from core.images import Box, ImageSource, load_image
-from core.index import AnnoyIndex, ExactIndex, Index, Result, SearchSettings, full_ranking, results_of
+from core.index import (
+    AnnoyIndex,
+    ExactIndex,
+    HnswIndex,
+    Index,
+    Result,
+    SearchSettings,
+    full_ranking,
+    open_stored,
+    results_of,
+)
+from core.index.base import resolved_settings
 from core.rerank import PreparedStore, RegionQuery, RerankContext, Reranker, apply_reranker
 
 
@@ -54,12 +66,20 @@ class SearchEngine:
         self._lock = threading.Lock()      # one engine serves every app session: build indexes once
 
     def index(self, settings: SearchSettings) -> Index:
-        """The exact index, or the saved Annoy index (built first if absent or stale)."""
-        key = (settings.method, settings.metric, settings.annoy.n_trees)
+        """The index ``settings`` name ("auto": the default for this gallery's size): exact in
+        float32 or float16 storage, or the saved Annoy or HNSW index (built first if absent or
+        stale; neither library adds items, so a stale one is rebuilt from the cache)."""
+        emb = self.embeddings
+        s = resolved_settings(settings, len(emb.ids), emb.dim)
+        key = (s.method, s.metric, s.annoy.n_trees)
         with self._lock:
             if key not in self._indexes:
-                self._indexes[key] = (ExactIndex(self.embeddings.vectors, settings.metric) if settings.method == "exact"
-                                      else AnnoyIndex.open(self.embeddings, settings.annoy))
+                if s.method in ("exact", "exact16"):
+                    self._indexes[key] = ExactIndex(emb.vectors, s.metric, "float16" if s.method == "exact16" else "float32")
+                elif s.method == "annoy":
+                    self._indexes[key] = open_stored(AnnoyIndex, emb, s.annoy)
+                else:
+                    self._indexes[key] = open_stored(HnswIndex, emb, HnswParams(metric=s.metric))
             return self._indexes[key]
 
     def exact(self, metric: str = "cosine") -> ExactIndex:
@@ -67,6 +87,9 @@ class SearchEngine:
 
     def annoy(self, metric: str = "cosine", n_trees: int = AnnoyParams.n_trees) -> AnnoyIndex:
         return self.index(SearchSettings("annoy", metric, AnnoyParams(n_trees=n_trees)))
+
+    def hnsw(self, metric: str = "cosine") -> HnswIndex:
+        return self.index(SearchSettings("hnsw", metric))
 
     def embed(self, source: ImageSource, box: Box | Sequence[float] | None = None) -> np.ndarray:
         """Descriptor of a query (a path, a file-like object or a decoded image), cropped by
@@ -81,11 +104,14 @@ class SearchEngine:
         settings = settings or SearchSettings()
         index = self.index(settings)
         start = time.perf_counter()
-        if isinstance(index, AnnoyIndex):
-            idx, scores = index.search(vector, k, settings.annoy.search_k)
-        else:
-            idx, scores = index.search(vector, k)
+        idx, scores = self._search(index, settings, vector, k)
         return results_of(idx[0], scores[0], self.embeddings.ids), (time.perf_counter() - start) * 1000
+
+    @staticmethod
+    def _search(index: Index, settings: SearchSettings, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(index, AnnoyIndex):
+            return index.search(vector, k, settings.annoy.search_k)
+        return index.search(vector, k)
 
     def search(self, source: ImageSource, box: Box | Sequence[float] | None = None, k: int = 10,
                settings: SearchSettings | None = None, reranker: Reranker | None = None) -> Results:
@@ -113,14 +139,16 @@ class SearchEngine:
         reranker = reranker.for_gallery(len(self.embeddings.ids))
         start = time.perf_counter()
         cosine = self.exact("cosine").scores(vec)[0]
-        if settings.method == "annoy":
-            top, _ = self.index(settings).search(vec, len(cosine), settings.annoy.search_k)
+        settings = resolved_settings(settings, len(self.embeddings.ids), self.embeddings.dim)
+        approximate = settings.method in ("annoy", "hnsw")
+        if approximate:
+            top, _ = self._search(self.index(settings), settings, vec, len(cosine))
             plain = full_ranking(top, len(cosine))
         else:
             plain = np.argsort(-cosine, kind="stable")[None].astype(np.int32)
         search_ms = (time.perf_counter() - start) * 1000
         ctx = RerankContext(self.embeddings, self.gallery, self.embedder, log=lambda _: None,
-                            index=self.index(settings) if settings.method == "annoy" else None)
+                            index=self.index(settings) if approximate else None)
         out = apply_reranker(reranker, plain, vec, [RegionQuery(source, box)], ctx, self.prepared)
         order = out.ranking[0, :k]
         ids = self.embeddings.ids

@@ -71,7 +71,7 @@ def test_duplicate_files_are_reported_and_hashes_cached(artifacts, photos, capsy
 
 
 def test_list_shows_size_config_and_index_parameters_then_delete(artifacts, photos, capsys):
-    index(capsys, photos, "photos", "--n-trees", "5")
+    index(capsys, photos, "photos", "--index", "annoy", "--n-trees", "5")
     assert main(["galleries", "list"]) == 0
     out = capsys.readouterr().out
     size_mb = sum(p.stat().st_size for p in photos.iterdir()) / 1e6
@@ -91,15 +91,34 @@ def test_list_shows_size_config_and_index_parameters_then_delete(artifacts, phot
 def test_app_galleries_page_lists_and_deletes(artifacts, photos, capsys):
     from conftest import REPO
     from streamlit.testing.v1 import AppTest
-    index(capsys, photos, "photos", "--n-trees", "5")
+    index(capsys, photos, "photos", "--index", "annoy", "--n-trees", "5")
     at = AppTest.from_file(str(REPO / "pages" / "galleries.py"), default_timeout=120).run()
     assert not at.exception
     assert [h.value for h in at.subheader] == ["photos"]
     assert any(f"{escape_markdown(str(photos))} · 5 images" in c.value for c in at.caption)   # the path as literal text
     table = at.dataframe[0].value
     assert table.loc[0, "embedding"] == CFG.label() and "5 trees" in table.loc[0, "annoy indexes"]
+    at.button(key="ask_forget_photos").click().run()
+    assert any("Removes **photos** from the app" in w.value and "images in" in w.value for w in at.warning)
     assert at.button(key="delete_photos").disabled
-    at.checkbox(key="confirm_photos").check().run()
+    at.text_input(key="confirm_photos").input("photo").run()
+    assert at.button(key="delete_photos").disabled                           # the name, exactly
+    at.text_input(key="confirm_photos").input("photos").run()
     at.button(key="delete_photos").click().run()
     assert not at.exception and list_galleries() == []
     assert any("No gallery yet" in i.value for i in at.info)
+    assert len(list(photos.iterdir())) == 5
+
+
+def test_app_deletes_only_the_descriptors_when_asked(artifacts, photos, capsys):
+    from conftest import REPO
+    from streamlit.testing.v1 import AppTest
+    index(capsys, photos, "photos", "--n-trees", "5")
+    at = AppTest.from_file(str(REPO / "pages" / "galleries.py"), default_timeout=120).run()
+    at.button(key="ask_descriptors_photos").click().run()
+    assert any("The gallery stays in the list" in w.value for w in at.warning)
+    at.text_input(key="confirm_photos").input("photos").run()
+    at.button(key="delete_photos").click().run()
+    assert not at.exception and list_galleries() == ["photos"]
+    assert not (artifacts / "embeddings" / "photos").exists() and len(list(photos.iterdir())) == 5
+    assert any("No descriptors yet" in c.value for c in at.caption)

@@ -15,7 +15,8 @@ from conftest import OXFORD, PARIS, SHARED_DATA, require_shared
 from core.cli import main
 from core.datasets import load_ground_truth, resolve
 from core.datasets.holidays import holidays_from_mat, holidays_from_names, load_holidays
-from core.datasets.revisited import UnsafePickle, load_gnd, protocol_sets
+from core.datasets.revisited import load_gnd, protocol_sets
+from core.datasets.safepickle import UnsafePickle
 from core.evaluation.metrics import revisitop_precision_at_k
 from core.evaluation.runs import load_run
 from core.images import list_images

@@ -119,7 +119,7 @@ def test_evaluate_records_the_method_and_names_the_run_after_it(paris, paris_gt)
     reranker = create_reranker("dba+alpha_qe", dba_n=5, qe_n=5)
     s = evaluate(paris.gallery, paris_gt, PLAIN_GEM, embedder=paris.embedder, rerank=reranker, **QUIET)
     assert s.rerank["label"] == "dba5+aqe5a3" and s.rerank["extra_ms_per_query"] > 0
-    assert s.run_id.endswith("-exact-dba5-aqe5a3")
+    assert "-exact-dba5-aqe5a3-" in s.run_id
     assert s.map == pytest.approx(paris.rerank_map(reranker))
 
 

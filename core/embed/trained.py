@@ -1,0 +1,150 @@
+"""Models trained by ``python -m core train``: the file format and what every command needs to
+use one as ``--weights artifacts/models/NAME/model.pt`` with no other flag.
+
+A model folder holds two files:
+
+- ``model.pt``: a dict with ``format`` (``FORMAT``), ``backbone`` (registry name), ``base_weights``
+  (what training started from), ``head`` (the ``HeadConfig`` of the embedding head, or None),
+  ``layer`` (the descriptor layer it was trained for), ``classes`` and ``state_dict`` (the whole
+  ``Backbone``: feature network, pre-logits and head). Read with ``weights_only=True``.
+- ``model.json``: the ``ModelCard``: the same fields but the tensors, the file's sha256, every
+  training setting, the data fingerprint and the per-epoch history (what the metrics page plots).
+
+``apply_model`` completes an ``EmbeddingConfig`` from the card: the backbone it was trained
+from, its descriptor layer, and the file's sha256 (hashed, so retraining gives new caches). A
+model is refused, with the reason, on another backbone than its own.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from core.config import EmbeddingConfig
+from core.embed.backbones import Backbone, BackboneSpec, WeightsUnavailable, assemble
+from core.embed.heads import EmbeddingHead, HeadConfig
+from core.paths import models_dir
+
+FORMAT = "cbir-model/1"
+MODEL_FILE = "model.pt"
+CARD_FILE = "model.json"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What ``model.json`` says about a trained model (``training``, ``data`` and ``history``
+    are the trainer's records, kept as written)."""
+
+    name: str
+    backbone: str
+    base_weights: str
+    layer: str
+    classes: tuple[str, ...]
+    sha256: str
+    head: HeadConfig | None = None
+    training: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+    history: tuple[dict, ...] = ()
+    timing: dict = field(default_factory=dict)
+    created: str = ""
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "name": self.name, "backbone": self.backbone, "base_weights": self.base_weights,
+                "layer": self.layer, "classes": list(self.classes), "sha256": self.sha256,
+                "head": self.head.to_dict() if self.head else None, "training": self.training, "data": self.data,
+                "history": list(self.history), "timing": self.timing, "created": self.created}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelCard:
+        return cls(name=data["name"], backbone=data["backbone"], base_weights=data["base_weights"],
+                   layer=data["layer"], classes=tuple(data["classes"]), sha256=data["sha256"],
+                   head=HeadConfig.from_dict(data["head"]) if data.get("head") else None,
+                   training=data.get("training", {}), data=data.get("data", {}),
+                   history=tuple(data.get("history", ())), timing=data.get("timing", {}),
+                   created=data.get("created", ""))
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _card_path(path: str | Path) -> Path:
+    return Path(path).with_name(CARD_FILE)
+
+
+def is_trained_model(path: str | Path) -> bool:
+    """Whether ``path`` is a model file written by training (its ``model.json`` beside it, or,
+    without one, a checkpoint whose dict names the format)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    card = _card_path(path)
+    if card.is_file():
+        try:
+            return json.loads(card.read_text()).get("format") == FORMAT
+        except (json.JSONDecodeError, OSError):
+            return False
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - any file torch cannot read is simply not a trained model
+        return False
+    return isinstance(data, dict) and data.get("format") == FORMAT
+
+
+def read_card(path: str | Path) -> ModelCard:
+    """The card of the model file ``path`` (``model.json`` beside it)."""
+    card = _card_path(path)
+    if not card.is_file():
+        raise WeightsUnavailable(f"{card} is missing: the card of a trained model is written beside its model.pt")
+    return ModelCard.from_dict(json.loads(card.read_text()))
+
+
+def load_trained_backbone(spec: BackboneSpec, path: str | Path) -> Backbone:
+    """The backbone ``spec`` with the trained weights and head of ``path``; refused when the
+    model was trained from another backbone."""
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise WeightsUnavailable(f"{path} is not a model written by `python -m core train`")
+    if data["backbone"] != spec.name:
+        raise WeightsUnavailable(f"{path} was trained from backbone {data['backbone']}, not {spec.name}; "
+                                 f"use --backbone {data['backbone']} (or leave --backbone out)")
+    head = EmbeddingHead(HeadConfig.from_dict(data["head"])) if data.get("head") else None
+    backbone = assemble(spec, spec.build(), str(path), head)
+    backbone.load_state_dict(data["state_dict"], strict=True)
+    return backbone
+
+
+def apply_model(config: EmbeddingConfig, backbone_given: bool = False, layer_given: bool = False) -> EmbeddingConfig:
+    """``config`` completed from the card of its trained model (unchanged for other weights):
+    the model's backbone and, unless given, its descriptor layer; its sha256 always. A backbone
+    given explicitly must be the model's own; the head layer needs a trained model."""
+    if not is_trained_model(config.weights):
+        if config.layer == "head":
+            raise ValueError(f"--layer head reads the embedding head of a model trained by `python -m core train`; "
+                             f"pass its model.pt as --weights ({config.weights!r} is not one)")
+        return config
+    card = read_card(config.weights)
+    if backbone_given and config.backbone != card.backbone:
+        raise WeightsUnavailable(f"{config.weights} was trained from backbone {card.backbone}, not {config.backbone}; "
+                                 f"leave --backbone out to use the model's own")
+    return replace(config, backbone=card.backbone, layer=config.layer if layer_given else card.layer,
+                   weights_digest=card.sha256)
+
+
+def list_models(root: Path | None = None) -> list[tuple[Path, ModelCard]]:
+    """(model.pt path, card) of every trained model under ``artifacts/models``, by name."""
+    root = root or models_dir()
+    out = []
+    for card in sorted(root.glob(f"*/{CARD_FILE}")):
+        try:
+            out.append((card.with_name(MODEL_FILE), ModelCard.from_dict(json.loads(card.read_text()))))
+        except (json.JSONDecodeError, KeyError, OSError):
+            continue                      # a card being written or damaged: not listed
+    return [(p, c) for p, c in out if p.is_file()]

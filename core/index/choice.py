@@ -1,0 +1,65 @@
+"""Which index answers a gallery's queries by default, read off the Pareto front (latency,
+recall@10) of ``benchmarks/bench_search.py``.
+
+Exact search is exact and needs no index build, so it stays the default while one query takes
+at most ``EXACT_BUDGET_MS``, a time no user notices beside the query's embedding (about 100 ms);
+above that the default is the fastest backend at recall@10 ≥ 0.95, HNSW (hnswlib) at every size
+measured. Exact search costs n × dim multiply-adds per query, so the crossover is a product:
+``EXACT_UP_TO_MACS``. The benchmark applies ``default_at_size`` to its rows at every size it
+measures and writes the result (``default_by_size`` in ``artifacts/bench/search.json``).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+SEARCH_METHODS = ("auto", "exact", "exact16", "annoy", "hnsw")
+RECALL_TARGET = 0.95
+EXACT_BUDGET_MS = 1.0
+# Measured by benchmarks/bench_search.py and a one-thread BLAS check on 2 cores at load average
+# 17-18 (artifacts/bench/search-crossover.json): one query against real 1280-d descriptors took
+# 0.08 ms at 1,000 images, 0.14 ms at 2,000, 0.6 ms at 5,000 and 1.4 ms at 10,000 (exact), while
+# HNSW answered in 0.05-0.10 ms at k = 100 and 0.02-0.03 ms at k = 10 from 1,000 to 10,000 images.
+# 5,000 x 1280 multiply-adds is the largest product measured within the 1 ms budget.
+EXACT_UP_TO_MACS = 5_000 * 1280
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One point of the benchmark: a backend at some setting, its latency and recall."""
+
+    backend: str
+    p50_ms: float
+    recall_at_10: float
+
+
+def fastest_at_target(points: Iterable[Measured], target: float = RECALL_TARGET) -> Measured | None:
+    """The lowest-latency point with recall@10 ≥ ``target`` (exact search has recall 1); None
+    when no point reaches it."""
+    good = [p for p in points if p.recall_at_10 >= target]
+    return min(good, key=lambda p: (p.p50_ms, -p.recall_at_10)) if good else None
+
+
+def default_at_size(points: Iterable[Measured], budget_ms: float = EXACT_BUDGET_MS) -> Measured | None:
+    """The default among measured points of one gallery size: exact search while its p50 is
+    within ``budget_ms``, else the fastest point at the recall target."""
+    points = list(points)
+    exact = [p for p in points if p.backend == "exact" and p.p50_ms <= budget_ms]
+    return exact[0] if exact else fastest_at_target(points)
+
+
+def default_method(n_items: int, dim: int) -> str:
+    """The search method "auto" stands for at a gallery of ``n_items`` descriptors of ``dim``."""
+    return "exact" if n_items * dim <= EXACT_UP_TO_MACS else "hnsw"
+
+
+def resolve_method(method: str, n_items: int, dim: int) -> str:
+    if method not in SEARCH_METHODS:
+        raise ValueError(f"search method must be one of {SEARCH_METHODS}, got {method!r}")
+    return default_method(n_items, dim) if method == "auto" else method
+
+
+def auto_description() -> str:
+    """What "auto" means, for help texts."""
+    return (f"exact search while a query costs at most {EXACT_UP_TO_MACS // 1280:,} x 1280 multiply-adds "
+            f"(about {EXACT_BUDGET_MS:g} ms), HNSW above: the fastest at recall@10 >= {RECALL_TARGET}")

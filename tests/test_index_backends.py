@@ -1,0 +1,169 @@
+"""HNSW beside Annoy with the same guarantees (refused when absent, stale, foreign or corrupted;
+ef tuned by measured recall; loaded once per process), float16 exact search, and the choice of
+the default backend by gallery size."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from core.config import AnnoyParams, EmbeddingConfig, HnswParams
+from core.index import AnnoyIndex, ExactIndex, IndexMismatch, recall_at
+from core.index.choice import (
+    EXACT_UP_TO_MACS,
+    Measured,
+    default_at_size,
+    default_method,
+    fastest_at_target,
+    resolve_method,
+)
+from core.index.hnsw import HnswIndex
+from core.index.stored import RECALL_TARGET, load_once, tune_by_recall
+
+CFG = EmbeddingConfig(pooling="gem", scales=(1.0,))
+
+
+@pytest.fixture
+def vectors():
+    rng = np.random.default_rng(5)
+    v = rng.normal(size=(2000, 48)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def ids(vectors):
+    return [f"img{i:05d}.jpg" for i in range(len(vectors))]
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_hnsw_scores_are_exact_scores_and_recall_is_measured(tmp_path, vectors, ids, metric):
+    hn = HnswIndex.build(vectors, tmp_path, CFG, HnswParams(metric=metric), ids)
+    assert hn.meta["recall_target_met"] and hn.meta["recall@10"] >= RECALL_TARGET
+    q = vectors[:20] + 0.02
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    idx, scores = hn.search(q, 10)
+    exact = ExactIndex(vectors, metric)
+    ex_i, _ = exact.search(q, 10)
+    assert recall_at(idx, ex_i, 10) >= 0.9
+    own = exact.scores(q)[np.arange(20)[:, None], idx]          # scores are the metric's, not hnswlib's distances
+    np.testing.assert_allclose(scores, own, atol=1e-4)
+    step = np.diff(scores, axis=1)
+    assert (step <= 1e-6).all() if metric == "cosine" else (step >= -1e-6).all()
+    trials = hn.meta["recall_trials"]
+    assert hn.meta["ef"] == next(t["ef"] for t in trials if t["recall@10"] >= RECALL_TARGET)
+
+
+def test_hnsw_refuses_foreign_stale_or_damaged_files(tmp_path, vectors, ids):
+    params = HnswParams()
+    hn = HnswIndex.build(vectors, tmp_path, CFG, params, ids)
+    loaded = HnswIndex.load(tmp_path, CFG, params, 48, ids)
+    np.testing.assert_array_equal(loaded.search(vectors[:3], 5)[0], hn.search(vectors[:3], 5)[0])
+    with pytest.raises(IndexMismatch, match="built with embedding .*--index hnsw"):
+        HnswIndex.load(tmp_path, replace(CFG, pooling="mac"), params, 48, ids)
+    with pytest.raises(IndexMismatch, match="dimension is 48"):
+        HnswIndex.load(tmp_path, CFG, params, 64, ids)
+    with pytest.raises(IndexMismatch, match="images changed") as stale:
+        HnswIndex.load(tmp_path, CFG, params, 48, ids[:-1] + ["new.jpg"])
+    assert stale.value.stale
+    with pytest.raises(IndexMismatch, match="no HNSW index"):
+        HnswIndex.load(tmp_path, CFG, HnswParams(m=8), 48, ids)
+    path = tmp_path / HnswIndex.file_name(params)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF                                  # same size, one byte flipped
+    path.write_bytes(bytes(data))
+    with pytest.raises(IndexMismatch, match="SHA-256") as bad:
+        HnswIndex.load(tmp_path, CFG, params, 48, ids)
+    assert bad.value.stale                                        # damaged: rebuilt from the cache, never loaded
+    path.write_bytes(bytes(data[:-100]))
+    with pytest.raises(IndexMismatch, match="bytes"):
+        HnswIndex.load(tmp_path, CFG, params, 48, ids)
+
+
+def test_annoy_checks_its_file_too(tmp_path, vectors, ids):
+    params = AnnoyParams(n_trees=5)
+    AnnoyIndex.build(vectors[:300], tmp_path, CFG, params, ids[:300])
+    path = tmp_path / AnnoyIndex.file_name(params)
+    path.write_bytes(path.read_bytes()[:-4])
+    with pytest.raises(IndexMismatch, match="bytes"):
+        AnnoyIndex.load(tmp_path, CFG, params, 48, ids[:300])
+
+
+def test_an_index_is_loaded_once_per_process_until_its_file_changes(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"one")
+    made = []
+    first = load_once(path, lambda: made.append(1) or object())
+    assert load_once(path, lambda: made.append(1) or object()) is first and len(made) == 1
+    path.write_bytes(b"three")                                    # rewritten: a new copy
+    assert load_once(path, lambda: made.append(1) or object()) is not first and len(made) == 2
+
+
+def test_tune_by_recall_keeps_the_smallest_effort_reaching_the_target():
+    truth = np.tile(np.arange(100), (4, 1))
+
+    def search(q, k, effort):            # effort e finds the first e of the true top 100
+        out = np.full((len(q), k), -1)
+        found = np.arange(min(effort, 100))
+        out[:, :min(k, len(found))] = found[:k]
+        return out
+
+    got = tune_by_recall(search, truth, np.zeros((4, 3)), "ef", [5, 9, 10, 96, 100])
+    assert got["ef"] == 10 and got["recall@10"] == 1.0            # 9 finds 9 of 10: 0.9 < 0.95
+    assert [t["ef"] for t in got["recall_trials"]] == [5, 9, 10, 96]    # stops once recall@100 >= 0.95 too
+    none = tune_by_recall(search, truth, np.zeros((4, 3)), "ef", [2, 3])
+    assert not none["recall_target_met"] and none["ef"] == 3
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_float16_exact_search_keeps_top_k_and_halves_memory(vectors, metric):
+    q = vectors[:50] + 0.3 * np.random.default_rng(0).normal(size=(50, 48)).astype(np.float32) / 7
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    full, half = ExactIndex(vectors, metric), ExactIndex(vectors, metric, storage="float16")
+    assert half.nbytes * 2 == full.nbytes
+    fi, fs = full.search(q, 10)
+    hi, hs = half.search(q, 10)
+    assert recall_at(hi, fi, 10) >= 0.99
+    np.testing.assert_allclose(hs, fs, atol=2e-3)
+    assert (half.search(vectors[:5], 1)[0][:, 0] == np.arange(5)).all()   # an item finds itself first
+    with pytest.raises(ValueError, match="storage"):
+        ExactIndex(vectors, storage="int8")
+
+
+def test_fastest_at_target_and_default_by_size():
+    points = [Measured("exact", 3.0, 1.0), Measured("hnsw", 0.2, 0.97), Measured("annoy", 0.1, 0.90),
+              Measured("annoy", 0.4, 0.96)]
+    assert fastest_at_target(points) == Measured("hnsw", 0.2, 0.97)
+    assert fastest_at_target(points, target=0.99) == Measured("exact", 3.0, 1.0)
+    assert fastest_at_target([Measured("annoy", 0.1, 0.5)]) is None
+    assert default_at_size(points) == Measured("hnsw", 0.2, 0.97)               # exact over the 1 ms budget
+    cheap = [Measured("exact", 0.9, 1.0), Measured("hnsw", 0.05, 0.99)]
+    assert default_at_size(cheap) == Measured("exact", 0.9, 1.0)                 # within it: exact, no build
+    assert default_method(EXACT_UP_TO_MACS // 1280, 1280) == "exact"
+    assert default_method(EXACT_UP_TO_MACS // 1280 + 1, 1280) == "hnsw"
+    assert default_method(EXACT_UP_TO_MACS // 512, 512) == "exact"               # cost is n x dim
+    assert resolve_method("auto", 10, 1280) == "exact" and resolve_method("annoy", 10**6, 512) == "annoy"
+    with pytest.raises(ValueError, match="search method"):
+        resolve_method("faiss", 10, 1280)
+
+
+def test_cli_builds_and_searches_hnsw_and_auto_picks_exact_for_small_galleries(artifacts, tmp_path, capsys):
+    from conftest import copy_paris_images
+
+    from core.cli import main
+
+    photos = copy_paris_images(tmp_path / "photos", 6)
+    flags = ["--max-size", "96", "--pooling", "gem", "--scales", "1", "--quiet"]
+    assert main(["index", "--folder", str(photos), "--name", "photos", *flags]) == 0
+    assert "no index built: at 6 images exact search is within its time budget" in capsys.readouterr().out
+    assert main(["index", "--name", "photos", "--index", "hnsw", *flags]) == 0
+    assert "HNSW cosine, M 16" in capsys.readouterr().out
+    query = str(sorted(photos.iterdir())[2])
+    tops = {}
+    for method in ("hnsw", "auto", "exact16"):
+        assert main(["search", query, "--name", "photos", "--search", method, "-k", "3", *flags]) == 0
+        lines = [x for x in capsys.readouterr().out.splitlines() if x.strip().startswith("1 ")]
+        tops[method] = lines[0].split()[-1]
+    assert set(tops.values()) == {sorted(p.name for p in photos.iterdir())[2]}    # the image finds itself
+    assert main(["quantize", *flags]) == 2
+    assert "choose the precision" in capsys.readouterr().err
+    assert main(["quantize", "--precision", "int8", *flags]) == 2
+    assert "--name GALLERY" in capsys.readouterr().err
