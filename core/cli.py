@@ -93,7 +93,7 @@ def add_search_args(p: argparse.ArgumentParser, default: str = "auto", methods: 
 
 # CLI flag → re-ranker parameter; each method takes the ones it has, the rest keep its defaults
 RERANK_FLAGS = ("qe_n", "alpha", "dba_n", "diffusion_k", "top_n", "blcf_words", "local_features", "k1", "kr_lambda",
-                "sg_k")
+                "sg_k", "fusion")
 
 
 def add_rerank_args(p: argparse.ArgumentParser) -> None:
@@ -103,19 +103,24 @@ def add_rerank_args(p: argparse.ArgumentParser) -> None:
                              f"protocol; --rerank none for the plain ranking)")
     g.add_argument("--rerank", default=DEFAULT_RERANK, choices=list_rerankers(),
                    help="; ".join(f"{n}: {RERANKERS[n].title}" + (f" ({RERANKERS[n].helps})" if RERANKERS[n].helps else "")
-                                  for n in list_rerankers() if n != "none"))
-    defaults = {"qe_n": create_reranker("alpha_qe").qe_n, "alpha": create_reranker("alpha_qe").alpha,
-                "dba_n": create_reranker("dba").dba_n, "diffusion_k": create_reranker("diffusion").diffusion_k,
-                "top_n": create_reranker("local").top_n}
-    g.add_argument("--qe-n", type=int, help=f"neighbours added by (alpha-)QE (default {defaults['qe_n']})")
+                                  for n in list_rerankers() if n != "none").replace("%", "%%"))
+    defaults = {"alpha": create_reranker("alpha_qe").alpha, "top_n": create_reranker("local").top_n,
+                "fusion": create_reranker("blcf").fusion, "local_fusion": create_reranker("local").fusion}
+    rule = "default 0: by the gallery-size rule, core/rerank/rules.py"
+    g.add_argument("--qe-n", type=int, help=f"neighbours added by (alpha-)QE ({rule})")
     g.add_argument("--alpha", type=float, help=f"alpha-QE/DBA similarity exponent (default {defaults['alpha']:g})")
-    g.add_argument("--dba-n", type=int, help=f"neighbours averaged by DBA (default {defaults['dba_n']})")
-    g.add_argument("--diffusion-k", type=int, help=f"k of the diffusion graph (default {defaults['diffusion_k']})")
-    g.add_argument("--top-n", type=int, help=f"images re-ranked by local/spatial (default {defaults['top_n']}), "
-                                               "by superglobal/kreciprocal (default 0: by the gallery-size rule / all)")
-    g.add_argument("--k1", type=int, help="k-reciprocal neighbours (default 0: by the gallery-size rule)")
+    g.add_argument("--dba-n", type=int, help=f"neighbours averaged by DBA ({rule})")
+    g.add_argument("--diffusion-k", type=int, help=f"k of the diffusion graph ({rule})")
+    g.add_argument("--top-n", type=int, help=f"images re-ranked by blcf/local/spatial (default {defaults['top_n']}), "
+                                               "by superglobal/kreciprocal (default 0: by the gallery-size rule / "
+                                               "at most 1000)")
+    g.add_argument("--fusion", type=float,
+                   help=f"blcf/local/spatial: weight of the method's score added to the global cosine (default "
+                        f"{defaults['fusion']:g}, local {defaults['local_fusion']:g}, chosen on the validation "
+                        f"protocol; inf: the method's score alone, which lost on whole photos)")
+    g.add_argument("--k1", type=int, help=f"k-reciprocal neighbours ({rule})")
     g.add_argument("--kr-lambda", type=float, help="k-reciprocal weight of the original distance (default 0.3)")
-    g.add_argument("--sg-k", type=int, help="SuperGlobal neighbours (default 0: by the gallery-size rule)")
+    g.add_argument("--sg-k", type=int, help=f"SuperGlobal neighbours ({rule})")
     g.add_argument("--blcf-words", type=int,
                    help="BLCF vocabulary size (default 0: sized to the gallery, e.g. 25000 on full datasets)")
     g.add_argument("--local-features", choices=["sift", "orb"], help="spatial verification features (default sift)")
