@@ -303,7 +303,7 @@ def test_a_full_disk_under_data_fetch_keeps_the_downloads_and_resumes(tmp_path):
     """``data fetch`` into a small tmpfs: the download or the unpacking runs out of space; the
     .part or the archive is kept with a one-line message; after freeing space the same command
     completes, resuming the transfer, and the dataset equals a clean fetch's."""
-    from test_download import Served, _handler, serve_oxford
+    from download_server import Served, _handler, serve_oxford
 
     from core.cli import main
 

@@ -11,58 +11,18 @@ import socket
 import tarfile
 import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import OXFORD, PARIS, require_shared
+from conftest import PARIS, require_shared
+from download_server import Served, _handler, serve_oxford, tgz
 
 from core.cli import main
 from core.datasets import download as dl
 from core.datasets import load_ground_truth
 from core.datasets.revisited import load_gnd
-
-
-class Served:
-    """What the local server holds: path → bytes, paths to cut in half once, requests seen."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.cut_once: set[str] = set()
-        self.requests: list[tuple[str, str | None]] = []
-
-
-def _handler(state: Served):
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            path = self.path.lstrip("/")
-            rng = self.headers.get("Range")
-            state.requests.append((path, rng))
-            if path not in state.files:
-                self.send_error(404)
-                return
-            data, start = state.files[path], 0
-            if rng:
-                start = int(rng.removeprefix("bytes=").split("-")[0])
-                self.send_response(206)
-                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-            else:
-                self.send_response(200)
-            body = data[start:]
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if path in state.cut_once:                  # the connection drops half-way
-                state.cut_once.discard(path)
-                self.wfile.write(body[: len(body) // 2])
-                self.close_connection = True
-                return
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    return Handler
 
 
 @pytest.fixture
@@ -74,22 +34,6 @@ def server():
     yield state, f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
     httpd.server_close()
-
-
-def tgz(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def serve_oxford(state: Served) -> None:
-    require_shared()
-    state.files["oxbuild_images-v1.tgz"] = tgz({p.name: p.read_bytes() for p in sorted((OXFORD / "jpg").glob("*.jpg"))})
-    state.files["gt_files_170407.tgz"] = (OXFORD / "gt_files_170407.tgz").read_bytes()
 
 
 def test_fetch_oxford5k_unpacks_the_layout_evaluate_reads(server, tmp_path):
