@@ -47,6 +47,21 @@ def fashion_mnist_source(source: str | Path | None = None, split: str = "t10k") 
                             f"install it with: apt-get install dataset-fashion-mnist, or pass --source")
 
 
+def write_class_folders(images: np.ndarray, labels: np.ndarray, classes: tuple[str, ...], mode: str,
+                        out: str | Path, split: str, per_class: int, size: int) -> dict[str, int]:
+    """The first ``per_class`` images of each class (label i is ``classes[i]``) as PNGs of
+    ``mode`` in ``out/<class>/<split>-<index>.png``; the number written per class."""
+    counts: dict[str, int] = {}
+    for label, name in enumerate(classes):
+        target = Path(out) / name
+        target.mkdir(parents=True, exist_ok=True)
+        chosen = np.flatnonzero(labels == label)[:per_class]
+        for index in chosen:
+            write_png(Image.fromarray(images[index], mode), target / f"{split}-{index:05d}.png", size)
+        counts[name] = len(chosen)
+    return counts
+
+
 def export_fashion_mnist(out: str | Path, source: str | Path | None = None, split: str = "t10k",
                          per_class: int = 100, size: int = 64) -> dict[str, int]:
     """Write the first ``per_class`` images of each class of a Fashion-MNIST split as PNGs,
@@ -57,15 +72,7 @@ def export_fashion_mnist(out: str | Path, source: str | Path | None = None, spli
     labels = read_idx(folder / f"{split}-labels-idx1-ubyte.gz")
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels in {folder}")
-    counts: dict[str, int] = {}
-    for label, name in enumerate(FASHION_MNIST_CLASSES):
-        target = Path(out) / name
-        target.mkdir(parents=True, exist_ok=True)
-        chosen = np.flatnonzero(labels == label)[:per_class]
-        for index in chosen:
-            write_png(Image.fromarray(images[index], "L"), target / f"{split}-{index:05d}.png", size)
-        counts[name] = len(chosen)
-    return counts
+    return write_class_folders(images, labels, FASHION_MNIST_CLASSES, "L", out, split, per_class, size)
 
 
 def write_png(img: Image.Image, path: Path, size: int) -> None:
@@ -124,12 +131,4 @@ def export_cifar10(out: str | Path, source: str | Path | None = None, split: str
     parts = [read_cifar_batch(folder / name) for name in CIFAR10_BATCHES[split]]
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
-    counts: dict[str, int] = {}
-    for label, name in enumerate(CIFAR10_CLASSES):
-        target = Path(out) / name
-        target.mkdir(parents=True, exist_ok=True)
-        chosen = np.flatnonzero(labels == label)[:per_class]
-        for index in chosen:
-            write_png(Image.fromarray(images[index], "RGB"), target / f"{split}-{index:05d}.png", size)
-        counts[name] = len(chosen)
-    return counts
+    return write_class_folders(images, labels, CIFAR10_CLASSES, "RGB", out, split, per_class, size)
