@@ -150,8 +150,9 @@ def test_a_frozen_network_under_a_fixed_gem_trains_on_pooled_views(artifacts, fe
     projection alone, and the model still reloads to the trained network's descriptors."""
     settings = replace(SHORT, trainable_stages=0, learn_gem_p=False)
     result = train(few_images, "pooled", settings, progress=False, log=lambda m: None)
-    cache = next((artifacts / "models" / "_cache").glob("*/view0.npy"))
-    assert np.load(cache, mmap_mode="r").shape == (18, 1280)              # pooled vectors, not maps
+    caches = (artifacts / "models" / "_cache").glob("*/view0.npy")      # one for train, one for val
+    shapes = sorted(np.load(c, mmap_mode="r").shape for c in caches)
+    assert shapes == [(6, 1280), (18, 1280)]                             # pooled vectors, not maps
     assert result.card.head.learn_p is False and result.card.history[-1]["loss"] < result.card.history[0]["loss"]
     config = apply_model(EmbeddingConfig(weights=str(result.model_path), scales=(1.0,), max_size=64))
     x = to_tensor(load_image(few_images / "Flowers" / sorted(os.listdir(few_images / "Flowers"))[0], 64))
