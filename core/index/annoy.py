@@ -16,10 +16,9 @@ import numpy as np
 
 from core.cache.descriptors import Embeddings
 from core.config import AnnoyParams, EmbeddingConfig
-from core.files import atomic_path, exclusive_lock, write_json
 from core.index.base import METRIC_OF_ANNOY
 from core.index.exact import ExactIndex
-from core.index.stored import check_stored, forget, load_once, measure_recall, open_stored, stored_meta
+from core.index.stored import check_stored, load_once, measure_recall, open_stored, stored_meta, write_stored
 
 
 @dataclass
@@ -55,20 +54,20 @@ class AnnoyIndex:
         index.build(params.n_trees, n_jobs=-1)
         build_seconds = time.perf_counter() - start
         path = Path(directory) / cls.file_name(params)
-        # one builder at a time: two would otherwise pair one's .ann with the other's .json
-        with exclusive_lock(Path(directory) / f".{path.stem}.lock"):
-            with atomic_path(path, suffix=".ann") as tmp:
-                index.save(str(tmp))
+        metric = METRIC_OF_ANNOY[params.metric]
+
+        def save(tmp: Path) -> None:
+            index.save(str(tmp))
             index.unload()
-            forget(path)
-            index = load_once(path, lambda: _mapped(path, dim, params.metric))
-            metric = METRIC_OF_ANNOY[params.metric]
+
+        def describe() -> AnnoyIndex:
             meta = stored_meta(path, config, ids, dim, metric, annoy_metric=params.metric, n_trees=params.n_trees,
                                build_seconds=build_seconds)
-            ann = cls(index, metric, meta, path)
+            ann = cls(load_once(path, lambda: _mapped(path, dim, params.metric)), metric, meta, path)
             meta.update(choose_search_k(ann, ExactIndex(vectors, metric), vectors, params))
-            write_json(path.with_suffix(".json"), meta)
-        return ann
+            return ann
+
+        return write_stored(path, save, describe)
 
     @classmethod
     def load(cls, directory: Path, config: EmbeddingConfig, params: AnnoyParams, dim: int,

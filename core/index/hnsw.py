@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from core.config import EmbeddingConfig, HnswParams
-from core.files import atomic_path, write_json
 from core.index.exact import ExactIndex
-from core.index.stored import check_stored, forget, load_once, measure_recall, stored_meta
+from core.index.stored import check_stored, load_once, measure_recall, stored_meta, write_stored
 
 SPACE = {"cosine": "ip", "euclidean": "l2"}
 EF_CANDIDATES = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
@@ -54,15 +53,15 @@ class HnswIndex:
         index.add_items(vectors, np.arange(n), num_threads=-1)
         build_seconds = time.perf_counter() - start
         path = Path(directory) / cls.file_name(params)
-        with atomic_path(path, suffix=".bin") as tmp:
-            index.save_index(str(tmp))
-        forget(path)
-        meta = stored_meta(path, config, ids, dim, params.metric, m=params.m, ef_construction=params.ef_construction,
-                           build_seconds=build_seconds)
-        hnsw = cls(index, params.metric, meta, path)
-        hnsw.meta.update(choose_ef(hnsw, ExactIndex(vectors, params.metric), vectors, params))
-        write_json(path.with_suffix(".json"), hnsw.meta)
-        return hnsw
+
+        def describe() -> HnswIndex:
+            meta = stored_meta(path, config, ids, dim, params.metric, m=params.m,
+                               ef_construction=params.ef_construction, build_seconds=build_seconds)
+            hnsw = cls(index, params.metric, meta, path)
+            meta.update(choose_ef(hnsw, ExactIndex(vectors, params.metric), vectors, params))
+            return hnsw
+
+        return write_stored(path, lambda tmp: index.save_index(str(tmp)), describe)
 
     @classmethod
     def load(cls, directory: Path, config: EmbeddingConfig, params: HnswParams, dim: int,

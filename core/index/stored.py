@@ -17,13 +17,16 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from core.cache.descriptors import Embeddings
 from core.config import EmbeddingConfig
+from core.files import atomic_path, exclusive_lock, write_json
 from core.index.base import IndexMismatch
+
+T = TypeVar("T")
 
 RECALL_TARGET = 0.95
 RECALL_SAMPLE = 100         # gallery vectors used as sample queries when measuring recall
@@ -62,6 +65,19 @@ def stored_meta(path: Path, config: EmbeddingConfig, ids: list[str], dim: int, m
     return {"config_key": config.key(), "config": config.to_dict(), "dim": dim, "n_items": len(ids),
             "ids_digest": ids_digest(ids), "metric": metric, "file": path.name,
             "file_bytes": path.stat().st_size, "file_sha256": file_sha256(path), **figures}
+
+
+def write_stored(path: Path, save: Callable[[Path], None], describe: Callable[[], T]) -> T:
+    """Save an index file at ``path`` (``save(tmp)`` writes it; the rename is atomic), then
+    ``describe()`` it (reopen, tune, fill ``meta``) and write ``meta`` beside it, all under one
+    lock per file: two builders would otherwise pair one's index with the other's description."""
+    with exclusive_lock(path.parent / f".{path.stem}.lock"):
+        with atomic_path(path, suffix=path.suffix) as tmp:
+            save(tmp)
+        forget(path)
+        stored = describe()
+        write_json(path.with_suffix(".json"), stored.meta)
+    return stored
 
 
 def check_stored(path: Path, kind: str, config: EmbeddingConfig, dim: int, ids: list[str], rebuild: str) -> dict:
