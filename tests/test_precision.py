@@ -12,8 +12,6 @@ from conftest import PARIS, copy_paris_images, require_shared
 from core.cache.calibration import existing_calibration, resolve_calibration
 from core.cache.galleries import register_gallery
 from core.config import DEFAULT_CONFIG, PLAIN_GEM, EmbeddingConfig
-from core.datasets import GroundTruth, Query, resolve
-from core.datasets.expanded import positives_as_queries
 from core.embed.device import check_precision_on_device, resolve_device
 from core.embed.precision import FidelityReport, PrecisionRefused, require_passed, write_report
 from core.embed.quantize import calibration_set, sample_evenly
@@ -133,19 +131,6 @@ def test_a_gallery_keeps_its_int8_calibration(artifacts, tmp_path):
     other, cal = resolve_calibration(gallery, int8, folder=folder)  # asked for: measured again
     assert cal is not None and other.calibration != cfg.calibration
     assert resolve_calibration(gallery, PLAIN_GEM) == (PLAIN_GEM, None)
-
-
-def test_every_positive_becomes_a_query():
-    gt = GroundTruth("d", "p", [Query("a_1", "x1", None, frozenset({"x1", "x2", "x3"}), frozenset({"j"}), "a"),
-                                Query("a_2", "x2", None, frozenset({"x1", "x2", "x3"}), frozenset({"j"}), "a"),
-                                Query("b_1", "y1", None, frozenset({"y1"}), frozenset(), "b")])
-    out = positives_as_queries(gt)
-    assert [q.image for q in out.queries] == ["x1", "x2", "x3"]   # shared label sets give each image once;
-    q = out.queries[0]                                            # a lone positive has nothing to find
-    assert q.positives == {"x2", "x3"} and q.junk == {"j", "x1"} and q.box is None
-    res = resolve(out, ["x1.jpg", "x2.jpg", "x3.jpg", "j.jpg"])
-    assert [sorted(r.positives) for r in res.queries] == [[1, 2], [0, 2], [0, 1]]
-    assert all(r.image_index in r.junk for r in res.queries)     # a query never finds itself
 
 
 @pytest.mark.slow

@@ -4,8 +4,8 @@ The validation set is a labelled benchmark folder (Paris6k by default, the one t
 fetches or ``../shared/data``): its images are embedded at float32 and at the reduced precision,
 and the report (``core.embed.precision.FidelityReport``) gives the worst and mean cosine between
 each descriptor and its twin, and the mAP of both with every positive image as a query
-(``core.datasets.expanded``: about 200 queries on the 250 shipped Paris images, where the 12
-official ones could not resolve half a point).
+(``core.datasets.validation.landmark_queries``: about 200 queries on the 250 shipped Paris
+images, where the 12 official ones could not resolve half a point).
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from core.config import EmbeddingConfig
-from core.datasets import dataset_layout, load_ground_truth, resolve
-from core.datasets.expanded import positives_as_queries
+from core.datasets import dataset_layout, load_ground_truth, resolve, stem_of
+from core.datasets.validation import VALIDATION_PROTOCOL, landmark_queries
 from core.embed.embedder import Embedder
 from core.embed.precision import FidelityReport, PrecisionRefused, read_report, write_report
 from core.embed.quantize import Calibration
@@ -46,9 +46,12 @@ def validation_map(vectors: np.ndarray, ids: list[str], gt_dir: Path, dataset: s
     every positive of the ground truth as a query, by exact cosine ranking."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = resolve(positives_as_queries(load_ground_truth(dataset, gt_dir)), ids)
-    if not res.queries:
-        raise ValueError(f"no query of {dataset} in {gt_dir} has its image among the {len(ids)} validation images")
+        gt = load_ground_truth(dataset, gt_dir)
+        try:
+            queries = landmark_queries(gt, {stem_of(i) for i in ids}, f"{VALIDATION_PROTOCOL}-whole")
+        except ValueError as exc:
+            raise ValueError(f"{exc} ({len(ids)} validation images, ground truth in {gt_dir})") from None
+        res = resolve(queries, ids)
     queries = vectors[[rq.image_index for rq in res.queries]]
     rankings = ExactIndex(vectors).rank_all(queries)
     scores = score_queries(rankings, [rq.positives for rq in res.queries], [rq.junk for rq in res.queries])
