@@ -388,14 +388,11 @@ def cmd_data(a: argparse.Namespace) -> int:
         counts = split_class_folder(a.root, a.out, a.per_class, a.seed, tuple(a.names))
         for name, per_class in counts.items():
             print(f"{Path(a.out) / name}: {sum(per_class.values())} images in {len(per_class)} classes")
-    elif a.action == "export-cifar10":
-        counts = export_cifar10(a.out, a.source, a.split, a.per_class, a.size)
-        print(f"{sum(counts.values())} CIFAR-10 {a.split} images in {len(counts)} class folders under {a.out} "
-              f"({a.size} px): {', '.join(f'{c} {n}' for c, n in counts.items())}")
-        print(f"evaluate with: python -m core evaluate --dataset classes --root {a.out} --max-size {a.size}")
     else:
-        counts = export_fashion_mnist(a.out, a.source, a.split, a.per_class, a.size)
-        print(f"{sum(counts.values())} Fashion-MNIST {a.split} images in {len(counts)} class folders under {a.out} "
+        name, export = {"export-cifar10": ("CIFAR-10", export_cifar10),
+                        "export-fashion-mnist": ("Fashion-MNIST", export_fashion_mnist)}[a.action]
+        counts = export(a.out, a.source, a.split, a.per_class, a.size)
+        print(f"{sum(counts.values())} {name} {a.split} images in {len(counts)} class folders under {a.out} "
               f"({a.size} px): {', '.join(f'{c} {n}' for c, n in counts.items())}")
         print(f"evaluate with: python -m core evaluate --dataset classes --root {a.out} --max-size {a.size}")
     return 0

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import errno
 import html
-import io
 import os
 import pickle
 import re
@@ -25,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import PARIS, REPO, copy_paris_images, paris_images
+from download_server import tgz
 from markdown_it import MarkdownIt
 from PIL import EpsImagePlugin, Image
 
@@ -502,28 +502,16 @@ def test_a_refused_pickle_is_one_line_on_the_command_line(tmp_path, capsys):
     assert err.startswith("error: gnd_rparis6k.pkl: refused to load") and err.count("\n") == 1
 
 
-def _tgz(members: dict[str, bytes]) -> bytes:
-    import tarfile
-
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def test_archives_are_bounded_in_expansion_count_and_size(tmp_path, monkeypatch):
     from core.datasets import download as dl
 
     bomb = tmp_path / "bomb.tgz"
-    bomb.write_bytes(_tgz({"zeros.jpg": bytes(64 << 20)}))                 # 64 MB of zeros in about 64 kB
+    bomb.write_bytes(tgz({"zeros.jpg": bytes(64 << 20)}))                 # 64 MB of zeros in about 64 kB
     with pytest.raises(dl.UnsafeArchive, match="decompression bomb"):
         dl.extract(bomb, tmp_path / "out")
     assert bomb.exists() and not (tmp_path / "out").exists()
     many = tmp_path / "many.tgz"
-    many.write_bytes(_tgz({f"{i}.txt": b"x" for i in range(5)}))
+    many.write_bytes(tgz({f"{i}.txt": b"x" for i in range(5)}))
     monkeypatch.setattr(dl, "MAX_MEMBERS", 4)
     with pytest.raises(dl.UnsafeArchive, match="holds 5 files"):
         dl.extract(many, tmp_path / "out")

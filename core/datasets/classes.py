@@ -51,11 +51,7 @@ def load_class_folders(root: str | Path) -> GroundTruth:
             members[cls].append(image_id)
     if not members:
         raise FileNotFoundError(f"no images in class subfolders of {root} (expected ROOT/<class>/<image>)")
-    stems = Counter(stem_of(i) for ids in members.values() for i in ids)
-    clashes = sorted(s for s, n in stems.items() if n > 1)
-    if clashes:
-        raise ValueError(f"{len(clashes)} file names occur in more than one place under {root} (e.g. "
-                         f"{', '.join(clashes[:3])}); images are matched by name, so rename them to be unique")
+    refuse_name_clashes(members, root)
     notes = [f"{loose} images outside class folders: ranked as negatives, never queries"] if loose else []
     singles = sorted(c for c, ids in members.items() if len(ids) == 1)
     if singles:
@@ -80,6 +76,16 @@ def class_members(root: str | Path) -> dict[str, list[str]]:
         if cls is not None:
             members[cls].append(image_id)
     return dict(sorted(members.items()))
+
+
+def refuse_name_clashes(members: dict[str, list[str]], root: Path) -> None:
+    """Images are matched to the ground truth by file stem, so a stem under two classes of
+    ``root`` would be relevant to both: refused with a message that names examples."""
+    stems = Counter(stem_of(i) for ids in members.values() for i in ids)
+    clashes = sorted(s for s, n in stems.items() if n > 1)
+    if clashes:
+        raise ValueError(f"{len(clashes)} file names occur in more than one place under {root} (e.g. "
+                         f"{', '.join(clashes[:3])}); images are matched by name, so rename them to be unique")
 
 
 def split_class_folder(root: str | Path, out: str | Path, per_class: int, seed: int = 0,
@@ -124,11 +130,7 @@ def load_query_folders(gallery_root: str | Path, queries_root: str | Path) -> Gr
     gallery, queries = class_members(gallery_root), class_members(queries_root)
     if not queries:
         raise FileNotFoundError(f"no images in class subfolders of {queries_root} (expected QUERIES/<class>/<image>)")
-    stems = Counter(stem_of(i) for ids in gallery.values() for i in ids)
-    clashes = sorted(s for s, n in stems.items() if n > 1)
-    if clashes:
-        raise ValueError(f"{len(clashes)} file names occur in more than one place under {gallery_root} (e.g. "
-                         f"{', '.join(clashes[:3])}); images are matched by name, so rename them to be unique")
+    refuse_name_clashes(gallery, gallery_root)
     missing = sorted(set(queries) - set(gallery))
     notes = [f"query classes with no gallery folder, skipped: {', '.join(missing)}"] if missing else []
     out = [Query(name=image_id, image=stem_of(image_id), box=None,

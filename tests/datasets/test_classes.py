@@ -89,6 +89,16 @@ def test_export_leaves_unchanged_files_alone(tmp_path):
     assert [p.stat().st_mtime_ns for p in files] == before
 
 
+def test_export_command_names_the_dataset_and_the_next_command(tmp_path, capsys):
+    out = tmp_path / "fm"
+    assert main(["data", "export-fashion-mnist", "--source", str(FMNIST), "--out", str(out), "--per-class", "1",
+                 "--size", "32"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"10 Fashion-MNIST t10k images in 10 class folders under {out} (32 px): ")
+    assert "ankle_boot 1" in printed
+    assert f"--dataset classes --root {out} --max-size 32" in printed and len(list(out.rglob("*.png"))) == 10
+
+
 def test_class_folder_evaluation_beats_chance(session_artifacts, tmp_path, capsys):
     """300 real Fashion-MNIST images (30 a class, 64 px) with the offline default network."""
     root = tmp_path / "fashion"

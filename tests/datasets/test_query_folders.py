@@ -39,6 +39,9 @@ def test_query_folder_ground_truth_and_resolution(tmp_path):
     assert res.queries[0].positives == {0, 1} and res.queries[1].positives == {2}
     with pytest.raises(FileNotFoundError):
         load_query_folders(tmp_path / "g", tmp_path / "nowhere")
+    _folder(tmp_path / "g", {"dog": ["c1.png"]})                      # a gallery name under two classes
+    with pytest.raises(ValueError, match=r"1 file names occur in more than one place under .*g \(e.g. c1\)"):
+        load_query_folders(tmp_path / "g", tmp_path / "q")
 
 
 def test_split_draws_per_class_and_links(tmp_path):
