@@ -62,6 +62,13 @@ class RerankContext:
         cos = np.where(idx >= 0, np.einsum("qkd,qd->qk", db[np.maximum(idx, 0)], vectors), -np.inf)
         return idx, cos.astype(np.float32)
 
+    def neighbour_source(self) -> str:
+        """Where ``neighbours`` and ``rank`` get their lists: "exact", or the approximate index's
+        file (a graph prepared from Annoy's lists is not the one prepared from exact ones)."""
+        if self.index is None or isinstance(self.index, ExactIndex):
+            return "exact"
+        return str(getattr(self.index, "path", type(self.index).__name__))
+
     def rank(self, vectors: np.ndarray) -> np.ndarray:
         """Full rankings [q, N] of ``vectors`` over the gallery's descriptors by the context's
         index: exact cosine, or Annoy's list followed by what it missed (``full_ranking``)."""
@@ -152,7 +159,8 @@ def _class_of(name: str) -> type[Reranker]:
 
 
 class PreparedStore:
-    """Prepared per-gallery parts, keyed by method, parameters and descriptors. Each entry is
+    """Prepared per-gallery parts, keyed by method, parameters, descriptors and the source of
+    their neighbour lists (exact or an approximate index). Each entry is
     built once; concurrent callers asking for the same entry wait for that one build."""
 
     def __init__(self) -> None:
@@ -163,7 +171,8 @@ class PreparedStore:
     def get(self, reranker: Reranker, ctx: RerankContext) -> tuple[Any, float]:
         """The prepared part and the seconds this call spent building it (0 when it existed)."""
         emb = ctx.embeddings
-        key = (reranker.name, reranker.state_key(), str(emb.directory), emb.config.key(), len(emb.ids))
+        key = (reranker.name, reranker.state_key(), str(emb.directory), emb.config.key(), len(emb.ids),
+               ctx.neighbour_source())
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:

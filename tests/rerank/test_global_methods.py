@@ -1,14 +1,15 @@
 """Query expansion, database-side augmentation and diffusion: hand-computed cases of the pure
 functions, then each method against the plain global descriptor on the real Paris queries."""
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
 from conftest import REPO, TOLERANCE
 
-from core.config import PLAIN_GEM
+from core.config import PLAIN_GEM, AnnoyParams
 from core.evaluation.pipeline import evaluate
+from core.index import AnnoyIndex
 from core.rerank import RERANKERS, PreparedStore, RerankContext, create_reranker, list_rerankers, rank_by_scores
 from core.rerank.diffusion import diffusion_scores, knn_affinity
 from core.rerank.expansion import DBA, database_augmentation, query_expansion, weighted_neighbour_mean
@@ -92,7 +93,7 @@ def test_the_registry_lists_every_method_once_with_its_title():
     assert [n for n in names if RERANKERS[n].needs_image] == ["blcf", "local", "spatial"]
 
 
-def test_prepared_parts_are_built_once_for_concurrent_callers(paris):
+def test_prepared_parts_are_built_once_for_concurrent_callers(paris, tmp_path):
     store, calls = PreparedStore(), []
 
     @dataclass(frozen=True)
@@ -105,6 +106,12 @@ def test_prepared_parts_are_built_once_for_concurrent_callers(paris):
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(lambda _: store.get(Counting(), ctx)[0], range(8)))
     assert len(calls) == 1 and all(g is got[0] for g in got)
+    # lists from an Annoy index make another graph than exact ones: prepared apart, once
+    annoy = AnnoyIndex.build(paris.emb.vectors, tmp_path, paris.emb.config, AnnoyParams(), paris.emb.ids)
+    approximate = replace(ctx, index=annoy)
+    assert approximate.neighbour_source().endswith(".ann") and ctx.neighbour_source() == "exact"
+    assert store.get(Counting(), approximate)[0] is not got[0] and len(calls) == 2
+    assert store.get(Counting(), approximate)[1] == 0.0 and len(calls) == 2
 
 
 @pytest.mark.parametrize("method", ["aqe", "alpha_qe", "dba", "dba+alpha_qe", "diffusion"])
