@@ -38,7 +38,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
                          "gallery_ground_truth", "image_id_of", "pr_curves", "queries_in_gallery", "run_ground_truth",
                          "runs_table"),
     "core.app.comparison": ("default_pair", "run_names", "variant_labels", "worst_query"),
-    "core.app.demo": ("DEMO_NAME", "PHOTOS", "TRANSFORMS", "build_demo_gallery"),
+    "core.app.demo": ("DEMO_NAME", "PHOTOS", "TRANSFORMS", "build_demo_gallery", "evaluate_demo"),
     "core.app.export": ("failure_frame", "results_frame", "score_kind", "to_json"),
     "core.app.failures": ("analyse_ranking", "gallery_root", "rank_moves", "ranking_of"),
     "core.app.labels": ("LABEL_COLOURS", "label_results", "query_report"),

@@ -33,6 +33,7 @@ from core import (
     build_demo_gallery,
     build_embeddings,
     cache_dir,
+    evaluate_demo,
     frame_jpeg,
     gallery_ground_truth,
     list_runs,
@@ -134,13 +135,16 @@ def all_runs() -> pd.DataFrame:
 
 def build_demo_widget(primary: bool = True) -> None:
     """One click: write the demo images (from scikit-image's bundled photos), register the
-    ``demo`` gallery and embed it, with a progress bar."""
+    ``demo`` gallery, embed it and write a first evaluation run of it, with a progress bar."""
     n = len(PHOTOS) * (1 + len(TRANSFORMS))
     if st.button(f"Build the demo gallery ({n} images)", type="primary" if primary else "secondary",
-                 key="build_demo"):
+                 key="build_demo", help="Embeds the demo photos and evaluates their 10 queries, so that the "
+                                        "Metrics page has a first run to show."):
         bar = st.progress(0.0, text="Writing the demo images…")
-        build_demo_gallery(DEFAULT_CONFIG, on_progress=lambda d, t: bar.progress(d / t, text=f"Embedding {d}/{t} images"),
-                           log=lambda m: None)
+        gallery = build_demo_gallery(DEFAULT_CONFIG, log=lambda m: None,
+                                     on_progress=lambda d, t: bar.progress(d / t, text=f"Embedding {d}/{t} images"))
+        bar.progress(1.0, text=f"Evaluating the {len(PHOTOS)} demo queries…")
+        evaluate_demo(gallery, DEFAULT_CONFIG, log=lambda m: None)
         st.session_state[PENDING] = {"gallery": DEMO_NAME}
         st.rerun()
 

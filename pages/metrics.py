@@ -40,7 +40,7 @@ from core import (
     variant_labels,
     worst_query,
 )
-from pages.common import all_runs, artifacts_key, run, run_gt, thumb_uri
+from pages.common import all_runs, artifacts_key, build_demo_widget, run, run_gt, thumb_uri
 
 TABS = ["Runs", "Trade-off", "Per-query AP", "PR curves", "Failures", "Classes", "Training", "Performance"]
 SHOWN = ["name", "dataset", "model", "mAP", "mAP_interp11", "NDCG", "P@10", "backbone", "pooling", "scales", "whitening",
@@ -416,6 +416,13 @@ def performance_tab() -> None:
                     width="stretch")
 
 
+def no_runs() -> None:
+    st.info("No evaluation runs yet. Build the demo gallery for a first run of its 10 queries, or evaluate an "
+            "embedding on a benchmark (the download comes from the benchmark's official host):\n\n"
+            "```\npython -m core data fetch paris6k\npython -m core evaluate --dataset paris6k --root data/paris6k\n```")
+    build_demo_widget()
+
+
 def main() -> None:
     st.title("Metrics")
     df = all_runs()
@@ -429,8 +436,7 @@ def main() -> None:
             elif name == "Training":
                 training_tab(df)
             elif df.empty:
-                st.info("No evaluation runs yet. Evaluate an embedding on a benchmark, for example:\n\n"
-                        "```\npython -m core evaluate --dataset paris6k --root ../shared/data/paris6k\n```")
+                no_runs()
             else:
                 {"Runs": runs_tab, "Trade-off": tradeoff_tab, "Per-query AP": per_query_tab,
                  "PR curves": pr_tab, "Failures": failures_tab, "Classes": classes_tab}[name](df)

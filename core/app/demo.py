@@ -4,7 +4,8 @@ Photos that ship inside scikit-image's wheel (``skimage/data``) plus transformed
 (a crop, a rotation, a colour change, a downscale) are written under
 ``artifacts/galleries-data/demo/images``. Its ground truth, in the Oxford/Paris text layout of
 ``core.datasets.types.load_oxford_paris``, makes each photo a query (its central region) whose good
-images are the photo itself and its copies, so the app can score demo searches too.
+images are the photo itself and its copies, so the app can score demo searches too, and
+``evaluate_demo`` writes a first evaluation run of it, so that the metrics page has a run to show.
 """
 from __future__ import annotations
 
@@ -17,8 +18,11 @@ from core.cache.descriptors import build_embeddings
 from core.cache.galleries import Gallery, register_gallery
 from core.config import DEFAULT_CONFIG, EmbeddingConfig
 from core.datasets import GroundTruth, load_oxford_paris
+from core.evaluation.pipeline import evaluate
+from core.evaluation.summary import RunSummary
 from core.images import open_image
 from core.paths import artifacts_dir
+from core.rerank import DEFAULT_RERANK, create_reranker
 
 DEMO_NAME = "demo"
 PHOTOS: tuple[str, ...] = ("astronaut.png", "camera.png", "chelsea.png", "coffee.png", "coins.png",
@@ -109,3 +113,11 @@ def build_demo_gallery(config: EmbeddingConfig = DEFAULT_CONFIG,
     gallery = register_gallery(DEMO_NAME, images, ground_truth=gt, dataset=DEMO_NAME)
     build_embeddings(gallery, config, progress=False, on_progress=on_progress, log=log)
     return gallery
+
+
+def evaluate_demo(gallery: Gallery, config: EmbeddingConfig = DEFAULT_CONFIG,
+                  log: Callable[[str], None] = print) -> RunSummary:
+    """An evaluation run of the demo gallery (its 10 queries, the default search and
+    re-ranking), written to ``artifacts/runs/`` like any ``python -m core evaluate`` run."""
+    return evaluate(gallery, demo_ground_truth(), config, progress=False, log=log,
+                    rerank=create_reranker(DEFAULT_RERANK))

@@ -94,6 +94,18 @@ def test_empty_state_builds_the_demo_gallery_in_one_click(artifacts):
     assert "embed" in texts(at) and len(result_ids(at)) == 10
 
 
+def test_empty_metrics_page_offers_the_demo_and_shows_its_first_run(artifacts):
+    at = app().run()
+    at.switch_page("pages/metrics.py").run()
+    assert not at.exception and "No evaluation runs yet" in texts(at) and "data fetch paris6k" in texts(at)
+    at.button(key="build_demo").click().run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value                        # the Runs tab now lists the demo's run
+    assert list(table["dataset"]) == ["demo"] and table["mAP"].iloc[0] >= 0.9
+    run = load_run(table["run_id"].iloc[0])
+    assert run.summary.n_queries == 10 and run.summary.rerank_label     # the default re-ranking, like the app
+
+
 def test_ground_truth_query_shows_labels_and_scores(paris):
     at = open_gallery("paris6k", "Ground-truth query")
     at.selectbox(key="gt_query").set_value("louvre_1").run()
