@@ -461,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_search_args(v)
     add_rerank_args(v)
 
-    i = sub.add_parser("index", help="embed a folder of images and build its Annoy index",
+    i = sub.add_parser("index", help="embed a folder of images (only new or changed ones) and build its search index",
                        description="Create or update a gallery: only new or changed images are embedded.")
     i.add_argument("--name", required=True, help="gallery name")
     i.add_argument("--folder", help="image folder (needed the first time)")
