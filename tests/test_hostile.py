@@ -23,6 +23,7 @@ from itertools import takewhile
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.io
 from conftest import PARIS, REPO, copy_paris_images, paris_images
 from download_server import tgz
 from markdown_it import MarkdownIt
@@ -34,7 +35,7 @@ from core.cache.descriptors import NPZ, CacheError, build_embeddings, cache_dir,
 from core.cache.galleries import duplicate_groups, register_gallery
 from core.cli import build_parser, config_from_args, main
 from core.config import DEFAULT_CONFIG, PLAIN_GEM, AnnoyParams, EmbeddingConfig
-from core.datasets import load_oxford_paris
+from core.datasets import GroundTruthError, load_oxford_paris
 from core.datasets.classes import load_class_folders
 from core.datasets.revisited import UnsafePickle, load_gnd, revisited_ground_truth
 from core.embed.embedder import Embedder
@@ -500,6 +501,44 @@ def test_a_refused_pickle_is_one_line_on_the_command_line(tmp_path, capsys):
     assert main(["evaluate", "--dataset", "rparis6k", "--root", str(tmp_path), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: gnd_rparis6k.pkl: refused to load") and err.count("\n") == 1
+
+
+def _mat_bomb(path, megabytes: int = 64) -> None:
+    """A MAT v5 file of about 64 kB whose one compressed element inflates to ``megabytes`` MB."""
+    scipy.io.savemat(path, {"gnd": np.zeros(megabytes << 20, np.uint8)}, do_compression=True)
+
+
+def test_compressed_mat_bombs_are_refused_before_scipy_inflates_them(tmp_path, monkeypatch, capsys):
+    import core.datasets.safemat as safemat
+    from core.datasets.holidays import holidays_from_mat
+
+    monkeypatch.setattr(safemat, "MAX_MAT_BYTES", 16 << 20)
+    inflated = []
+    monkeypatch.setattr(safemat.scipy.io, "loadmat", lambda *a, **k: inflated.append(a) or {})
+    _mat_bomb(tmp_path / "gnd_rparis6k.mat")
+    assert (tmp_path / "gnd_rparis6k.mat").stat().st_size < 100_000
+    with pytest.raises(safemat.UnsafeMat, match=r"^gnd_rparis6k.mat: refused: .* inflate to more than 16,777,216"):
+        load_gnd(tmp_path / "gnd_rparis6k.mat")
+    _mat_bomb(tmp_path / "gnd_holidays.mat")
+    with pytest.raises(safemat.UnsafeMat, match=r"^gnd_holidays.mat: refused"):
+        holidays_from_mat(tmp_path / "gnd_holidays.mat")
+    assert main(["evaluate", "--dataset", "rparis6k", "--root", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: gnd_rparis6k.mat: refused") and err.count("\n") == 1
+    assert inflated == []                                    # scipy never saw the files
+
+
+def test_real_mat_ground_truths_pass_the_check_and_a_corrupt_one_is_one_line(tmp_path):
+    from core.datasets.safemat import check_mat
+
+    real = PARIS / "gnd_rparis6k.mat"
+    assert 0 < check_mat(real.read_bytes()) < 10 << 20 and len(load_gnd(real).imlist) == 6322
+    corrupt = bytearray(real.read_bytes())
+    corrupt[200:260] = b"x" * 60                             # inside the first compressed element
+    (tmp_path / "gnd_rparis6k.mat").write_bytes(bytes(corrupt))
+    with pytest.raises(GroundTruthError, match=r"^gnd_rparis6k.mat: not a revisited ground-truth file \(ValueError: "
+                                               r"a compressed element is corrupt"):
+        load_gnd(tmp_path / "gnd_rparis6k.mat")
 
 
 def test_archives_are_bounded_in_expansion_count_and_size(tmp_path, monkeypatch):

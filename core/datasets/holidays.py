@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-import scipy.io
 
+from core.datasets.safemat import UnsafeMat, load_mat
 from core.datasets.types import GroundTruth, GroundTruthError, Query, read_label_text
 from core.fs import printable
 from core.images import list_images
@@ -55,7 +55,7 @@ def holidays_from_mat(path: str | Path) -> GroundTruth:
     not one."""
     name = printable(Path(path).name)
     try:
-        m = scipy.io.loadmat(path)
+        m = load_mat(path)
         names = [str(np.asarray(c).ravel()[0]) for c in m["imlist"].ravel()]
         queries = []
         for qidx, g in zip(m["qidx"].ravel(), m["gnd"].ravel()):
@@ -65,6 +65,8 @@ def holidays_from_mat(path: str | Path) -> GroundTruth:
             if junk != {image}:
                 raise GroundTruthError(f"{name}: query {image} has junk {sorted(junk)}, expected only itself")
             queries.append(_query(image, ok))
+    except UnsafeMat as exc:
+        raise UnsafeMat(f"{name}: {exc}") from None
     except GroundTruthError:
         raise
     except (OSError, KeyError, IndexError, TypeError, ValueError, NotImplementedError) as exc:

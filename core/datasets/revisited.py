@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.io
 
+from core.datasets.safemat import UnsafeMat, load_mat
 from core.datasets.safepickle import UnsafePickle, safe_load
 from core.datasets.types import MAX_LABEL_FILE_BYTES, GroundTruth, GroundTruthError, Query
 from core.fs import describe_error, printable, read_limited
@@ -76,7 +76,7 @@ def _mat_names(cells: np.ndarray) -> list[str]:
 
 
 def _from_mat(path: Path) -> RevisitedGnd:
-    m = scipy.io.loadmat(path)
+    m = load_mat(path)
     gnd = m["gnd"].ravel()
     return RevisitedGnd(imlist=_mat_names(m["imlist"]), qimlist=_mat_names(m["qimlist"]),
                         easy=[_ints(g["easy"], 1) for g in gnd], hard=[_ints(g["hard"], 1) for g in gnd],
@@ -90,8 +90,8 @@ def load_gnd(path: str | Path) -> RevisitedGnd:
     name = printable(path.name)
     try:
         gnd = _from_pickle(path) if path.suffix == ".pkl" else _from_mat(path)
-    except UnsafePickle as exc:
-        raise UnsafePickle(f"{name}: {exc}") from None
+    except (UnsafePickle, UnsafeMat) as exc:
+        raise type(exc)(f"{name}: {exc}") from None
     except OSError as exc:
         raise GroundTruthError(f"{name}: {describe_error(exc)}") from None
     except (pickle.UnpicklingError, EOFError, KeyError, IndexError, TypeError, ValueError, AttributeError,
