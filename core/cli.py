@@ -359,8 +359,7 @@ def cmd_galleries(a: argparse.Namespace) -> int:
             print(f"  {info.key}  {info.label}  {info.n_images} images, {info.dim}-d"
                   f"{'' if info.complete else '  (extraction unfinished)'}")
             for ix in info.indexes:
-                print(f"    annoy {ix.annoy_metric}, {ix.n_trees} trees, search_k {ix.search_k}: "
-                      f"recall@10 {ix.recall_at_10:.3f}, {ix.file_bytes / 1e6:.1f} MB")
+                print(f"    {ix.describe()}")
     return 0
 
 

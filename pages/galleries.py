@@ -1,5 +1,5 @@
 """Galleries: every registered gallery with its folder, size, ground truth, descriptor caches
-(embedding config) and Annoy indexes (parameters and measured recall), and deletion, confirmed
+(embedding config) and saved indexes (Annoy, HNSW: parameters and measured recall), and deletion, confirmed
 by typing the name: of the descriptors and indexes, or of the whole gallery record (never the
 images). Galleries are created and updated with ``python -m core index --folder PATH --name NAME``."""
 from __future__ import annotations
@@ -15,10 +15,8 @@ from core import CacheInfo, delete_descriptors, delete_gallery, escape_markdown,
 def caches_table(caches: list[CacheInfo]) -> pd.DataFrame:
     rows = []
     for c in caches:
-        indexes = "; ".join(f"{ix.annoy_metric}, {ix.n_trees} trees, search_k {ix.search_k}, "
-                            f"recall@10 {ix.recall_at_10:.3f}" for ix in c.indexes) or "none"
         rows.append({"embedding": c.label, "key": c.key, "images": c.n_images, "dim": c.dim,
-                     "complete": c.complete, "annoy indexes": indexes})
+                     "complete": c.complete, "indexes": "; ".join(ix.describe() for ix in c.indexes) or "none"})
     return pd.DataFrame(rows)
 
 

@@ -288,12 +288,13 @@ def _build_whitened(gallery: Gallery, config: EmbeddingConfig, embedder: Embedde
 
 @dataclass(frozen=True)
 class IndexInfo:
-    """An Annoy index saved beside a cache: its parameters and measured recall (from its JSON)."""
+    """An index saved beside a cache (Annoy or HNSW): its kind, metric, parameters and measured
+    recall, from the JSON written with it."""
 
     name: str
-    annoy_metric: str
-    n_trees: int
-    search_k: int
+    kind: str                      # "annoy" or "hnsw", the prefix of its file name
+    metric: str
+    parameters: str                # "25 trees, search_k 2500" or "M 16, ef_construction 200, ef 48"
     recall_at_10: float
     recall_at_100: float
     file_bytes: int
@@ -301,9 +302,20 @@ class IndexInfo:
     @classmethod
     def read(cls, meta_path: Path) -> IndexInfo:
         meta = json.loads(meta_path.read_text())
-        return cls(meta_path.stem, meta.get("annoy_metric", "?"), int(meta.get("n_trees", 0)),
-                   int(meta.get("search_k", -1)), float(meta.get("recall@10", 0.0)),
+        kind = meta_path.stem.split("-", 1)[0]
+        if kind == "annoy":
+            metric = meta.get("annoy_metric", "?")
+            parameters = f"{meta.get('n_trees', '?')} trees, search_k {meta.get('search_k', '?')}"
+        else:
+            metric = meta.get("metric", "?")
+            parameters = f"M {meta.get('m', '?')}, ef_construction {meta.get('ef_construction', '?')}, ef {meta.get('ef', '?')}"
+        return cls(meta_path.stem, kind, metric, parameters, float(meta.get("recall@10", 0.0)),
                    float(meta.get("recall@100", 0.0)), int(meta.get("file_bytes", 0)))
+
+    def describe(self) -> str:
+        """One line for listings: ``annoy angular, 25 trees, search_k 2500: recall@10 0.981, 1.2 MB``."""
+        return (f"{self.kind} {self.metric}, {self.parameters}: recall@10 {self.recall_at_10:.3f}, "
+                f"{self.file_bytes / 1e6:.1f} MB")
 
 
 @dataclass(frozen=True)
@@ -325,9 +337,12 @@ class CacheInfo:
         return self.complete and self.n_images > 0
 
 
+INDEX_FILES = ("annoy-*.json", "hnsw-*.json")      # the descriptions of the saved indexes (core.index)
+
+
 def gallery_caches(gallery: str) -> list[CacheInfo]:
-    """Every descriptor cache of a gallery: key, config, size, dimension, Annoy indexes and their
-    parameters."""
+    """Every descriptor cache of a gallery: key, config, size, dimension, saved indexes (Annoy,
+    HNSW) and their parameters."""
     out = []
     for d in sorted((embeddings_dir() / gallery).glob("*/meta.json")):
         meta = json.loads(d.read_text())
@@ -337,6 +352,6 @@ def gallery_caches(gallery: str) -> list[CacheInfo]:
             continue                      # a cache of a config this version cannot read
         out.append(CacheInfo(d.parent.name, meta.get("label", "?"), config,
                              int(meta.get("n_images", 0)), int(meta.get("dim", 0)), bool(meta.get("complete", False)),
-                             [IndexInfo.read(p) for p in sorted(d.parent.glob("annoy-*.json"))],
+                             [IndexInfo.read(p) for pattern in INDEX_FILES for p in sorted(d.parent.glob(pattern))],
                              meta.get("updated", "")))
     return out

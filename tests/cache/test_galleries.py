@@ -3,6 +3,7 @@ images (only those are embedded, and the CLI says what changed), duplicate files
 size, config and index parameters, and deletion."""
 from __future__ import annotations
 
+import re
 import shutil
 
 import numpy as np
@@ -78,6 +79,11 @@ def test_list_shows_size_config_and_index_parameters_then_delete(artifacts, phot
     assert f"photos: {photos} (5 images, {size_mb:.1f} MB)" in out
     assert f"{CFG.key()}  {CFG.label()}  5 images" in out
     assert "annoy angular, 5 trees, search_k" in out and "recall@10" in out
+    index(capsys, photos, "photos", "--index", "hnsw")                       # listed beside the Annoy one
+    assert main(["galleries", "list"]) == 0
+    listed = [line.strip() for line in capsys.readouterr().out.splitlines() if "recall@10" in line]
+    assert [line.split(",")[0] for line in listed] == ["annoy angular", "hnsw cosine"]
+    assert re.match(r"hnsw cosine, M \d+, ef_construction \d+, ef \d+: recall@10 1\.000, \d+\.\d MB$", listed[1])
 
     assert main(["galleries", "delete"]) == 2
     assert "name the gallery to delete" in capsys.readouterr().err
@@ -97,7 +103,7 @@ def test_app_galleries_page_lists_and_deletes(artifacts, photos, capsys):
     assert [h.value for h in at.subheader] == ["photos"]
     assert any(f"{escape_markdown(str(photos))} · 5 images" in c.value for c in at.caption)   # the path as literal text
     table = at.dataframe[0].value
-    assert table.loc[0, "embedding"] == CFG.label() and "5 trees" in table.loc[0, "annoy indexes"]
+    assert table.loc[0, "embedding"] == CFG.label() and "5 trees" in table.loc[0, "indexes"]
     at.button(key="ask_forget_photos").click().run()
     assert any("Removes **photos** from the app" in w.value and "images in" in w.value for w in at.warning)
     assert at.button(key="delete_photos").disabled
