@@ -133,6 +133,28 @@ def all_runs() -> pd.DataFrame:
     return runs(artifacts_key(), tuple(list_runs()))
 
 
+_navigation_checked = False
+
+
+def through_app() -> None:
+    """Make sure this page runs under app.py's ``st.navigation``. When the first visit after the
+    server starts is a page's own URL (a bookmark, a tab reconnecting after a restart), Streamlit
+    takes the ``pages/`` folder for an old-style multipage app and runs the page file alone, with
+    every file of ``pages/`` (``common.py`` too) listed as a page and no page config, for every
+    session until someone opens the app's root. Each page calls this first: on the process's first
+    page run it switches Streamlit to the navigation app.py declares and reruns once, which then
+    goes through app.py. (Once per process: Streamlit's AppTest resets the flag on every run.)"""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    global _navigation_checked
+    if _navigation_checked:
+        return
+    _navigation_checked = True
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def build_demo_widget(primary: bool = True) -> None:
     """One click: write the demo images (from scikit-image's bundled photos), register the
     ``demo`` gallery, embed it and write a first evaluation run of it, with a progress bar."""

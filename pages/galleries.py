@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from core import CacheInfo, delete_descriptors, delete_gallery, escape_markdown, folder_size, gallery_entries, printable
+from pages.common import through_app
 
 
 def caches_table(caches: list[CacheInfo]) -> pd.DataFrame:
@@ -86,4 +87,5 @@ def main() -> None:
             deletion(g, descriptors_size(entry.caches))
 
 
+through_app()
 main()

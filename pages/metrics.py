@@ -40,7 +40,7 @@ from core import (
     variant_labels,
     worst_query,
 )
-from pages.common import all_runs, artifacts_key, build_demo_widget, run, run_gt, thumb_uri
+from pages.common import all_runs, artifacts_key, build_demo_widget, run, run_gt, through_app, thumb_uri
 
 TABS = ["Runs", "Trade-off", "Per-query AP", "PR curves", "Failures", "Classes", "Training", "Performance"]
 SHOWN = ["name", "dataset", "model", "mAP", "mAP_interp11", "NDCG", "P@10", "backbone", "pooling", "scales", "whitening",
@@ -442,4 +442,5 @@ def main() -> None:
                  "PR curves": pr_tab, "Failures": failures_tab, "Classes": classes_tab}[name](df)
 
 
+through_app()
 main()

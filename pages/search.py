@@ -67,6 +67,7 @@ from pages.common import (
     engine,
     ground_truth,
     image_of,
+    through_app,
     thumb_uri,
     warm_thumbnails,
 )
@@ -541,4 +542,5 @@ def main() -> None:
                          settings.rerank if settings.rerank != DEFAULT_RERANK else None))
 
 
+through_app()
 main()

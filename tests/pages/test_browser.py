@@ -342,3 +342,21 @@ def test_every_request_went_to_the_app_itself(app, requests):
     assert len(requests) > 20
     outside = sorted({r for r in requests if not r.startswith(url) and not r.startswith(LOCAL)})
     assert outside == []
+
+
+def test_a_page_url_opened_first_after_a_restart_gets_the_apps_navigation(page, tmp_path):
+    """The first visit to a fresh server is /metrics (a bookmark, a tab reconnecting): Streamlit
+    would run pages/metrics.py alone and list every file of pages/ as a page (common.py too), for
+    every later session as well; the page reruns itself through app.py instead."""
+    fresh = page.context.browser.new_page(viewport=page.viewport_size)      # the same Playwright, a new tab
+    with app_server(tmp_path, tmp_path / "streamlit.log") as url:
+        fresh.goto(url + "/metrics")
+        fresh.get_by_role("heading", name="Metrics").wait_for(timeout=120_000)
+        wait_idle(fresh)
+        nav = fresh.locator('[data-testid="stSidebarNav"] a')
+        assert [re.sub(r"^\w+\s+", "", t).strip() for t in nav.all_inner_texts()] == ["Search", "Metrics", "Galleries"]
+        assert fresh.url.endswith("/metrics") and "No evaluation runs yet" in fresh.inner_text("body")
+        fresh.goto(url + "/galleries")                        # and a second session is not sent back to v1
+        fresh.get_by_role("heading", name="Galleries").wait_for(timeout=60_000)
+        assert len(fresh.locator('[data-testid="stSidebarNav"] a').all()) == 3
+    fresh.close()
