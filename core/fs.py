@@ -51,10 +51,11 @@ def is_utf8(name: str) -> bool:
 
 
 def describe_error(exc: OSError) -> str:
-    """A one-line reason for an ``OSError``: its strerror (ENOENT of a symlink: dangling link)."""
+    """A one-line reason for an ``OSError``: its strerror (ENOENT of a symlink: dangling link),
+    else its message (Pillow's "image file is truncated" carries no errno), else its type."""
     if isinstance(exc, NotRegularFile):
         return str(exc)
-    reason = exc.strerror or type(exc).__name__
+    reason = exc.strerror or printable(str(exc).splitlines()[0] if str(exc) else "")[:200] or type(exc).__name__
     return f"{reason} (errno {exc.errno})" if exc.errno else reason
 
 

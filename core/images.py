@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from core.fs import Scan, describe_error, iter_blocks, open_regular, printable, scan_files
+from core.fs import NotRegularFile, Scan, describe_error, iter_blocks, open_regular, printable, scan_files
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 # The decoders of those extensions (JPEG also opens the multi-picture MPO files of phone cameras); nothing
@@ -106,7 +106,11 @@ def open_image(source: str | os.PathLike | IO[bytes]) -> Image.Image:
         return Image.open(source, formats=ALLOWED_FORMATS)
     except UnidentifiedImageError as exc:
         raise ImageError(f"not an image in one of the formats {', '.join(ALLOWED_FORMATS)}: {_name(source)}") from exc
+    except NotRegularFile as exc:
+        raise ImageError(f"cannot read {_name(source)}: {exc}") from exc
     except OSError as exc:
+        if exc.errno is None:                        # Pillow's parser, not the file system
+            raise ImageError(f"corrupt or truncated image {_name(source)}: {exc}") from exc
         raise ImageError(f"cannot read {_name(source)}: {describe_error(exc)}") from exc
 
 

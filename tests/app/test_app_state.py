@@ -5,6 +5,7 @@ import json
 
 import pandas as pd
 import pytest
+from conftest import PARIS
 from PIL import Image
 
 from core.app.browse import filter_ids, groups, image_group, page_of
@@ -158,6 +159,11 @@ def test_upload_errors_name_the_file():
         check_upload("holiday.png", b"not a png", 20)
     with pytest.raises(ImageError, match="big.jpg is 21.0 MB; the limit is 20 MB"):
         check_upload("big.jpg", b"\0" * (21 * 1024 * 1024), 20)
+    real = (PARIS / "jpg" / "paris_louvre_000081.jpg").read_bytes()
+    with pytest.raises(ImageError, match=r"^corrupt or truncated image cut\.jpg: image file is truncated"):
+        check_upload("cut.jpg", real[:len(real) // 2], 20)
+    with pytest.raises(ImageError, match=r"^corrupt or truncated image head\.jpg: Truncated File Read$"):
+        check_upload("head.jpg", real[:100], 20)                   # Pillow's reason, not a bare "OSError"
 
 
 def test_decompression_bomb_message_is_plain(tmp_path):
