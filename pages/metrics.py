@@ -106,18 +106,21 @@ def tradeoff_tab(df: pd.DataFrame) -> None:
                "runs. Timings come from the machine each run was made on.")
 
 
-def pick_runs(df: pd.DataFrame, key: str, max_runs: int) -> list[Run]:
+def pick_runs(df: pd.DataFrame, key: str, max_runs: int, empty: str) -> list[Run]:
+    """Up to ``max_runs`` runs chosen in a multiselect (the default pair first); none chosen:
+    the ``empty`` hint is shown."""
     names = run_names(df)
     ids = df["run_id"].tolist()
     chosen = st.multiselect("Runs", ids, default=default_pair(df)[:max_runs], max_selections=max_runs, key=key,
                             format_func=lambda r: f"{names[r]} · {df.set_index('run_id').loc[r, 'dataset']}")
+    if not chosen:
+        st.info(empty)
     return [run(artifacts_key(), r) for r in chosen]
 
 
 def per_query_tab(df: pd.DataFrame) -> None:
-    chosen = pick_runs(df, "pq_runs", 2)
+    chosen = pick_runs(df, "pq_runs", 2, "Choose one or two runs.")
     if not chosen:
-        st.info("Choose one or two runs.")
         return
     names = run_names(df)
     data = ap_comparison(chosen)
@@ -161,9 +164,8 @@ def per_query_tab(df: pd.DataFrame) -> None:
 
 
 def pr_tab(df: pd.DataFrame) -> None:
-    chosen = pick_runs(df, "pr_runs", 4)
+    chosen = pick_runs(df, "pr_runs", 4, "Choose runs to compare.")
     if not chosen:
-        st.info("Choose runs to compare.")
         return
     names = run_names(df)
     worst = worst_query(chosen)
