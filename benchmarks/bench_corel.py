@@ -101,7 +101,7 @@ def main() -> None:
     })
     table = pd.DataFrame(rows).set_index("class")
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
-    print(f"overall P@10: off the shelf {off['p@10']:.3f}, fine-tuned {tuned['p@10']:.3f}; published "
+    print(f"overall P@10: off the shelf {off.metric('p@10'):.3f}, fine-tuned {tuned.metric('p@10'):.3f}; published "
           + ", ".join(f"{k} {v:.3f}" for k, v in PUBLISHED_OVERALL.items()))
     print(f"training {train_s:.0f} s (features {t['feature_cache_seconds']:.0f} s, epochs {t['epoch_seconds']:.0f} s), "
           f"load average {load['after_training']}")
