@@ -15,7 +15,6 @@ import numpy as np
 from core.datasets import Query, stem_of
 from core.evaluation.metrics import score_query
 
-LABELS: tuple[str, ...] = ("good", "ok", "junk", "bad")
 LABEL_COLOURS: dict[str, str] = {"good": "#1a9850", "ok": "#91cf60", "junk": "#fdae61", "bad": "#d73027"}
 
 

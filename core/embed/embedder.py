@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from tqdm.auto import tqdm
 
 from core.config import EmbeddingConfig
@@ -345,10 +344,6 @@ class Embedder:
         """Descriptor of an image (file, file-like object or decoded image), optionally of the
         crop ``box`` in its original pixels."""
         return self.embed_tensor(to_tensor(load_region(source, self.config.max_size, box)))
-
-    def embed_pil(self, img: Image.Image) -> np.ndarray:
-        """Descriptor of an already loaded (and cropped) PIL image, resized to ``max_size``."""
-        return self.embed_image(img)
 
     def iter_files(self, paths: Sequence[str], workers: int | None = None, desc: str = "embedding",
                    progress: bool = True, batch_size: int | None = None) -> Iterator[tuple[int, np.ndarray | str]]:
