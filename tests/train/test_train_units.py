@@ -185,6 +185,27 @@ def test_hub_weights_without_network_say_what_works(name):
         create_backbone(name, "offline")
 
 
+def test_an_unreachable_hub_is_asked_for_its_cache_only_and_restored(monkeypatch):
+    """Without network huggingface_hub would retry each file with back-off for about 45 s: when
+    its host cannot be reached (and no proxy is set) the download asks the local cache only."""
+    from huggingface_hub import constants
+
+    import core.embed.backbones as backbones
+
+    seen = []
+    for variable in backbones.PROXY_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(backbones, "_reachable", lambda address, timeout=3.0: seen.append(address) or False)
+    with backbones._hub_cache_only_when_unreachable():
+        assert constants.HF_HUB_OFFLINE is True
+    assert constants.HF_HUB_OFFLINE is False and seen == [backbones.HUB_ADDRESS]
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")           # a proxy may reach what a socket cannot
+    with backbones._hub_cache_only_when_unreachable():
+        assert constants.HF_HUB_OFFLINE is False
+    assert len(seen) == 1
+
+
 def test_penultimate_of_an_efficientnet_is_its_pooled_map():
     """lite0's classifier reads the global average of its last map: the penultimate layer equals
     GAP pooling, under another cache key."""
