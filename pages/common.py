@@ -163,10 +163,11 @@ def build_demo_widget(primary: bool = True) -> None:
                  key="build_demo", help="Embeds the demo photos and evaluates their 10 queries, so that the "
                                         "Metrics page has a first run to show."):
         bar = st.progress(0.0, text="Writing the demo images…")
-        gallery = build_demo_gallery(DEFAULT_CONFIG, log=lambda m: None,
+        network = embedder(json.dumps(DEFAULT_CONFIG.base().to_dict()))       # the process's, loaded once
+        gallery = build_demo_gallery(DEFAULT_CONFIG, network, log=lambda m: None,
                                      on_progress=lambda d, t: bar.progress(d / t, text=f"Embedding {d}/{t} images"))
         bar.progress(1.0, text=f"Evaluating the {len(PHOTOS)} demo queries…")
-        evaluate_demo(gallery, DEFAULT_CONFIG, log=lambda m: None)
+        evaluate_demo(gallery, DEFAULT_CONFIG, network, log=lambda m: None)
         st.session_state[PENDING] = {"gallery": DEMO_NAME}
         st.rerun()
 

@@ -18,6 +18,7 @@ from core.cache.descriptors import build_embeddings
 from core.cache.galleries import Gallery, register_gallery
 from core.config import DEFAULT_CONFIG, EmbeddingConfig
 from core.datasets import GroundTruth, load_oxford_paris
+from core.embed.embedder import Embedder
 from core.evaluation.pipeline import evaluate
 from core.evaluation.summary import RunSummary
 from core.images import open_image
@@ -104,20 +105,21 @@ def demo_ground_truth(gt_dir: Path | None = None) -> GroundTruth:
     return load_oxford_paris(gt_dir or demo_root() / "gt", DEMO_NAME)
 
 
-def build_demo_gallery(config: EmbeddingConfig = DEFAULT_CONFIG,
+def build_demo_gallery(config: EmbeddingConfig = DEFAULT_CONFIG, embedder: Embedder | None = None,
                        on_progress: Callable[[int, int], None] | None = None,
                        log: Callable[[str], None] = print) -> Gallery:
     """Write the demo images, register the ``demo`` gallery with its ground truth and embed it
-    (about 50 small images: seconds on a laptop CPU)."""
+    (about 50 small images: seconds on a laptop CPU) with ``embedder`` (default: a new one)."""
     images, gt = write_demo_images()
     gallery = register_gallery(DEMO_NAME, images, ground_truth=gt, dataset=DEMO_NAME)
-    build_embeddings(gallery, config, progress=False, on_progress=on_progress, log=log)
+    build_embeddings(gallery, config, embedder, progress=False, on_progress=on_progress, log=log)
     return gallery
 
 
-def evaluate_demo(gallery: Gallery, config: EmbeddingConfig = DEFAULT_CONFIG,
+def evaluate_demo(gallery: Gallery, config: EmbeddingConfig = DEFAULT_CONFIG, embedder: Embedder | None = None,
                   log: Callable[[str], None] = print) -> RunSummary:
     """An evaluation run of the demo gallery (its 10 queries, the default search and
-    re-ranking), written to ``artifacts/runs/`` like any ``python -m core evaluate`` run."""
-    return evaluate(gallery, demo_ground_truth(), config, progress=False, log=log,
+    re-ranking), written to ``artifacts/runs/`` like any ``python -m core evaluate`` run; pass
+    the ``embedder`` that built the gallery so that the network is not loaded again."""
+    return evaluate(gallery, demo_ground_truth(), config, embedder=embedder, progress=False, log=log,
                     rerank=create_reranker(DEFAULT_RERANK))
