@@ -55,7 +55,8 @@ def describe_error(exc: OSError) -> str:
     else its message (Pillow's "image file is truncated" carries no errno), else its type."""
     if isinstance(exc, NotRegularFile):
         return str(exc)
-    reason = exc.strerror or printable(str(exc).splitlines()[0] if str(exc) else "")[:200] or type(exc).__name__
+    message = str(exc).strip()
+    reason = exc.strerror or (printable(message.splitlines()[0])[:200] if message else type(exc).__name__)
     return f"{reason} (errno {exc.errno})" if exc.errno else reason
 
 

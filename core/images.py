@@ -106,10 +106,8 @@ def open_image(source: str | os.PathLike | IO[bytes]) -> Image.Image:
         return Image.open(source, formats=ALLOWED_FORMATS)
     except UnidentifiedImageError as exc:
         raise ImageError(f"not an image in one of the formats {', '.join(ALLOWED_FORMATS)}: {_name(source)}") from exc
-    except NotRegularFile as exc:
-        raise ImageError(f"cannot read {_name(source)}: {exc}") from exc
     except OSError as exc:
-        if exc.errno is None:                        # Pillow's parser, not the file system
+        if exc.errno is None and not isinstance(exc, NotRegularFile):   # Pillow's parser, not the file system
             raise ImageError(f"corrupt or truncated image {_name(source)}: {exc}") from exc
         raise ImageError(f"cannot read {_name(source)}: {describe_error(exc)}") from exc
 
