@@ -521,19 +521,17 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--base-url", help="fetch every file from this URL instead of the official hosts (a mirror)")
     dx = dsub.add_parser("export-fashion-mnist", help="write Fashion-MNIST images as PNGs in class folders",
                          description="A real labelled gallery for class-based evaluation (--dataset classes).")
-    dx.add_argument("--out", required=True, help="output folder (OUT/<class>/<split>-<index>.png)")
-    dx.add_argument("--source", help="folder of the IDX .gz files (default: Debian's /usr/share/datasets/fashion-mnist)")
-    dx.add_argument("--split", default="t10k", choices=["t10k", "train"], help="split (default t10k)")
-    dx.add_argument("--per-class", type=int, default=100, help="images per class (default 100)")
-    dx.add_argument("--size", type=int, default=64, help="side in pixels after upscaling from 28 (default 64)")
     dc = dsub.add_parser("export-cifar10", help="write CIFAR-10 images as PNGs in class folders",
                          description="From the python batches that `data fetch cifar10` downloads (read with a "
                                      "restricted unpickler: pickles can run code).")
-    dc.add_argument("--out", required=True, help="output folder (OUT/<class>/<split>-<index>.png)")
-    dc.add_argument("--source", help="folder of the batches (default data/cifar10/batches)")
-    dc.add_argument("--split", default="test", choices=["test", "train"], help="split (default test)")
-    dc.add_argument("--per-class", type=int, default=100, help="images per class (default 100)")
-    dc.add_argument("--size", type=int, default=64, help="side in pixels after upscaling from 32 (default 64)")
+    for sp, source, splits, side in (
+            (dx, "folder of the IDX .gz files (default: Debian's /usr/share/datasets/fashion-mnist)", ["t10k", "train"], 28),
+            (dc, "folder of the batches (default data/cifar10/batches)", ["test", "train"], 32)):
+        sp.add_argument("--out", required=True, help="output folder (OUT/<class>/<split>-<index>.png)")
+        sp.add_argument("--source", help=source)
+        sp.add_argument("--split", default=splits[0], choices=splits, help=f"split (default {splits[0]})")
+        sp.add_argument("--per-class", type=int, default=100, help="images per class (default 100)")
+        sp.add_argument("--size", type=int, default=64, help=f"side in pixels after upscaling from {side} (default 64)")
     dsp = dsub.add_parser("split", help="split a class folder into two folders of links (train/search and queries)",
                           description="PER_CLASS images of each class drawn at random go to OUT/NAME1/<class>/, the "
                                       "others to OUT/NAME2/<class>/ (symbolic links). Corel-1k's published protocol: "
