@@ -9,7 +9,8 @@ The app runs over the 250 Paris images with the default embedding, as in
 ``bench_app_latency.py``; each setting gets a fresh server and browser tab, warmed by one search,
 then ``--searches`` searches of successive gallery images (whole image, k = 10). The server's RSS
 (``psutil``) is read after the warm-up and every 20 searches. Rounds alternate off/on so that a
-drift of the machine's load weighs on both. Writes ``artifacts/bench/app_memory.json``.
+drift of the machine's load weighs on both. Writes ``artifacts/bench/app_memory.json``
+(``benchmarks.common.write_result``).
 """
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -29,13 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.bench_app_latency import K, open_app, summary  # noqa: E402
 from benchmarks.browser import REPO, choose, chromium_page, search  # noqa: E402
+from benchmarks.common import write_result  # noqa: E402
 from core.cache.descriptors import build_embeddings  # noqa: E402
 from core.cache.galleries import register_gallery  # noqa: E402
 from core.config import DEFAULT_CONFIG  # noqa: E402
 from core.datasets import dataset_layout  # noqa: E402
-from core.evaluation.runs import machine_info, package_versions  # noqa: E402
-from core.files import write_json  # noqa: E402
-from core.paths import artifacts_dir  # noqa: E402
 
 GC_VARIABLE = "STREAMLIT_RUNNER_POST_SCRIPT_GC"
 EVERY = 20
@@ -97,20 +95,16 @@ def main(argv: list[str] | None = None) -> int:
     medians = per_setting(rounds, lambda r: r["click_to_results_ms"]["median"])
     final_rss = per_setting(rounds, lambda r: r["rss_mb"][-1])
     report = {
-        "benchmark": "app_memory",
         "what": "search page latency and app server RSS with Streamlit's post-script gc.collect off (shipped) and on "
                 "(Streamlit's default); Paris 250 images, default embedding, whole-image gallery queries, k = 10",
-        "embedding": DEFAULT_CONFIG.label(), "searches": a.searches, "rounds": rounds,
+        "embedding": DEFAULT_CONFIG.label(), "searches": a.searches,
         "median_ms": medians, "latency_ratio_on_to_off": medians["gc_on"] / medians["gc_off"],
         "final_rss_mb": final_rss, "extra_rss_mb_with_gc_off": final_rss["gc_off"] - final_rss["gc_on"],
         "rss_growth_mb": per_setting(rounds, lambda r: r["rss_growth_mb"]),
         "load_average_before": list(load_before), "load_average_after": list(os.getloadavg()),
-        "machine": machine_info(), "versions": package_versions(), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    out = artifacts_dir() / "bench" / "app_memory.json"
-    write_json(out, report)
-    print(json.dumps({k: v for k, v in report.items() if k not in ("rounds", "machine", "versions")}, indent=1))
-    print(f"written to {out}")
+    print(json.dumps(report, indent=1))
+    write_result("app_memory", {**report, "rounds": rounds})
     return 0
 
 
