@@ -17,11 +17,13 @@ folder are handled incrementally: only new or changed files are embedded.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from pathlib import Path
 
 import numpy as np
@@ -67,10 +69,19 @@ class Embeddings:
     failures: dict[str, str] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
     whitening: Whitening | None = None
+    fingerprints: list[str] = field(default_factory=list)   # per id: the file's size:mtime:ctime:inode when embedded
 
     @property
     def dim(self) -> int:
         return int(self.vectors.shape[1])
+
+    def content_digest(self) -> str:
+        """A digest of the ids and of each image's fingerprint: it changes when an image is added,
+        removed or rewritten under the same name, so an index built from other contents is stale."""
+        h = hashlib.sha256()
+        for image_id, fp in zip_longest(self.ids, self.fingerprints, fillvalue=""):
+            h.update(f"{image_id}\0{fp}\n".encode())
+        return h.hexdigest()[:16]
 
 
 def cache_dir(gallery: str, config: EmbeddingConfig) -> Path:
@@ -108,6 +119,7 @@ def load_embeddings(gallery: str, config: EmbeddingConfig) -> Embeddings:
         directory=directory, meta=meta,
         failures=dict(zip(data["failed_ids"].tolist(), data["failed_reasons"].tolist())),
         whitening=Whitening.from_arrays(data) if "whiten_projection" in data else None,
+        fingerprints=data["fingerprints"].tolist() if "fingerprints" in data else [],
     )
 
 
