@@ -18,6 +18,7 @@ from core import (
     Run,
     analyse_ranking,
     ap_comparison,
+    backend_names,
     bench_reports,
     chart_columns,
     class_results,
@@ -275,9 +276,9 @@ def search_link(r: Run, query: str) -> dict[str, str]:
     metric and re-ranking (the search page's default re-ranking may differ from the run's)."""
     search = r.summary.search
     link = {"gallery": r.summary.gallery, "embedding": r.summary.embedding_key, "query": query,
-            "rerank": r.summary.rerank.get("method") or "none"}
-    if search.get("method") in ("exact", "annoy") and search.get("metric") in ("cosine", "euclidean"):
-        link.update(index=search["method"], metric=search["metric"])
+            "rerank": r.summary.rerank.method}
+    if search.method in backend_names():
+        link.update(index=search.method, metric=search.metric)
     return link
 
 
