@@ -10,6 +10,8 @@ in ``BACKENDS``.
 from __future__ import annotations
 
 import importlib
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from functools import cache
@@ -24,6 +26,7 @@ BACKENDS: dict[str, str] = {
     "exact16": "core.index.exact:Exact16Index",
     "annoy": "core.index.annoy:AnnoyIndex",
     "hnsw": "core.index.hnsw:HnswIndex",
+    "ivfpq": "core.index.ivfpq:IvfPqIndex",
 }
 AUTO = "auto"
 
@@ -83,27 +86,40 @@ def open_index(emb: Embeddings, settings: SearchSettings) -> Index:
 
 @dataclass(frozen=True)
 class ParamFlag:
-    """One backend parameter as a command-line option: ``--n-trees`` for Annoy's ``n_trees``."""
+    """One backend parameter as a command-line option: ``--n-trees`` for Annoy's ``n_trees``,
+    ``--milvus-uri`` for Milvus's ``milvus_uri``; ``kind`` is the type its value is parsed as
+    (from the dataclass annotation: ``int``, ``float`` or ``str``, optional or not)."""
 
     backend: str
     name: str
     default: Any
     effort: bool
+    kind: type = int
 
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
 
+def value_type(params: type[IndexParams], name: str) -> type:
+    """The type of field ``name`` of a parameters dataclass, ``X`` for ``X | None``."""
+    hint = typing.get_type_hints(params)[name]
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if hint not in (int, float, str):
+        raise TypeError(f"index parameter {params.__name__}.{name} must be an int, float or str, not {hint}")
+    return hint
+
+
 def param_flags() -> list[ParamFlag]:
-    """Every saved backend's parameters, each name once (two backends may not share one)."""
+    """Every backend's parameters, each name once (two backends may not share one)."""
     out: dict[str, ParamFlag] = {}
     for name in BACKENDS:
         params = backend(name).Params
         for f in fields(params):
             if f.name in out:
                 raise TypeError(f"index parameter {f.name!r} is declared by {out[f.name].backend} and {name}")
-            out[f.name] = ParamFlag(name, f.name, f.default, f.name == params.effort)
+            out[f.name] = ParamFlag(name, f.name, f.default, f.name == params.effort, value_type(params, f.name))
     return list(out.values())
 
 

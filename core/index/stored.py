@@ -161,8 +161,9 @@ class StoredIndex(Index):
     saved = True
     efforts: ClassVar[Sequence[int]] = ()           # search efforts tried while tuning, smallest first
 
-    def __init__(self, native: Any, meta: StoredMeta, path: Path) -> None:
+    def __init__(self, native: Any, meta: StoredMeta, path: Path, vectors: np.ndarray | None = None) -> None:
         self.native, self.meta, self.path = native, meta, path
+        self.vectors = vectors          # the descriptors it serves (memory-mapped by the store): re-scoring reads them
         self.metric = meta.metric
 
     # what a backend provides -------------------------------------------------------------
@@ -173,7 +174,8 @@ class StoredIndex(Index):
     @classmethod
     @abstractmethod
     def _build(cls, vectors: np.ndarray, metric: str, params: IndexParams) -> Any:
-        """The library's index of ``vectors`` (float32, contiguous), in memory."""
+        """The library's index of ``vectors`` [n, d] (the store's array, memory-mapped where the
+        store maps it: a backend that works in bounded memory reads it in chunks)."""
 
     @classmethod
     @abstractmethod
@@ -210,13 +212,13 @@ class StoredIndex(Index):
         path = emb.directory / cls.file_name(metric, params)
         meta = check_stored(path, cls.title, emb, rebuild_command(emb, cls.name, metric, params))
         stored = StoredMeta.from_dict(meta, cls.Params)
-        return cls(load_once(path, lambda: cls._load(path, metric, emb.dim, stored.n_items)), stored, path)
+        return cls(load_once(path, lambda: cls._load(path, metric, emb.dim, stored.n_items)), stored, path, emb.vectors)
 
     @classmethod
     def build(cls, emb: Embeddings, metric: str, params: IndexParams) -> StoredIndex:
         """Build, save (atomically, under a per-file lock: two builders would otherwise pair one's
         index with the other's description), reload, tune the effort and describe the index."""
-        vectors = np.ascontiguousarray(emb.vectors, dtype=np.float32)
+        vectors = emb.vectors
         start = time.perf_counter()
         native = cls._build(vectors, metric, params)
         build_seconds = time.perf_counter() - start
@@ -228,7 +230,7 @@ class StoredIndex(Index):
             untuned = StoredMeta(emb.config.key(), emb.config.to_dict(), emb.dim, len(emb.ids), emb.content_digest(),
                                  metric, path.name, path.stat().st_size, file_sha256(path), build_seconds, params,
                                  Tuning(0, 0.0, 0.0, False))
-            index = cls(load_once(path, lambda: cls._load(path, metric, emb.dim, len(emb.ids))), untuned, path)
+            index = cls(load_once(path, lambda: cls._load(path, metric, emb.dim, len(emb.ids))), untuned, path, vectors)
             tuning = index.tune(ExactIndex(vectors, metric), vectors, params)
             index.meta = StoredMeta(**{**untuned.__dict__, "params": params.with_effort(tuning.effort),
                                        "tuning": tuning})
@@ -240,7 +242,8 @@ class StoredIndex(Index):
         if effort is None or effort == self.effort:
             return self
         return type(self)(self.native, StoredMeta(**{**self.meta.__dict__,
-                                                      "params": self.meta.params.with_effort(effort)}), self.path)
+                                                      "params": self.meta.params.with_effort(effort)}), self.path,
+                          self.vectors)
 
     @property
     def effort(self) -> int:

@@ -1,0 +1,159 @@
+"""A compressed index for galleries whose vectors do not fit comfortably in memory: faiss IVF-PQ
+(an inverted file of ``nlist`` k-means cells, each vector stored as ``pq_m`` one-byte product-
+quantisation codes: 64 bytes instead of 5,120 for a 1280-d float32 vector), its top ``rescore``
+candidates re-scored exactly from the store's (memory-mapped) vectors, so that scores are exact
+and only recall is approximate.
+
+Built in bounded memory: the coarse quantiser and the PQ codebooks are trained on a random
+sample of at most ``TRAIN_SAMPLE`` vectors, then the gallery is added in chunks of ``ADD_CHUNK``
+rows read from the store; memory is the codes (about 72 bytes an item) plus one chunk. ``nprobe``
+(the cells searched) is the search effort, tuned at build time by measured recall like every saved
+index's (``core.index.stored``), with the same checks before a load.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.index.base import IndexParams
+from core.index.stored import StoredIndex
+
+TRAIN_SAMPLE = 50_000       # vectors the quantisers are trained on (faiss asks 39 per centroid at least)
+ADD_CHUNK = 20_000          # rows read from the store and added at a time (100 MB at 1280-d float32)
+MAX_LISTS = 1024            # k-means cells; 1024 at 1M: about 1000 items a cell
+# faiss's OpenMP threads spin while they wait for each other: on 2 cores shared with other work (load
+# average 17-19) training IVF71,PQ16 on 5,000 x 64 took 3.0 s with one thread against 22-30 s with two
+# (0.86 against 5.8-7.5 s of CPU). Every call of this module runs on one thread.
+FAISS_THREADS = 1
+
+
+@contextlib.contextmanager
+def _faiss_threads() -> Iterator[None]:
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(FAISS_THREADS)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+def default_lists(n_items: int) -> int:
+    """The number of cells for ``n_items``: √n (faiss's rule of thumb is 4–16·√n; fewer cells
+    train faster on 2 cores and keep a cell's codes few enough to scan), at most MAX_LISTS and at
+    most n / 39 (enough training points per cell)."""
+    return max(1, min(MAX_LISTS, round(math.sqrt(n_items)), n_items // 39))
+
+
+@dataclass(frozen=True)
+class IvfPqParams(IndexParams):
+    """Parameters of an IVF-PQ index; ``nlist`` 0: ``default_lists`` of the gallery size;
+    ``nprobe`` None: chosen at build time by measured recall. ``pq_m`` must divide the dimension
+    (64 divides 1280, 512, 2048)."""
+
+    effort = "nprobe"
+    nlist: int = 0
+    pq_m: int = 64
+    rescore: int = 256
+    nprobe: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.nlist < 0 or self.pq_m < 1 or self.rescore < 1:
+            raise ValueError("IVF-PQ needs nlist >= 0 (0: by gallery size), pq_m >= 1 and rescore >= 1")
+
+
+def _metric(metric: str) -> int:
+    import faiss
+
+    return faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
+
+
+def _rows(vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Rows of the store's array as contiguous float32 (a memory map reads only those)."""
+    return np.ascontiguousarray(vectors[np.sort(rows)], dtype=np.float32)
+
+
+def _trained(vectors: np.ndarray, metric: str, params: IvfPqParams, seed: int) -> Any:
+    import faiss
+
+    n, dim = vectors.shape
+    if dim % params.pq_m:
+        raise ValueError(f"IVF-PQ pq_m {params.pq_m} does not divide the dimension {dim}; choose a divisor (--pq-m)")
+    rng = np.random.default_rng(seed)
+    sample = _rows(vectors, rng.choice(n, size=min(n, TRAIN_SAMPLE), replace=False))
+    nbits = max(1, min(8, int(math.log2(max(2, len(sample) // 39)))))  # 39 training points a code, as faiss asks
+    nlist = min(params.nlist or default_lists(n), len(sample))
+    index = faiss.index_factory(dim, f"IVF{nlist},PQ{params.pq_m}x{nbits}", _metric(metric))
+    index.cp.seed = index.pq.cp.seed = seed
+    index.do_polysemous_training = False        # Hamming pre-filtering we never use: 20x the training time
+    index.train(sample)
+    return index
+
+
+class IvfPqIndex(StoredIndex):
+    """A faiss IVF-PQ index of one gallery, its candidates re-scored from the exact vectors."""
+
+    name = "ivfpq"
+    title = "IVF-PQ (faiss)"
+    Params = IvfPqParams
+    packages = ("faiss-cpu",)
+    efforts = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+    @classmethod
+    def file_name(cls, metric: str, params: IvfPqParams) -> str:
+        return f"ivfpq-{metric}-nlist{params.nlist}-pq{params.pq_m}-r{params.rescore}.faiss"
+
+    @classmethod
+    def _build(cls, vectors: np.ndarray, metric: str, params: IvfPqParams, seed: int = 1234) -> Any:
+        with _faiss_threads():
+            index = _trained(vectors, metric, params, seed)
+            for start in range(0, vectors.shape[0], ADD_CHUNK):
+                index.add(np.ascontiguousarray(vectors[start:start + ADD_CHUNK], dtype=np.float32))
+        return index
+
+    @classmethod
+    def _save(cls, native: Any, path: Path) -> None:
+        import faiss
+
+        faiss.write_index(native, str(path))
+
+    @classmethod
+    def _load(cls, path: Path, metric: str, dim: int, n_items: int) -> Any:
+        import faiss
+
+        return faiss.read_index(str(path))
+
+    def _tuning_candidates(self, params: IvfPqParams) -> list[int]:
+        return [e for e in self.efforts if e < self.native.nlist] + [self.native.nlist]
+
+    def _search(self, queries: np.ndarray, k: int, effort: int) -> tuple[np.ndarray, np.ndarray]:
+        """faiss's top ``max(k, rescore)`` by compressed codes, then the best ``k`` of them by exact
+        scores from the stored vectors."""
+        import faiss
+
+        wanted = min(max(k, self.meta.params.rescore), len(self))
+        params = faiss.SearchParametersIVF(nprobe=max(1, min(effort or 8, self.native.nlist)))
+        with _faiss_threads():
+            _, candidates = self.native.search(queries, wanted, params=params)
+        out_i = np.full((len(queries), k), -1, np.int64)
+        out_s = np.full((len(queries), k), np.nan, np.float32)
+        for row, (q, found) in enumerate(zip(queries, candidates)):
+            found = np.sort(found[found >= 0])
+            exact = self._exact_scores(q, found)
+            order = np.argsort(-exact if self.metric == "cosine" else exact, kind="stable")[:k]
+            out_i[row, :len(order)], out_s[row, :len(order)] = found[order], exact[order]
+        return out_i, out_s
+
+    def _exact_scores(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        stored = np.asarray(self.vectors[rows], np.float32)
+        if self.metric == "cosine":
+            return stored @ query
+        diff = stored - query
+        return np.sqrt(np.einsum("kd,kd->k", diff, diff))

@@ -1,0 +1,97 @@
+"""The compressed index (faiss IVF-PQ): exact scores after re-scoring, nprobe tuned by measured
+recall, filled in chunks from a memory-mapped store, and the checks every saved index has."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from core.cache.descriptors import Embeddings
+from core.config import EmbeddingConfig
+from core.index import ExactIndex, IndexMismatch, SearchSettings, ivfpq, open_index, param_flags, recall_at
+from core.index.ivfpq import IvfPqIndex, IvfPqParams, default_lists
+from core.index.stored import RECALL_TARGET
+
+CFG = EmbeddingConfig(pooling="gem", scales=(1.0,))
+PARAMS = IvfPqParams(pq_m=8)
+
+
+@pytest.fixture
+def vectors():
+    """3,000 unit vectors around 60 centres: neighbourhoods as real descriptors have them."""
+    rng = np.random.default_rng(7)
+    centres = rng.normal(size=(60, 32)).astype(np.float32)
+    v = centres[rng.integers(0, 60, 3000)] + 0.6 * rng.normal(size=(3000, 32)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def gallery(vectors: np.ndarray, directory, config: EmbeddingConfig = CFG, ids: list[str] | None = None) -> Embeddings:
+    return Embeddings("toy", config, ids or [f"img{i:05d}.jpg" for i in range(len(vectors))], vectors, directory)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_ivfpq_scores_are_exact_and_nprobe_is_tuned_by_recall(tmp_path, vectors, metric):
+    index = IvfPqIndex.build(gallery(vectors, tmp_path), metric, PARAMS)
+    tuning = index.meta.tuning
+    assert tuning.target_met and tuning.recall_at_10 >= RECALL_TARGET
+    assert index.effort == next(t.effort for t in tuning.trials if t.recall_at_10 >= RECALL_TARGET)
+    q = vectors[:30] + 0.05 * np.random.default_rng(1).normal(size=(30, 32)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    idx, scores = index.search(q, 10)
+    exact = ExactIndex(vectors, metric)
+    assert recall_at(idx, exact.search(q, 10)[0], 10) >= 0.9
+    own = exact.scores(q)[np.arange(30)[:, None], idx]            # re-scored from the vectors, not PQ distances
+    np.testing.assert_allclose(scores, own, atol=1e-5)
+    step = np.diff(scores, axis=1)
+    assert (step <= 1e-6).all() if metric == "cosine" else (step >= -1e-6).all()
+
+
+def test_ivfpq_is_filled_in_chunks_from_a_memory_map(tmp_path, vectors, monkeypatch):
+    path = tmp_path / "vectors.f32"
+    stored = np.memmap(path, np.float32, "w+", shape=vectors.shape)
+    stored[:] = vectors
+    stored.flush()
+    mapped = np.memmap(path, np.float32, "r", shape=vectors.shape)
+    chunks = []
+    original = ivfpq.np.ascontiguousarray
+
+    def spy(a, *args, **kwargs):
+        chunks.append(len(a))
+        return original(a, *args, **kwargs)
+
+    monkeypatch.setattr(ivfpq, "ADD_CHUNK", 700)
+    monkeypatch.setattr(ivfpq, "TRAIN_SAMPLE", 1500)
+    monkeypatch.setattr(ivfpq.np, "ascontiguousarray", spy)
+    native = IvfPqIndex._build(mapped, "cosine", PARAMS)
+    monkeypatch.undo()
+    assert native.ntotal == len(vectors)
+    assert max(chunks) == 1500 and chunks.count(700) >= len(vectors) // 700   # a sample, then chunks: never all
+    index = IvfPqIndex.build(gallery(mapped, tmp_path), "cosine", PARAMS)
+    assert isinstance(index.vectors, np.memmap)                      # re-scoring reads the store's map
+
+
+def test_ivfpq_refuses_foreign_and_rebuilds_stale(tmp_path, vectors):
+    emb = gallery(vectors, tmp_path)
+    built = open_index(emb, SearchSettings("ivfpq", params=PARAMS))
+    with pytest.raises(IndexMismatch, match="built with embedding .*--index ivfpq"):
+        IvfPqIndex.load(gallery(vectors, tmp_path, replace(CFG, pooling="mac")), "cosine", PARAMS)
+    with pytest.raises(IndexMismatch, match="dimension is 32"):
+        open_index(gallery(np.zeros((len(vectors), 64), np.float32), tmp_path),
+                   SearchSettings("ivfpq", params=PARAMS))
+    ids = [f"img{i:05d}.jpg" for i in range(len(vectors) - 1)] + ["new.jpg"]
+    rebuilt = open_index(gallery(vectors, tmp_path, ids=ids), SearchSettings("ivfpq", params=PARAMS))
+    assert rebuilt.meta.ids_digest != built.meta.ids_digest
+    low = open_index(gallery(vectors, tmp_path, ids=ids), SearchSettings("ivfpq", params=replace(PARAMS, nprobe=1)))
+    assert low.effort == 1 and low.native is rebuilt.native
+
+
+def test_ivfpq_parameters_and_lists():
+    flags = {p.flag: p for p in param_flags()}
+    assert flags["--nprobe"].effort and not flags["--nlist"].effort and flags["--pq-m"].kind is int
+    assert default_lists(4_000_000) == ivfpq.MAX_LISTS and default_lists(10_000) == 100 and default_lists(20) == 1
+    with pytest.raises(ValueError, match="pq_m"):
+        IvfPqParams(pq_m=0)
+
+
+def test_ivfpq_refuses_a_pq_m_that_does_not_divide_the_dimension(tmp_path, vectors):
+    with pytest.raises(ValueError, match="does not divide the dimension 32"):
+        IvfPqIndex.build(gallery(vectors, tmp_path), "cosine", IvfPqParams(pq_m=12))
