@@ -106,7 +106,7 @@ def load_average() -> list[float]:
 
 
 def derived_vectors(base: np.ndarray, n: int, dim: int, seed: int = 0, noise: float = 0.35,
-                    neighbours: int = 10, chunk: int = 100_000) -> np.ndarray:
+                    neighbours: int = 10, chunk: int = 100_000, out: np.ndarray | None = None) -> np.ndarray:
     """``n`` unit vectors of dimension ``dim`` derived from the real descriptors ``base``.
 
     ``base`` is mapped to ``dim`` by a random orthonormal map (an isometry when ``dim`` ≥ its
@@ -114,7 +114,8 @@ def derived_vectors(base: np.ndarray, n: int, dim: int, seed: int = 0, noise: fl
     between a real descriptor and one of its ``neighbours`` nearest real descriptors, plus
     Gaussian noise of relative norm ``noise``. The neighbourhoods thus follow the real ones
     instead of being uniform noise, which would make every ANN method look either trivially good
-    or hopeless."""
+    or hopeless. ``out``: an [n, dim] float32 array to fill (e.g. a memory map, for vectors that
+    should not all be in memory at once)."""
     rng = np.random.default_rng(seed)
     d0 = base.shape[1]
     q, _ = np.linalg.qr(rng.standard_normal((max(dim, d0), max(dim, d0))).astype(np.float32))
@@ -124,7 +125,7 @@ def derived_vectors(base: np.ndarray, n: int, dim: int, seed: int = 0, noise: fl
     sims = mapped @ mapped.T
     np.fill_diagonal(sims, -np.inf)
     near = np.argsort(-sims, axis=1)[:, :neighbours]
-    out = np.empty((n, dim), np.float32)
+    out = np.empty((n, dim), np.float32) if out is None else out
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
         a = rng.integers(0, len(mapped), m)

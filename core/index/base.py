@@ -58,6 +58,23 @@ def results_of(indices: np.ndarray, scores: np.ndarray, ids: list[str]) -> list[
     return [Result(r + 1, int(i), ids[int(i)], float(s)) for r, (i, s) in enumerate(zip(indices, scores)) if i >= 0]
 
 
+def rescored(vectors: np.ndarray, queries: np.ndarray, candidates: list[np.ndarray], k: int,
+             metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` [q, k] indices and exact scores of each query among its candidate rows (padded
+    with -1 / NaN), read from the stored ``vectors`` (a memory map reads only those rows): how an
+    index whose own distances are approximate (compressed codes, another engine) gives the
+    metric's scores."""
+    out_i = np.full((len(queries), k), -1, np.int64)
+    out_s = np.full((len(queries), k), np.nan, np.float32)
+    for row, (query, rows) in enumerate(zip(queries, candidates)):
+        stored = np.asarray(vectors[rows], np.float32)
+        diff = stored - query if metric == "euclidean" else None
+        exact = stored @ query if diff is None else np.sqrt(np.einsum("kd,kd->k", diff, diff))
+        order = np.argsort(-exact if higher_is_better(metric) else exact, kind="stable")[:k]
+        out_i[row, :len(order)], out_s[row, :len(order)] = rows[order], exact[order]
+    return out_i, out_s
+
+
 def full_ranking(top: np.ndarray, n: int) -> np.ndarray:
     """Full rankings [q, n] from approximate top lists [q, m] (padded with -1): each list first,
     in its order, then the images it missed in gallery order, as an unranked tail (never

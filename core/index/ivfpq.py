@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from core.index.base import IndexParams
+from core.index.base import IndexParams, rescored
 from core.index.stored import StoredIndex
 
 TRAIN_SAMPLE = 50_000       # vectors the quantisers are trained on (faiss asks 39 per centroid at least)
@@ -142,18 +142,4 @@ class IvfPqIndex(StoredIndex):
         params = faiss.SearchParametersIVF(nprobe=max(1, min(effort or 8, self.native.nlist)))
         with _faiss_threads():
             _, candidates = self.native.search(queries, wanted, params=params)
-        out_i = np.full((len(queries), k), -1, np.int64)
-        out_s = np.full((len(queries), k), np.nan, np.float32)
-        for row, (q, found) in enumerate(zip(queries, candidates)):
-            found = np.sort(found[found >= 0])
-            exact = self._exact_scores(q, found)
-            order = np.argsort(-exact if self.metric == "cosine" else exact, kind="stable")[:k]
-            out_i[row, :len(order)], out_s[row, :len(order)] = found[order], exact[order]
-        return out_i, out_s
-
-    def _exact_scores(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        stored = np.asarray(self.vectors[rows], np.float32)
-        if self.metric == "cosine":
-            return stored @ query
-        diff = stored - query
-        return np.sqrt(np.einsum("kd,kd->k", diff, diff))
+        return rescored(self.vectors, queries, [np.sort(f[f >= 0]) for f in candidates], k, self.metric)

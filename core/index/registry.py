@@ -27,6 +27,7 @@ BACKENDS: dict[str, str] = {
     "annoy": "core.index.annoy:AnnoyIndex",
     "hnsw": "core.index.hnsw:HnswIndex",
     "ivfpq": "core.index.ivfpq:IvfPqIndex",
+    "milvus": "core.index.milvus:MilvusIndex",
 }
 AUTO = "auto"
 
