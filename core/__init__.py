@@ -25,7 +25,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "core.cache.descriptors": ("NPZ", "CacheInfo", "build_embeddings", "cache_dir", "gallery_caches"),
     "core.cache.galleries": ("Gallery", "delete_descriptors", "delete_gallery", "folder_size", "list_galleries",
                              "load_gallery"),
-    "core.index": ("IndexMismatch", "Result", "SearchSettings", "backend", "backend_names", "settings_from"),
+    "core.index": ("RANK_DEPTH", "IndexMismatch", "Result", "SearchSettings", "backend", "backend_names", "settings_from"),
     "core.index.choice": ("auto_description",),
     "core.rerank": ("DEFAULT_RERANK", "RERANKERS", "Reranker", "create_reranker", "list_rerankers"),
     "core.rerank.local": ("draw_window",),

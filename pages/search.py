@@ -22,6 +22,7 @@ from core import (
     LABEL_COLOURS,
     MAX_K,
     MAX_UPLOAD_MB,
+    RANK_DEPTH,
     RERANKERS,
     Box,
     ImageError,
@@ -316,7 +317,8 @@ def run_search(eng: SearchEngine, query: QueryImage, box: Box | None, settings: 
         f"Searching and re-ranking by {title} (the first search of a gallery prepares it once: methods over "
         "feature maps read every image, a minute or more)…")
     with st.spinner(message):
-        results = eng.search(query.source, box, k=settings.k + extra, settings=search, reranker=reranker)
+        results = eng.search(query.source, box, k=settings.k + extra, settings=search, reranker=reranker,
+                             depth=None if query.gt else RANK_DEPTH)     # AP needs the full ranking
     if results.times.prepare_seconds >= 0.001:            # the first time: say what it cost, apart from the query
         st.status(f"Prepared {title} for {eng.gallery.name} in {results.times.prepare_seconds:.1f} s (once per gallery "
                   "and embedding)", state="complete", expanded=False)

@@ -5,6 +5,7 @@ call, ``open_index(embeddings, settings)``; ``choice`` picks the default for a g
 from the search benchmark."""
 from core.index.base import (
     METRICS,
+    RANK_DEPTH,
     Index,
     IndexFigures,
     IndexMismatch,
@@ -28,7 +29,7 @@ from core.index.registry import (
 )
 from core.index.stored import recall_at
 
-__all__ = ["METRICS", "RECALL_TARGET", "ExactIndex", "Index", "IndexFigures", "IndexMismatch", "IndexParams",
+__all__ = ["METRICS", "RANK_DEPTH", "RECALL_TARGET", "ExactIndex", "Index", "IndexFigures", "IndexMismatch", "IndexParams",
            "ParamFlag", "Result", "SearchSettings", "Tuning", "auto_description", "backend", "backend_names",
            "full_ranking", "higher_is_better", "open_index", "param_flags", "recall_at", "results_of",
            "settings_from"]

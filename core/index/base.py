@@ -19,6 +19,14 @@ import numpy as np
 from core.cache.descriptors import Embeddings
 
 METRICS = ("cosine", "euclidean")
+# How deep an approximate index is asked for one query's ranking. Asking HNSW (or Milvus, or
+# IVF-PQ) for all n neighbours costs a search of the whole graph: infeasible at 1M. Below this many
+# images a ranking is the index's full list, exactly as before the bound (every evaluation on
+# galleries of up to 1,000 images, the 250 shipped Paris images included, is unchanged); above it,
+# the index's top RANK_DEPTH, then the rest in gallery order as an unranked tail (``full_ranking``),
+# so AP counts a positive the index ranks below RANK_DEPTH as one it missed. The default
+# k-reciprocal re-ranking reads the same head (``rules.KRECIPROCAL_HEAD`` = 1000).
+RANK_DEPTH = 1000
 
 
 class IndexMismatch(RuntimeError):
@@ -210,10 +218,18 @@ class Index(ABC):
     @abstractmethod
     def figures(self) -> IndexFigures: ...
 
-    def rank_all(self, queries: np.ndarray) -> np.ndarray:
-        """Full rankings [q, n]: the index's list, then what it missed in gallery order."""
+    def rank_all(self, queries: np.ndarray, depth: int = RANK_DEPTH) -> np.ndarray:
+        """Full rankings [q, n]: the index's top ``depth`` (its whole list while n ≤ depth),
+        then the rest in gallery order as an unranked tail."""
         n = len(self)
-        return full_ranking(self.search(queries, n)[0], n)
+        return full_ranking(self.search(queries, min(n, depth))[0], n)
+
+    def rank_head(self, queries: np.ndarray, depth: int = RANK_DEPTH) -> np.ndarray:
+        """The first min(depth, n) entries [q, m] of each ranking ``rank_all`` gives, without
+        building the [q, n] tail (what a search that shows its top k needs)."""
+        n = len(self)
+        top = self.search(queries, min(n, depth))[0]
+        return top if (top >= 0).all() else full_ranking(top, n)[:, :top.shape[1]]
 
     def source(self) -> str:
         """Where this index's neighbour lists come from ("exact", or a saved index's file): a

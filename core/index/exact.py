@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.cache.descriptors import Embeddings
-from core.index.base import Index, IndexFigures, IndexParams, check_metric
+from core.index.base import RANK_DEPTH, Index, IndexFigures, IndexParams, check_metric
 
 QUERY_BLOCK = 1024          # queries per matrix product, bounds memory of the score matrix
 STORAGES = ("float32", "float16")
@@ -154,8 +154,9 @@ class ExactIndex(Index):
         diff = self.vectors[idx] - np.atleast_2d(queries).astype(np.float32)[:, None, :]
         return np.sqrt(np.einsum("qkd,qkd->qk", diff, diff))
 
-    def rank_all(self, queries: np.ndarray) -> np.ndarray:
-        """Full rankings [q, n] (int32), best first, ties broken by gallery order."""
+    def rank_all(self, queries: np.ndarray, depth: int = RANK_DEPTH) -> np.ndarray:
+        """Full rankings [q, n] (int32), best first, ties broken by gallery order: exact to the
+        end, whatever ``depth``."""
         s = self.scores(queries)
         key = -s if self.metric == "cosine" else s
         return np.argsort(key, axis=1, kind="stable").astype(np.int32)

@@ -45,6 +45,16 @@ SUPERGLOBAL_M = SizeRule(c=50.2, exponent=0.25, low=50, high=200)
 SUPERGLOBAL_K = 9                                                 # the paper's K, the only one swept with M
 KRECIPROCAL_HEAD = 1000    # images re-ranked by k-reciprocal: bounds the Jaccard part of a query's cost
 
+# The bound every per-gallery preparation must keep on this machine (2 shared cores), whatever the
+# gallery's size: a re-ranker whose preparation would exceed it falls back to one that fits
+# (``core.rerank.defaults.fitting``), and the CLI and the app say which and why.
+PREPARE_BOUND_SECONDS = 600.0
+PREPARE_BOUND_BYTES = 2_000_000_000
+# k-reciprocal's preparation grows linearly with the gallery (a bounded V row per image, k-NN lists
+# through the gallery's index): measured by benchmarks/bench_rerank_scale.py
+# (artifacts/bench/rerank_scale.json), the largest gallery within both bounds.
+KRECIPROCAL_MAX_IMAGES = 100_000
+
 
 def qe_n(n_images: int) -> int:
     """alpha-QE / average QE alone."""

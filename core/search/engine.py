@@ -21,7 +21,7 @@ from core.cache.galleries import Gallery
 from core.config import EmbeddingConfig
 from core.embed.embedder import Embedder
 from core.images import Box, ImageSource, load_image
-from core.index import Index, Result, SearchSettings, open_index, results_of
+from core.index import RANK_DEPTH, Index, Result, SearchSettings, open_index, results_of
 from core.rerank import PreparedStore, RegionQuery, Reranker, create_reranker
 from core.search.retriever import Ranked, Retriever, StageTimes
 
@@ -32,8 +32,9 @@ class Results:
     query's cosine similarity (or, for a plain Euclidean search, distance) with each image; after
     re-ranking they stay the cosine, in the re-ranked order, and the method's own scores are in
     ``evidence`` (image id → method score and best window in original pixels, or None).
-    ``ranking`` and ``plain`` are the full re-ranked and plain rankings (gallery rows), on which
-    a query's figures (AP, missed positives) are computed exactly as a run computes them."""
+    ``ranking`` and ``plain`` are the re-ranked and plain rankings (gallery rows): full when the
+    search asked for them (``depth`` None), on which a query's figures (AP, missed positives) are
+    computed exactly as a run computes them; otherwise possibly only their heads."""
 
     items: list[Result]
     query_vector: np.ndarray
@@ -44,10 +45,11 @@ class Results:
     evidence: dict[str, tuple[float, Box | None]] = field(default_factory=dict)
 
     def plain_rank(self, rows: Sequence[int]) -> dict[int, int]:
-        """Gallery row → its 1-based rank in the plain ranking (before re-ranking), for ``rows``."""
-        position = np.empty(len(self.plain), np.int64)
-        position[self.plain] = np.arange(1, len(self.plain) + 1)
-        return {int(r): int(position[r]) for r in rows}
+        """Gallery row → its 1-based rank in the plain ranking (before re-ranking), for those of
+        ``rows`` it holds (all of them when it is full; a head-only re-ranker never moves an
+        image from beyond the head)."""
+        found = {int(r): np.flatnonzero(self.plain == r) for r in rows}
+        return {r: int(where[0]) + 1 for r, where in found.items() if len(where)}
 
 
 class SearchEngine:
@@ -82,10 +84,13 @@ class SearchEngine:
         return w.apply(vec) if w is not None else vec
 
     def search(self, source: ImageSource, box: Box | Sequence[float] | None = None, k: int = 10,
-               settings: SearchSettings | None = None, reranker: Reranker | None = None) -> Results:
+               settings: SearchSettings | None = None, reranker: Reranker | None = None,
+               depth: int | None = RANK_DEPTH) -> Results:
         """Embed the query (cropped by ``box`` in original pixels), rank it through the index
         and ``reranker`` (None or "none": the plain ranking) and return the top ``k``. The query
-        image is decoded once for every stage that reads it."""
+        image is decoded once for every stage that reads it. ``depth``: how much of the rankings
+        to build (``Retriever.rank``; at least k); None for full rankings (a query with ground
+        truth, scored over the whole gallery)."""
         settings = settings or SearchSettings()
         box = box if box is None or isinstance(box, Box) else Box.of(box)
         reranker = reranker or create_reranker("none")
@@ -94,7 +99,8 @@ class SearchEngine:
         start = time.perf_counter()
         vec = self.embed(source, box)
         embed_ms = (time.perf_counter() - start) * 1000
-        ranked = self.retriever(settings, reranker).rank(vec, [RegionQuery(source, box)])
+        depth = None if depth is None else max(depth, k)
+        ranked = self.retriever(settings, reranker).rank(vec, [RegionQuery(source, box)], depth=depth)
         return self._results(ranked, vec, k, settings.metric, embed_ms)
 
     def _results(self, ranked: Ranked, vec: np.ndarray, k: int, metric: str, embed_ms: float) -> Results:

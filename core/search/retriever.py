@@ -69,12 +69,16 @@ class Retriever:
         return RerankContext(self.embeddings, self.gallery, self.embedder, progress, log or (lambda _: None), self.index)
 
     def rank(self, queries: np.ndarray, regions: Sequence[RegionQuery], progress: bool = False,
-             log: Callable[[str], None] | None = None) -> Ranked:
-        """Plain and re-ranked full rankings of ``queries`` [q, d] (one ``RegionQuery`` each: the
-        image and box the region-aware re-rankers read)."""
+             log: Callable[[str], None] | None = None, depth: int | None = None) -> Ranked:
+        """Plain and re-ranked rankings of ``queries`` [q, d] (one ``RegionQuery`` each: the
+        image and box the region-aware re-rankers read). ``depth`` None: full rankings [q, n],
+        what scoring a whole gallery needs; an int: only the index's top ``depth`` [q, m] when the
+        re-ranker reads no more than a head (none, k-reciprocal, SuperGlobal), so that a search
+        showing its top k never builds [n] arrays (at 1M the tail alone costs tens of ms)."""
         queries = np.atleast_2d(queries).astype(np.float32)
         start = time.perf_counter()
-        plain = self.index.rank_all(queries)
+        head = depth is not None and (self.reranker.name == "none" or self.reranker.head_only)
+        plain = self.index.rank_head(queries, depth) if head else self.index.rank_all(queries)
         search_ms = (time.perf_counter() - start) * 1000 / max(len(queries), 1)
         if self.reranker.name == "none":
             return Ranked(plain, plain, self.reranker, [{} for _ in regions], StageTimes(search_ms=search_ms))
