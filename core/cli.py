@@ -313,6 +313,8 @@ def cmd_search(a: argparse.Namespace) -> int:
           f"{len(engine.embeddings.ids)} in {engine.gallery.name} (embed {results.embed_ms:.0f} ms, "
           f"search {results.search_ms:.1f} ms)")
     score_name = "cosine" if a.metric == "cosine" or results.rerank_label else "distance"
+    if results.rerank_note:
+        print(f"note: {results.rerank_note}")
     if results.rerank_label:
         print(f"re-ranked by {results.rerank_label} in {results.rerank_ms:.0f} ms"
               + (f" (after preparing the gallery once: {results.prepare_seconds:.1f} s)" if results.prepare_seconds > 0.05 else ""))

@@ -340,6 +340,8 @@ def timing_line(shown: Shown) -> str:
         text += f" · re-ranked by {shown.rerank} in {t.rerank_ms:.0f} ms"
         if t.prepare_seconds >= 0.001:
             text += f" (the gallery was prepared first, once: {t.prepare_seconds:.1f} s, not counted)"
+    if r.rerank_note:
+        text += f"  \n{escape_markdown(r.rerank_note)}"
     return text
 
 

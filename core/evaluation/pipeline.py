@@ -236,7 +236,10 @@ def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig, setting
     index = open_index(emb, settings)
     open_seconds = time.perf_counter() - start
     regions = [RegionQuery(_query_path(rq, q.gt, gallery, emb.ids), rq.query.box) for rq in q.resolution.queries]
-    ranked = Retriever(emb, index, gallery, embedder, rerank).rank(q.vectors, regions, options.progress, options.log)
+    retriever = Retriever(emb, index, gallery, embedder, rerank)
+    if retriever.note:
+        options.log(f"note: {retriever.note}")
+    ranked = retriever.rank(q.vectors, regions, options.progress, options.log)
     per_query, report, scores = score_run(q.gt, q.resolution, ranked.ranking, emb.ids, options.ks)
     summary = _summary(gallery, q, emb, settings, per_query, report, ranked, index_run(index, emb, q, ranked, open_seconds))
     if options.write:

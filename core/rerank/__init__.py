@@ -36,7 +36,7 @@ from core.rerank.base import (
                               register,
                               reranker_parameters,
 )
-from core.rerank.defaults import DEFAULT_RERANK
+from core.rerank.defaults import DEFAULT_RERANK, FALLBACK_RERANK, Fitted, fitting
 
-__all__ = ["DEFAULT_RERANK", "RERANKERS", "Evidence", "PreparedStore", "RegionQuery", "RerankContext", "RerankOutput", "Reranker",
+__all__ = ["DEFAULT_RERANK", "FALLBACK_RERANK", "Fitted", "fitting", "RERANKERS", "Evidence", "PreparedStore", "RegionQuery", "RerankContext", "RerankOutput", "Reranker",
            "apply_reranker", "create_reranker", "list_rerankers", "rank_by_scores", "register", "reranker_parameters"]

@@ -91,6 +91,7 @@ class Reranker:
     needs_image: ClassVar[bool] = False      # region methods read the query image and box
     helps: ClassVar[str] = ""               # when the method is worth its cost, for CLI help and the app
     head_only: ClassVar[bool] = False       # reads only the head of the plain ranking: any index can give it
+    max_images: ClassVar[int | None] = None  # largest gallery its preparation fits the bound of rules.py (None: any)
 
     def params(self) -> dict[str, Any]:
         """The method and its parameters: what a run records under "rerank"."""

@@ -182,6 +182,7 @@ class KReciprocal(Reranker):
     kr_lambda: float = 0.3
     top_n: int = 0
     head_only: ClassVar[bool] = True
+    max_images: ClassVar[int | None] = rules.KRECIPROCAL_MAX_IMAGES
     helps: ClassVar[str] = "the gallery's k-NN graph is built once; a query needs only its top list"
 
     def for_gallery(self, n_images: int) -> KReciprocal:

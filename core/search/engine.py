@@ -43,6 +43,7 @@ class Results:
     times: StageTimes
     rerank_label: str = ""
     evidence: dict[str, tuple[float, Box | None]] = field(default_factory=dict)
+    rerank_note: str = ""           # why the re-ranking is not the one asked for (too large a gallery)
 
     def plain_rank(self, rows: Sequence[int]) -> dict[int, int]:
         """Gallery row → its 1-based rank in the plain ranking (before re-ranking), for those of
@@ -113,4 +114,5 @@ class SearchEngine:
         evidence = {ids[i]: v for i, v in ranked.evidence[0].items()}
         times = StageTimes(embed_ms, ranked.times.search_ms, ranked.times.rerank_ms, ranked.times.prepare_seconds)
         label = ranked.reranker.label() if ranked.reranked else ""
-        return Results(results_of(order, scores, ids), vec, ranked.ranking[0], ranked.plain[0], times, label, evidence)
+        return Results(results_of(order, scores, ids), vec, ranked.ranking[0], ranked.plain[0], times, label, evidence,
+                       ranked.note)

@@ -17,7 +17,16 @@ from core.cache.descriptors import Embeddings
 from core.cache.galleries import Gallery
 from core.embed.embedder import Embedder
 from core.index import Index
-from core.rerank import Evidence, PreparedStore, RegionQuery, RerankContext, Reranker, apply_reranker, create_reranker
+from core.rerank import (
+    Evidence,
+    PreparedStore,
+    RegionQuery,
+    RerankContext,
+    Reranker,
+    apply_reranker,
+    create_reranker,
+    fitting,
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,7 @@ class Ranked:
     reranker: Reranker
     evidence: list[Evidence] = field(default_factory=list)
     times: StageTimes = field(default_factory=StageTimes)
+    note: str = ""                  # why the re-ranker is not the one asked for (``defaults.fitting``)
 
     @property
     def reranked(self) -> bool:
@@ -62,7 +72,8 @@ class Retriever:
     def __init__(self, embeddings: Embeddings, index: Index, gallery: Gallery, embedder: Embedder,
                  reranker: Reranker | None = None, prepared: PreparedStore | None = None) -> None:
         self.embeddings, self.index, self.gallery, self.embedder = embeddings, index, gallery, embedder
-        self.reranker = (reranker or create_reranker("none")).for_gallery(len(embeddings.ids))
+        fitted = fitting(reranker or create_reranker("none"), len(embeddings.ids))
+        self.reranker, self.note = fitted.reranker.for_gallery(len(embeddings.ids)), fitted.note
         self.prepared = prepared if prepared is not None else PreparedStore()
 
     def context(self, progress: bool = False, log: Callable[[str], None] | None = None) -> RerankContext:
@@ -81,7 +92,7 @@ class Retriever:
         plain = self.index.rank_head(queries, depth) if head else self.index.rank_all(queries)
         search_ms = (time.perf_counter() - start) * 1000 / max(len(queries), 1)
         if self.reranker.name == "none":
-            return Ranked(plain, plain, self.reranker, [{} for _ in regions], StageTimes(search_ms=search_ms))
+            return Ranked(plain, plain, self.reranker, [{} for _ in regions], StageTimes(search_ms=search_ms), self.note)
         out = apply_reranker(self.reranker, plain, queries, regions, self.context(progress, log), self.prepared)
         times = StageTimes(search_ms=search_ms, rerank_ms=out.extra_ms_per_query, prepare_seconds=out.offline_seconds)
-        return Ranked(plain, out.ranking, self.reranker, out.evidence, times)
+        return Ranked(plain, out.ranking, self.reranker, out.evidence, times, self.note)
