@@ -7,6 +7,12 @@ above that the default is the fastest backend at recall@10 ≥ 0.95, HNSW (hnswl
 measured. Exact search costs n × dim multiply-adds per query, so the crossover is a product:
 ``EXACT_UP_TO_MACS``. The benchmark applies ``default_at_size`` to its rows at every size it
 measures and writes the result (``default_by_size`` in ``artifacts/bench/search.json``).
+
+HNSW keeps every vector and its links in the process's memory (hnswlib cannot memory-map its
+file): about 4·dim + 8·M + 12 bytes an item, 5.3 kB at 1280-d. Past ``INDEX_MEMORY_BYTES`` the
+default is the compressed index (IVF-PQ, ``core.index.ivfpq``: 72 bytes an item in memory, its
+candidates re-scored from the memory-mapped vectors), the fastest at recall@10 ≥ 0.95 among what
+fits, on the front of ``benchmarks/bench_scale_index.py`` (``artifacts/bench/scale_index.json``).
 """
 from __future__ import annotations
 
@@ -21,6 +27,17 @@ EXACT_BUDGET_MS = 1.0
 # HNSW answered in 0.05-0.10 ms at k = 100 and 0.02-0.03 ms at k = 10 from 1,000 to 10,000 images.
 # 5,000 x 1280 multiply-adds is the largest product measured within the 1 ms budget.
 EXACT_UP_TO_MACS = 5_000 * 1280
+# The index's share of a search process's memory: the app's server stays below 2 GB resident, of
+# which the interpreter, PyTorch and the network take about 1 GB before any index
+# (rss_before_mb 998 in artifacts/bench/scale_index.json).
+INDEX_MEMORY_BYTES = 1_000_000_000
+HNSW_M = 16
+
+
+def hnsw_bytes(n_items: int, dim: int, m: int = HNSW_M) -> int:
+    """hnswlib's memory for ``n_items`` of ``dim``: the float32 vector, 2·M level-0 links of 4
+    bytes, a link count and an 8-byte label per item (upper levels add about 1/M of that)."""
+    return n_items * (4 * dim + 8 * m + 12)
 
 
 @dataclass(frozen=True)
@@ -48,8 +65,11 @@ def default_at_size(points: Iterable[Measured], budget_ms: float = EXACT_BUDGET_
 
 
 def default_method(n_items: int, dim: int) -> str:
-    """The search method "auto" stands for at a gallery of ``n_items`` descriptors of ``dim``."""
-    return "exact" if n_items * dim <= EXACT_UP_TO_MACS else "hnsw"
+    """The search method "auto" stands for at a gallery of ``n_items`` descriptors of ``dim``:
+    exact while a query is within budget, HNSW while it fits the index's memory, IVF-PQ above."""
+    if n_items * dim <= EXACT_UP_TO_MACS:
+        return "exact"
+    return "hnsw" if hnsw_bytes(n_items, dim) <= INDEX_MEMORY_BYTES else "ivfpq"
 
 
 def resolve_method(method: str, n_items: int, dim: int) -> str:
@@ -59,5 +79,8 @@ def resolve_method(method: str, n_items: int, dim: int) -> str:
 
 def auto_description() -> str:
     """What "auto" means, for help texts."""
+    largest = INDEX_MEMORY_BYTES // hnsw_bytes(1, 1280)
     return (f"exact search while a query costs at most {EXACT_UP_TO_MACS // 1280:,} x 1280 multiply-adds "
-            f"(about {EXACT_BUDGET_MS:g} ms), HNSW above: the fastest at recall@10 >= {RECALL_TARGET}")
+            f"(about {EXACT_BUDGET_MS:g} ms), HNSW above: the fastest at recall@10 >= {RECALL_TARGET}, while it "
+            f"fits {INDEX_MEMORY_BYTES / 1e9:g} GB ({largest:,} x 1280), IVF-PQ beyond (compressed, re-scored "
+            f"from the stored vectors)")

@@ -52,21 +52,26 @@ def default_lists(n_items: int) -> int:
     return max(1, min(MAX_LISTS, round(math.sqrt(n_items)), n_items // 39))
 
 
+def default_sub_quantisers(dim: int) -> int:
+    """The largest divisor of ``dim`` up to 64: 64 one-byte codes for 1280, 512 or 2048 dimensions."""
+    return max(m for m in range(1, min(64, dim) + 1) if dim % m == 0)
+
+
 @dataclass(frozen=True)
 class IvfPqParams(IndexParams):
     """Parameters of an IVF-PQ index; ``nlist`` 0: ``default_lists`` of the gallery size;
-    ``nprobe`` None: chosen at build time by measured recall. ``pq_m`` must divide the dimension
-    (64 divides 1280, 512, 2048)."""
+    ``pq_m`` (one-byte codes per vector; must divide the dimension) 0: ``default_sub_quantisers``;
+    ``nprobe`` None: chosen at build time by measured recall."""
 
     effort = "nprobe"
     nlist: int = 0
-    pq_m: int = 64
+    pq_m: int = 0
     rescore: int = 256
     nprobe: int | None = None
 
     def __post_init__(self) -> None:
-        if self.nlist < 0 or self.pq_m < 1 or self.rescore < 1:
-            raise ValueError("IVF-PQ needs nlist >= 0 (0: by gallery size), pq_m >= 1 and rescore >= 1")
+        if self.nlist < 0 or self.pq_m < 0 or self.rescore < 1:
+            raise ValueError("IVF-PQ needs nlist >= 0 (0: by gallery size), pq_m >= 0 (0: by dimension) and rescore >= 1")
 
 
 def _metric(metric: str) -> int:
@@ -84,13 +89,14 @@ def _trained(vectors: np.ndarray, metric: str, params: IvfPqParams, seed: int) -
     import faiss
 
     n, dim = vectors.shape
-    if dim % params.pq_m:
-        raise ValueError(f"IVF-PQ pq_m {params.pq_m} does not divide the dimension {dim}; choose a divisor (--pq-m)")
+    pq_m = params.pq_m or default_sub_quantisers(dim)
+    if dim % pq_m:
+        raise ValueError(f"IVF-PQ pq_m {pq_m} does not divide the dimension {dim}; choose a divisor (--pq-m)")
     rng = np.random.default_rng(seed)
     sample = _rows(vectors, rng.choice(n, size=min(n, TRAIN_SAMPLE), replace=False))
     nbits = max(1, min(8, int(math.log2(max(2, len(sample) // 39)))))  # 39 training points a code, as faiss asks
     nlist = min(params.nlist or default_lists(n), len(sample))
-    index = faiss.index_factory(dim, f"IVF{nlist},PQ{params.pq_m}x{nbits}", _metric(metric))
+    index = faiss.index_factory(dim, f"IVF{nlist},PQ{pq_m}x{nbits}", _metric(metric))
     index.cp.seed = index.pq.cp.seed = seed
     index.do_polysemous_training = False        # Hamming pre-filtering we never use: 20x the training time
     index.train(sample)

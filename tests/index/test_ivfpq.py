@@ -8,7 +8,7 @@ import pytest
 from core.cache.descriptors import Embeddings
 from core.config import EmbeddingConfig
 from core.index import ExactIndex, IndexMismatch, SearchSettings, ivfpq, open_index, param_flags, recall_at
-from core.index.ivfpq import IvfPqIndex, IvfPqParams, default_lists
+from core.index.ivfpq import IvfPqIndex, IvfPqParams, default_lists, default_sub_quantisers
 from core.index.stored import RECALL_TARGET
 
 CFG = EmbeddingConfig(pooling="gem", scales=(1.0,))
@@ -89,9 +89,20 @@ def test_ivfpq_parameters_and_lists():
     assert flags["--nprobe"].effort and not flags["--nlist"].effort and flags["--pq-m"].kind is int
     assert default_lists(4_000_000) == ivfpq.MAX_LISTS and default_lists(10_000) == 100 and default_lists(20) == 1
     with pytest.raises(ValueError, match="pq_m"):
-        IvfPqParams(pq_m=0)
+        IvfPqParams(pq_m=-1)
+    assert default_sub_quantisers(1280) == 64 and default_sub_quantisers(500) == 50 and default_sub_quantisers(7) == 7
 
 
 def test_ivfpq_refuses_a_pq_m_that_does_not_divide_the_dimension(tmp_path, vectors):
     with pytest.raises(ValueError, match="does not divide the dimension 32"):
         IvfPqIndex.build(gallery(vectors, tmp_path), "cosine", IvfPqParams(pq_m=12))
+
+
+def test_auto_is_exact_then_hnsw_then_the_compressed_index_when_hnsw_outgrows_memory():
+    from core.index.choice import EXACT_UP_TO_MACS, INDEX_MEMORY_BYTES, default_method, hnsw_bytes
+
+    largest_hnsw = INDEX_MEMORY_BYTES // hnsw_bytes(1, 1280)
+    assert default_method(EXACT_UP_TO_MACS // 1280, 1280) == "exact"
+    assert default_method(largest_hnsw, 1280) == "hnsw"
+    assert default_method(largest_hnsw + 1, 1280) == "ivfpq"
+    assert default_method(1_000_000, 1280) == "ivfpq" and default_method(1_000_000, 128) == "hnsw"
