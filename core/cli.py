@@ -541,7 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
     dsp.add_argument("--per-class", type=int, required=True, help="images of each class in the first folder")
     dsp.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
     dsp.add_argument("--names", nargs=2, default=["gallery", "queries"], metavar=("NAME1", "NAME2"),
-                     help="folder names (default gallery queries)")
+                     help="two different plain folder names under OUT (default gallery queries)")
 
     add_train_parser(sub)
     for sp in (e, v, i, s):
