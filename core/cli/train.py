@@ -74,12 +74,12 @@ def run(a: argparse.Namespace) -> int:
         augmentation=Augmentation(), val_fraction=a.val_split, patience=a.patience, seed=a.seed)
     result = train(a.root, a.name, settings, progress=not a.quiet, restart=a.restart)
     card, t = result.card, result.card.timing
-    best = next((h for h in card.history if h["epoch"] == t["best_epoch"]), card.history[-1])
+    best = next((h for h in card.history if h["epoch"] == t.best_epoch), card.history[-1])
     val = f", validation loss {best['val_loss']:.4f}, accuracy {best['val_acc']:.3f}" if best["val_loss"] is not None else ""
-    print(f"\n{card.name}: {card.backbone} ({card.data['trainable_stages']} of {card.data['stages']} stages and a "
-          f"{card.head.dim}-d head trained, {settings.loss}) on {card.data['n_train']} images of "
-          f"{len(card.classes)} classes; best epoch {t['best_epoch']} of {t['epochs_run']}{val}")
-    print(f"  trunk features {t['feature_cache_seconds']:.0f} s, epochs {t['epoch_seconds']:.0f} s")
+    print(f"\n{card.name}: {card.backbone} ({card.data.trainable_stages} of {card.data.stages} stages and a "
+          f"{card.head.dim}-d head trained, {settings.loss}) on {card.data.n_train} images of "
+          f"{len(card.classes)} classes; best epoch {t.best_epoch} of {t.epochs_run}{val}")
+    print(f"  trunk features {t.feature_cache_seconds:.0f} s, epochs {t.epoch_seconds:.0f} s")
     print(f"  use it in any command with: --weights {result.model_path}")
-    print(f"  e.g. python -m core evaluate --dataset classes --root {card.data['root']} --weights {result.model_path}")
+    print(f"  e.g. python -m core evaluate --dataset classes --root {card.data.root} --weights {result.model_path}")
     return 0
