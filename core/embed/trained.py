@@ -59,9 +59,11 @@ class TrainingTiming:
     feature_cache_seconds: float = 0.0
     epoch_seconds: float = 0.0
     this_call_seconds: float = 0.0
-    best_epoch: int = 0
+
+    best_epoch: int = 0               # 1-based, as in ``history``
     epochs_run: int = 0
     stopped_early: bool = False
+
     threads: int = 0
     epoch_threads: int = 0
     load_average: list[float] = field(default_factory=list)
