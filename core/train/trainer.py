@@ -38,7 +38,7 @@ from core.cache.galleries import check_name
 from core.config import DEFAULT_CONFIG
 from core.embed.backbones import Backbone, create_backbone
 from core.embed.heads import EmbeddingHead, HeadConfig
-from core.embed.trained import MODEL_FILE, ModelCard
+from core.embed.trained import MODEL_FILE, ModelCard, TrainingData, TrainingTiming
 from core.files import exclusive_lock
 from core.paths import models_dir
 from core.train.checkpoint import (
@@ -405,15 +405,14 @@ def _card(p: _Prepared, fit: _Fit, s: TrainSettings, name: str, history: list[di
     return ModelCard(
         name=name, backbone=s.backbone, base_weights=s.weights, layer="head", classes=data.classes, sha256="",
         head=fit.model.head.config, training=s.to_dict(),
-        data={"root": str(data.root), "fingerprint": p.fingerprint, "n_images": len(data.ids),
-              "n_train": len(p.train_pos), "n_val": len(p.val_pos), "class_counts": data.counts(),
-              "stages": p.split.n_stages, "view_side": p.side, "trainable_stages": p.split.n_trainable},
+        data=TrainingData(str(data.root), p.fingerprint, len(data.ids), len(p.train_pos), len(p.val_pos),
+                          data.counts(), p.split.n_stages, p.side, p.split.n_trainable),
         history=tuple(history),
-        timing={"feature_cache_seconds": p.train_cache.seconds + (p.val_cache.seconds if p.val_cache else 0.0),
-                "epoch_seconds": sum(h["seconds"] for h in history),
-                "this_call_seconds": time.perf_counter() - p.started, "best_epoch": best.epoch,
-                "epochs_run": len(history), "stopped_early": len(history) < s.epochs, "threads": fit.threads,
-                "epoch_threads": fit.epoch_threads, "load_average": list(os.getloadavg())})
+        timing=TrainingTiming(
+            feature_cache_seconds=p.train_cache.seconds + (p.val_cache.seconds if p.val_cache else 0.0),
+            epoch_seconds=sum(h["seconds"] for h in history), this_call_seconds=time.perf_counter() - p.started,
+            best_epoch=best.epoch, epochs_run=len(history), stopped_early=len(history) < s.epochs,
+            threads=fit.threads, epoch_threads=fit.epoch_threads, load_average=list(os.getloadavg())))
 
 
 def _epoch_batches(s: TrainSettings, labels: np.ndarray, epoch: int,
