@@ -316,6 +316,7 @@ def _build(p: _Prepared, s: TrainSettings, state: TrainState | None) -> _Fit:
     groups = [{"params": p.split.trainable_parameters(), "lr": s.backbone_lr},
               {"params": list(head.parameters()) + list(model.loss.parameters()), "lr": s.lr}]
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=s.weight_decay)
+    base_lrs = [g["lr"] for g in optimizer.param_groups]      # before a state brings its last scheduled rates
     if state is not None:
         model.load_state_dict(state.model)
         optimizer.load_state_dict(state.optimizer)
@@ -323,7 +324,7 @@ def _build(p: _Prepared, s: TrainSettings, state: TrainState | None) -> _Fit:
     # a projection of pooled vectors is too small to share between threads: one thread ran its
     # steps 10x faster than two on this 2-core machine under load (README, "Training")
     threads = torch.get_num_threads()
-    return _Fit(model, optimizer, [g["lr"] for g in optimizer.param_groups], train_y,
+    return _Fit(model, optimizer, base_lrs, train_y,
                 torch.tensor([p.data.labels[i] for i in p.val_pos]), len(_epoch_batches(s, train_y.numpy(), 0)),
                 threads, 1 if model.pooled else threads)
 

@@ -74,3 +74,15 @@ def test_folders_beyond_the_longest_path_are_skipped_with_a_reason(deep_root):
     assert list(scan.files) == ["top.jpg"]
     (reason,) = scan.skipped.values()
     assert "cannot be listed" in reason and "too long" in reason.lower(), scan.skipped
+
+
+def test_index_embeds_the_photos_of_a_folder_nested_1100_deep(deep_root, artifacts, capsys):
+    from core.cli import main
+
+    photo = paris_images(1)[0]
+    shutil.copy(photo, deep_root / "top.jpg")
+    shutil.copy(photo, nest(deep_root, LEVELS) / "deep.jpg")
+    assert main(["index", "--folder", str(deep_root), "--name", "deep", "--max-size", "64", "--scales", "1.0",
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "deep: 2 added" in out and "2 images embedded" in out, out
