@@ -68,8 +68,9 @@ def add_embedding_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-size", type=int, default=d.max_size, help=f"longer image side in pixels (default {d.max_size})")
     g.add_argument("--precision", default=d.precision, choices=PRECISIONS,
                    help="network arithmetic (default float32). int8: OpenVINO post-training quantisation, calibrated "
-                        "on --calibration or on the gallery's own images; float16: half precision on a CUDA GPU. "
-                        "Both are used only when their measured fidelity to float32 passes (python -m core quantize)")
+                        "on --calibration or on the gallery's own images; float16: half precision on a CUDA GPU; "
+                        "bf16: bfloat16 on a CPU (or GPU) with bfloat16 units. Each is used only when its measured "
+                        "fidelity to float32 passes (python -m core quantize)")
     g.add_argument("--calibration", default=None, metavar="FOLDER",
                    help="int8: calibrate on a few hundred images of FOLDER (default: the gallery's existing int8 "
                         "calibration, else its own images)")
@@ -321,7 +322,7 @@ def cmd_quantize(a: argparse.Namespace) -> int:
     from core.evaluation.fidelity import ensure_precision
 
     if a.precision == "float32":
-        raise ValueError("choose the precision to check: --precision int8 or float16")
+        raise ValueError("choose the precision to check: --precision int8, float16 or bf16")
     if a.precision == "int8" and not (a.name or a.calibration):
         raise ValueError("int8 calibrates on real photos: give --name GALLERY (its images) or --calibration FOLDER")
     cfg, calibration = config_from_args(a), None
@@ -491,9 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_search_args(s)
     add_rerank_args(s)
 
-    q = sub.add_parser("quantize", help="make an int8 network (or check float16) and measure its fidelity to float32",
+    q = sub.add_parser("quantize", help="make an int8 network (or check float16 or bf16) and measure its fidelity to float32",
                        description="int8: OpenVINO post-training quantisation (NNCF) calibrated on --calibration FOLDER "
-                                   "or on the images of gallery --name; then, like float16, embeds the labelled "
+                                   "or on the images of gallery --name; then, like float16 and bf16, embeds the labelled "
                                    "validation set at float32 and at the reduced precision and writes the report: "
                                    "used only when every descriptor stays within cosine 0.99 (float16: 0.999) and "
                                    "mAP within 0.5 points of float32.")

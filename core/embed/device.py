@@ -34,12 +34,31 @@ def resolve_device(requested: str, has_cuda: bool) -> str:
 
 def check_precision_on_device(precision: str, device: str) -> None:
     """int8 runs through OpenVINO on the CPU and float16 on a CUDA GPU only: this CPU family has no
-    float16 units (OpenVINO would silently run bfloat16, measured at cosine 0.998 to float32)."""
+    float16 units (OpenVINO would silently run bfloat16, measured at cosine 0.998 to float32).
+    bf16 needs bfloat16 units: on the CPU, as OpenVINO reports them (``BF16`` among the CPU's
+    ``OPTIMIZATION_CAPABILITIES``: AVX-512 BF16 or AMX), on a GPU as PyTorch does; without them it
+    would be emulated, slower than float32, so it is refused with the reason."""
     if precision == "int8" and device != "cpu":
         raise ValueError("int8 inference runs through OpenVINO on the CPU; use --device cpu, or "
                          "--precision float16 on the GPU")
     if precision == "float16" and device == "cpu":
         raise ValueError("float16 inference needs a CUDA GPU (--device cuda); on a CPU use float32 or int8")
+    if precision == "bf16" and not has_bfloat16_units(device):
+        where = ("this CPU: OpenVINO lists no BF16 among its optimisation capabilities (AVX-512 BF16 or AMX)"
+                 if device == "cpu" else f"GPU {device}: torch.cuda.is_bf16_supported() is False")
+        raise ValueError(f"bf16 inference needs bfloat16 units, and {where}; use --precision float32 or int8")
+
+
+def has_bfloat16_units(device: str) -> bool:
+    """Whether ``device`` computes in bfloat16 natively (CPU: as OpenVINO reports; GPU: PyTorch)."""
+    if device == "cpu":
+        from core.embed.openvino import cpu_capabilities
+
+        return "BF16" in cpu_capabilities()
+    import torch
+
+    with torch.cuda.device(torch.device(device)):
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
 
 
 def device_name(device: str) -> str:

@@ -7,8 +7,9 @@ later processes only read and compile it (under a second). Every IR is written w
 of its ``.xml`` and ``.bin`` (``<name>.sha256.json``) and checked against it when read
 (``read_ir``): a damaged, truncated or unverified IR is removed with a one-line warning and made
 again, never used. Inference runs in float32
-(``INFERENCE_PRECISION_HINT``): OpenVINO's default on CPUs with bfloat16 units moves the feature
-maps too far (cosine 0.996 instead of ≥ 0.99999 to PyTorch).
+(``INFERENCE_PRECISION_HINT``) unless bf16 is asked for: OpenVINO's default on CPUs with bfloat16
+units moves the feature maps (cosine 0.996 instead of ≥ 0.99999 to PyTorch), so bfloat16 is a
+precision of its own (``--precision bf16``), behind the fidelity gate like int8.
 
 ``OpenVinoBackbone.request()`` gives one inference request per calling thread, so that several
 threads can each run a batch on one core while Python decodes the next images.
@@ -34,6 +35,16 @@ EXAMPLE_SHAPE = (1, 3, 384, 512)
 
 def openvino_available() -> bool:
     return importlib.util.find_spec("openvino") is not None
+
+
+def cpu_capabilities() -> tuple[str, ...]:
+    """OpenVINO's ``OPTIMIZATION_CAPABILITIES`` of the CPU (``BF16`` when it has bfloat16 units);
+    empty without OpenVINO."""
+    if not openvino_available():
+        return ()
+    import openvino as ov
+
+    return tuple(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
 
 
 def model_cache_dir() -> Path:
@@ -150,10 +161,11 @@ class OpenVinoBackbone:
     ``model`` is the PyTorch backbone (converted through the IR cache), any module from RGB in
     [0, 1] to a feature map (``name`` then names its IR: training's frozen trunk), or an OpenVINO
     model already made, such as the int8 one of ``core.embed.quantize``; ``threads`` is the number
-    of cores of one inference (1 when several threads share the work). Layers left in floating
-    point run in float32."""
+    of cores of one inference (1 when several threads share the work); ``precision`` "bf16" runs
+    the network in bfloat16, any other in float32 (the layers an int8 model left in floating
+    point included)."""
 
-    def __init__(self, model, threads: int, name: str | None = None) -> None:
+    def __init__(self, model, threads: int, name: str | None = None, precision: str = "float32") -> None:
         import openvino as ov
 
         self.threads = threads
@@ -161,7 +173,7 @@ class OpenVinoBackbone:
             model = convert(model, name)
         self._compiled = ov.Core().compile_model(model, "CPU", {
             "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": "f32"})
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"})
         self._local = threading.local()
 
     def request(self):
