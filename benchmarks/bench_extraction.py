@@ -16,8 +16,9 @@ Prints and writes (``artifacts/bench/extraction.json``), with the load average b
    and the whole pipeline (``Embedder.iter_files``), for float32, bf16 (where the CPU has
    bfloat16 units) and int8 (``--int8``), with GFLOP/s (FLOPs counted by PyTorch's
    ``FlopCounterMode`` on each image's real input shapes) and the share of the bound; and the
-   two ways to run a single input (latency: one request on every core; streams: one single-core
-   request per core in parallel threads). Every row is measured ``--rounds`` times, the order
+   ways to run one input after another at scale 1: one request on every core (latency mode: what
+   a single query gets), one request on one core, and one single-core request per core in
+   parallel threads (streams: what a gallery gets). Every row is measured ``--rounds`` times, the order
    reversed each round so that a drift of the shared machine's load weighs on all rows alike,
    and the mean is kept;
 4. the fidelity of every reduced precision to float32 on these images: minimum and mean cosine
@@ -228,6 +229,7 @@ def throughput_rows(a: argparse.Namespace, paths: list[str]) -> tuple[dict[str, 
             timed(lambda s=streams, i=inputs: run_streams(s, i, embedder.threads)))
         one_scale = count_gflop(embedder, single)
         for mode, model, k in (("latency: 1 request x all threads", latency, 1),
+                               ("1 request x 1 thread", streams, 1),
                                (f"{embedder.threads} streams x 1 thread", streams, embedder.threads)):
             rows[f"network alone, {precision}, scale 1, {mode}"] = (
                 Row(f"network alone, {precision}, scale 1, {mode}", n, one_scale),
