@@ -42,8 +42,9 @@ import torch
 from common import BENCH_CONFIG, DEFAULT_PARIS, load_average, matmul_gflops, paris_paths, write_result
 
 from core.config import EmbeddingConfig
+from core.embed.device import cpu_capabilities
 from core.embed.embedder import Embedder, default_threads, torch_threads
-from core.embed.openvino import OpenVinoBackbone, cpu_capabilities
+from core.embed.openvino import OpenVinoBackbone
 from core.embed.whitening import learn_pca_whitening
 from core.files import write_npz
 from core.images import load_image, to_tensor

@@ -6,6 +6,8 @@ float32 on a GPU (TF32 switched off) gives the CPU's descriptors, so caches are 
 """
 from __future__ import annotations
 
+import importlib.util
+
 DEVICES = ("auto", "cpu", "cuda")
 GPU_BATCH = 32        # images of one shape per GPU batch: enough to fill a GPU at longer side 512
 GPU_WORKERS = 4       # decoding threads that keep a GPU fed (one thread cannot decode 100+ img/s)
@@ -49,11 +51,19 @@ def check_precision_on_device(precision: str, device: str) -> None:
         raise ValueError(f"bf16 inference needs bfloat16 units, and {where}; use --precision float32 or int8")
 
 
+def cpu_capabilities() -> tuple[str, ...]:
+    """OpenVINO's ``OPTIMIZATION_CAPABILITIES`` of the CPU (``BF16`` when it has bfloat16 units);
+    empty without OpenVINO."""
+    if importlib.util.find_spec("openvino") is None:
+        return ()
+    import openvino as ov
+
+    return tuple(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
 def has_bfloat16_units(device: str) -> bool:
     """Whether ``device`` computes in bfloat16 natively (CPU: as OpenVINO reports; GPU: PyTorch)."""
     if device == "cpu":
-        from core.embed.openvino import cpu_capabilities
-
         return "BF16" in cpu_capabilities()
     import torch
 

@@ -37,16 +37,6 @@ def openvino_available() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
-def cpu_capabilities() -> tuple[str, ...]:
-    """OpenVINO's ``OPTIMIZATION_CAPABILITIES`` of the CPU (``BF16`` when it has bfloat16 units);
-    empty without OpenVINO."""
-    if not openvino_available():
-        return ()
-    import openvino as ov
-
-    return tuple(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
-
-
 def model_cache_dir() -> Path:
     return Path(os.environ.get("CBIR_MODEL_CACHE", Path.home() / ".cache" / "cbir" / "openvino"))
 

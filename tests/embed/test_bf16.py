@@ -11,7 +11,7 @@ import torch
 from core.config import DEFAULT_CONFIG, PLAIN_GEM, EmbeddingConfig
 from core.embed import device as device_module
 from core.embed import openvino as openvino_module
-from core.embed.device import check_precision_on_device
+from core.embed.device import check_precision_on_device, cpu_capabilities
 from core.embed.precision import FidelityReport, PrecisionRefused, require_passed
 
 
@@ -42,17 +42,17 @@ def test_bf16_is_gated_like_int8(tmp_path):
 
 
 def test_bf16_is_refused_with_the_reason_without_bfloat16_units(monkeypatch):
-    monkeypatch.setattr(openvino_module, "cpu_capabilities", lambda: ("FP32", "INT8"))
+    monkeypatch.setattr(device_module, "cpu_capabilities", lambda: ("FP32", "INT8"))
     with pytest.raises(ValueError, match="bf16 inference needs bfloat16 units.*no BF16"):
         check_precision_on_device("bf16", "cpu")
-    monkeypatch.setattr(openvino_module, "cpu_capabilities", lambda: ("BF16", "FP32", "INT8"))
+    monkeypatch.setattr(device_module, "cpu_capabilities", lambda: ("BF16", "FP32", "INT8"))
     check_precision_on_device("bf16", "cpu")
     assert device_module.has_bfloat16_units("cpu")
 
 
 def test_openvino_runs_bf16_near_float32_on_a_cpu_with_bfloat16_units(tmp_path, monkeypatch):
     pytest.importorskip("openvino")
-    if "BF16" not in openvino_module.cpu_capabilities():
+    if "BF16" not in cpu_capabilities():
         pytest.skip("this CPU has no bfloat16 units")
     monkeypatch.setenv("CBIR_MODEL_CACHE", str(tmp_path))
     torch.manual_seed(0)
