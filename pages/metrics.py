@@ -64,7 +64,7 @@ def runs_tab(df: pd.DataFrame) -> None:
     backbones = c[1].multiselect("Backbone", sorted(df["backbone"].dropna().unique()), key="f_backbone")
     reranks = c[2].multiselect("Re-ranking", sorted(df["rerank"].dropna().unique()), key="f_rerank",
                                help="core/rerank/ method of the run (none: the plain global descriptor)")
-    text = c[3].text_input("Contains", key="f_text", placeholder="e.g. gem, white, annoy")
+    text = c[3].text_input("Contains", key="f_text", placeholder="e.g. gem, white")
     view = df.assign(name=df["run_id"].map(run_names(df)))
     if datasets:
         view = view[view["dataset"].isin(datasets)]

@@ -31,6 +31,7 @@ import pandas as pd
 from core.evaluation.summary import RunSummary
 from core.files import atomic_path, write_json, write_npy, write_text
 from core.fs import printable
+from core.index.registry import packages as index_packages
 from core.paths import runs_dir
 
 IDS_JSON, IDS_TEXT = "images.json", "images.txt"
@@ -39,12 +40,13 @@ IDS_JSON, IDS_TEXT = "images.json", "images.txt"
 class RunError(ValueError):
     """A run folder whose files do not agree with each other."""
 
-PACKAGES = ("torch", "torchvision", "timm", "numpy", "annoy", "pillow", "streamlit")
+PACKAGES = ("torch", "torchvision", "timm", "numpy", "pillow", "streamlit")
 
 
 def package_versions() -> dict[str, str]:
+    """Versions of the packages a run depends on: the pipeline's and every index backend's."""
     out = {}
-    for name in PACKAGES:
+    for name in (*PACKAGES, *index_packages()):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -67,7 +69,7 @@ def new_run_id(dataset: str, label: str, gallery: str = "") -> str:
     return f"{stamp}-{slug[:90]}-{secrets.token_hex(3)}"
 
 
-def _claim(root: Path, run_id: str) -> Path:
+def claim_folder(root: Path, run_id: str) -> Path:
     """Create the run folder atomically; a clash (an id already taken) gets a numbered suffix,
     so a folder is never shared or reused."""
     root.mkdir(parents=True, exist_ok=True)
@@ -121,7 +123,7 @@ def write_run(run_id: str, summary: RunSummary | dict, per_query: pd.DataFrame, 
     ranking = np.asarray(ranking, dtype=np.int32)
     if ranking.ndim != 2 or ranking.shape[1] != len(ids):
         raise RunError(f"a ranking of shape {ranking.shape} does not rank {len(ids)} gallery images")
-    directory = _claim(root or runs_dir(), run_id)
+    directory = claim_folder(root or runs_dir(), run_id)
     write_json(directory / IDS_JSON, list(ids))
     write_text(directory / IDS_TEXT, "".join(printable(i) + "\n" for i in ids))
     write_npy(directory / "ranking.npy", ranking)
