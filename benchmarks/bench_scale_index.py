@@ -103,8 +103,9 @@ def worker(work: Path, n: int, method: str) -> dict:
     data = np.load(vectors_file(work, n), mmap_mode="r")
     gallery, queries = data[:n], np.ascontiguousarray(data[n:])
     truth = np.load(vectors_file(work, n).with_suffix(".truth.npy"))
-    directory = work / f"index-{n}"
-    directory.mkdir(exist_ok=True)
+    directory = work / f"index-{n}-{method}"
+    shutil.rmtree(directory, ignore_errors=True)               # always a build, never a load of an earlier one
+    directory.mkdir()
     emb = Embeddings("scale", EmbeddingConfig(), [f"{i:07d}" for i in range(n)], gallery, directory)
     settings = settings_from(method, "cosine", {"milvus_uri": str(directory / "milvus.db")})
     rss0 = MemoryPeak.status("VmRSS")          # the interpreter, NumPy and the project's imports
