@@ -58,7 +58,7 @@ def make_vectors(work: Path, n: int) -> None:
         return
     base = paris_descriptors()
     out = np.lib.format.open_memmap(path.with_suffix(".tmp.npy"), "w+", np.float32, (n + N_QUERIES, DIM))
-    derived_vectors(base, n + N_QUERIES, DIM, seed=n, out=out)
+    derived_vectors(base, n + N_QUERIES, DIM, seed=n, chunk=20_000, out=out)    # 20k rows: ~0.5 GB of temporaries
     out.flush()
     del out
     os.replace(path.with_suffix(".tmp.npy"), path)

@@ -29,7 +29,7 @@ TRAIN_SAMPLE = 50_000       # vectors the quantisers are trained on (faiss asks 
 # pq_m x 256 floats a row (64 kB at pq_m 64): adding 10,000 x 1280 at once raised the peak resident
 # memory by 580 MB, in chunks of 2,000 by 42 MB (measured with VmHWM).
 ADD_CHUNK = 2_000
-MAX_LISTS = 1024            # k-means cells; 1024 at 1M: about 1000 items a cell
+MAX_LISTS = 256             # k-means cells (see default_lists)
 # faiss's OpenMP threads spin while they wait for each other: on 2 cores shared with other work (load
 # average 17-19) training IVF71,PQ16 on 5,000 x 64 took 3.0 s with one thread against 22-30 s with two
 # (0.86 against 5.8-7.5 s of CPU). Every call of this module runs on one thread.
@@ -47,9 +47,11 @@ def _faiss_threads() -> Iterator[None]:
 
 
 def default_lists(n_items: int) -> int:
-    """The number of cells for ``n_items``: √n (faiss's rule of thumb is 4–16·√n; fewer cells
-    train faster on 2 cores and keep a cell's codes few enough to scan), at most MAX_LISTS and at
-    most n / 39 (enough training points per cell)."""
+    """The number of cells for ``n_items``: √n, at most MAX_LISTS and at most n / 39 (enough
+    training points per cell). faiss's rule of thumb is 4–16·√n; on 2 shared cores the build is
+    what limits: assigning every vector costs n · nlist · dim multiply-adds (2.6 TFLOP at 1M x 1280
+    with 1,000 cells, 0.65 with 256), while scanning a few more codes per cell with the re-scored
+    candidates keeps a query within milliseconds."""
     return max(1, min(MAX_LISTS, round(math.sqrt(n_items)), n_items // 39))
 
 
@@ -99,6 +101,7 @@ def _trained(vectors: np.ndarray, metric: str, params: IvfPqParams, seed: int) -
     nlist = min(params.nlist or default_lists(n), len(sample))
     index = faiss.index_factory(dim, f"IVF{nlist},PQ{pq_m}x{nbits}", _metric(metric))
     index.cp.seed = index.pq.cp.seed = seed
+    index.pq.cp.niter = 10                      # as the coarse k-means: candidates are re-scored exactly anyway
     index.do_polysemous_training = False        # Hamming pre-filtering we never use: 20x the training time
     index.train(sample)
     return index

@@ -87,7 +87,7 @@ def test_ivfpq_refuses_foreign_and_rebuilds_stale(tmp_path, vectors):
 def test_ivfpq_parameters_and_lists():
     flags = {p.flag: p for p in param_flags()}
     assert flags["--nprobe"].effort and not flags["--nlist"].effort and flags["--pq-m"].kind is int
-    assert default_lists(4_000_000) == ivfpq.MAX_LISTS and default_lists(10_000) == 100 and default_lists(20) == 1
+    assert default_lists(1_000_000) == ivfpq.MAX_LISTS and default_lists(10_000) == 100 and default_lists(20) == 1 and default_lists(100_000) == 256
     with pytest.raises(ValueError, match="pq_m"):
         IvfPqParams(pq_m=-1)
     assert default_sub_quantisers(1280) == 64 and default_sub_quantisers(500) == 50 and default_sub_quantisers(7) == 7
