@@ -50,10 +50,13 @@ KRECIPROCAL_HEAD = 1000    # images re-ranked by k-reciprocal: bounds the Jaccar
 # (``core.rerank.defaults.fitting``), and the CLI and the app say which and why.
 PREPARE_BOUND_SECONDS = 600.0
 PREPARE_BOUND_BYTES = 2_000_000_000
-# k-reciprocal's preparation grows linearly with the gallery (a bounded V row per image, k-NN lists
-# through the gallery's index): measured by benchmarks/bench_rerank_scale.py
-# (artifacts/bench/rerank_scale.json), the largest gallery within both bounds.
-KRECIPROCAL_MAX_IMAGES = 100_000
+# k-reciprocal's preparation grows linearly with the gallery (k1 is capped at 80, so a V row has a
+# bounded number of non-zeros; the k-NN lists come through the gallery's index). Measured by
+# benchmarks/bench_rerank_scale.py (artifacts/bench/rerank_scale.json) on derived 1280-d vectors
+# with HNSW neighbour lists, 2 cores at load average 17-24: 307 s at 10,000 images (30.7 ms an
+# image), 473 s at 20,000 (23.6 ms), 4.3-4.5 kB an image once built. Time binds first:
+# 600 s / 23.6 ms = 25,400 images (memory would allow 468,000); at 1M it would take about 6.5 hours.
+KRECIPROCAL_MAX_IMAGES = 25_000
 
 
 def qe_n(n_images: int) -> int:
