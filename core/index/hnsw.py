@@ -23,6 +23,10 @@ SPACE = {"cosine": "ip", "euclidean": "l2"}
 # one lock, so that concurrent searches (app sessions) each get the effort they asked for.
 # Queries take well under a millisecond, so serialising them costs nothing an app would notice.
 _QUERY_LOCK = threading.Lock()
+# Rows added at a time: hnswlib converts the array it is given to one float32 copy, which at 100k x
+# 1280 added at once raised the build's peak memory to 1.18 GB for a 0.53 GB graph
+# (benchmarks/bench_scale_index.py).
+ADD_CHUNK = 10_000
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,9 @@ class HnswIndex(StoredIndex):
         n, dim = vectors.shape
         index = hnswlib.Index(space=SPACE[metric], dim=dim)
         index.init_index(max_elements=max(n, 1), M=params.m, ef_construction=params.ef_construction, random_seed=seed)
-        index.add_items(vectors, np.arange(n), num_threads=-1)
+        for start in range(0, n, ADD_CHUNK):      # hnswlib copies its input: one chunk, not the whole store
+            rows = np.ascontiguousarray(vectors[start:start + ADD_CHUNK], dtype=np.float32)
+            index.add_items(rows, np.arange(start, start + len(rows)), num_threads=-1)
         return index
 
     @classmethod
