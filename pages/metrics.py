@@ -9,12 +9,18 @@ of the per-query chart or a row of a table opens that query in the Failures tab.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import altair as alt
 import pandas as pd
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from core import (
     LABEL_COLOURS,
+    Query,
+    QueryFailure,
     Run,
     analyse_ranking,
     ap_comparison,
@@ -25,11 +31,13 @@ from core import (
     escape_markdown,
     failure_cases,
     failure_frame,
+    failure_reason,
     gallery_root,
     image_id_of,
     list_galleries,
     model_table,
     pr_curves,
+    printable,
     rank_moves,
     ranking_of,
     run_names,
@@ -190,19 +198,33 @@ def pr_tab(df: pd.DataFrame) -> None:
 
 # ------------------------------------------------------------------ failures
 
-def thumbs(root, entries: list[tuple[str, str, str]], key: str) -> None:
-    """A grid of framed thumbnails (image id, label, caption)."""
+@st.dialog("Image", width="large")
+def view_image(path: Path, caption: str) -> None:
+    st.image(str(path), caption=caption, width="stretch")
+
+
+def thumbs(root: Path, entries: list[tuple[str, str, str]], key: str, link: dict[str, str] | None = None) -> None:
+    """A grid of framed thumbnails (image id, label, caption), each with its name; with ``link``
+    (the search page's parameters of the run's gallery), buttons to view it and to search with it."""
     grid = st.grid("auto", min_column_width=THUMB, gap="xsmall", key=key)
-    for image_id, label, caption in entries:
+    for n, (image_id, label, caption) in enumerate(entries):
         with grid.cell():
             path = root / image_id
             if path.exists():
                 st.image(thumb_uri(path, label), width="stretch")
             st.caption(caption)
+            st.text(printable(image_id))
+            if link is not None and path.exists():
+                with st.container(horizontal=True, gap="small"):
+                    if st.button("View", key=f"{key}-view-{n}", type="tertiary", icon=":material/open_in_full:"):
+                        view_image(path, f"{caption} · {escape_markdown(image_id)}")
+                    st.page_link("pages/search.py", label="Search", icon=":material/image_search:",
+                                 query_params={**link, "image": image_id}, help="Search with this image")
 
 
-def failures_tab(df: pd.DataFrame) -> None:
-    names = run_names(df)
+def pick_failure(df: pd.DataFrame, names: dict[str, str]) -> tuple[Run, Query, DeltaGenerator] | None:
+    """The run and query chosen (the newest run and its worst query first) and the column left for
+    k; None, with a warning, when the run's ground truth is gone."""
     ids_all = df["run_id"].tolist()
     if st.session_state.get("fail_run") not in ids_all:
         st.session_state["fail_run"] = ids_all[0]
@@ -214,60 +236,99 @@ def failures_tab(df: pd.DataFrame) -> None:
     if gt is None:
         st.warning("The ground truth of this run cannot be found any more (its gallery record and the `gt` folder "
                    "beside its images are gone), so its failures cannot be explained.")
-        return
+        return None
     pq = r.per_query.sort_values("ap", kind="stable")
-    queries = pq["query"].tolist()
-    if st.session_state.get("fail_query") not in queries:
-        st.session_state["fail_query"] = queries[0]
+    if st.session_state.get("fail_query") not in pq["query"].tolist():
+        st.session_state["fail_query"] = pq["query"].iloc[0]
     by_ap = dict(zip(pq["query"], pq["ap"]))
-    query = c[1].selectbox("Query (worst first)", queries, key="fail_query",
+    query = c[1].selectbox("Query (worst first)", list(by_ap), key="fail_query",
                            format_func=lambda q: f"{q} · AP {by_ap[q]:.3f}")
-    k = c[2].number_input("Found within k", 1, 100, 10, key="fail_k")
     q = {q.name: q for q in gt.queries}.get(query)
     if q is None:
         st.warning(f"{escape_markdown(query)} is not a query of this run's ground truth any more.")
+    return (r, q, c[2]) if q else None
+
+
+def found_within(failure: QueryFailure, n_images: int, col: DeltaGenerator) -> QueryFailure:
+    """The "found within k" control, reset to the number of relevant images for each new query."""
+    shown_for = (failure.query, n_images, failure.k)
+    if st.session_state.get("fail_k_for") != shown_for:
+        st.session_state.update(fail_k_for=shown_for, fail_k=max(1, failure.k))
+    k = col.number_input("Found within k", 1, max(1, n_images), key="fail_k",
+                         help="Starts at the number of relevant images: a perfect ranking finds them all.")
+    return replace(failure, k=int(k))
+
+
+def failures_tab(df: pd.DataFrame) -> None:
+    names = run_names(df)
+    picked = pick_failure(df, names)
+    if picked is None:
         return
+    r, q, k_column = picked
     try:
         ids, root = r.ids, gallery_root(r)
-        failure = analyse_ranking(q, ranking_of(r, query), ids, int(k))
+        failure = analyse_ranking(q, ranking_of(r, q.name), ids)
     except (ValueError, OSError) as exc:                  # a run whose files disagree, an unusable ground truth
         st.error(escape_markdown(str(exc)))
         return
-    row = pq.set_index("query").loc[query]
-
-    head = st.columns([1, 4])
-    image_id = image_id_of(q.image, ids)
-    if image_id and (root / image_id).exists():
-        head[0].image(thumb_uri(root / image_id, None, tuple(q.box.as_list()) if q.box else None),
-                      caption="query region" if q.box else "query image", width="stretch")
-    with head[1]:
-        st.markdown(f"**{escape_markdown(query)}** · AP {row['ap']:.3f} · {len(failure.found)} of {len(failure.positives)} relevant "
-                    f"images in the top {k} · {len(failure.missed)} missed · {failure.n_intruders} negatives ranked "
-                    "above the first missed one")
-        if r.summary.gallery in list_galleries() and r.summary.embedding_key:
-            st.page_link("pages/search.py", label="Open in search", icon=":material/image_search:",
-                         query_params=search_link(r, query))
-        rank_chart(failure, len(ids))
-    st.markdown(f"**Missed relevant images** ({len(failure.missed)}), with their rank")
-    thumbs(root, [(p.image_id, p.label, f"#{p.rank} · {p.negatives_above} negatives above") for p in failure.missed[:40]],
-           "fail_missed")
+    failure = found_within(failure, len(ids), k_column)
+    link = image_link(r)
+    failure_head(r, q, failure, root, link is not None)
+    st.markdown(f"**Negatives ranked above the last relevant image** ({failure.n_intruders}"
+                + (f"; the first {len(failure.intruders)}" if failure.n_intruders > len(failure.intruders) else "")
+                + "), with their rank")
+    thumbs(root, [(p.image_id, p.label, f"#{p.rank}") for p in failure.intruders], "fail_intruders", link)
+    st.markdown(f"**Missed relevant images** ({len(failure.missed)}: not in the top {failure.k}), with their rank")
+    thumbs(root, [(p.image_id, p.label, f"#{p.rank} · {p.negatives_above} negatives above")
+                  for p in failure.missed[:40]], "fail_missed", link)
     if len(failure.missed) > 40:
         st.caption(f"… and {len(failure.missed) - 40} more (all in the export).")
-    st.markdown(f"**Negatives ranked above them** ({failure.n_intruders}; the first {len(failure.intruders)})")
-    thumbs(root, [(p.image_id, p.label, f"#{p.rank}") for p in failure.intruders], "fail_intruders")
     compare_runs(df, r, q, names)
-    frame = failure_frame(failure)
-    about = {"run_id": run_id, "run": names[run_id], "query": query, "ap": float(row["ap"]), "k": int(k),
-             "box": q.box.as_list() if q.box else None}
-    e = st.columns(2)
-    e[0].download_button("Failure case as CSV", frame.to_csv(index=False), f"failure-{query}.csv".replace("/", "_"),
-                         "text/csv", on_click="ignore", icon=":material/download:", key="fail_csv")
-    e[1].download_button("Failure case as JSON", to_json(frame, about), f"failure-{query}.json".replace("/", "_"),
-                         "application/json", on_click="ignore", icon=":material/download:", key="fail_json")
+    failure_export(r, failure, names[r.run_id])
     with st.expander("Top results of the worst queries"):
         worst_overview(r, root)
     st.caption("Ranks are positions in the run's full ranking (junk included). Frames: " + ", ".join(
         f"<span style='color:{c}'>■</span> {lab}" for lab, c in LABEL_COLOURS.items()), unsafe_allow_html=True)
+
+
+def failure_head(r: Run, q: Query, failure: QueryFailure, root: Path, searchable: bool) -> None:
+    """The query's region, its scores in the run, the one-line reason and where its relevant images landed."""
+    head = st.columns([1, 4])
+    image_id = image_id_of(q.image, r.ids)
+    if image_id and (root / image_id).exists():
+        head[0].image(thumb_uri(root / image_id, None, tuple(q.box.as_list()) if q.box else None),
+                      caption="query region" if q.box else "query image", width="stretch")
+    ap = float(r.per_query.set_index("query").loc[q.name, "ap"])
+    with head[1]:
+        st.markdown(f"**{escape_markdown(q.name)}** · AP {ap:.3f} · {len(failure.found)} of {len(failure.positives)} "
+                    f"relevant images in the top {failure.k} · {len(failure.missed)} missed")
+        st.markdown(f"**Why:** {escape_markdown(failure_reason(failure))}")
+        if searchable:
+            st.page_link("pages/search.py", label="Open in search", icon=":material/image_search:",
+                         query_params=search_link(r, q.name))
+        rank_chart(failure, len(r.ids))
+
+
+def failure_export(r: Run, failure: QueryFailure, name: str) -> None:
+    frame = failure_frame(failure)
+    ap = float(r.per_query.set_index("query").loc[failure.query, "ap"])
+    about = {"run_id": r.run_id, "run": name, "query": failure.query, "ap": ap, "k": failure.k}
+    stem = f"failure-{failure.query}".replace("/", "_")
+    e = st.columns(2)
+    e[0].download_button("Failure case as CSV", frame.to_csv(index=False), f"{stem}.csv", "text/csv",
+                         on_click="ignore", icon=":material/download:", key="fail_csv")
+    e[1].download_button("Failure case as JSON", to_json(frame, about), f"{stem}.json", "application/json",
+                         on_click="ignore", icon=":material/download:", key="fail_json")
+
+
+def image_link(r: Run) -> dict[str, str] | None:
+    """The search page's parameters for an image of the run's gallery searched as the run searched
+    (None when the gallery or its embedding is not there any more)."""
+    if r.summary.gallery not in list_galleries() or not r.summary.embedding_key:
+        return None
+    link = search_link(r, "")
+    del link["query"]
+    return link
 
 
 def search_link(r: Run, query: str) -> dict[str, str]:

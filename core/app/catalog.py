@@ -149,9 +149,19 @@ def ap_comparison(runs: Sequence[Run]) -> pd.DataFrame:
     return long.sort_values(["order", "run"]).reset_index(drop=True)
 
 
+def hit_points(precision: Sequence[float], recall: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """The points of a stored PR curve (one per rank of the full list) where a relevant image
+    was found: the measured curve. The ranks after the last relevant image only lower precision
+    at recall 1; drawn, they would make a perfect query's curve fall to the gallery's base rate."""
+    p, r = np.asarray(precision, float), np.asarray(recall, float)
+    hit = np.diff(r, prepend=0.0) > 0
+    return p[hit], r[hit]
+
+
 def pr_curves(runs: Sequence[Run], query: str | None = None) -> pd.DataFrame:
-    """PR curves (run, curve, recall, precision) of one query, measured and 11-point
-    interpolated; with ``query`` None, the mean interpolated curve over each run's queries."""
+    """PR curves (run, curve, recall, precision) of one query, measured (at each relevant image
+    found) and 11-point interpolated; with ``query`` None, the mean interpolated curve over each
+    run's queries."""
     frames = []
     for run in runs:
         pr = run.pr
@@ -161,8 +171,9 @@ def pr_curves(runs: Sequence[Run], query: str | None = None) -> pd.DataFrame:
                                         "recall": RECALL_LEVELS_11, "precision": mean}))
         elif query in pr:
             c = pr[query]
+            precision, recall = hit_points(c["precision"], c["recall"])
             frames.append(pd.DataFrame({"run": run.run_id, "curve": "measured",
-                                        "recall": [0.0, *c["recall"]], "precision": [1.0, *c["precision"]]}))
+                                        "recall": [0.0, *recall], "precision": [1.0, *precision]}))
             frames.append(pd.DataFrame({"run": run.run_id, "curve": "interpolated (11-pt)", "recall": RECALL_LEVELS_11,
                                         "precision": interpolated_precision(c["precision"], c["recall"])}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run", "curve", "recall", "precision"])

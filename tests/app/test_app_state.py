@@ -77,8 +77,9 @@ def test_score_kinds_say_distance_for_euclidean_and_name_the_reranker():
 def test_failure_export_lists_found_missed_and_negatives_by_rank():
     frame = failure_frame(analyse_ranking(QUERY, [1, 0, 3, 4, 2, 6, 5], IDS, k=3))
     assert frame[["role", "image", "rank"]].values.tolist() == [
-        ["negative above a missed positive", "b.jpg", 1], ["found", "a.jpg", 2],
-        ["negative above a missed positive", "e.jpg", 4], ["missed", "c.jpg", 5], ["missed", "f.jpg", 7]]
+        ["negative above a relevant image", "b.jpg", 1], ["found", "a.jpg", 2],
+        ["negative above a relevant image", "e.jpg", 4], ["missed", "c.jpg", 5],
+        ["negative above a relevant image", "g.jpg", 6], ["missed", "f.jpg", 7]]
 
 
 # ------------------------------------------------------------------ run names and chart groups

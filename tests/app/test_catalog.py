@@ -15,6 +15,7 @@ from core.app.catalog import (
     bench_reports,
     chart_columns,
     gallery_ground_truth,
+    hit_points,
     interpolated_precision,
     pr_curves,
     queries_in_gallery,
@@ -85,8 +86,18 @@ def test_runs_table_and_ap_comparison(tmp_path):
     assert single["query"].tolist() == ["q0", "q2", "q1"]          # by AP, best first
     curves = pr_curves([a, b], "q1")
     assert set(curves["curve"]) == {"measured", "interpolated (11-pt)"} and set(curves["run"]) == {"r1", "r2"}
+    measured = curves[(curves["curve"] == "measured") & (curves["run"] == "r1")]
+    assert measured["recall"].tolist() == [0.0, 0.5] and measured["precision"].tolist() == [1.0, 1.0]
     mean = pr_curves([a])
     assert len(mean) == 11 and mean["precision"].iloc[0] == pytest.approx(1.0) and mean["precision"].iloc[-1] == 0
+
+
+def test_a_perfect_querys_measured_curve_stays_at_precision_1():
+    # 2 relevant images first, then 3 negatives: the stored curve goes on to precision 0.4 at recall 1
+    precision, recall = hit_points([1.0, 1.0, 2 / 3, 0.5, 0.4], [0.5, 1.0, 1.0, 1.0, 1.0])
+    assert precision.tolist() == [1.0, 1.0] and recall.tolist() == [0.5, 1.0]
+    precision, recall = hit_points([0.0, 0.5, 1 / 3, 0.5], [0.0, 0.5, 0.5, 1.0])     # miss, hit, miss, hit
+    assert precision.tolist() == [0.5, 0.5] and recall.tolist() == [0.5, 1.0]
 
 
 def test_bench_reports_read_any_json_shape(tmp_path):

@@ -342,24 +342,28 @@ def test_metrics_page_tabs(paris):
     shown_run = load_run(at.selectbox(key="fail_run").value)
     assert at.selectbox(key="fail_query").value == shown_run.per_query.sort_values("ap")["query"].iloc[0]  # the worst
     at.selectbox(key="fail_run").set_value(paris[1][0].run_id).run()
-    links = at.get("page_link")
+    links = [link for link in at.get("page_link") if link.proto.label == "Open in search"]
     assert len(links) == 1 and "gallery=paris6k&embedding=" in links[0].proto.query_string
     at = metrics_tab(at, "Performance")
     assert any("No benchmark results yet" in i.value for i in at.info)
 
 
-def expected_missed(run_id: str, query: str, k: int) -> list[tuple[str, int]]:
-    """Relevant images of ``query`` ranked below ``k`` in the stored ranking, computed here from
-    ranking.npy and the ground-truth files, independently of core.app.failures."""
+def expected_failure(run_id: str, query: str) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """(relevant images of ``query``, negatives ranked above its last relevant image), each as
+    (id, rank), computed here from ranking.npy and the ground-truth files, independently of
+    core.app.failures."""
     run = load_run(run_id)
     row = int(run.per_query.index[run.per_query["query"] == query][0])
     q = next(q for q in load_ground_truth("paris6k", PARIS / "gt").queries if q.name == query)
     ids = run.ids
-    return [(ids[i], r + 1) for r, i in enumerate(run.ranking[row]) if r + 1 > k
-            and ids[i].rsplit(".", 1)[0] in q.positives and ids[i].rsplit(".", 1)[0] not in q.junk]
+    ranked = [(ids[i], r + 1, ids[i].rsplit(".", 1)[0]) for r, i in enumerate(run.ranking[row])]
+    relevant = [(i, r) for i, r, stem in ranked if stem in q.positives and stem not in q.junk]
+    last = relevant[-1][1]
+    negatives = [(i, r) for i, r, stem in ranked[:last] if stem not in q.positives and stem not in q.junk]
+    return relevant, negatives
 
 
-def test_failure_view_shows_each_missed_positive_with_its_rank(paris):
+def test_failure_view_opens_at_k_relevant_and_lists_the_negatives_above_the_last_one(paris):
     run_id = paris[1][0].run_id
     at = app().run()
     at.switch_page("pages/metrics.py").run()
@@ -367,13 +371,23 @@ def test_failure_view_shows_each_missed_positive_with_its_rank(paris):
     at.selectbox(key="fail_run").set_value(run_id).run()
     at.selectbox(key="fail_query").set_value("louvre_3").run()
     assert not at.exception
-    missed = expected_missed(run_id, "louvre_3", 10)
-    assert missed, "louvre_3 misses relevant images at k = 10 on this gallery"
+    relevant, negatives = expected_failure(run_id, "louvre_3")
+    assert at.number_input(key="fail_k").value == len(relevant) == 39      # louvre_3's relevant images in Paris
+    missed = [rank for _, rank in relevant if rank > 39]
+    assert missed and negatives, "louvre_3 misses relevant images on this gallery"
     shown = [c.value for c in at.caption if re.match(r"#\d+ · \d+ negatives above", c.value)]
-    assert [int(re.match(r"#(\d+)", c)[1]) for c in shown] == [rank for _, rank in missed][:40]
+    assert [int(re.match(r"#(\d+)", c)[1]) for c in shown] == missed[:40]
     head = next(m.value for m in at.markdown if m.value.startswith(r"**louvre\_3**"))
-    assert f"{len(missed)} missed" in head
+    assert f"{len(missed)} missed" in head and "in the top 39" in head
+    why = next(m.value for m in at.markdown if m.value.startswith("**Why:**"))
+    assert f"{len(negatives)} negative" in why and "outrank" in why
+    searches = [link.proto.query_string for link in at.get("page_link") if link.proto.label == "Search"]
+    intruders = [i for i, _ in negatives][:40]
+    assert [re.search(r"image=([^&]+)", q)[1] for q in searches][:len(intruders)] == intruders
     assert {b.proto.label for b in at.get("download_button")} >= {"Failure case as CSV", "Failure case as JSON"}
+    at.number_input(key="fail_k").set_value(10).run()
+    shown = [c.value for c in at.caption if re.match(r"#\d+ · \d+ negatives above", c.value)]
+    assert [int(re.match(r"#(\d+)", c)[1]) for c in shown] == [rank for _, rank in relevant if rank > 10][:40]
     at.selectbox(key="fail_other").set_value(paris[1][1].run_id).run()
     assert any(m.value.startswith("**Images that moved**") for m in at.markdown)
     assert any(re.match(r"#\d+ → #\d+ \((up|down) \d+\)", c.value) for c in at.caption)
