@@ -9,6 +9,7 @@ of the per-query chart or a row of a table opens that query in the Failures tab.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,9 +33,11 @@ from core import (
     failure_cases,
     failure_frame,
     failure_reason,
+    fitted_domain,
     gallery_root,
     image_id_of,
     list_galleries,
+    method_colours,
     model_table,
     pr_curves,
     printable,
@@ -92,26 +95,56 @@ def runs_tab(df: pd.DataFrame) -> None:
                "gallery: figures on partial galleries are not comparable with published full-dataset mAP.")
 
 
+def colour_of(names: dict[str, str]) -> alt.Scale:
+    """Each run's colour, the same in every chart of the page (``method_colours``)."""
+    colours = method_colours(list(names.values()))
+    return alt.Scale(domain=list(colours), range=list(colours.values()))
+
+
 def tradeoff_tab(df: pd.DataFrame) -> None:
     names = run_names(df)
+    colours = colour_of(names)
     for dataset, sub in df.groupby("dataset", sort=True):
         sub = sub.assign(run=sub["run_id"].map(names), variant=variant_labels(sub))
         st.subheader(f"{dataset} · {len(sub)} runs")
-        base = alt.Chart(sub).mark_point(filled=True, size=120, opacity=0.85).encode(
-            y=alt.Y("mAP:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format=".1f", tickCount=5)),
-            color=alt.Color("variant:N", legend=LEGEND, title=None),
-            tooltip=["run", "variant", alt.Tooltip("mAP:Q", format=".3f"), alt.Tooltip("extraction_s:Q", format=".1f"),
-                     alt.Tooltip("query_ms:Q", format=".1f"), "dim", "run_id"])
-        charts = []
-        for field, title in (("extraction_s", "extraction time of the gallery (s)"), ("query_ms", "mean query time (ms)")):
-            top = float(sub[field].max()) if sub[field].notna().any() else 1.0
-            charts.append(base.encode(x=alt.X(f"{field}:Q", title=title, scale=alt.Scale(
-                domain=[0, max(top * 1.1, 1e-3)], nice=True))).properties(
-                title=f"mAP against {title.split(' (')[0]}", width=330, height=260))
-        # side by side with one legend under both: its labels get the page's width, not half of it
-        st.altair_chart(alt.hconcat(*charts, spacing=40).resolve_scale(color="shared"))
-    st.caption("One chart per dataset, one point per run; colour: the options that differ between that dataset's "
-               "runs. Timings come from the machine each run was made on.")
+        grid = st.grid("auto", min_column_width=340, gap="medium", key=f"tradeoff-{dataset}")
+        for n, (field, title) in enumerate((("fresh_query_ms", "query time, fresh embedding (ms)"),
+                                            ("extraction_s", "gallery extraction (s)"))):
+            with grid.cell():
+                st.altair_chart(tradeoff_chart(sub, field, title, colours, legend=n == 0), width="stretch")
+        with grid.cell():
+            st.altair_chart(stage_chart(sub), width="stretch")
+    st.caption("One point per run, one colour per method (embedding · search · re-ranking) in every chart. Query time "
+               "is embed + search + re-rank with the query's descriptor computed, not read from a cache: the mean "
+               "over the queries the run embedded, else the gallery's extraction time per image. Timings come from "
+               "the machine each run was made on.")
+
+
+def tradeoff_chart(sub: pd.DataFrame, field: str, title: str, colours: alt.Scale, legend: bool) -> alt.Chart:
+    """mAP against one cost, the mAP axis fitted to the runs."""
+    top = float(sub[field].max()) if sub[field].notna().any() else 1.0
+    return alt.Chart(sub).mark_point(filled=True, size=120, opacity=0.85).encode(
+        x=alt.X(f"{field}:Q", title=title, scale=alt.Scale(domain=[0, max(top * 1.1, 1e-3)], nice=True)),
+        y=alt.Y("mAP:Q", scale=alt.Scale(domain=list(fitted_domain(sub["mAP"].tolist())), zero=False),
+                axis=alt.Axis(format=".2f")),
+        color=alt.Color("run:N", scale=colours, legend=LEGEND if legend else None),
+        tooltip=["run", "variant", alt.Tooltip("mAP:Q", format=".3f"), alt.Tooltip(f"{field}:Q", format=".1f"),
+                 "embed_measured_on", "dim", "run_id"]).properties(title=f"mAP against {title.split(',')[0].split(' (')[0]}",
+                                                                   height=260)
+
+
+def stage_chart(sub: pd.DataFrame) -> alt.Chart:
+    """Where a query's time goes, per run: embed, search, re-rank (ms)."""
+    stages = sub.melt(id_vars=["run"], value_vars=["embed_ms", "search_ms", "rerank_ms"], var_name="stage",
+                      value_name="ms").dropna(subset=["ms"])
+    stages["stage"] = stages["stage"].map({"embed_ms": "embed", "search_ms": "search", "rerank_ms": "re-rank"})
+    return alt.Chart(stages).mark_bar().encode(
+        y=alt.Y("run:N", title=None, axis=alt.Axis(labelLimit=200)), x=alt.X("ms:Q", title="ms per query", stack=True),
+        color=alt.Color("stage:N", scale=alt.Scale(domain=["embed", "search", "re-rank"],
+                                                   range=["#9ecae9", "#4c78a8", "#1f3b5a"]),
+                        legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=["run", "stage", alt.Tooltip("ms:Q", format=".1f")]).properties(
+        title="Query time by stage (fresh embedding)")
 
 
 def pick_runs(df: pd.DataFrame, key: str, max_runs: int, empty: str) -> list[Run]:
@@ -126,11 +159,15 @@ def pick_runs(df: pd.DataFrame, key: str, max_runs: int, empty: str) -> list[Run
     return [run(artifacts_key(), r) for r in chosen]
 
 
-def per_query_tab(df: pd.DataFrame) -> None:
-    chosen = pick_runs(df, "pq_runs", 2, "Choose one or two runs.")
-    if not chosen:
-        return
-    names = run_names(df)
+def compare_tab(df: pd.DataFrame, key: str, max_runs: int, empty: str,
+                draw: Callable[[list[Run], dict[str, str]], None]) -> None:
+    """A tab that compares chosen runs (per-query AP, PR curves): the runs, then its charts."""
+    chosen = pick_runs(df, key, max_runs, empty)
+    if chosen:
+        draw(chosen, run_names(df))
+
+
+def per_query_charts(chosen: list[Run], names: dict[str, str]) -> None:
     data = ap_comparison(chosen)
     if data.empty:
         st.warning("These runs share no query (are they of the same dataset?).")
@@ -141,7 +178,7 @@ def per_query_tab(df: pd.DataFrame) -> None:
     pick = alt.selection_point(name="pick", fields=["query", "run_id"], on="click")
     bars = alt.Chart(data).mark_bar().encode(
         x=alt.X("query:N", sort=order, axis=QUERY_AXIS), y=alt.Y("ap:Q", title="AP", scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("run:N", legend=LEGEND), xOffset="run:N",
+        color=alt.Color("run:N", scale=colour_of(names), legend=LEGEND), xOffset="run:N",
         opacity=alt.condition(pick, alt.value(1.0), alt.value(0.45)),
         tooltip=["query", "run", alt.Tooltip("ap:Q", format=".3f")]).add_params(pick)
 
@@ -171,11 +208,7 @@ def per_query_tab(df: pd.DataFrame) -> None:
         st.caption(f"Queries where the runs differ by 0.05 AP or more; select a row to inspect it in {names[chosen[0].run_id]}.")
 
 
-def pr_tab(df: pd.DataFrame) -> None:
-    chosen = pick_runs(df, "pr_runs", 4, "Choose runs to compare.")
-    if not chosen:
-        return
-    names = run_names(df)
+def pr_charts(chosen: list[Run], names: dict[str, str]) -> None:
     worst = worst_query(chosen)
     queries = sorted(set().union(*(set(r.per_query["query"]) for r in chosen)))
     if st.session_state.get("pr_query") not in queries and worst:
@@ -184,16 +217,19 @@ def pr_tab(df: pd.DataFrame) -> None:
                          help="Starts at the query with the lowest AP averaged over the chosen runs")
     line = dict(x=alt.X("recall:Q", scale=alt.Scale(domain=[0, 1])),
                 y=alt.Y("precision:Q", scale=alt.Scale(domain=[0, 1])),
-                color=alt.Color("run:N", legend=LEGEND),
+                color=alt.Color("run:N", scale=colour_of(names), legend=LEGEND),
                 tooltip=["run", "curve", alt.Tooltip("recall:Q", format=".2f"), alt.Tooltip("precision:Q", format=".2f")])
     one = pr_curves(chosen, query).assign(run=lambda d: d["run"].map(names))
     mean = pr_curves(chosen).assign(run=lambda d: d["run"].map(names))
     curves = alt.Chart(one).mark_line(interpolate="step-after").encode(
         **line, strokeDash=alt.StrokeDash("curve:N", legend=LEGEND)).properties(
-        title=f"PR curve of {query}" + (" (the worst query)" if query == worst else ""), width=330, height=230)
+        title=f"PR curve of {query}" + (" (the worst query)" if query == worst else ""), height=260)
     means = alt.Chart(mean).mark_line(point=True).encode(**line).properties(
-        title="Mean interpolated PR curve over each run's queries", width=330, height=230)
-    st.altair_chart(alt.hconcat(curves, means, spacing=40).resolve_scale(color="shared"))
+        title="Mean interpolated PR curve over each run's queries", height=260)
+    grid = st.grid("auto", min_column_width=340, gap="medium", key="pr_grid")
+    for chart in (curves, means):
+        with grid.cell():
+            st.altair_chart(chart, width="stretch")
 
 
 # ------------------------------------------------------------------ failures
@@ -419,10 +455,13 @@ def classes_tab(df: pd.DataFrame) -> None:
                                                         for c in table.columns if c not in ("class", "n_queries")})
     base = alt.Chart(confusion).encode(x=alt.X("predicted:N", title="predicted class"),
                                        y=alt.Y("true:N", title="true class"))
-    heat = base.mark_rect().encode(color=alt.Color("share:Q", scale=alt.Scale(scheme="blues"), title="share of row"),
-                                   tooltip=["true", "predicted", "count", alt.Tooltip("share:Q", format=".2f")])
-    labels = base.mark_text(fontSize=11).encode(text="count:Q", color=alt.condition(
-        "datum.share > 0.5", alt.value("white"), alt.value("black")))
+    # empty cells stay white: the colour scale starts at the smallest non-zero share, not at 0
+    heat = base.mark_rect(stroke="#eeeeee").encode(
+        color=alt.condition("datum.count > 0", alt.Color("share:Q", scale=alt.Scale(scheme="blues", zero=False),
+                                                         title="share of row"), alt.value("white")),
+        tooltip=["true", "predicted", "count", alt.Tooltip("share:Q", format=".2f")])
+    labels = base.mark_text(fontSize=11).transform_filter("datum.count > 0").encode(
+        text="count:Q", color=alt.condition("datum.share > 0.5", alt.value("white"), alt.value("black")))
     st.altair_chart((heat + labels).properties(title=f"Confusion matrix of the {s['knn_k']}-NN vote", height=420),
                     width="stretch")
     st.caption("Every image is a query; the other images of its class are relevant, the query itself is ignored. "
@@ -479,6 +518,10 @@ def performance_tab() -> None:
                     width="stretch")
 
 
+COMPARE = {"Per-query AP": ("pq_runs", 2, "Choose one or two runs.", per_query_charts),
+           "PR curves": ("pr_runs", 4, "Choose runs to compare.", pr_charts)}
+
+
 def no_runs() -> None:
     st.info("No evaluation runs yet. Build the demo gallery for a first run of its 10 queries, or evaluate an "
             "embedding on a benchmark (the download comes from the benchmark's official host):\n\n"
@@ -500,9 +543,10 @@ def main() -> None:
                 training_tab(df)
             elif df.empty:
                 no_runs()
+            elif name in COMPARE:
+                compare_tab(df, *COMPARE[name])
             else:
-                {"Runs": runs_tab, "Trade-off": tradeoff_tab, "Per-query AP": per_query_tab,
-                 "PR curves": pr_tab, "Failures": failures_tab, "Classes": classes_tab}[name](df)
+                {"Runs": runs_tab, "Trade-off": tradeoff_tab, "Failures": failures_tab, "Classes": classes_tab}[name](df)
 
 
 through_app()

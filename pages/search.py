@@ -23,6 +23,7 @@ from core import (
     MAX_K,
     MAX_UPLOAD_MB,
     RERANKERS,
+    UPLOAD_NAMES,
     AnnoyParams,
     Box,
     ImageError,
@@ -35,11 +36,12 @@ from core import (
     ViewState,
     auto_description,
     box_from_cropper,
-    check_upload,
     create_reranker,
     cropper_coords,
+    dataset_name,
     decode,
     draw_window,
+    embedding_name,
     escape_markdown,
     filter_ids,
     gallery_entries,
@@ -54,6 +56,8 @@ from core import (
     printable,
     queries_in_gallery,
     query_report,
+    read_upload,
+    rerank_name,
     results_frame,
     score_kind,
     to_json,
@@ -78,6 +82,7 @@ RESULT_WIDTH = 150              # result thumbnails are at least this wide (the 
 BROWSE_PER_PAGE = 24
 GALLERY, UPLOAD, GT = "Gallery image", "Upload", "Ground-truth query"
 LINK, PROBLEMS = "_link", "_link_problems"
+KEEP = "session"                # widgets keep their value when the person visits another page and comes back
 
 
 @dataclass
@@ -124,11 +129,7 @@ class Shown:
     hidden: list[Result] = field(default_factory=list)        # the query's own image, when hidden
     windows: dict[str, Box] = field(default_factory=dict)     # best windows of local re-ranking
     plain_rank: dict[str, int] = field(default_factory=dict)  # rank before re-ranking
-
-    @property
-    def rerank(self) -> str:
-        """Label of the re-ranking method ("" when none)."""
-        return self.results.rerank_label
+    rerank: str = ""                                          # the re-ranking in words ("" when none)
 
 
 # ------------------------------------------------------------------ the link
@@ -235,11 +236,11 @@ def choose_query(ids: list[str], root, gt_queries: list[Query]) -> QueryImage | 
     sources = ([GT] if gt_queries else []) + [GALLERY, UPLOAD]
     if st.session_state.get("source") not in sources:
         st.session_state["source"] = sources[0]
-    source = st.radio("Query from", sources, horizontal=True, key="source")
+    source = st.radio("Query from", sources, horizontal=True, key="source", persist_state=KEEP)
     if source == GT:
         by_name = {q.name: q for q in gt_queries}
         pending("query", "gt_query", list(by_name), "ground-truth query")
-        name = st.selectbox("Ground-truth query", list(by_name), key="gt_query",
+        name = st.selectbox("Ground-truth query", list(by_name), key="gt_query", persist_state=KEEP,
                             format_func=lambda n: f"{n}  ({by_name[n].image})")
         q = by_name[name]
         image_id = image_id_of(q.image, ids)
@@ -248,7 +249,7 @@ def choose_query(ids: list[str], root, gt_queries: list[Query]) -> QueryImage | 
     if source == GALLERY:
         pending("image", "gallery_image", ids, "gallery image")
         c = st.columns([4, 1], vertical_alignment="bottom")
-        image_id = c[0].selectbox("Gallery image", ids, key="gallery_image")
+        image_id = c[0].selectbox("Gallery image", ids, key="gallery_image", persist_state=KEEP)
         if c[1].button("Browse", key="browse", icon=":material/grid_view:", help="Pick from thumbnails"):
             st.session_state["browsing"] = True
         if st.session_state.get("browsing"):       # stays open over reruns until a pick or a dismissal
@@ -257,24 +258,40 @@ def choose_query(ids: list[str], root, gt_queries: list[Query]) -> QueryImage | 
         return QueryImage(f"img-{image_id}", image_id, str(path), image_size(path), None, None, image_id)
     # the server accepts more than the limit (server.maxUploadSize), so that a too large file gets a
     # message that names it, not only the uploader's small error icon
-    upload = st.file_uploader(f"Image (JPEG, PNG, WebP or BMP, at most {MAX_UPLOAD_MB} MB)", key="upload")
+    upload = st.file_uploader(f"Image ({UPLOAD_NAMES}, at most {MAX_UPLOAD_MB} MB)", key="upload")
     if upload is None:
         return None
     try:
-        img = check_upload(upload.name, upload.getvalue(), MAX_UPLOAD_MB)
+        read = read_upload(upload.name, upload.getvalue(), MAX_UPLOAD_MB)
     except ImageError as exc:
         st.error(escape_markdown(str(exc)), icon=":material/broken_image:")
         return None
-    return QueryImage(f"up-{upload.file_id}", upload.name, img, img.size, None)
+    if read.note:
+        st.warning(escape_markdown(read.note), icon=":material/photo_size_select_large:")
+    return QueryImage(f"up-{upload.file_id}", upload.name, read.image, read.image.size, None)
+
+
+def restart_cropper(token: str, box: Box) -> None:
+    """Draw a new cropper for ``token`` starting at ``box`` (a link's box, typed pixels, or the
+    box the person left when visiting another page)."""
+    st.session_state.update(crop_version=st.session_state.get("crop_version", 0) + 1, crop_start=(token, box),
+                            crop_kept=(token, box))
+
+
+def cropper_key(token: str) -> str:
+    return f"crop-{token}-{st.session_state.get('crop_version', 0)}"
 
 
 def crop(query: QueryImage) -> Box:
-    """The cropper over a preview of the query; returns the box in original pixels (the start
-    box itself when the cropper was not moved)."""
+    """The cropper over a preview of the query, a hint and the box in numbers; returns the box in
+    original pixels (the start box itself when the cropper was not moved)."""
     link_box = st.session_state.get(PENDING, {}).pop("box", None)
+    kept = st.session_state.get("crop_kept")
+    start_of = st.session_state.get("crop_start")
     if link_box is not None:
-        st.session_state["crop_version"] = st.session_state.get("crop_version", 0) + 1
-        st.session_state["crop_start"] = (query.token, link_box)
+        restart_cropper(query.token, link_box)
+    elif cropper_key(query.token) not in st.session_state and kept and kept[0] == query.token and kept != start_of:
+        restart_cropper(query.token, kept[1])                 # back from another page: the box as it was left
     start_of = st.session_state.get("crop_start")
     start = start_of[1] if start_of and start_of[0] == query.token else (query.box or Box(0, 0, *query.size))
     full = query.source if isinstance(query.source, Image.Image) else image_of(query.source, max(PREVIEW))
@@ -282,11 +299,41 @@ def crop(query: QueryImage) -> Box:
     scale = query.size[0] / small.width
     rect = st_cropper(small, realtime_update=True, box_color="#ff4b4b", return_type="box",
                       default_coords=cropper_coords(start, scale), should_resize_image=False,
-                      key=f"crop-{query.token}-{st.session_state.get('crop_version', 0)}")
+                      key=cropper_key(query.token))
     box = box_from_cropper(rect, scale, query.size, start)
+    st.session_state["crop_kept"] = (query.token, box)
+    st.caption("Drag inside the box to move it, drag a corner to resize it, or type the box in pixels below.")
+    box_fields(query, box)
     st.caption(f"Query box in original pixels: x1 {box.x1:g}, y1 {box.y1:g}, x2 {box.x2:g}, y2 {box.y2:g} "
                f"({box.x2 - box.x1:g}×{box.y2 - box.y1:g} of {query.size[0]}×{query.size[1]})")
     return box
+
+
+BOX_FIELDS = ("x1", "y1", "x2", "y2")
+
+
+def typed_box(token: str, size: tuple[int, int]) -> None:
+    """A callback: the four fields as the cropper's new box (corners ordered, clipped to the
+    image); a box with no area is refused with a line that says so."""
+    values = [float(st.session_state[f"box_{name}"]) for name in BOX_FIELDS]
+    try:
+        box = Box.of(values).clamp(*size)
+    except ImageError as exc:
+        st.session_state["box_problem"] = f"{exc}: the box was not changed."
+        return
+    restart_cropper(token, box)
+
+
+def box_fields(query: QueryImage, box: Box) -> None:
+    """x1 y1 x2 y2 in original pixels, showing the cropper's box; typing one redraws the cropper."""
+    for name, value in zip(BOX_FIELDS, box.as_list()):
+        st.session_state[f"box_{name}"] = float(value)
+    cells = st.columns(4, gap="xsmall")
+    for cell, name, limit in zip(cells, BOX_FIELDS, (*query.size, *query.size)):
+        cell.number_input(name, 0.0, float(limit), step=1.0, format="%g", key=f"box_{name}",
+                          on_change=typed_box, args=(query.token, query.size))
+    if st.session_state.get("box_problem"):
+        st.warning(st.session_state.pop("box_problem"))
 
 
 def query_region(query_source: str | Image.Image, box: Box | None, max_side: int) -> Image.Image:
@@ -321,7 +368,9 @@ def run_search(eng: SearchEngine, query: QueryImage, box: Box | None, settings: 
                   "and embedding)", state="complete", expanded=False)
     shown = Shown(eng.gallery.name, query.token, query.name, query.source, results, query.gt, settings.k,
                   settings.metric, box, query.image_id,
-                  windows={i: e[1] for i, e in results.evidence.items() if e[1] is not None})
+                  windows={i: e[1] for i, e in results.evidence.items() if e[1] is not None},
+                  rerank=rerank_name(reranker.for_gallery(len(eng.embeddings.ids)).params())
+                  if results.rerank_label else "")
     if results.rerank_label:
         # re-ranking reads the cosine ranking of the chosen index: the rank each result had there
         plain_settings = replace(search, metric="cosine") if search.method == "exact" else search
@@ -451,6 +500,11 @@ def results_panel(eng: SearchEngine, query: QueryImage | None, box: Box | None, 
 def sidebar(entries) -> tuple:
     # galleries that can be searched first: a fresh session, or a link to a vanished gallery, opens one of them
     by_name = {e.gallery.name: e for e in sorted(entries, key=lambda e: not e.indexed)}
+
+    def gallery_name(name: str) -> str:
+        dataset = dataset_name(by_name[name].gallery.dataset or name)
+        return name if dataset == name else f"{name} ({dataset})"
+
     with st.sidebar:
         previous = st.session_state.get("gallery")
         pending("gallery", "gallery", list(by_name), "gallery")
@@ -459,33 +513,35 @@ def sidebar(entries) -> tuple:
                 f"Gallery {previous!r} is not registered any more (deleted on the Galleries page, in another "
                 f"tab or from the command line); showing {next(iter(by_name))!r}.")
             del st.session_state["gallery"]
-        entry = by_name[st.selectbox("Gallery", list(by_name), key="gallery")]
+        entry = by_name[st.selectbox("Gallery", list(by_name), key="gallery", persist_state=KEEP,
+                                     format_func=gallery_name)]
         # the default embedding first, so that a fresh session searches with the measured default
         caches = {c.key: c for c in sorted(entry.indexed, key=lambda c: c.key != DEFAULT_CONFIG.key())}
         cache = None
         if caches:
             pending("embedding", "embedding", list(caches), "embedding")
-            cache = caches[st.selectbox("Embedding", list(caches), key="embedding",
-                                        format_func=lambda key: f"{caches[key].label} · {caches[key].dim}-d")]
-        k = st.slider("Results (k)", 1, MAX_K, 10, key="k")
-        metric = st.radio("Similarity", ["cosine", "euclidean"], horizontal=True, key="metric",
+            cache = caches[st.selectbox("Embedding", list(caches), key="embedding", persist_state=KEEP,
+                                        format_func=lambda key: f"{embedding_name(caches[key].config)} · "
+                                                                f"{caches[key].dim}-d")]
+        k = st.slider("Results (k)", 1, MAX_K, 10, key="k", persist_state=KEEP)
+        metric = st.radio("Similarity", ["cosine", "euclidean"], horizontal=True, key="metric", persist_state=KEEP,
                           help="cosine: similarity, higher is closer; euclidean: distance, lower is closer")
-        method = st.radio("Index", ["auto", "exact", "annoy", "hnsw"], horizontal=True, key="method",
+        method = st.radio("Index", ["auto", "exact", "annoy", "hnsw"], horizontal=True, key="method", persist_state=KEEP,
                           help=f"auto: {auto_description()} (benchmarks/bench_search.py); Annoy and HNSW are built "
                                "on first use")
         search_k = st.number_input("Annoy search_k (0: tuned at build time for recall@10 ≥ 0.95)", 0, 10_000_000,
-                                   0, step=1000, key="search_k") if method == "annoy" else 0
+                                   0, step=1000, key="search_k", persist_state=KEEP) if method == "annoy" else 0
         methods = list_rerankers()
         if st.session_state.get("rerank") not in methods:
             st.session_state["rerank"] = DEFAULT_RERANK
-        rerank = st.selectbox("Re-ranking", methods, key="rerank",
+        rerank = st.selectbox("Re-ranking", methods, key="rerank", persist_state=KEEP,
                               format_func=lambda n: RERANKERS[n].title + (" (default)" if n == DEFAULT_RERANK else ""),
                               help=f"core/rerank/, over the chosen index's ranking. Default {DEFAULT_RERANK}, chosen "
                                    "on the validation protocol (README \"Re-ranking\"). Local windows draw the best "
                                    "window on each result; the metrics page compares the methods' runs.")
         if RERANKERS[rerank].helps:
             st.caption(RERANKERS[rerank].helps)
-        hide_self = st.toggle("Hide the query's own image", key="hide_self",
+        hide_self = st.toggle("Hide the query's own image", key="hide_self", persist_state=KEEP,
                               help="A gallery image used as the query finds itself first; it is marked "
                                    "'query image' when shown.")
         trained = {n: c for n, c in trained_configs().items() if c.key() not in caches}
@@ -522,7 +578,7 @@ def main() -> None:
         st.warning(f"Ground truth of {gallery.name} not used: {escape_markdown(str(exc))}")
         gt = None
     gt_queries = queries_in_gallery(gt, ids) if gt else []
-    st.caption(f"{gallery.name}: {len(ids)} images · {cache.label}"
+    st.caption(f"{gallery.name}: {len(ids)} images · {embedding_name(cache.config)}"
                + (f" · ground truth: {gt.dataset}, {len(gt_queries)} queries in this gallery" if gt else ""))
 
     notices = st.container()

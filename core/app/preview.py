@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from core.images import Box, ImageError, load_image
+from core.images import MAX_PIXELS, Box, ImageError, fit_max_size, load_image
 
-UPLOAD_TYPES: tuple[str, ...] = ("jpg", "jpeg", "png", "webp", "bmp")
+UPLOAD_TYPES: tuple[str, ...] = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")
+UPLOAD_NAMES = "JPEG, PNG, WebP, BMP, GIF or TIFF"
+TINY = 32                             # an upload with a side under this many pixels gets a warning
+LARGE_SIDE = 4096                     # a JPEG over the pixel limit is decoded at about this size
 FRAME = 6                             # frame width in pixels of a labelled thumbnail
 MAX_UPLOAD_MB = 20                    # query images larger than this are refused, with a message
 BACKGROUND = (240, 242, 246)          # behind square thumbnails: the app's secondary background
@@ -38,19 +43,74 @@ def thumbnail(path: str | os.PathLike, max_side: int = 240, colour: str | None =
     return out.getvalue()
 
 
-def check_upload(name: str, data: bytes, max_mb: float) -> Image.Image:
-    """The uploaded image as RGB, or ``ImageError`` saying what is wrong with the file: its type
-    (only jpg, png, webp, bmp), its size (over ``max_mb`` megabytes) or its content."""
+@dataclass(frozen=True)
+class Upload:
+    """An uploaded query: the image to search with (RGB), the size of the file's picture, and a
+    sentence to show beside it when the picture was downscaled or is too small to mean much."""
+
+    image: Image.Image
+    original_size: tuple[int, int]
+    note: str | None = None
+
+
+def read_upload(name: str, data: bytes, max_mb: float) -> Upload:
+    """The uploaded image, or ``ImageError`` saying what is wrong with the file: its type (jpg,
+    png, webp, bmp, gif: the first frame, tiff), its size (over ``max_mb`` megabytes) or its
+    content. A JPEG over the decoder's pixel limit (a 100-megapixel camera) is decoded at a reduced
+    scale instead of refused; an image under ``TINY`` pixels a side is searched, with a warning."""
     ext = Path(name).suffix.lower().lstrip(".")
     if ext not in UPLOAD_TYPES:
-        raise ImageError(f"{name}: .{ext or '?'} files are not supported; upload a JPEG, PNG, WebP or BMP image")
+        raise ImageError(f"{name}: .{ext or '?'} files are not supported; upload a {UPLOAD_NAMES} image")
     if len(data) > max_mb * 1024 * 1024:
         raise ImageError(f"{name} is {len(data) / 1024 / 1024:.1f} MB; the limit is {max_mb:g} MB")
     if not data:
         raise ImageError(f"{name} is empty")
     buffer = io.BytesIO(data)
     buffer.name = name                   # what load_image's messages call the file
-    return load_image(buffer)
+    try:
+        img = load_image(buffer)
+    except ImageError:
+        img = _reduced_jpeg(data)
+        if img is None:
+            raise
+        size = _header_size(data)
+        return Upload(img, size, f"{name} is {size[0]}×{size[1]} px ({size[0] * size[1] / 1e6:.0f} megapixels): "
+                                 f"searched at {img.width}×{img.height}.")
+    note = None
+    if min(img.size) < TINY:
+        note = (f"{name} is only {img.width}×{img.height} px: the network sees it enlarged, so the results may "
+                "say little about what it shows.")
+    return Upload(img, img.size, note)
+
+
+def check_upload(name: str, data: bytes, max_mb: float) -> Image.Image:
+    """The image of ``read_upload`` alone."""
+    return read_upload(name, data, max_mb).image
+
+
+def _header_size(data: bytes) -> tuple[int, int]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(io.BytesIO(data)).size
+
+
+def _reduced_jpeg(data: bytes) -> Image.Image | None:
+    """A JPEG over the pixel limit decoded at 1/2 to 1/8 scale (``Image.draft``: the decoder never
+    builds the full picture), longer side at most ``LARGE_SIDE``; None for any other file, or one
+    still too large at 1/8."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            if img.format != "JPEG" or img.size[0] * img.size[1] <= MAX_PIXELS:
+                return None
+            img.draft("RGB", (LARGE_SIDE, LARGE_SIDE))
+            if img.size[0] * img.size[1] > MAX_PIXELS:
+                return None
+            img = ImageOps.exif_transpose(img.convert("RGB"))
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+        return None
+    return fit_max_size(img, LARGE_SIDE)
 
 
 def preview(img: Image.Image, max_width: int, max_height: int) -> tuple[Image.Image, float]:

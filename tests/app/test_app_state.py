@@ -9,7 +9,17 @@ from conftest import PARIS
 from PIL import Image
 
 from core.app.browse import filter_ids, groups, image_group, page_of
-from core.app.comparison import default_pair, run_name, run_names, variant_labels, varying_options, worst_query
+from core.app.comparison import (
+    PALETTE,
+    default_pair,
+    fitted_domain,
+    method_colours,
+    run_name,
+    run_names,
+    variant_labels,
+    varying_options,
+    worst_query,
+)
 from core.app.export import failure_frame, results_frame, score_kind, to_json
 from core.app.failures import analyse_ranking
 from core.app.preview import box_from_cropper, check_upload, cropper_coords
@@ -207,3 +217,18 @@ def test_thumbnails_are_decoded_once_and_framed_without_decoding_the_photo(tmp_p
         assert g > 200 and r < 60 and b < 60
     assert thumbnails.frame_jpeg(first, None) is first
     assert len(decoded) == 4                                                # 3 photos and the broken file
+
+
+def test_each_method_keeps_one_colour_whatever_the_other_runs():
+    few = method_colours(["b", "a"])
+    more = method_colours(["c", "a", "b", "a"])
+    assert few == {"a": PALETTE[0], "b": PALETTE[1]} and more["a"] == few["a"] and more["b"] == few["b"]
+    assert len(set(method_colours([str(i) for i in range(len(PALETTE))]).values())) == len(PALETTE)
+
+
+def test_a_score_axis_is_fitted_to_the_data():
+    lo, hi = fitted_domain([0.946, 0.991])
+    assert 0.93 < lo < 0.946 and 0.991 < hi <= 1.0                # 0.946 and 0.991 far apart on the axis
+    lo, hi = fitted_domain([0.5, 0.5])
+    assert hi - lo == pytest.approx(0.02, abs=1e-6) and lo < 0.5 < hi
+    assert fitted_domain([0.0, 0.995]) == (0.0, 1.0)

@@ -5,6 +5,7 @@ uploads, Annoy, "search with this", deep links) and every tab of the metrics pag
 The cropper is a custom component, which AppTest cannot drive: here it returns its starting box
 (the query's ground-truth box, or the whole image); the browser test drags it for real.
 """
+import io
 import json
 import os
 import re
@@ -13,6 +14,7 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 from conftest import PARIS, REPO, SHARED_DATA
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.app.markdown import escape_markdown
@@ -76,7 +78,7 @@ def test_search_page_re_ranks_with_the_default_of_core(paris):
     assert at.sidebar.selectbox(key="rerank").value == DEFAULT_RERANK
     at.selectbox(key="gt_query").set_value("louvre_1").run()
     at.button(key="search").click().run()
-    assert not at.exception and "re-ranked by kr" in texts(at)
+    assert not at.exception and "re-ranked by k-reciprocal, k1 = " in texts(at)       # words, not "kr28"
     assert float(scores(at)["AP"]) > 0.5
 
 
@@ -141,8 +143,15 @@ def test_upload_searches_and_refuses_other_files(paris):
                                           "image/jpeg").run()
     at.button(key="search").click().run()
     assert not at.exception and "defense" in result_ids(at)[0]
-    at.file_uploader(key="upload").upload("anim.gif", b"GIF89a", "image/gif").run()
+    at.file_uploader(key="upload").upload("drawing.svg", b"<svg/>", "image/svg+xml").run()
     assert any("not supported" in e.value for e in at.error)
+    frames = [Image.new("RGB", (8, 8), colour) for colour in ("red", "blue")]
+    gif = io.BytesIO()
+    frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:])
+    at.file_uploader(key="upload").upload("icon.gif", gif.getvalue(), "image/gif").run()
+    assert not at.error and any("icon.gif is only 8×8 px" in w.value for w in at.warning)     # accepted, warned
+    at.button(key="search").click().run()
+    assert not at.exception and len(result_ids(at)) == 10
     at.file_uploader(key="upload").upload("fake.png", b"not a png", "image/png").run()
     assert any("not an image" in e.value for e in at.error)
 
@@ -196,7 +205,8 @@ def test_deep_link_restores_the_full_state_and_the_page_keeps_it_in_the_url(pari
     assert at.sidebar.radio(key="method").value == "annoy" and at.sidebar.number_input(key="search_k").value == 2000
     assert at.sidebar.selectbox(key="rerank").value == "alpha_qe"
     assert "x1 200, y1 100, x2 800, y2 400 (600×300 of 1024×768)" in texts(at)
-    assert len(result_ids(at)) == 7 and re.search(r"re-ranked by aqe\d+a3 ", texts(at))    # k adapted to the gallery
+    assert len(result_ids(at)) == 7 and re.search(r"re-ranked by alpha query expansion, qe_n = \d+, alpha = 3 ",
+                                                  texts(at))    # qe_n adapted to the gallery
     assert at.query_params == params
     at.sidebar.slider(key="k").set_value(12).run()
     assert at.query_params["k"] == "12" and at.query_params["box"] == "200,100,800,400"
@@ -278,11 +288,11 @@ def test_first_blcf_rerank_shows_its_preparation_and_times_it_apart(artifacts, t
     assert any(re.match(r"Prepared BLCF .* for twenty in [\d.]+ s \(once per gallery and embedding\)", lab)
                for lab in labels), labels
     line = next(m.value for m in at.markdown if m.value.startswith("**"))
-    assert re.search(r"re-ranked by blcf\w+ in \d+ ms \(the gallery was prepared first, once: [\d.]+ s, not counted\)",
+    assert re.search(r"re-ranked by BLCF, top_n = 50, fusion = [\d.]+ in \d+ ms \(the gallery was prepared first, once: [\d.]+ s, not counted\)",
                      line), line
     at.button(key="search").click().run()
     line = next(m.value for m in at.markdown if m.value.startswith("**"))
-    assert "re-ranked by blcf" in line and "prepared first" not in line and not at.status
+    assert "re-ranked by BLCF" in line and "prepared first" not in line and not at.status
 
 
 def test_a_gallery_deleted_elsewhere_is_reported_not_silently_replaced(artifacts, tmp_path):
@@ -330,14 +340,22 @@ def test_metrics_page_tabs(paris):
     assert ids <= set(table["run_id"]) and {"mAP", "mAP_interp11", "NDCG", "P@10", "extraction_s", "query_ms",
                                               "backbone", "pooling", "whitening", "dim"} <= set(table.columns)
     assert at.get("download_button")
-    assert len(metrics_tab(at, "Trade-off").get("vega_lite_chart")) == table["dataset"].nunique()   # one per dataset
+    charts = [json.loads(c.proto.spec) for c in metrics_tab(at, "Trade-off").get("vega_lite_chart")]
+    assert len(charts) == 3 * table["dataset"].nunique()          # mAP against query time, extraction; stages
+    paris_maps = table.loc[table["dataset"] == "paris6k", "mAP"]
+    low, high = charts[0]["encoding"]["y"]["scale"]["domain"]          # fitted to the runs' mAPs, not 0-1
+    assert 0 < low < paris_maps.min() and paris_maps.max() < high <= 1
+    assert charts[0]["encoding"]["x"]["field"] == "fresh_query_ms"
+    colours = [dict(zip(c["encoding"]["color"]["scale"]["domain"], c["encoding"]["color"]["scale"]["range"]))
+               for c in charts[:2]]
+    assert colours[0] == colours[1] and len(colours[0]) == len(table)   # one colour per run, the same in both
     at = metrics_tab(at, "Per-query AP")
     at.multiselect(key="pq_runs").set_value(list(ids)).run()
     assert len(at.get("vega_lite_chart")) == 2 and not at.exception
     at = metrics_tab(at, "PR curves")
     at.multiselect(key="pr_runs").set_value(list(ids)).run()
     aps = pd.concat([load_run(r).per_query.set_index("query")["ap"] for r in ids], axis=1).mean(axis=1)
-    assert len(at.get("vega_lite_chart")) == 1 and at.selectbox(key="pr_query").value == aps.idxmin()   # the worst
+    assert len(at.get("vega_lite_chart")) == 2 and at.selectbox(key="pr_query").value == aps.idxmin()   # the worst
     at = metrics_tab(at, "Failures")
     shown_run = load_run(at.selectbox(key="fail_run").value)
     assert at.selectbox(key="fail_query").value == shown_run.per_query.sort_values("ap")["query"].iloc[0]  # the worst
@@ -412,6 +430,10 @@ def test_failures_of_a_class_folder_run_show_their_thumbnails(artifacts, tmp_pat
     images = at.get("image")
     assert len(images) >= 1 + 5                    # the query and its 5 relevant images, missed or not
     assert not any("cannot be found" in w.value for w in at.warning)
+    at = metrics_tab(at, "Classes")
+    heat = json.loads(at.get("vega_lite_chart")[0].proto.spec)["layer"][0]
+    assert heat["encoding"]["color"]["condition"]["test"] == "datum.count > 0"     # empty cells are not tinted
+    assert heat["encoding"]["color"]["value"] == "white"
 
 
 def test_performance_tab_renders_bench_files(paris, session_artifacts):
