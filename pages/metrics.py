@@ -9,6 +9,7 @@ of the per-query chart or a row of a table opens that query in the Failures tab.
 """
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -101,6 +102,14 @@ def colour_of(names: dict[str, str]) -> alt.Scale:
     return alt.Scale(domain=list(colours), range=list(colours.values()))
 
 
+def run_legend(names: dict[str, str], shown: list[str]) -> None:
+    """One legend under a tab's charts, in the page's own text: a chart's legend of long run names
+    would take the chart's height, or be cut at 800 px."""
+    colours = method_colours(list(names.values()))
+    st.caption("  \n".join(f"<span style='color:{colours[n]}'>■</span> {escape_markdown(html.escape(n))}"
+                           for n in sorted(set(shown))), unsafe_allow_html=True)
+
+
 def tradeoff_tab(df: pd.DataFrame) -> None:
     names = run_names(df)
     colours = colour_of(names)
@@ -108,26 +117,27 @@ def tradeoff_tab(df: pd.DataFrame) -> None:
         sub = sub.assign(run=sub["run_id"].map(names), variant=variant_labels(sub))
         st.subheader(f"{dataset} · {len(sub)} runs")
         grid = st.grid("auto", min_column_width=340, gap="medium", key=f"tradeoff-{dataset}")
-        for n, (field, title) in enumerate((("fresh_query_ms", "query time, fresh embedding (ms)"),
-                                            ("extraction_s", "gallery extraction (s)"))):
+        for field, title in (("fresh_query_ms", "query time, fresh embedding (ms)"),
+                             ("extraction_s", "gallery extraction (s)")):
             with grid.cell():
-                st.altair_chart(tradeoff_chart(sub, field, title, colours, legend=n == 0), width="stretch")
+                st.altair_chart(tradeoff_chart(sub, field, title, colours), width="stretch")
         with grid.cell():
             st.altair_chart(stage_chart(sub), width="stretch")
+        run_legend(names, sub["run"].tolist())
     st.caption("One point per run, one colour per method (embedding · search · re-ranking) in every chart. Query time "
                "is embed + search + re-rank with the query's descriptor computed, not read from a cache: the mean "
                "over the queries the run embedded, else the gallery's extraction time per image. Timings come from "
                "the machine each run was made on.")
 
 
-def tradeoff_chart(sub: pd.DataFrame, field: str, title: str, colours: alt.Scale, legend: bool) -> alt.Chart:
+def tradeoff_chart(sub: pd.DataFrame, field: str, title: str, colours: alt.Scale) -> alt.Chart:
     """mAP against one cost, the mAP axis fitted to the runs."""
     top = float(sub[field].max()) if sub[field].notna().any() else 1.0
     return alt.Chart(sub).mark_point(filled=True, size=120, opacity=0.85).encode(
         x=alt.X(f"{field}:Q", title=title, scale=alt.Scale(domain=[0, max(top * 1.1, 1e-3)], nice=True)),
         y=alt.Y("mAP:Q", scale=alt.Scale(domain=list(fitted_domain(sub["mAP"].tolist())), zero=False),
                 axis=alt.Axis(format=".2f")),
-        color=alt.Color("run:N", scale=colours, legend=LEGEND if legend else None),
+        color=alt.Color("run:N", scale=colours, legend=None),
         tooltip=["run", "variant", alt.Tooltip("mAP:Q", format=".3f"), alt.Tooltip(f"{field}:Q", format=".1f"),
                  "embed_measured_on", "dim", "run_id"]).properties(title=f"mAP against {title.split(',')[0].split(' (')[0]}",
                                                                    height=260)
@@ -178,7 +188,7 @@ def per_query_charts(chosen: list[Run], names: dict[str, str]) -> None:
     pick = alt.selection_point(name="pick", fields=["query", "run_id"], on="click")
     bars = alt.Chart(data).mark_bar().encode(
         x=alt.X("query:N", sort=order, axis=QUERY_AXIS), y=alt.Y("ap:Q", title="AP", scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("run:N", scale=colour_of(names), legend=LEGEND), xOffset="run:N",
+        color=alt.Color("run:N", scale=colour_of(names), legend=None), xOffset="run:N",
         opacity=alt.condition(pick, alt.value(1.0), alt.value(0.45)),
         tooltip=["query", "run", alt.Tooltip("ap:Q", format=".3f")]).add_params(pick)
 
@@ -189,6 +199,7 @@ def per_query_charts(chosen: list[Run], names: dict[str, str]) -> None:
 
     st.altair_chart(bars.properties(title="AP per query (click a bar to inspect that query)", height=420),
                     width="stretch", key="pq_bars", on_select=clicked, selection_mode="pick")
+    run_legend(names, [names[r.run_id] for r in chosen])
     if len(chosen) == 2:
         diff = data.drop_duplicates("query").assign(better=lambda d: d["better"].map(lambda b: names.get(b, b)))
         st.altair_chart(alt.Chart(diff).mark_bar().encode(
@@ -217,12 +228,12 @@ def pr_charts(chosen: list[Run], names: dict[str, str]) -> None:
                          help="Starts at the query with the lowest AP averaged over the chosen runs")
     line = dict(x=alt.X("recall:Q", scale=alt.Scale(domain=[0, 1])),
                 y=alt.Y("precision:Q", scale=alt.Scale(domain=[0, 1])),
-                color=alt.Color("run:N", scale=colour_of(names), legend=LEGEND),
+                color=alt.Color("run:N", scale=colour_of(names), legend=None),
                 tooltip=["run", "curve", alt.Tooltip("recall:Q", format=".2f"), alt.Tooltip("precision:Q", format=".2f")])
     one = pr_curves(chosen, query).assign(run=lambda d: d["run"].map(names))
     mean = pr_curves(chosen).assign(run=lambda d: d["run"].map(names))
     curves = alt.Chart(one).mark_line(interpolate="step-after").encode(
-        **line, strokeDash=alt.StrokeDash("curve:N", legend=LEGEND)).properties(
+        **line, strokeDash=alt.StrokeDash("curve:N", legend=alt.Legend(orient="top", title=None))).properties(
         title=f"PR curve of {query}" + (" (the worst query)" if query == worst else ""), height=260)
     means = alt.Chart(mean).mark_line(point=True).encode(**line).properties(
         title="Mean interpolated PR curve over each run's queries", height=260)
@@ -230,6 +241,7 @@ def pr_charts(chosen: list[Run], names: dict[str, str]) -> None:
     for chart in (curves, means):
         with grid.cell():
             st.altair_chart(chart, width="stretch")
+    run_legend(names, [names[r.run_id] for r in chosen])
 
 
 # ------------------------------------------------------------------ failures

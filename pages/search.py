@@ -76,9 +76,10 @@ from pages.common import (
     warm_thumbnails,
 )
 
-PREVIEW = (380, 380)            # the cropper draws on a preview at most this large: fits a column at 1280 px
-COLUMN = 390                    # query and results side by side when both get this width, else stacked
-RESULT_WIDTH = 150              # result thumbnails are at least this wide (the grid drops a column first)
+PREVIEW = (340, 340)            # the cropper draws on a preview at most this large
+QUERY_WIDTH = 350               # the query column; the results take the rest of the row, or go below it
+TILES = {"small": 100, "medium": 125, "large": 200}   # least width of a result tile: 3 a row at 1280, 7 at 1920
+PER_PAGE = 24                   # results a page: k = 100 is 5 pages, not a 19,000-pixel page
 BROWSE_PER_PAGE = 24
 GALLERY, UPLOAD, GT = "Gallery image", "Upload", "Ground-truth query"
 LINK, PROBLEMS = "_link", "_link_problems"
@@ -445,8 +446,20 @@ def show_results(shown: Shown, root, ids: list[str], eng: SearchEngine, current_
         else "Euclidean distance (lower is closer)"
     st.caption(f"Scores: {scores}" + (f"; order: re-ranking {shown.rerank}, rank before it in brackets"
                                       if shown.rerank else ""))
-    grid = st.grid("auto", min_column_width=RESULT_WIDTH, gap="small", key="results")
-    for item, label in zip(results.items, labels):
+    result_grid(shown, labels, root)
+    export(shown, labels)
+
+
+def result_grid(shown: Shown, labels: list[str | None], root) -> None:
+    """The results, as many tiles a row as the width holds at the chosen tile size, a page at a time."""
+    items = shown.results.items
+    size = st.segmented_control("Tile size", list(TILES), key="tile_size", persist_state=KEEP, required=True,
+                                default="medium", label_visibility="collapsed", help="Size of the result tiles")
+    n_pages = max(1, -(-len(items) // PER_PAGE))
+    page = st.session_state.get("results_page", 1) if n_pages > 1 else 1
+    first = (min(page, n_pages) - 1) * PER_PAGE
+    grid = st.grid(24, min_column_width=TILES[size or "medium"], gap="small", key="results")
+    for item, label in zip(items[first:first + PER_PAGE], labels[first:first + PER_PAGE]):
         with grid.cell():
             window = shown.windows.get(item.image_id)
             st.image(window_thumb(root / item.image_id, label, window) if window
@@ -458,7 +471,9 @@ def show_results(shown: Shown, root, ids: list[str], eng: SearchEngine, current_
                     view_result(shown, item, label, root)
                 st.button("Search", key=f"again-{item.rank}", on_click=search_with, args=(item.image_id,),
                           type="tertiary", icon=":material/image_search:", help="Search with this image")
-    export(shown, labels)
+    if n_pages > 1:
+        st.pagination(n_pages, key="results_page")
+        st.caption(f"Results {first + 1}–{min(first + PER_PAGE, len(items))} of {len(items)}")
 
 
 def export(shown: Shown, labels: list[str | None]) -> None:
@@ -474,7 +489,17 @@ def export(shown: Shown, labels: list[str | None]) -> None:
 
 
 def search_with(image_id: str) -> None:
-    st.session_state.update(source=GALLERY, gallery_image=image_id, auto_search=True, rerun_app=True)
+    st.session_state.update(source=GALLERY, gallery_image=image_id, auto_search=True, rerun_app=True,
+                            scroll_top=st.session_state.get("scroll_top", 0) + 1)
+
+
+def scroll_to_top() -> None:
+    """After "search with this result": show the new query, not the place the click was made."""
+    n = st.session_state.get("scroll_top", 0)
+    if n > st.session_state.get("scrolled", 0):
+        st.session_state["scrolled"] = n
+        st.html(f"<script>/* {n} */ for (const e of [document.querySelector('[data-testid=stMain]'), "
+                "document.scrollingElement]) e && e.scrollTo({top: 0});</script>", unsafe_allow_javascript=True)
 
 
 @st.fragment
@@ -488,6 +513,7 @@ def results_panel(eng: SearchEngine, query: QueryImage | None, box: Box | None, 
     if query and (clicked or st.session_state.pop("auto_search", False)):
         try:
             st.session_state["results"] = run_search(eng, query, box, settings)
+            st.session_state.pop("results_page", None)
         except (ImageError, IndexMismatch) as exc:
             st.error(escape_markdown(str(exc)))
     shown = st.session_state.get("results")
@@ -582,16 +608,17 @@ def main() -> None:
                + (f" · ground truth: {gt.dataset}, {len(gt_queries)} queries in this gallery" if gt else ""))
 
     notices = st.container()
-    layout = st.grid("auto", min_column_width=COLUMN, gap="medium", key="search_row")
-    with layout.cell():
+    row = st.container(horizontal=True, gap="medium", key="search_row")
+    with row.container(width=QUERY_WIDTH, key="query_column"):
         query = choose_query(ids, gallery.root, gt_queries)
         box = crop(query) if query else None
         if query:
             st.image(query_region(query.source, box, 320), caption="What is embedded", width=160)
     with notices:
         link_problems()
-    with layout.cell():
+    with row.container(key="results_column"):
         results_panel(eng, query, box, settings)
+    scroll_to_top()
     write_link(ViewState(gallery.name, cache.key, query.name if query and query.gt else None,
                          query.image_id if query and not query.gt else None, box if query else None, settings.k,
                          settings.metric, settings.method, settings.search_k if settings.method == "annoy" else None,

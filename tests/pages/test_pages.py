@@ -149,7 +149,7 @@ def test_upload_searches_and_refuses_other_files(paris):
     gif = io.BytesIO()
     frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:])
     at.file_uploader(key="upload").upload("icon.gif", gif.getvalue(), "image/gif").run()
-    assert not at.error and any("icon.gif is only 8×8 px" in w.value for w in at.warning)     # accepted, warned
+    assert not at.error and any(escape_markdown("icon.gif is only 8×8 px") in w.value for w in at.warning)   # warned
     at.button(key="search").click().run()
     assert not at.exception and len(result_ids(at)) == 10
     at.file_uploader(key="upload").upload("fake.png", b"not a png", "image/png").run()
@@ -450,3 +450,66 @@ def test_performance_tab_renders_bench_files(paris, session_artifacts):
         assert len(at.get("vega_lite_chart")) == 1
     finally:
         (bench / "example.json").unlink()
+
+
+def test_galleries_page_shows_a_gallery_being_embedded_its_thumbnails_and_cache_size(artifacts, tmp_path):
+    from core.app.activity import cache_bytes
+    from core.cache.descriptors import LOCK, cache_dir
+    from core.files import exclusive_lock
+
+    folder = tmp_path / "three"
+    folder.mkdir()
+    for name in sorted(os.listdir(PARIS / "jpg"))[:3]:
+        (folder / name).symlink_to(PARIS / "jpg" / name)
+    register_gallery("three", folder)
+    lock = cache_dir("three", DEFAULT_CONFIG) / LOCK
+    lock.parent.mkdir(parents=True)
+    with exclusive_lock(lock):                              # as `python -m core index` holds it while embedding
+        at = app().run()
+        at.switch_page("pages/galleries.py").run()
+        assert not at.exception
+        assert any(i.value.startswith("Embedding in progress") for i in at.info)
+        assert not any("No descriptors yet" in c.value for c in at.caption)
+        assert len(at.get("image")) == 3                    # the gallery's first images
+    build_embeddings(register_gallery("three", folder), DEFAULT_CONFIG, **QUIET)
+    at = app().run()
+    at.switch_page("pages/galleries.py").run()
+    assert not at.info
+    table = at.dataframe[0].value
+    size = cache_bytes("three", DEFAULT_CONFIG.key()) / 1e6
+    assert table["on disk (MB)"].iloc[0] == pytest.approx(size) and size > 0
+    assert table["embedding"].iloc[0] == "EfficientNet-Lite0 · R-MAC · 3 scales · 512 px"
+
+
+def test_the_search_is_kept_across_pages(paris):
+    at = open_gallery("paris6k", "Ground-truth query")
+    at.selectbox(key="gt_query").set_value("louvre_2").run()
+    at.sidebar.slider(key="k").set_value(6).run()
+    at.sidebar.radio(key="metric").set_value("euclidean").run()
+    at.button(key="search").click().run()
+    before = result_ids(at)
+    assert len(before) == 6
+    at.switch_page("pages/metrics.py").run()
+    at.switch_page("pages/galleries.py").run()
+    at.switch_page("pages/search.py").run()
+    assert not at.exception
+    assert at.radio(key="source").value == "Ground-truth query" and at.selectbox(key="gt_query").value == "louvre_2"
+    assert at.sidebar.slider(key="k").value == 6 and at.sidebar.radio(key="metric").value == "euclidean"
+    assert at.sidebar.selectbox(key="rerank").value == "none"
+    assert result_ids(at) == before and "AP" in scores(at)
+
+
+def test_typed_box_redraws_the_cropper_and_long_lists_paginate(paris):
+    at = open_gallery("paris6k", "Ground-truth query")
+    at.selectbox(key="gt_query").set_value("louvre_1").run()
+    at.number_input(key="box_x1").set_value(300).run()
+    assert not at.exception and "x1 300, y1 69, x2 936, y2 445" in texts(at)
+    assert at.number_input(key="box_x1").value == 300
+    at.number_input(key="box_x2").set_value(200).run()                    # corners ordered: 200 … 300
+    assert "x1 200, y1 69, x2 300, y2 445" in texts(at)
+    at.sidebar.slider(key="k").set_value(60).run()
+    at.button(key="search").click().run()
+    assert len(result_ids(at)) == 24 and "Results 1–24 of 60" in texts(at)
+    at.session_state["results_page"] = 3
+    at.run()
+    assert len(result_ids(at)) == 12 and "Results 49–60 of 60" in texts(at)
