@@ -126,7 +126,7 @@ def fresh_query_time(summary: RunSummary) -> QueryTime:
     """``QueryTime`` of a run from its summary (``query_embed_ms`` is the embedding time of all
     queries, cached ones included, over the number of queries)."""
     fresh = summary.n_queries - summary.queries_from_cache - summary.query_crops_cached
-    rerank = float(summary.rerank.get("extra_ms_per_query") or 0.0)
+    rerank = summary.rerank.extra_ms_per_query
     if fresh > 0:
         embed, source = summary.query_embed_ms * summary.n_queries / fresh, "queries"
     elif summary.images_per_second:
@@ -146,15 +146,15 @@ def run_row(summary: RunSummary) -> dict[str, Any]:
         "run_id": summary.run_id, "timestamp": summary.timestamp, "dataset": summary.dataset,
         "gallery": summary.gallery, "backbone": cfg.backbone, "pooling": pooling, "scales": len(cfg.scales),
         "max_size": cfg.max_size, "whitening": whitening, "dim": summary.dim,
-        "search": f"{summary.search.get('method', '?')}/{summary.search.get('metric', '?')}",
-        "rerank": summary.rerank_label or "none", "rerank_ms": summary.rerank.get("extra_ms_per_query"),
+        "search": f"{summary.search.method}/{summary.search.metric}",
+        "rerank": summary.rerank_label or "none", "rerank_ms": summary.rerank.extra_ms_per_query,
         "mAP": summary.map, "mAP_interp11": summary.map_interp11, "NDCG": summary.ndcg,
         "P@10": summary.metric("p@10"), "extraction_s": summary.extraction_seconds,
         "images_per_s": summary.images_per_second, "query_ms": summary.mean_query_ms,
         "embed_ms": fresh.embed_ms, "search_ms": fresh.search_ms, "fresh_query_ms": fresh.total_ms,
         "embed_measured_on": fresh.embed_measured_on, "n_images": summary.n_images, "n_queries": summary.n_queries,
         "embedding_key": summary.embedding_key, "label": summary.embedding_label, "embedding": embedding_name(cfg),
-        "rerank_name": rerank_name(summary.rerank),
+        "rerank_name": rerank_name(summary.rerank.method, summary.rerank.params),
         "model": model_of_run(cfg),
     }
 

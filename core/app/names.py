@@ -54,16 +54,16 @@ def embedding_name(config: EmbeddingConfig) -> str:
     return " · ".join(parts)
 
 
-def rerank_name(params: Mapping[str, Any]) -> str:
-    """A re-ranking as a run records it (``{"method": "kreciprocal", "k1": 28, ...}``) in words:
-    the method's title (before any bracket) and its first two parameters that are set (0 means
-    "follows the gallery's size" and is left out). "none" for the plain ranking."""
-    method = params.get("method") or "none"
-    if method == "none" or method not in RERANKERS:
-        return str(method)
+def rerank_name(method: str, params: Mapping[str, Any]) -> str:
+    """A re-ranking (a registered method and its parameters, as ``Reranker.params()`` or a run's
+    ``RerankRun`` has them) in words: the method's title (before any bracket) and its first two
+    parameters that are set (0 means "follows the gallery's size" and is left out). "none" for
+    the plain ranking."""
+    if method not in RERANKERS or method == "none":
+        return method or "none"
     title = re.sub(r"\s*\(.*\)$", "", RERANKERS[method].title).removesuffix(" re-ranking")
     values = [f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}" for k, v in params.items()
-              if k not in ("method", "label") and isinstance(v, (int, float)) and not isinstance(v, bool) and v]
+              if k != "method" and isinstance(v, (int, float)) and not isinstance(v, bool) and v]
     return ", ".join([title, *values[:2]])
 
 

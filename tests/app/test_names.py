@@ -23,9 +23,9 @@ def test_the_default_embedding_reads_as_words():
 
 def test_a_reranking_reads_as_its_method_and_parameters():
     params = create_reranker("kreciprocal").for_gallery(250).params()
-    assert rerank_name(params) == f"k-reciprocal, k1 = {params['k1']}, k2 = {params['k2']}"
-    assert rerank_name({"method": "none"}) == "none" and rerank_name({}) == "none"
-    assert "auto" not in rerank_name(create_reranker("blcf").params())      # blcf_words 0: left out, not "auto"
+    assert rerank_name("kreciprocal", params) == f"k-reciprocal, k1 = {params['k1']}, k2 = {params['k2']}"
+    assert rerank_name("none", {}) == "none" and rerank_name("", {}) == "none"
+    assert "auto" not in rerank_name("blcf", create_reranker("blcf").params())    # blcf_words 0: left out
     assert dataset_name("classes") == "class folders" and dataset_name("paris6k") == "paris6k"
 
 
