@@ -33,7 +33,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "core.evaluation.reports": ("class_results",),
     "core.evaluation.runs": ("Run", "list_runs", "load_run"),
     "core.evaluation.summary": ("RunSummary",),
-    "core.app.activity": ("cache_bytes", "caches_in_progress", "sample_images"),
+    "core.app.activity": ("cache_bytes", "caches_in_progress", "extraction_rate", "sample_images"),
     "core.app.browse": ("filter_ids", "groups", "page_of"),
     "core.app.catalog": ("ap_comparison", "bench_reports", "chart_columns", "failure_cases", "gallery_entries",
                          "gallery_ground_truth", "image_id_of", "pr_curves", "queries_in_gallery", "run_ground_truth",

@@ -9,6 +9,8 @@ only them.
 from __future__ import annotations
 
 import json
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 
 import streamlit as st
@@ -28,6 +30,7 @@ from core import (
     ImageError,
     IndexMismatch,
     Query,
+    Reranker,
     Result,
     Results,
     SearchEngine,
@@ -43,6 +46,7 @@ from core import (
     draw_window,
     embedding_name,
     escape_markdown,
+    extraction_rate,
     filter_ids,
     gallery_entries,
     groups,
@@ -80,6 +84,7 @@ from pages.common import (
 PREVIEW = (340, 340)            # the cropper draws on a preview at most this large
 QUERY_WIDTH = 350               # the query column; the results take the rest of the row, or go below it
 TILES = {"small": 100, "medium": 125, "large": 200}   # least width of a result tile: 3 a row at 1280, 7 at 1920
+SLOW = 2.0                      # a search that takes longer shows its progress
 PER_PAGE = 24                   # results a page: k = 100 is 5 pages, not a 19,000-pixel page
 BROWSE_PER_PAGE = 24
 GALLERY, UPLOAD, GT = "Gallery image", "Upload", "Ground-truth query"
@@ -360,11 +365,12 @@ def run_search(eng: SearchEngine, query: QueryImage, box: Box | None, settings: 
     search = settings_from(settings.method, settings.metric, {effort: settings.effort} if effort else {})
     reranker = create_reranker(settings.rerank)
     title = RERANKERS[settings.rerank].title
-    message = "Searching…" if settings.rerank == "none" else (
-        f"Searching and re-ranking by {title} (the first search of a gallery prepares it once: methods over "
-        "feature maps read every image, a minute or more)…")
-    with st.spinner(message):
-        results = eng.search(query.source, box, k=settings.k + extra, settings=search, reranker=reranker)
+    message = "Searching…" if settings.rerank == "none" else f"Searching and re-ranking by {title}…"
+    with st.spinner(message), ThreadPoolExecutor(1) as pool:
+        results = with_progress(pool.submit(eng.search, query.source, box, k=settings.k + extra, settings=search,
+                                            reranker=reranker), first_rerank_estimate(eng, reranker),
+                                "Searching: a saved index is built on its first use" if settings.rerank == "none"
+                                else f"Preparing {title} for this gallery, once")
     if results.times.prepare_seconds >= 0.001:            # the first time: say what it cost, apart from the query
         st.status(f"Prepared {title} for {eng.gallery.name} in {results.times.prepare_seconds:.1f} s (once per gallery "
                   "and embedding)", state="complete", expanded=False)
@@ -378,6 +384,37 @@ def run_search(eng: SearchEngine, query: QueryImage, box: Box | None, settings: 
         shown.hidden = [r for r in items if r.image_id == query.image_id]
         shown.results = replace(results, items=[r for r in items if r.image_id != query.image_id][:settings.k])
     return shown
+
+
+def first_rerank_estimate(eng: SearchEngine, reranker: Reranker) -> float | None:
+    """Seconds a first re-ranking that reads every image (feature maps) may take: the gallery at
+    the rate its descriptors were extracted; None when unknown or when the method reads no image."""
+    rate = extraction_rate(eng.gallery.name, eng.config.key()) if reranker.needs_image else None
+    return len(eng.embeddings.ids) / rate if rate else None
+
+
+def with_progress(future: Future, estimate: float | None, what: str) -> Results:
+    """Wait for a search; past ``SLOW`` seconds (a first re-ranking preparing the gallery, an index
+    built on first use) say ``what`` it is doing, the time spent and, when it can be estimated,
+    how much is left."""
+    start, bar = time.perf_counter(), None
+    try:
+        while True:
+            try:
+                return future.result(timeout=0.25)
+            except TimeoutError:
+                elapsed = time.perf_counter() - start
+            if elapsed < SLOW:
+                continue
+            bar = bar or st.progress(0.0)
+            text = f"{what}: {elapsed:.0f} s"
+            if estimate:                       # else the bar only creeps on: nothing says how long it takes
+                left = estimate - elapsed
+                text += f", about {left:.0f} s left" if left >= 1 else ", longer than estimated"
+            bar.progress(min(elapsed / (estimate or elapsed + 30), 0.99), text=text)
+    finally:
+        if bar is not None:
+            bar.empty()
 
 
 def timing_line(shown: Shown) -> str:
@@ -564,6 +601,9 @@ def sidebar(entries) -> tuple:
                                    "window on each result; the metrics page compares the methods' runs.")
         if RERANKERS[rerank].helps:
             st.caption(RERANKERS[rerank].helps)
+        if metric == "euclidean" and rerank != "none":
+            st.caption(":orange[Euclidean has no effect here]: the re-ranking sets the order and the scores shown are "
+                       "cosines (on normalised descriptors Euclidean distance ranks as cosine does).")
         hide_self = st.toggle("Hide the query's own image", key="hide_self", persist_state=KEEP,
                               help="A gallery image used as the query finds itself first; it is marked "
                                    "'query image' when shown.")

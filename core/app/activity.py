@@ -1,6 +1,7 @@
-"""What the Galleries page reads from the descriptor caches on disk: which caches another
-process (``python -m core index``, the app's own build button in another tab) is writing now,
-how far it has got, and how much room each cache takes.
+"""What the pages read from the descriptor caches on disk: which caches another process
+(``python -m core index``, the app's own build button in another tab) is writing now, how far it
+has got, how much room each cache takes, and how fast its images were embedded (the estimate of
+a first re-ranking that reads them all again).
 
 A cache being written holds an exclusive ``flock`` on its ``.lock`` (``core.cache.descriptors``);
 probing it with a non-blocking shared lock never waits and never disturbs the writer.
@@ -66,6 +67,13 @@ def cache_bytes(gallery: str, key: str) -> int:
     """Bytes on disk of one cache folder (descriptors, saved indexes, metadata)."""
     folder = embeddings_dir() / gallery / key
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+
+
+def extraction_rate(gallery: str, key: str) -> float | None:
+    """Images per second the last extraction of a cache ran at (None when it never recorded
+    one): what a first re-ranking that reads every image of the gallery again can expect."""
+    rate = _json(embeddings_dir() / gallery / key / "meta.json").get("extraction", {}).get("images_per_second")
+    return float(rate) if isinstance(rate, (int, float)) and rate > 0 else None
 
 
 def sample_images(root: Path, n: int = 8) -> list[str]:

@@ -1,7 +1,7 @@
 """The Galleries page's view of the caches on disk: a cache being written (its lock held), its size, thumbnails."""
 import json
 
-from core.app.activity import cache_bytes, caches_in_progress, is_locked, sample_images
+from core.app.activity import cache_bytes, caches_in_progress, extraction_rate, is_locked, sample_images
 from core.cache.descriptors import LOCK
 from core.files import exclusive_lock
 from core.paths import embeddings_dir
@@ -32,3 +32,13 @@ def test_cache_size_and_sample_images(artifacts, tmp_path):
     (tmp_path / "sub.jpg").mkdir()
     assert sample_images(tmp_path) == ["a.PNG", "b.jpg", "c.tif"] and sample_images(tmp_path, 1) == ["a.PNG"]
     assert sample_images(tmp_path / "missing") == []
+
+
+def test_extraction_rate_of_a_cache(artifacts):
+    folder = embeddings_dir() / "photos" / "abc123"
+    folder.mkdir(parents=True)
+    assert extraction_rate("photos", "abc123") is None                     # no meta yet
+    (folder / "meta.json").write_text(json.dumps({"extraction": {"seconds": 10.0, "images_per_second": 4.5}}))
+    assert extraction_rate("photos", "abc123") == 4.5
+    (folder / "meta.json").write_text(json.dumps({"extraction": {"images_per_second": 0.0}}))
+    assert extraction_rate("photos", "abc123") is None
