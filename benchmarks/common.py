@@ -59,9 +59,10 @@ def paris_descriptors(root: Path = DEFAULT_PARIS, config: EmbeddingConfig | None
     gallery ``paris6k``, built if absent)."""
     from core.cache.descriptors import build_embeddings
     from core.cache.galleries import register_gallery
+    from core.progress import Reporter
 
     gallery = register_gallery("paris6k", Path(root) / "jpg")
-    return build_embeddings(gallery, config or BENCH_CONFIG, progress=False, log=lambda m: None).vectors
+    return build_embeddings(gallery, config or BENCH_CONFIG, reporter=Reporter.quiet()).vectors
 
 
 def augmented_images(sources: list[str], folder: Path, n: int, seed: int = 0, min_side: int = 512,

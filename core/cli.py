@@ -239,6 +239,7 @@ def cmd_validate(a: argparse.Namespace) -> int:
 def cmd_index(a: argparse.Namespace) -> int:
     from core.cache.descriptors import build_embeddings
     from core.index import AnnoyIndex
+    from core.progress import Reporter
 
     gallery = register_gallery(a.name, a.folder) if a.folder else load_gallery(a.name)
     cfg = prepared_config(a, gallery)
@@ -246,9 +247,9 @@ def cmd_index(a: argparse.Namespace) -> int:
         from core.embed.distributed import DaskEmbedder
 
         with DaskEmbedder(cfg.base(), scheduler=a.scheduler, n_workers=a.dask_workers) as embedder:
-            emb = build_embeddings(gallery, cfg, embedder, progress=not a.quiet)
+            emb = build_embeddings(gallery, cfg, embedder, Reporter(bar=not a.quiet))
     else:
-        emb = build_embeddings(gallery, cfg, embedder_for(a, cfg), progress=not a.quiet)
+        emb = build_embeddings(gallery, cfg, embedder_for(a, cfg), Reporter(bar=not a.quiet))
     print(f"{gallery.name}: {len(emb.ids)} images embedded ({emb.dim}-d, {cfg.label()}) in {emb.directory}")
     changes = emb.meta.get("changes", {})
     if not any(changes.get(k) for k in ("added", "changed", "removed")):

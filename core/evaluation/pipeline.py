@@ -28,6 +28,7 @@ from core.evaluation.runs import machine_info, new_run_id, package_versions, wri
 from core.evaluation.summary import RunSummary
 from core.index import AnnoyIndex, ExactIndex, HnswIndex, SearchSettings, full_ranking, open_stored, recall_at
 from core.index.base import resolved_settings
+from core.progress import Reporter
 from core.rerank import RegionQuery, RerankContext, Reranker, apply_reranker, create_reranker
 
 RANDOM_TRIALS = 20
@@ -137,7 +138,7 @@ def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig,
     settings = settings or SearchSettings()
     rerank = rerank or create_reranker("none")
     embedder = embedder or Embedder(config.base())
-    emb = build_embeddings(gallery, config, embedder, progress=progress, log=log)
+    emb = build_embeddings(gallery, config, embedder, Reporter(bar=progress, log=log))
     rerank = rerank.for_gallery(len(emb.ids))          # rule-set parameters, as the run records them
     settings = resolved_settings(settings, len(emb.ids), emb.dim)     # "auto": the method it stands for here
     with warnings.catch_warnings():
