@@ -337,10 +337,46 @@ def cmd_quantize(a: argparse.Namespace) -> int:
     return 0
 
 
+# ---- descriptors computed elsewhere: import, galleries export (core.cache.transfer)
+@command
+def cmd_import(a: argparse.Namespace) -> int:
+    from core.cache.transfer import describe, import_vectors, read_ids, read_vectors
+
+    vectors = read_vectors(Path(a.vectors))
+    ids = read_ids(Path(a.ids) if a.ids else None, len(vectors), Path(a.vectors).stem)
+    cfg = config_from_args(a)
+    print(describe(import_vectors(a.name, cfg, ids, vectors, embedder_for(a, cfg).dim, a.images)))
+    return 0
+
+
+def export_gallery(a: argparse.Namespace) -> int:
+    from core.cache.transfer import export_vectors
+
+    if not (a.gallery and a.out):
+        raise GalleryError("usage: python -m core galleries export NAME --out FILE.npy [embedding flags]")
+    out, ids_path, n = export_vectors(a.gallery, config_from_args(a), Path(a.out))
+    print(f"{a.gallery}: {n} descriptors written to {out}, their ids to {ids_path}")
+    return 0
+
+
+def add_transfer_parsers(sub: argparse._SubParsersAction) -> None:
+    m = sub.add_parser("import", help="create or extend a gallery from descriptors computed elsewhere (.npy)",
+                       description="The embedding flags declare the config that produced the vectors: queries are "
+                                   "embedded the same way, and vectors of another dimension are refused. An id "
+                                   "already in the gallery is replaced. Images need not exist on this machine.")
+    m.add_argument("--name", required=True, help="gallery to create or append to")
+    m.add_argument("--vectors", required=True, metavar="FILE.npy", help="float array [n, dim]")
+    m.add_argument("--ids", metavar="FILE.txt", help="one id a line, n lines (default: FILE/row number)")
+    m.add_argument("--images", metavar="FOLDER", help="where the images are, if on this machine (a new gallery only)")
+    add_embedding_args(m)
+
+
 @command
 def cmd_galleries(a: argparse.Namespace) -> int:
     from core.cache.descriptors import gallery_caches
 
+    if a.action == "export":
+        return export_gallery(a)
     if a.action == "delete":
         if not a.gallery:
             raise GalleryError("name the gallery to delete: python -m core galleries delete NAME")
@@ -503,9 +539,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--quiet", action="store_true", help="no progress bars")
     add_embedding_args(q)
 
-    g = sub.add_parser("galleries", help="list or delete galleries")
-    g.add_argument("action", nargs="?", default="list", choices=["list", "delete"])
-    g.add_argument("gallery", nargs="?", help="gallery to delete")
+    g = sub.add_parser("galleries", help="list, delete or export galleries")
+    g.add_argument("action", nargs="?", default="list", choices=["list", "delete", "export"])
+    g.add_argument("gallery", nargs="?", help="gallery to delete or export")
+    g.add_argument("--out", metavar="FILE.npy", help="export: descriptors to FILE.npy, ids to FILE.ids.txt")
+    add_embedding_args(g)
+    add_transfer_parsers(sub)
 
     d = sub.add_parser("data", help="download benchmarks from their official hosts, export Fashion-MNIST or CIFAR-10, "
                                     "split a class folder")

@@ -95,7 +95,7 @@ def cache_dir(gallery: str, config: EmbeddingConfig) -> Path:
     return embeddings_dir() / gallery / config.key()
 
 
-def _check_config(directory: Path, config: EmbeddingConfig) -> None:
+def check_config(directory: Path, config: EmbeddingConfig) -> None:
     cfg_file = directory / "config.json"
     if cfg_file.exists():
         stored = EmbeddingConfig.from_dict(json.loads(cfg_file.read_text()))
@@ -104,7 +104,7 @@ def _check_config(directory: Path, config: EmbeddingConfig) -> None:
                              f"delete the folder to rebuild it")
 
 
-def _migrate(directory: Path) -> None:
+def migrate_legacy(directory: Path) -> None:
     """Turn an ``embeddings.npz`` of earlier versions into the store (the caller holds the lock);
     one left beside a committed store by a migration killed at its end is deleted."""
     legacy = directory / LEGACY_NPZ
@@ -117,10 +117,10 @@ def _migrate(directory: Path) -> None:
 
 
 def _migrated(directory: Path) -> None:
-    """``_migrate`` under the cache's lock, for readers that find an older cache."""
+    """``migrate_legacy`` under the cache's lock, for readers that find an older cache."""
     if (directory / LEGACY_NPZ).exists():
         with exclusive_lock(directory / LOCK):
-            _migrate(directory)
+            migrate_legacy(directory)
 
 
 def cache_version(gallery: str, config: EmbeddingConfig) -> int:
@@ -135,7 +135,7 @@ def load_embeddings(gallery: str, config: EmbeddingConfig) -> Embeddings:
     """Open cached descriptors (vectors memory-mapped, none read); raises ``CacheError`` with the
     command to build them if absent."""
     directory = cache_dir(gallery, config)
-    _check_config(directory, config)
+    check_config(directory, config)
     _migrated(directory)
     contents = store.open_contents(directory)
     if contents is None:
@@ -164,10 +164,13 @@ def build_embeddings(gallery: Gallery, config: EmbeddingConfig, embedder: Embedd
     a terminal bar and printed lines) hears the progress and the changes.
     """
     reporter = reporter or Reporter()
+    if gallery.imported:
+        raise CacheError(f"gallery {gallery.name!r} holds imported descriptors, not a folder to embed: add to it "
+                         f"with python -m core import --name {gallery.name} --vectors FILE.npy")
     if config.whitening != "none":
         return _build_whitened(gallery, config, embedder, reporter)
     directory = cache_dir(gallery.name, config)
-    _check_config(directory, config)
+    check_config(directory, config)
     with exclusive_lock(directory / LOCK, on_wait=lambda: reporter.message(
             f"{gallery.name}: waiting for another process that is updating {directory}")):
         _update(gallery, config, directory, embedder, reporter)
@@ -294,7 +297,7 @@ def _update(gallery: Gallery, config: EmbeddingConfig, directory: Path, embedder
             reporter: Reporter) -> None:
     """``build_embeddings`` under the cache's lock: plan, extract, save."""
     remove_stale_temporaries(directory)
-    _migrate(directory)
+    migrate_legacy(directory)
     manifest = store.read_manifest(directory)
     if manifest is not None:
         store.remove_uncommitted(directory, manifest)
@@ -328,14 +331,14 @@ def _build_whitened(gallery: Gallery, config: EmbeddingConfig, embedder: Embedde
         learn_on = build_embeddings(source, config.base(), embedder, reporter.without_callback())
     whitening = learn_pca_whitening(learn_on.vectors, config.whiten_dim, config.whiten_shrinkage)
     directory = cache_dir(gallery.name, config)
-    _check_config(directory, config)
+    check_config(directory, config)
     base_meta = dict(base.meta)
     base_meta.update({"config": config.to_dict(), "label": config.label(), "dim": whitening.dim,
                       "whitening_learned_on": {"gallery": learn_on.gallery, "n": len(learn_on.ids)},
                       "base_key": config.base().key()})
     failures = {k: (v, "") for k, v in base.failures.items()}
     with exclusive_lock(directory / LOCK):
-        _migrate(directory)
+        migrate_legacy(directory)
         write_json(directory / "config.json", config.to_dict())
         store.rewrite(directory, base.ids, base.fingerprints, [whitening.apply(base.vectors)] if base.ids else [],
                       failures, whitening.to_arrays())

@@ -3,7 +3,8 @@
 Layout of a cache directory:
 
 - ``vectors-<G>.f32``: float32 rows, ``dim`` values each, row-major, no header; appended to.
-- ``rows-<G>.jsonl``: one line per row, ``["image id", "fingerprint"]`` (ASCII JSON); appended to.
+- ``rows-<G>.jsonl``: one line per append, ``[[ids...], [fingerprints...]]`` of its rows (ASCII
+  JSON: an id with a line break stays on its line); appended to.
 - ``manifest.json``: the commit point, replaced atomically: the generation ``G``, ``dim``, the
   committed number of rows and byte length of the rows file, the dead rows (an id replaced or
   removed), and the failures (id -> reason, fingerprint).
@@ -27,6 +28,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -87,8 +89,8 @@ def read_rows(directory: Path, manifest: Manifest) -> tuple[list[str], list[str]
         return [], []
     with open(directory / manifest.rows_file, "rb") as fh:
         text = fh.read(manifest.rows_bytes).decode("ascii")
-    pairs = json.loads("[" + text.rstrip("\n").replace("\n", ",") + "]")
-    return [p[0] for p in pairs], [p[1] for p in pairs]
+    appends = json.loads("[" + text.rstrip("\n").replace("\n", ",") + "]")
+    return list(chain.from_iterable(a[0] for a in appends)), list(chain.from_iterable(a[1] for a in appends))
 
 
 def map_vectors(directory: Path, manifest: Manifest) -> np.ndarray:
@@ -121,8 +123,10 @@ def _open(directory: Path) -> Contents | None:
     return Contents(ids, fingerprints, vectors, {k: (v[0], v[1]) for k, v in manifest.failures.items()})
 
 
-def _row_lines(ids: Iterable[str], fingerprints: Iterable[str]) -> bytes:
-    return "".join(json.dumps([i, f]) + "\n" for i, f in zip(ids, fingerprints, strict=True)).encode("ascii")
+def _row_line(ids: list[str], fingerprints: list[str]) -> bytes:
+    if len(ids) != len(fingerprints):
+        raise StoreError(f"{len(ids)} ids for {len(fingerprints)} fingerprints")
+    return (json.dumps([ids, fingerprints]) + "\n").encode("ascii")
 
 
 def _check(vectors: np.ndarray, dim: int, n: int) -> np.ndarray:
@@ -163,7 +167,7 @@ def append(directory: Path, ids: list[str], fingerprints: list[str], vectors: np
         manifest.dim = manifest.dim if manifest.n_rows else int(vectors.shape[1])
         _append_bytes(directory / manifest.vectors_file, manifest.n_rows * manifest.dim * 4, vectors.tobytes())
         manifest.rows_bytes = _append_bytes(directory / manifest.rows_file, manifest.rows_bytes,
-                                            _row_lines(ids, fingerprints))
+                                            _row_line(ids, fingerprints))
         manifest.n_rows += len(ids)
     manifest.dead = sorted(set(manifest.dead).union(dead))
     if failures is not None:
@@ -191,7 +195,7 @@ def rewrite(directory: Path, ids: list[str], fingerprints: list[str], blocks: It
     if start != len(ids):
         raise StoreError(f"{start} vectors for {len(ids)} ids")
     new.n_rows = len(ids)
-    new.rows_bytes = _append_bytes(directory / new.rows_file, 0, _row_lines(ids, fingerprints)) if ids else 0
+    new.rows_bytes = _append_bytes(directory / new.rows_file, 0, _row_line(ids, fingerprints)) if ids else 0
     new.failures = {k: list(v) for k, v in sorted(failures.items())}
     write_json(directory / MANIFEST, asdict(new))
     remove_uncommitted(directory, new)

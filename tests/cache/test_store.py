@@ -58,7 +58,7 @@ def test_bytes_of_a_killed_append_are_cut_off_by_the_next_one(tmp_path):
     with open(tmp_path / m.vectors_file, "ab") as fh:                # what a killed append leaves:
         fh.write(b"\x01" * 100)                                      # bytes past the committed end,
     with open(tmp_path / m.rows_file, "ab") as fh:
-        fh.write(b'["half a li')                                     # and no new manifest
+        fh.write(b"[[\"half a li")                                     # and no new manifest
     assert store.open_contents(tmp_path).ids == ["a0", "a1", "a2", "a3"]
     store.append(tmp_path, ["b0", "b1"], ["f"] * 2, b)
     got = store.open_contents(tmp_path)
@@ -109,7 +109,12 @@ def test_appends_killed_by_sigkill_end_equal_to_a_clean_run(tmp_path):
     rng, counts = random.Random(7), []
     for _ in range(5):
         proc = _appender(killed, n_chunks, rows)
-        time.sleep(rng.uniform(0.2, 0.8))
+        deadline = time.time() + 60                                  # past start-up: a new commit landed
+        before = (killed / store.MANIFEST).stat().st_mtime_ns if (killed / store.MANIFEST).exists() else 0
+        while time.time() < deadline and proc.poll() is None and (
+                not (killed / store.MANIFEST).exists() or (killed / store.MANIFEST).stat().st_mtime_ns == before):
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.3))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         got = store.open_contents(killed)
