@@ -26,6 +26,7 @@ from core.datasets.classes import load_query_folders
 from core.datasets.download import CATALOGUE, DownloadError
 from core.embed.backbones import WeightsUnavailable, list_backbones
 from core.embed.device import DEVICES
+from core.embed.distributed import CHUNK_SIZE
 from core.embed.pooling import POOLINGS
 from core.embed.precision import PrecisionRefused
 from core.embed.trained import apply_model
@@ -246,7 +247,8 @@ def cmd_index(a: argparse.Namespace) -> int:
     if a.engine == "dask":
         from core.embed.distributed import DaskEmbedder
 
-        with DaskEmbedder(cfg.base(), scheduler=a.scheduler, n_workers=a.dask_workers) as embedder:
+        with DaskEmbedder(cfg.base(), scheduler=a.scheduler, n_workers=a.dask_workers,
+                          chunk_size=a.dask_chunk) as embedder:
             emb = build_embeddings(gallery, cfg, embedder, Reporter(bar=not a.quiet))
     else:
         emb = build_embeddings(gallery, cfg, embedder_for(a, cfg), Reporter(bar=not a.quiet))
@@ -516,6 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --engine dask: scheduler address such as tcp://host:8786 (default: a local cluster)")
     i.add_argument("--dask-workers", type=int, default=2,
                    help="with --engine dask and no --scheduler: worker processes of the local cluster (default 2)")
+    i.add_argument("--dask-chunk", type=int, default=CHUNK_SIZE,
+                   help=f"with --engine dask: images per task (default {CHUNK_SIZE}; a worker lost mid-run costs "
+                        f"its unfinished tasks, which run again elsewhere)")
     add_embedding_args(i)
 
     s = sub.add_parser("search", help="search a gallery with an image (or a box of it)")
