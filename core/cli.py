@@ -20,7 +20,7 @@ from core.cache.galleries import (
     load_gallery,
     register_gallery,
 )
-from core.config import DEFAULT_CONFIG, LAYERS, MULTI_SCALES, PRECISIONS, AnnoyParams, EmbeddingConfig
+from core.config import DEFAULT_CONFIG, LAYERS, MULTI_SCALES, PRECISIONS, EmbeddingConfig
 from core.datasets import DATASET_PROTOCOLS, LOADERS, dataset_layout, load_ground_truth
 from core.datasets.classes import load_query_folders
 from core.datasets.download import CATALOGUE, DownloadError
@@ -32,8 +32,18 @@ from core.embed.precision import PrecisionRefused
 from core.embed.trained import apply_model
 from core.fs import printable
 from core.images import Box, ImageError
-from core.index import ANNOY_METRIC, SEARCH_METHODS, IndexMismatch, SearchSettings
-from core.index.choice import auto_description, default_method
+from core.index import (
+    METRICS,
+    RECALL_TARGET,
+    IndexMismatch,
+    SearchSettings,
+    auto_description,
+    backend,
+    backend_names,
+    param_flags,
+    settings_from,
+)
+from core.index.choice import default_method
 
 COMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
 
@@ -81,15 +91,21 @@ def add_embedding_args(p: argparse.ArgumentParser) -> None:
                    help="where the network runs (default $CBIR_DEVICE or auto: a CUDA GPU when PyTorch sees one)")
 
 
-def add_search_args(p: argparse.ArgumentParser, default: str = "auto", methods: tuple[str, ...] = SEARCH_METHODS) -> None:
+def add_index_params(g: argparse._ArgumentGroup) -> None:
+    """--metric and one option per parameter of every index backend (from their dataclasses)."""
+    g.add_argument("--metric", default="cosine", choices=METRICS, help="similarity (default cosine)")
+    for p in param_flags():
+        default = f"the smallest measured to give recall@10 >= {RECALL_TARGET}" if p.effort else p.default
+        g.add_argument(p.flag, type=int, default=None, help=f"{backend(p.backend).title} {p.name} (default {default})")
+
+
+def add_search_args(p: argparse.ArgumentParser, default: str = "auto", methods: tuple[str, ...] | None = None) -> None:
+    methods = methods or backend_names()
+    titles = "; ".join(f"{m}: {backend(m).title}" for m in methods if m != "auto")
     g = p.add_argument_group("search")
     g.add_argument("--search", default=default, choices=methods,
-                   help=f"auto: {auto_description()} (benchmarks/bench_search.py); exact; exact16 (float16 "
-                        f"vectors, half the memory, top k re-scored in float32); annoy; hnsw (default {default})")
-    g.add_argument("--metric", default="cosine", choices=["cosine", "euclidean"], help="similarity (default cosine)")
-    g.add_argument("--n-trees", type=int, default=AnnoyParams.n_trees, help=f"Annoy trees (default {AnnoyParams.n_trees})")
-    g.add_argument("--search-k", type=int, default=None,
-                   help="Annoy search_k (default: the smallest measured to give recall@10 >= 0.95)")
+                   help=f"auto: {auto_description()} (benchmarks/bench_search.py); {titles} (default {default})")
+    add_index_params(g)
 
 
 # CLI flag → re-ranker parameter; each method takes the ones it has, the rest keep its defaults
@@ -167,8 +183,7 @@ def embedder_for(a: argparse.Namespace, cfg: EmbeddingConfig):
 
 
 def settings_from_args(a: argparse.Namespace) -> SearchSettings:
-    return SearchSettings(method=a.search, metric=a.metric,
-                          annoy=AnnoyParams(metric=ANNOY_METRIC[a.metric], n_trees=a.n_trees, search_k=a.search_k))
+    return settings_from(a.search, a.metric, vars(a))
 
 
 def command(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -178,7 +193,7 @@ def command(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
 
 @command
 def cmd_evaluate(a: argparse.Namespace) -> int:
-    from core.evaluation.pipeline import evaluate
+    from core.evaluation.pipeline import RunOptions, evaluate
 
     layout = dataset_layout(a.root)
     if a.queries:
@@ -189,11 +204,11 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         gt = load_ground_truth(a.dataset, a.gt or layout.ground_truth, a.protocol)
     gallery = register_gallery(a.name or a.dataset, a.images or layout.images, a.gt or layout.ground_truth, a.dataset)
     cfg = prepared_config(a, gallery)
-    s = evaluate(gallery, gt, cfg, settings_from_args(a), embedder=embedder_for(a, cfg), progress=not a.quiet,
-                 rerank=rerank_from_args(a))
+    s = evaluate(gallery, gt, cfg, settings_from_args(a), rerank_from_args(a), embedder_for(a, cfg),
+                 RunOptions(progress=not a.quiet))
     p = {k: v * 100 for k, v in s.precision_at.items()}
     print(f"\n{s.dataset} ({s.protocol}) on {s.n_images} images, {s.n_queries} queries "
-          f"({s.n_queries_skipped} skipped), {s.embedding_label}, {s.search['method']}/{s.search['metric']}")
+          f"({s.n_queries_skipped} skipped), {s.embedding_label}, {s.search.method}/{s.search.metric}")
     print(f"  mAP {s.map * 100:.2f}   mAP_interp11 {s.map_interp11 * 100:.2f}   NDCG {s.ndcg * 100:.2f}   "
           f"P@1/5/10 {p[1]:.1f}/{p[5]:.1f}/{p[10]:.1f}   random mAP {s.random_map * 100:.2f}")
     if s.images_per_second:
@@ -207,16 +222,12 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         print(f"  {c['n_classes']} classes: {c['knn_k']}-NN accuracy {c['knn_accuracy'] * 100:.1f}   top1/5/10 accuracy "
               f"{top[1]:.1f}/{top[5]:.1f}/{top[10]:.1f}   chance precision "
               f"{c['chance_precision'] * 100:.1f}; per class in classes.csv, confusion matrix in confusion.json")
-    method = s.search["method"]                          # "auto" resolved for this gallery
-    if method in ("annoy", "hnsw"):
-        i = s.index
-        effort = f"n_trees {i['n_trees']} search_k {i['search_k']}" if method == "annoy" else f"M {i['m']} ef {i['ef']}"
-        print(f"  {method} {effort}: recall@10 {i['recall@10']:.3f} "
-              f"recall@100 {i['recall@100']:.3f} (sample), on these queries {i['query_recall@10']:.3f}")
+    if s.index is not None and s.index.query_recall_at_10 is not None:
+        print(f"  {s.index.figures.describe()} (sample), on these queries {s.index.query_recall_at_10:.3f}")
     if s.rerank_label:
         r = s.rerank
-        print(f"  re-ranking {r['label']}: +{r['extra_ms_per_query']:.1f} ms per query, "
-              f"{r['offline_seconds']:.1f} s once per gallery")
+        print(f"  re-ranking {r.label}: +{r.extra_ms_per_query:.1f} ms per query, "
+              f"{r.offline_seconds:.1f} s once per gallery")
     print(f"  run written to {s.run_dir}")
     return 0
 
@@ -239,7 +250,6 @@ def cmd_validate(a: argparse.Namespace) -> int:
 @command
 def cmd_index(a: argparse.Namespace) -> int:
     from core.cache.descriptors import build_embeddings
-    from core.index import AnnoyIndex
     from core.progress import Reporter
 
     gallery = register_gallery(a.name, a.folder) if a.folder else load_gallery(a.name)
@@ -265,30 +275,32 @@ def cmd_index(a: argparse.Namespace) -> int:
         print(f"{len(emb.failures)} files skipped:")
         for image_id, reason in sorted(emb.failures.items()):
             print(f"  {printable(image_id)}: {reason}")
-    annoy_asked = a.annoy_metric is not None or a.n_trees is not None or a.search_k is not None
-    kind = ("none" if a.no_annoy else a.index if a.index != "auto" else "annoy" if annoy_asked
-            else default_method(len(emb.ids), emb.dim))
-    if kind == "annoy" and len(emb.ids):
-        params = AnnoyParams(metric=a.annoy_metric or "angular", n_trees=a.n_trees or AnnoyParams.n_trees,
-                             search_k=a.search_k)
-        ann = AnnoyIndex.build(emb.vectors, emb.directory, cfg, params, emb.ids)
-        m = ann.meta
-        print(f"Annoy {params.metric}, {params.n_trees} trees: built in {m['build_seconds']:.2f} s, "
-              f"{m['file_bytes'] / 1e6:.1f} MB; search_k {m['search_k']} gives recall@10 {m['recall@10']:.3f}, "
-              f"recall@100 {m['recall@100']:.3f} against exact search on {min(100, len(emb.ids))} sample queries")
-    elif kind == "hnsw" and len(emb.ids):
-        from core.config import HnswParams
-        from core.index.hnsw import HnswIndex
-
-        hn = HnswIndex.build(emb.vectors, emb.directory, cfg, HnswParams(metric="cosine"), emb.ids)
-        m = hn.meta
-        print(f"HNSW cosine, M {m['m']}: built in {m['build_seconds']:.2f} s, {m['file_bytes'] / 1e6:.1f} MB; ef "
-              f"{m['ef']} gives recall@10 {m['recall@10']:.3f}, recall@100 {m['recall@100']:.3f} against exact "
-              f"search on {min(100, len(emb.ids))} sample queries")
-    elif kind == "exact":
-        print(f"no index built: at {len(emb.ids):,} images exact search is within its time budget "
-              f"(--index annoy or hnsw to build one)")
+    build_index(a, emb)
     return 0
+
+
+def index_to_build(a: argparse.Namespace, n_items: int, dim: int) -> str:
+    """``--index``; "auto": the backend whose parameters were given, else the default at this size."""
+    if a.index != "auto":
+        return a.index
+    given = {p.backend for p in param_flags() if getattr(a, p.name) is not None}
+    return given.pop() if len(given) == 1 else default_method(n_items, dim)
+
+
+def build_index(a: argparse.Namespace, emb) -> None:
+    """Build (or rebuild) the saved index ``--index`` names, and say what it measured."""
+    kind = index_to_build(a, len(emb.ids), emb.dim)
+    if kind == "none" or not len(emb.ids):
+        return
+    if not backend(kind).saved:
+        print(f"no index built: at {len(emb.ids):,} images exact search is within its time budget "
+              f"(--index with a saved backend to build one)")
+        return
+    settings = settings_from(kind, a.metric, vars(a))
+    index = backend(kind).build(emb, settings.metric, settings.params)
+    f = index.figures()
+    print(f"{index.title} {f.metric}: built in {f.build_seconds:.2f} s, {index.meta.file_bytes / 1e6:.1f} MB; "
+          f"{f.describe()} against exact search on {min(100, len(emb.ids))} sample queries")
 
 
 @command
@@ -301,12 +313,13 @@ def cmd_search(a: argparse.Namespace) -> int:
     engine = SearchEngine(gallery, cfg, embedder=embedder_for(a, cfg))
     results = engine.search(a.image, box, k=a.k, settings=settings_from_args(a), reranker=rerank_from_args(a))
     print(f"{a.image}{' box ' + ' '.join(f'{v:g}' for v in a.box) if a.box else ''}: top {len(results.items)} of "
-          f"{len(engine.embeddings.ids)} in {engine.gallery.name} (embed {results.embed_ms:.0f} ms, "
-          f"search {results.search_ms:.1f} ms)")
+          f"{len(engine.embeddings.ids)} in {engine.gallery.name} (embed {results.times.embed_ms:.0f} ms, "
+          f"search {results.times.search_ms:.1f} ms)")
     score_name = "cosine" if a.metric == "cosine" or results.rerank_label else "distance"
     if results.rerank_label:
-        print(f"re-ranked by {results.rerank_label} in {results.rerank_ms:.0f} ms"
-              + (f" (after preparing the gallery once: {results.prepare_seconds:.1f} s)" if results.prepare_seconds > 0.05 else ""))
+        print(f"re-ranked by {results.rerank_label} in {results.times.rerank_ms:.0f} ms"
+              + (f" (after preparing the gallery once: {results.times.prepare_seconds:.1f} s)"
+                 if results.times.prepare_seconds > 0.05 else ""))
     for item in results.items:
         extra = results.evidence.get(item.image_id)
         print(f"{item.rank:4d}  {score_name} {item.score:.4f}  {printable(item.image_id)}"
@@ -481,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "searched against the gallery ROOT (same class = relevant); default: every "
                                      "gallery image is a query")
     add_embedding_args(e)
-    add_search_args(e, default="exact", methods=("exact", "annoy", "hnsw"))
+    add_search_args(e, default="exact")
     add_rerank_args(e)
 
     from core.evaluation.validation import SET_NAMES
@@ -503,15 +516,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Create or update a gallery: only new or changed images are embedded.")
     i.add_argument("--name", required=True, help="gallery name")
     i.add_argument("--folder", help="image folder (needed the first time)")
-    i.add_argument("--annoy-metric", default=None, choices=["angular", "euclidean"],
-                   help="Annoy metric (default angular); an Annoy parameter asks for an Annoy index")
-    i.add_argument("--n-trees", type=int, default=None, help=f"Annoy trees (default {AnnoyParams.n_trees}); an Annoy "
-                                                              "parameter asks for an Annoy index")
-    i.add_argument("--search-k", type=int, default=None, help="Annoy search_k (default: measured for recall@10 >= 0.95)")
-    i.add_argument("--index", default="auto", choices=["auto", "annoy", "hnsw", "none"],
-                   help=f"index to build: auto (the one --search auto uses at this size: none for exact search, "
-                        f"HNSW above; --search auto is {auto_description()}), annoy, hnsw or none (default auto)")
-    i.add_argument("--no-annoy", action="store_true", help="same as --index none")
+    saved = [m for m in backend_names() if m != "auto" and backend(m).saved]
+    i.add_argument("--index", default="auto", choices=["auto", *saved, "none"],
+                   help=f"index to build: auto (a backend's parameter asks for that backend; else the one --search "
+                        f"auto uses at this size, none while exact search is in budget: {auto_description()}), "
+                        f"{', '.join(saved)} or none (default auto)")
+    add_index_params(i.add_argument_group("index"))
     i.add_argument("--engine", default="local", choices=["local", "dask"],
                    help="local: this machine's pipeline; dask: a Dask cluster (core/distributed.py), same cache")
     i.add_argument("--scheduler", default=None,
