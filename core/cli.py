@@ -23,7 +23,7 @@ from core.cache.galleries import (
 from core.config import DEFAULT_CONFIG, LAYERS, MULTI_SCALES, PRECISIONS, EmbeddingConfig
 from core.datasets import DATASET_PROTOCOLS, LOADERS, dataset_layout, load_ground_truth
 from core.datasets.classes import load_query_folders
-from core.datasets.download import CATALOGUE, DownloadError
+from core.datasets.download import CATALOGUE, DownloadError, parse_parts
 from core.embed.backbones import WeightsUnavailable, list_backbones
 from core.embed.device import DEVICES
 from core.embed.distributed import CHUNK_SIZE
@@ -428,8 +428,13 @@ def cmd_data(a: argparse.Namespace) -> int:
             for r in resources_of(spec.name, tuple(spec.extras)):
                 print(f"  {r.url(a.base_url)}  ->  {spec.name}/{r.into or '.'}{' (unpacked)' if r.extract else ''}")
     elif a.action == "fetch":
-        report = fetch(a.dataset, a.dir, a.base_url, ("r1m",) if a.with_r1m else (), progress=not a.quiet)
-        if a.dataset == "cifar10":
+        report = fetch(a.dataset, a.dir, a.base_url, ("r1m",) if a.with_r1m else (), progress=not a.quiet,
+                       parts=parse_parts(a.parts) if a.parts else None)
+        if a.dataset == "revisitop1m":
+            print(f"distractor images are in {report.folder / 'jpg'}; index them, then evaluate a benchmark with them: "
+                  f"python -m core index --folder {report.folder / 'jpg'} --name r1m && python -m core evaluate "
+                  f"--dataset rparis6k --root data/rparis6k --distractors r1m")
+        elif a.dataset == "cifar10":
             print(f"cifar10 batches are in {report.folder / 'batches'}; export them to class folders with: "
                   f"python -m core data export-cifar10 --source {report.folder / 'batches'} --out data/cifar10-test")
         else:
@@ -570,6 +575,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "then are unpacked into DIR/NAME/jpg and DIR/NAME/gt.")
     df.add_argument("dataset", choices=sorted(CATALOGUE))
     df.add_argument("--with-r1m", action="store_true", help="also fetch the R-1M distractor list (roxford5k, rparis6k)")
+    df.add_argument("--parts", metavar="RANGE",
+                    help="revisitop1m: the image archives to fetch, e.g. 1-10 (about 100k images) or 1-5,8 "
+                         "(default all 100; each is deleted once unpacked)")
     df.add_argument("--quiet", action="store_true", help="no progress bars")
     for sp in (dl, df):
         sp.add_argument("--dir", default="data", help="data folder (default data/)")
