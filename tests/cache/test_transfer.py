@@ -69,12 +69,12 @@ def test_import_refuses_another_dimension_and_folder_galleries_refuse_imports(ar
 
     folder = tmp_path / "photos"
     folder.mkdir()
-    assert main(["index", "--folder", str(folder), "--name", "photos", "--no-annoy", "--quiet", *FLAGS]) == 0
+    assert main(["index", "--folder", str(folder), "--name", "photos", "--index", "none", "--quiet", *FLAGS]) == 0
     ok, _ = _save(tmp_path, "ok", np.ones((2, 1280), np.float32))
     capsys.readouterr()
     assert main(["import", "--name", "photos", "--vectors", ok, *FLAGS]) == 2
     assert "indexed from the folder" in capsys.readouterr().err
     assert main(["import", "--name", "ext3", "--vectors", ok, *FLAGS]) == 0
     capsys.readouterr()
-    assert main(["index", "--name", "ext3", "--no-annoy", "--quiet", *FLAGS]) == 2
+    assert main(["index", "--name", "ext3", "--index", "none", "--quiet", *FLAGS]) == 2
     assert "holds imported descriptors" in capsys.readouterr().err

@@ -69,7 +69,7 @@ def test_a_worker_killed_mid_run_loses_nothing(artifacts, tmp_path, cluster):
     directory = cache_dir("viacluster", CFG)
     env = dict(os.environ, PYTHONPATH=str(REPO), CBIR_CHECKPOINT_SECONDS="0")     # a commit per image
     run = subprocess.Popen([sys.executable, "-m", "core", "index", "--folder", str(folder), "--name", "viacluster",
-                            "--max-size", "96", "--no-annoy", "--quiet", "--engine", "dask", "--scheduler", address,
+                            "--max-size", "96", "--index", "none", "--quiet", "--engine", "dask", "--scheduler", address,
                             "--dask-chunk", str(CHUNK)], env=env, cwd=REPO, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
     # both workers are at work once descriptors come back: kill one of them, nanny and worker process
