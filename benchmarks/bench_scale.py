@@ -15,11 +15,12 @@ throw-away artifacts folder under ``--dir`` (about 5.2 GB at 1M; deleted afterwa
   checkpoint or an incremental update commits. Acceptance: at 1M at most 2x the 10k figure.
 - ``import_1000``: ``python -m core import``'s work for 1,000 new rows, which also reads every id
   of the gallery (to replace those already there).
-- a fresh process (its RSS before opening is the interpreter, NumPy and PyTorch, which the
+- a fresh process (its memory before opening is the interpreter, NumPy and PyTorch, which the
   index package imports) opens the gallery (``load_embeddings``: ids read, vectors memory-mapped) and
   runs exact searches (``ExactIndex``) of 5 derived queries; its open time, search p50 and
-  resident memory (RSS, which counts the mapped vector pages it touched, and USS, its private
-  memory) after opening and after searching.
+  resident memory before opening, after opening and after searching: RSS, split into RssAnon
+  (its private memory: what opening and searching allocate) and RssFile (the mapped vector pages
+  it touched: page cache, shared by every process that maps the gallery, evictable).
 
     python benchmarks/bench_scale.py --sizes 10000 100000 1000000 --dir /tmp/bench-scale
 """
@@ -49,6 +50,13 @@ REPEATS = 5
 
 SEARCHER = """
 import json, sys, time, numpy as np, psutil
+
+def mem():
+    \"\"\"RSS, its anonymous part (private memory) and its file part (mapped pages, shared), MB.\"\"\"
+    status = dict(line.split(":", 1) for line in open("/proc/self/status") if line.startswith("Rss"))
+    return {k: int(status[k].split()[0]) / 1e3 for k in ("RssAnon", "RssFile")} | {
+        "rss": psutil.Process().memory_info().rss / 1e6}
+
 t = time.perf_counter()
 from core.cache.descriptors import load_embeddings
 from core.config import EmbeddingConfig
@@ -56,12 +64,11 @@ from core.index import ExactIndex
 imported = time.perf_counter() - t
 config = EmbeddingConfig.from_dict(json.loads(sys.argv[2]))
 queries = np.load(sys.argv[3])
-proc = psutil.Process()
-before = proc.memory_full_info()
+before = mem()
 t = time.perf_counter()
 emb = load_embeddings(sys.argv[1], config)
 open_s = time.perf_counter() - t
-after_open = proc.memory_full_info()
+after_open = mem()
 index = ExactIndex(emb.vectors)
 times = []
 for q in queries:
@@ -69,10 +76,9 @@ for q in queries:
     scores = index.scores(q[None])[0]
     top = np.argpartition(-scores, 10)[:10]
     times.append(time.perf_counter() - t)
-after = proc.memory_full_info()
+after = mem()
 print(json.dumps({"n_opened": len(emb.ids), "open_s": open_s, "search_p50_s": float(np.median(times)),
-                  "rss_before_open_mb": before.rss / 1e6, "rss_after_open_mb": after_open.rss / 1e6, "uss_after_open_mb": after_open.uss / 1e6,
-                  "rss_after_search_mb": after.rss / 1e6, "uss_after_search_mb": after.uss / 1e6}))
+                  "memory_mb": {"before_open": before, "after_open": after_open, "after_search": after}}))
 """
 
 
