@@ -28,6 +28,10 @@ from core.images import Box
 from core.index import ExactIndex, Index
 
 Evidence = dict[int, tuple[float, Box | None]]     # gallery index -> (method score, best window)
+# Rows whose neighbours' vectors are gathered at once when cosines are computed: k-reciprocal asks
+# for the lists of every gallery image, and gathering [n, k1 + 1, d] at once took 10.7 GB at 50,000
+# x 1280 (k1 80) before the process was killed (benchmarks/bench_rerank_scale.py); 256 rows: 106 MB.
+NEIGHBOUR_BLOCK = 256
 
 
 @dataclass(frozen=True)
@@ -65,8 +69,12 @@ class RerankContext:
             return ExactIndex(self.embeddings.vectors, "cosine").search(vectors, k)
         idx, _ = index.search(vectors, k)
         db = self.embeddings.vectors
-        cos = np.where(idx >= 0, np.einsum("qkd,qd->qk", db[np.maximum(idx, 0)], vectors), -np.inf)
-        return idx, cos.astype(np.float32)
+        cos = np.empty(idx.shape, np.float32)
+        for start in range(0, len(idx), NEIGHBOUR_BLOCK):       # [rows, k, d] gathered a block at a time
+            rows = slice(start, start + NEIGHBOUR_BLOCK)
+            cos[rows] = np.where(idx[rows] >= 0, np.einsum("qkd,qd->qk", db[np.maximum(idx[rows], 0)], vectors[rows]),
+                                 -np.inf)
+        return idx, cos
 
     def neighbour_source(self) -> str:
         """Where ``neighbours`` and ``rank`` get their lists: "exact", or the approximate index's

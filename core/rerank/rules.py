@@ -56,6 +56,8 @@ PREPARE_BOUND_BYTES = 2_000_000_000
 # with HNSW neighbour lists, 2 cores at load average 17-24: 307 s at 10,000 images (30.7 ms an
 # image), 473 s at 20,000 (23.6 ms), 4.3-4.5 kB an image once built. Time binds first:
 # 600 s / 23.6 ms = 25,400 images (memory would allow 468,000); at 1M it would take about 6.5 hours.
+# (The 50,000 run was killed at 10.7 GB: the neighbours' cosines gathered [n, k1 + 1, d] at once,
+# now a block at a time, ``base.NEIGHBOUR_BLOCK``; it was not rerun.)
 KRECIPROCAL_MAX_IMAGES = 25_000
 
 

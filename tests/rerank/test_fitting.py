@@ -35,3 +35,28 @@ def test_a_retriever_over_a_gallery_above_the_bound_reranks_by_the_fallback_and_
     monkeypatch.setattr(KReciprocal, "max_images", 300)
     within = Retriever(emb, retriever.index, None, None, create_reranker("kreciprocal")).rank(v[:1], [None])
     assert within.reranker.name == "kreciprocal" and within.note == ""
+
+
+def test_neighbour_cosines_are_computed_a_block_at_a_time(monkeypatch):
+    from core.rerank import base
+
+    rng = np.random.default_rng(6)
+    v = rng.normal(size=(700, 16)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    emb = Embeddings("toy", EmbeddingConfig(), [f"{i}.jpg" for i in range(700)], v, None)
+
+    class Approximate:                      # an index whose lists come back short for some rows
+        exact = False
+
+        def search(self, queries, k):
+            idx = np.argsort(-(queries @ v.T), axis=1)[:, :k]
+            idx[::7, -1] = -1
+            return idx, None
+
+    ctx = base.RerankContext(emb, None, None, index=Approximate())
+    whole = ctx.neighbours(v, 12)
+    monkeypatch.setattr(base, "NEIGHBOUR_BLOCK", 50)
+    idx, cos = ctx.neighbours(v, 12)
+    np.testing.assert_array_equal(idx, whole[0])
+    np.testing.assert_allclose(cos, whole[1], atol=1e-6)
+    assert np.isneginf(cos[::7, -1]).all() and np.allclose(cos[1, 0], 1.0, atol=1e-5)
