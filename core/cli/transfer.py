@@ -7,13 +7,14 @@ from pathlib import Path
 from core.cache.galleries import GalleryError
 from core.cli import options
 
+IMPORT_HELP = ("The embedding flags declare the config that produced the vectors: queries are embedded the same "
+               "way, and vectors of another dimension are refused. Rows are L2-normalised; an id already in the "
+               "gallery is replaced. Images need not exist on this machine (results show the id).")
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("import", help="create or extend a gallery from descriptors computed elsewhere (.npy)",
-                       description="The embedding flags declare the config that produced the vectors: queries are "
-                                   "embedded the same way, and vectors of another dimension are refused. Rows are "
-                                   "L2-normalised; an id already in the gallery is replaced. Images need not exist "
-                                   "on this machine (results show the id).")
+                       description=IMPORT_HELP)
     p.add_argument("--name", required=True, help="gallery to create or append to")
     p.add_argument("--vectors", required=True, metavar="FILE.npy", help="float array [n, dim]")
     p.add_argument("--ids", metavar="FILE.txt", help="one id a line, n lines (default: FILE/row number)")
