@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.cli.options import add_quiet
-from core.datasets.download import CATALOGUE, parse_parts
+from core.datasets.download import CATALOGUE
 from core.datasets.exporters import export_cifar10, export_fashion_mnist
 
 
@@ -52,7 +52,7 @@ def run_list(a: argparse.Namespace) -> int:
 
 
 def run_fetch(a: argparse.Namespace) -> int:
-    from core.datasets.download import fetch
+    from core.datasets.download import fetch, parse_parts
 
     report = fetch(a.dataset, a.dir, a.base_url, ("r1m",) if a.with_r1m else (), progress=not a.quiet,
                    parts=parse_parts(a.parts) if a.parts else None)

@@ -1,7 +1,8 @@
-"""``galleries``: list galleries, delete one's descriptors and indexes, or export its descriptors."""
+"""``galleries``: list galleries or delete one's descriptors and indexes."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from core.cache.galleries import (
     GalleryError,
@@ -10,7 +11,7 @@ from core.cache.galleries import (
     list_galleries,
     load_gallery,
 )
-from core.cli import options, transfer
+from core.cli import options
 from core.fs import printable
 
 
@@ -27,7 +28,7 @@ def run(a: argparse.Namespace) -> int:
     from core.cache.descriptors import gallery_caches
 
     if a.action == "export":
-        return transfer.export(a)
+        return export_gallery(a)
     if a.action == "delete":
         if not a.gallery:
             raise GalleryError("name the gallery to delete: python -m core galleries delete NAME")
@@ -48,4 +49,14 @@ def run(a: argparse.Namespace) -> int:
                   f"{'' if info.complete else '  (extraction unfinished)'}")
             for ix in info.indexes:
                 print(f"    {ix.describe()}")
+    return 0
+
+
+def export_gallery(a: argparse.Namespace) -> int:
+    from core.cache.transfer import export_vectors
+
+    if not (a.gallery and a.out):
+        raise GalleryError("usage: python -m core galleries export NAME --out FILE.npy [embedding flags]")
+    out, ids_path, n = export_vectors(a.gallery, options.config_from_args(a), Path(a.out))
+    print(f"{a.gallery}: {n} descriptors written to {out}, their ids to {ids_path}")
     return 0

@@ -13,7 +13,6 @@ from core.embed.distributed import CHUNK_SIZE
 from core.fs import printable
 from core.index import auto_description, backend, backend_names, param_flags, settings_from
 from core.index.choice import default_method
-from core.progress import Reporter
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -43,6 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(a: argparse.Namespace) -> int:
     from core.cache.descriptors import build_embeddings
+    from core.progress import Reporter
 
     gallery = register_gallery(a.name, a.folder) if a.folder else load_gallery(a.name)
     cfg = options.prepared_config(a, gallery)
