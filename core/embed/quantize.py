@@ -95,7 +95,8 @@ def quantize(backbone: Backbone, calibration: Calibration, inputs: Callable[[], 
     """Quantise ``backbone`` to int8 on ``inputs()`` (network inputs [1, 3, H, W] in [0, 1],
     float32, made from the calibration images) and cache the IR; returns its path. An IR already
     cached for this calibration is reused only when it matches its digests and reads
-    (``read_ir``): a damaged one is removed and calibrated again."""
+    (``read_ir``): a damaged one is removed and calibrated again. No readable calibration image
+    is a ``ValueError``."""
     import logging
 
     import nncf
@@ -104,9 +105,12 @@ def quantize(backbone: Backbone, calibration: Calibration, inputs: Callable[[], 
     path = int8_ir_path(backbone, calibration.digest)
     if read_ir(path) is not None:
         return path
+    samples = list(inputs())
+    if not samples:
+        raise ValueError(f"none of the {len(calibration.files)} calibration images in {calibration.folder} could be "
+                         f"read; calibrate on a folder of readable photos (--calibration FOLDER)")
     nncf.set_log_level(logging.WARNING)          # its INFO lines list every layer left unquantised
     model = convert(backbone)
-    samples = list(inputs())
     log(f"calibrating int8 {backbone.spec.name} on {len(calibration.files)} images of {calibration.folder} "
         f"({len(samples)} network inputs)")
     start = time.perf_counter()
