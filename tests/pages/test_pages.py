@@ -24,10 +24,10 @@ from core.config import DEFAULT_CONFIG
 from core.datasets import load_class_folders, load_ground_truth
 from core.evaluation.pipeline import RunOptions, evaluate
 from core.evaluation.runs import load_run
+from core.progress import Reporter
 
 TIMEOUT = 300
 QUIET = dict(options=RunOptions(progress=False, log=lambda m: None))          # evaluate
-SILENT = dict(progress=False, log=lambda m: None)                               # build_embeddings
 
 
 def app() -> AppTest:
@@ -55,7 +55,7 @@ def scores(at: AppTest) -> dict[str, str]:
 def paris(paris_gallery, paris_gt):
     """The 250 Paris images with the default embedding, their ground truth, and two runs."""
     gallery = register_gallery(paris_gallery.name, paris_gallery.root, PARIS / "gt", "paris6k")
-    build_embeddings(gallery, DEFAULT_CONFIG, **SILENT)
+    build_embeddings(gallery, DEFAULT_CONFIG, reporter=Reporter.quiet())
     runs = [evaluate(gallery, paris_gt, cfg, **QUIET) for cfg in (DEFAULT_CONFIG, replace(DEFAULT_CONFIG, whitening="gallery"))]
     return gallery, runs
 
@@ -280,7 +280,7 @@ def test_first_blcf_rerank_shows_its_preparation_and_times_it_apart(artifacts, t
     folder.mkdir()
     for name in sorted(os.listdir(PARIS / "jpg"))[::12][:20]:
         (folder / name).symlink_to(PARIS / "jpg" / name)
-    build_embeddings(register_gallery("twenty", folder), DEFAULT_CONFIG, **SILENT)
+    build_embeddings(register_gallery("twenty", folder), DEFAULT_CONFIG, reporter=Reporter.quiet())
     at = open_gallery("twenty", "Gallery image")
     at.sidebar.selectbox(key="rerank").set_value("blcf").run()
     at.button(key="search").click().run()
@@ -302,7 +302,7 @@ def test_a_gallery_deleted_elsewhere_is_reported_not_silently_replaced(artifacts
         folder.mkdir()
         for image in sorted(os.listdir(PARIS / "jpg"))[:3]:
             (folder / image).symlink_to(PARIS / "jpg" / image)
-        build_embeddings(register_gallery(name, folder), DEFAULT_CONFIG, **SILENT)
+        build_embeddings(register_gallery(name, folder), DEFAULT_CONFIG, reporter=Reporter.quiet())
     at = open_gallery("second")
     delete_gallery("second")                               # e.g. from the Galleries page in another tab
     at.sidebar.slider(key="k").set_value(3).run()
@@ -472,7 +472,7 @@ def test_galleries_page_shows_a_gallery_being_embedded_its_thumbnails_and_cache_
         assert any(i.value.startswith("Embedding in progress") for i in at.info)
         assert not any("No descriptors yet" in c.value for c in at.caption)
         assert len(at.get("image")) == 3                    # the gallery's first images
-    build_embeddings(register_gallery("three", folder), DEFAULT_CONFIG, **SILENT)
+    build_embeddings(register_gallery("three", folder), DEFAULT_CONFIG, reporter=Reporter.quiet())
     at = app().run()
     at.switch_page("pages/galleries.py").run()
     assert not at.info
