@@ -115,6 +115,8 @@ def read_ir(path: Path):
     removed with a one-line warning, and None returned, so that the caller makes it again."""
     import openvino as ov
 
+    if not path.exists():                   # nothing to check (and no lock file left for nothing)
+        return None
     with exclusive_lock(_lock(path)):
         if not path.exists():
             return None
