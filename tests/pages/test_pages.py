@@ -25,6 +25,7 @@ from core.evaluation.runs import load_run
 
 TIMEOUT = 300
 QUIET = dict(options=RunOptions(progress=False, log=lambda m: None))
+EMBED_QUIET = dict(progress=False, log=lambda m: None)          # build_embeddings takes no RunOptions
 
 
 def app() -> AppTest:
@@ -52,7 +53,7 @@ def scores(at: AppTest) -> dict[str, str]:
 def paris(paris_gallery, paris_gt):
     """The 250 Paris images with the default embedding, their ground truth, and two runs."""
     gallery = register_gallery(paris_gallery.name, paris_gallery.root, PARIS / "gt", "paris6k")
-    build_embeddings(gallery, DEFAULT_CONFIG, **QUIET)
+    build_embeddings(gallery, DEFAULT_CONFIG, **EMBED_QUIET)
     runs = [evaluate(gallery, paris_gt, cfg, **QUIET) for cfg in (DEFAULT_CONFIG, replace(DEFAULT_CONFIG, whitening="gallery"))]
     return gallery, runs
 
@@ -269,7 +270,7 @@ def test_first_blcf_rerank_shows_its_preparation_and_times_it_apart(artifacts, t
     folder.mkdir()
     for name in sorted(os.listdir(PARIS / "jpg"))[::12][:20]:
         (folder / name).symlink_to(PARIS / "jpg" / name)
-    build_embeddings(register_gallery("twenty", folder), DEFAULT_CONFIG, **QUIET)
+    build_embeddings(register_gallery("twenty", folder), DEFAULT_CONFIG, **EMBED_QUIET)
     at = open_gallery("twenty", "Gallery image")
     at.sidebar.selectbox(key="rerank").set_value("blcf").run()
     at.button(key="search").click().run()
@@ -291,7 +292,7 @@ def test_a_gallery_deleted_elsewhere_is_reported_not_silently_replaced(artifacts
         folder.mkdir()
         for image in sorted(os.listdir(PARIS / "jpg"))[:3]:
             (folder / image).symlink_to(PARIS / "jpg" / image)
-        build_embeddings(register_gallery(name, folder), DEFAULT_CONFIG, **QUIET)
+        build_embeddings(register_gallery(name, folder), DEFAULT_CONFIG, **EMBED_QUIET)
     at = open_gallery("second")
     delete_gallery("second")                               # e.g. from the Galleries page in another tab
     at.sidebar.slider(key="k").set_value(3).run()
