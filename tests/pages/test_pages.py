@@ -10,6 +10,7 @@ import json
 import os
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -36,6 +37,14 @@ def app() -> AppTest:
 
 def texts(at: AppTest) -> str:
     return "\n".join(e.value for kind in (at.markdown, at.caption, at.info, at.warning, at.error) for e in kind)
+
+
+def linked_paris(folder: Path, count: int, step: int = 1) -> Path:
+    """A gallery folder of links to the first ``count`` of every ``step``-th shared Paris image."""
+    folder.mkdir()
+    for name in sorted(os.listdir(PARIS / "jpg"))[::step][:count]:
+        (folder / name).symlink_to(PARIS / "jpg" / name)
+    return folder
 
 
 def result_ids(at: AppTest) -> list[str]:
@@ -276,10 +285,7 @@ def test_browsing_thumbnails_picks_the_query(paris):
 
 
 def test_first_blcf_rerank_shows_its_preparation_and_times_it_apart(artifacts, tmp_path):
-    folder = tmp_path / "twenty"
-    folder.mkdir()
-    for name in sorted(os.listdir(PARIS / "jpg"))[::12][:20]:
-        (folder / name).symlink_to(PARIS / "jpg" / name)
+    folder = linked_paris(tmp_path / "twenty", 20, step=12)
     build_embeddings(register_gallery("twenty", folder), DEFAULT_CONFIG, **SILENT)
     at = open_gallery("twenty", "Gallery image")
     at.sidebar.selectbox(key="rerank").set_value("blcf").run()
@@ -298,10 +304,7 @@ def test_first_blcf_rerank_shows_its_preparation_and_times_it_apart(artifacts, t
 
 def test_a_gallery_deleted_elsewhere_is_reported_not_silently_replaced(artifacts, tmp_path):
     for name in ("first", "second"):
-        folder = tmp_path / name
-        folder.mkdir()
-        for image in sorted(os.listdir(PARIS / "jpg"))[:3]:
-            (folder / image).symlink_to(PARIS / "jpg" / image)
+        folder = linked_paris(tmp_path / name, 3)
         build_embeddings(register_gallery(name, folder), DEFAULT_CONFIG, **SILENT)
     at = open_gallery("second")
     delete_gallery("second")                               # e.g. from the Galleries page in another tab
@@ -313,10 +316,7 @@ def test_a_gallery_deleted_elsewhere_is_reported_not_silently_replaced(artifacts
 
 
 def test_a_gallery_without_index_offers_to_build_it(artifacts, tmp_path):
-    folder = tmp_path / "five"
-    folder.mkdir()
-    for name in sorted(os.listdir(PARIS / "jpg"))[:5]:
-        (folder / name).symlink_to(PARIS / "jpg" / name)
+    folder = linked_paris(tmp_path / "five", 5)
     register_gallery("five", folder)
     at = app().run()
     assert "has no index yet" in texts(at)
@@ -458,10 +458,7 @@ def test_galleries_page_shows_a_gallery_being_embedded_its_thumbnails_and_cache_
     from core.cache.descriptors import LOCK, cache_dir
     from core.files import exclusive_lock
 
-    folder = tmp_path / "three"
-    folder.mkdir()
-    for name in sorted(os.listdir(PARIS / "jpg"))[:3]:
-        (folder / name).symlink_to(PARIS / "jpg" / name)
+    folder = linked_paris(tmp_path / "three", 3)
     register_gallery("three", folder)
     lock = cache_dir("three", DEFAULT_CONFIG) / LOCK
     lock.parent.mkdir(parents=True)
