@@ -146,14 +146,15 @@ def tradeoff_chart(sub: pd.DataFrame, field: str, title: str, colours: alt.Scale
 
 def stage_chart(sub: pd.DataFrame) -> alt.Chart:
     """Where a query's time goes, per run: embed, search, re-rank (ms)."""
-    stages = sub.melt(id_vars=["run"], value_vars=["embed_ms", "search_ms", "rerank_ms"], var_name="stage",
+    stages = sub.melt(id_vars=["run", "variant"], value_vars=["embed_ms", "search_ms", "rerank_ms"], var_name="stage",
                       value_name="ms").dropna(subset=["ms"])
     stages["stage"] = stages["stage"].map({"embed_ms": "embed", "search_ms": "search", "rerank_ms": "re-rank"})
-    return alt.Chart(stages).mark_bar().encode(
-        y=alt.Y("run:N", title=None, axis=alt.Axis(labelLimit=200)), x=alt.X("ms:Q", title="ms per query", stack=True),
+    return alt.Chart(stages).mark_bar().encode(           # runs by what differs between them: names share a prefix
+        y=alt.Y("variant:N", title=None, axis=alt.Axis(labelLimit=220)),
+        x=alt.X("ms:Q", title="ms per query", stack=True),
         color=alt.Color("stage:N", scale=alt.Scale(domain=["embed", "search", "re-rank"],
                                                    range=["#9ecae9", "#4c78a8", "#1f3b5a"]),
-                        legend=alt.Legend(orient="bottom", title=None)),
+                        legend=alt.Legend(orient="top", direction="horizontal", title=None, labelLimit=0)),
         tooltip=["run", "stage", alt.Tooltip("ms:Q", format=".1f")]).properties(
         title="Query time by stage (fresh embedding)")
 
