@@ -30,6 +30,7 @@ from core import (
     bench_reports,
     chart_columns,
     class_results,
+    confusion_cell_images,
     default_pair,
     escape_markdown,
     failure_cases,
@@ -467,19 +468,36 @@ def classes_tab(df: pd.DataFrame) -> None:
                 f"{s['chance_precision']:.3f}")
     st.dataframe(table, hide_index=True, column_config={c: st.column_config.NumberColumn(c, format="%.3f")
                                                         for c in table.columns if c not in ("class", "n_queries")})
+    confusion_chart(confusion, s["knn_k"])
+    st.caption("Every image is a query; the other images of its class are relevant, the query itself is ignored. "
+               "Rows: true class; columns: the class voted by its nearest neighbours. Click a cell for its images.")
+    cell = st.session_state.get("confusion_cell")
+    if cell:
+        images = confusion_cell_images(r, *cell)
+        st.markdown(f"**{escape_markdown(cell[0])} voted {escape_markdown(cell[1])}**: {len(images)} images")
+        thumbs(gallery_root(r), [(i, "good" if cell[0] == cell[1] else "bad", cell[1]) for i in images[:48]],
+               "confusion_images", image_link(r))
+
+
+def confusion_chart(confusion: pd.DataFrame, knn_k: int) -> None:
+    """The k-NN confusion matrix; a click on a cell keeps it in ``confusion_cell`` (true, predicted)."""
     base = alt.Chart(confusion).encode(x=alt.X("predicted:N", title="predicted class"),
                                        y=alt.Y("true:N", title="true class"))
+    cell = alt.selection_point(name="cell", fields=["true", "predicted"], on="click")
     # empty cells stay white: the colour scale starts at the smallest non-zero share, not at 0
     heat = base.mark_rect(stroke="#eeeeee").encode(
         color=alt.condition("datum.count > 0", alt.Color("share:Q", scale=alt.Scale(scheme="blues", zero=False),
                                                          title="share of row"), alt.value("white")),
-        tooltip=["true", "predicted", "count", alt.Tooltip("share:Q", format=".2f")])
+        tooltip=["true", "predicted", "count", alt.Tooltip("share:Q", format=".2f")]).add_params(cell)
     labels = base.mark_text(fontSize=11).transform_filter("datum.count > 0").encode(
         text="count:Q", color=alt.condition("datum.share > 0.5", alt.value("white"), alt.value("black")))
-    st.altair_chart((heat + labels).properties(title=f"Confusion matrix of the {s['knn_k']}-NN vote", height=420),
-                    width="stretch")
-    st.caption("Every image is a query; the other images of its class are relevant, the query itself is ignored. "
-               "Rows: true class; columns: the class voted by its nearest neighbours.")
+
+    def clicked() -> None:
+        points = st.session_state["confusion"].selection.get("cell") or []
+        st.session_state["confusion_cell"] = (str(points[0]["true"]), str(points[0]["predicted"])) if points else None
+
+    st.altair_chart((heat + labels).properties(title=f"Confusion matrix of the {knn_k}-NN vote", height=420),
+                    width="stretch", key="confusion", on_select=clicked, selection_mode="cell")
 
 
 def training_tab(df: pd.DataFrame) -> None:

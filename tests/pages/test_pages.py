@@ -435,6 +435,11 @@ def test_failures_of_a_class_folder_run_show_their_thumbnails(artifacts, tmp_pat
     heat = json.loads(at.get("vega_lite_chart")[0].proto.spec)["layer"][0]
     assert heat["encoding"]["color"]["condition"]["test"] == "datum.count > 0"     # empty cells are not tinted
     assert heat["encoding"]["color"]["value"] == "white"
+    at.session_state["confusion_cell"] = ("Buses", "Buses")             # as a click on the cell keeps it
+    at.run()
+    behind = [t.value for t in at.text]
+    predicted = run.per_query.query("group == 'Buses' and predicted == 'Buses'")
+    assert len(behind) == len(predicted) > 0 and all(i.startswith("Buses/") for i in behind)
 
 
 def test_performance_tab_renders_bench_files(paris, session_artifacts):
