@@ -20,6 +20,8 @@ from core import (
     escape_markdown,
     folder_size,
     gallery_entries,
+    load_embeddings,
+    near_duplicates,
     printable,
     sample_images,
 )
@@ -84,6 +86,32 @@ def deletion(g, size_text: str) -> None:
             st.rerun()
 
 
+def duplicates_panel(g, caches: list[CacheInfo]) -> None:
+    """Groups of near-identical images under the gallery's first complete embedding, with a
+    threshold: for cleaning a photo folder, or spotting a query copied into the gallery."""
+    usable = [c for c in caches if c.usable]
+    if not usable:
+        return
+    with st.expander("Near-duplicates"):
+        threshold = st.slider("Cosine of the descriptors at least", 0.80, 1.0, 0.95, 0.005, key=f"dup_t_{g.name}",
+                              help="1.0: the same picture; about 0.95: resized, recompressed or lightly cropped "
+                                   "copies; lower: near-identical scenes")
+        if st.button("Find near-duplicates", key=f"dup_{g.name}", icon=":material/content_copy:"):
+            emb = load_embeddings(g.name, usable[0].config)
+            st.session_state[f"dups_{g.name}"] = (threshold, near_duplicates(emb.vectors, emb.ids, threshold))
+        found = st.session_state.get(f"dups_{g.name}")
+        if found is None:
+            return
+        at, groups = found
+        st.caption(f"{len(groups)} group{'s' if len(groups) != 1 else ''} at cosine ≥ {at:g} ({embedding_name(usable[0].config)})"
+                   + ("; the 20 largest:" if len(groups) > 20 else ""))
+        for n, group in enumerate(groups[:20]):
+            strip = st.container(horizontal=True, gap="xsmall", key=f"dup_{g.name}_{n}")
+            for image_id in group.ids[:12]:
+                strip.image(thumb_uri(g.root / image_id), width=72, caption=printable(image_id))
+            st.caption(f"{len(group.ids)} images, lowest link cosine {group.min_cosine:.3f}")
+
+
 def descriptors_size(caches: list[CacheInfo]) -> str:
     n = len(caches)
     return f"{n} embedding{'s' if n != 1 else ''}" if n else "none yet"
@@ -115,6 +143,7 @@ def main() -> None:
                              column_config={"on disk (MB)": st.column_config.NumberColumn(format="%.1f")})
             elif not busy:
                 st.caption("No descriptors yet: `python -m core index --name " + g.name + "`")
+            duplicates_panel(g, entry.caches)
             deletion(g, descriptors_size(entry.caches))
 
 

@@ -474,10 +474,15 @@ def test_galleries_page_shows_a_gallery_being_embedded_its_thumbnails_and_cache_
         assert any(i.value.startswith("Embedding in progress") for i in at.info)
         assert not any("No descriptors yet" in c.value for c in at.caption)
         assert len(at.get("image")) == 3                    # the gallery's first images
+    first = sorted(folder.iterdir())[0]
+    Image.open(first).reduce(2).save(folder / "zz_copy.jpg", quality=80)       # a resized, recompressed copy
     build_embeddings(register_gallery("three", folder), DEFAULT_CONFIG, **SILENT)
     at = app().run()
     at.switch_page("pages/galleries.py").run()
     assert not at.info
+    at.button(key="dup_three").click().run()                    # near-duplicates at the default cosine 0.95
+    assert any(c.value.startswith("1 group at cosine ≥ 0.95") for c in at.caption)
+    assert [i.proto.imgs[0].caption for i in at.get("image")][-2:] == [first.name, "zz_copy.jpg"]
     table = at.dataframe[0].value
     size = cache_bytes("three", DEFAULT_CONFIG.key()) / 1e6
     assert table["on disk (MB)"].iloc[0] == pytest.approx(size) and size > 0
