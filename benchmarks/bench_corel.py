@@ -83,10 +83,10 @@ def main() -> None:
         "acceptance": {"fine_tuned_above_every_published": tuned.metric("p@10") > best,
                        "fine_tuned_above_off_the_shelf": tuned.metric("p@10") > off.metric("p@10")},
         "embeddings": {"off_the_shelf": off.embedding_label, "fine_tuned": tuned.embedding_label},
-        "training": {"settings": settings.to_dict(), "seconds": train_s, "feature_cache_seconds": t["feature_cache_seconds"],
-                     "epoch_seconds": t["epoch_seconds"], "best_epoch": t["best_epoch"], "epochs_run": t["epochs_run"],
-                     "n_train": result.card.data["n_train"], "n_val": result.card.data["n_val"],
-                     "threads": t["threads"],
+        "training": {"settings": settings.to_dict(), "seconds": train_s, "feature_cache_seconds": t.feature_cache_seconds,
+                     "epoch_seconds": t.epoch_seconds, "best_epoch": t.best_epoch, "epochs_run": t.epochs_run,
+                     "n_train": result.card.data.n_train, "n_val": result.card.data.n_val,
+                     "threads": t.threads,
                      "off_the_shelf_gallery_embedding_seconds": offline_pass_s,
                      "training_over_off_the_shelf_embedding": train_s / offline_pass_s if offline_pass_s else None},
         "load_average": load,
@@ -103,7 +103,7 @@ def main() -> None:
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
     print(f"overall P@10: off the shelf {off.metric('p@10'):.3f}, fine-tuned {tuned.metric('p@10'):.3f}; published "
           + ", ".join(f"{k} {v:.3f}" for k, v in PUBLISHED_OVERALL.items()))
-    print(f"training {train_s:.0f} s (features {t['feature_cache_seconds']:.0f} s, epochs {t['epoch_seconds']:.0f} s), "
+    print(f"training {train_s:.0f} s (features {t.feature_cache_seconds:.0f} s, epochs {t.epoch_seconds:.0f} s), "
           f"load average {load['after_training']}")
 
 

@@ -77,8 +77,8 @@ def main() -> None:
             t = result.card.timing
             rows.append({"dataset": name, "setting": tag, "settings": kw, "map": s.map, "p@10": s.metric("p@10"),
                          "gain_map_points": (s.map - off.map) * 100, "train_seconds": seconds,
-                         "feature_cache_seconds": t["feature_cache_seconds"], "epoch_seconds": t["epoch_seconds"],
-                         "best_epoch": t["best_epoch"], "epochs_run": t["epochs_run"], "load_average": os.getloadavg()[0]})
+                         "feature_cache_seconds": t.feature_cache_seconds, "epoch_seconds": t.epoch_seconds,
+                         "best_epoch": t.best_epoch, "epochs_run": t.epochs_run, "load_average": os.getloadavg()[0]})
             print(json.dumps(rows[-1]), flush=True)
     write_result("training_sweep", {"protocol": f"train on {args.per_class} images a class (seed {args.seed}), mAP of "
                                                 "the other images among themselves", "rows": rows})

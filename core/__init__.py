@@ -52,7 +52,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "core.app.models": ("model_table", "side_by_side", "trained_configs", "trained_models", "training_curves"),
     "core.app.names": ("dataset_name", "embedding_name", "rerank_name"),
     "core.app.preview": ("FRAME", "MAX_UPLOAD_MB", "UPLOAD_NAMES", "box_from_cropper", "check_upload", "cropper_coords",
-                         "preview", "read_upload", "thumbnail"),
+                         "fit_box", "gallery_image_size", "missing_thumbnail", "preview", "read_upload", "thumbnail"),
     "core.app.thumbnails": ("ThumbnailStore", "frame_jpeg"),
     "core.app.urlstate": ("MAX_K", "ViewState", "decode", "missing"),
 }

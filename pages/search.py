@@ -48,7 +48,9 @@ from core import (
     escape_markdown,
     extraction_rate,
     filter_ids,
+    fit_box,
     gallery_entries,
+    gallery_image_size,
     groups,
     image_id_of,
     image_size,
@@ -251,7 +253,7 @@ def choose_query(ids: list[str], root, gt_queries: list[Query]) -> QueryImage | 
         q = by_name[name]
         image_id = image_id_of(q.image, ids)
         path = root / image_id
-        return QueryImage(f"gt-{name}", name, str(path), image_size(path), q.box, q, image_id)
+        return QueryImage(f"gt-{name}", name, str(path), gallery_image_size(path), q.box, q, image_id)
     if source == GALLERY:
         pending("image", "gallery_image", ids, "gallery image")
         c = st.columns([4, 1], vertical_alignment="bottom")
@@ -261,7 +263,7 @@ def choose_query(ids: list[str], root, gt_queries: list[Query]) -> QueryImage | 
         if st.session_state.get("browsing"):       # stays open over reruns until a pick or a dismissal
             browse(ids, root)
         path = root / image_id
-        return QueryImage(f"img-{image_id}", image_id, str(path), image_size(path), None, None, image_id)
+        return QueryImage(f"img-{image_id}", image_id, str(path), gallery_image_size(path), None, None, image_id)
     # the server accepts more than the limit (server.maxUploadSize), so that a too large file gets a
     # message that names it, not only the uploader's small error icon
     upload = st.file_uploader(f"Image ({UPLOAD_NAMES}, at most {MAX_UPLOAD_MB} MB)", key="upload")
@@ -294,6 +296,10 @@ def crop(query: QueryImage) -> Box:
     link_box = st.session_state.get(PENDING, {}).pop("box", None)
     kept = st.session_state.get("crop_kept")
     start_of = st.session_state.get("crop_start")
+    if link_box is not None:
+        link_box, note = fit_box(link_box, query.size)      # clipped to the image, or dropped, with a line
+        if note:
+            st.session_state.setdefault(PROBLEMS, []).append(note)
     if link_box is not None:
         restart_cropper(query.token, link_box)
     elif cropper_key(query.token) not in st.session_state and kept and kept[0] == query.token and kept != start_of:
@@ -647,7 +653,11 @@ def main() -> None:
     notices = st.container()
     row = st.container(horizontal=True, gap="medium", key="search_row")
     with row.container(width=QUERY_WIDTH, key="query_column"):
-        query = choose_query(ids, gallery.root, gt_queries)
+        try:
+            query = choose_query(ids, gallery.root, gt_queries)
+        except ImageError as exc:                          # a photo deleted since indexing: one line
+            st.error(escape_markdown(str(exc)), icon=":material/broken_image:")
+            query = None
         box = crop(query) if query else None
         if query:
             st.image(query_region(query.source, box, 320), caption="What is embedded", width=160)

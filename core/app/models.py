@@ -49,14 +49,14 @@ def model_table(models: list[TrainedModel]) -> pd.DataFrame:
     rows = []
     for m in models:
         c, t = m.card, m.card.timing
-        best = next((h for h in c.history if h["epoch"] == t.get("best_epoch")), c.history[-1] if c.history else {})
+        best = next((h for h in c.history if h["epoch"] == t.best_epoch), c.history[-1] if c.history else {})
         rows.append({"model": c.name, "backbone": c.backbone, "loss": c.training.get("loss"),
-                     "trainable_stages": c.data.get("trainable_stages"), "classes": len(c.classes),
-                     "n_train": c.data.get("n_train"), "n_val": c.data.get("n_val"),
-                     "best_epoch": t.get("best_epoch"), "epochs_run": t.get("epochs_run"),
+                     "trainable_stages": c.data.trainable_stages, "classes": len(c.classes),
+                     "n_train": c.data.n_train, "n_val": c.data.n_val,
+                     "best_epoch": t.best_epoch, "epochs_run": t.epochs_run,
                      "val_loss": best.get("val_loss"), "val_acc": best.get("val_acc"),
-                     "cache_s": t.get("feature_cache_seconds"), "train_s": t.get("epoch_seconds"),
-                     "root": c.data.get("root"), "created": c.created})
+                     "cache_s": t.feature_cache_seconds, "train_s": t.epoch_seconds,
+                     "root": c.data.root, "created": c.created})
     return pd.DataFrame(rows)
 
 

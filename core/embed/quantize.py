@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from core.embed.backbones import Backbone
-from core.embed.openvino import convert, model_cache_dir, save_ir, weights_digest
+from core.embed.openvino import convert, file_sha256, model_cache_dir, read_ir, save_ir, weights_digest
 from core.embed.precision import PrecisionRefused
 from core.files import write_json
 from core.images import list_images
@@ -54,14 +54,6 @@ class Calibration:
         return {**asdict(self), "files": list(self.files), "n": len(self.files)}
 
 
-def _file_digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def sample_evenly(items: list[str], n: int) -> list[str]:
     """``n`` items spread evenly over ``items`` (all of them when there are fewer): a sample of a
     photo folder that covers its sub-folders instead of the first few."""
@@ -78,7 +70,7 @@ def calibration_set(folder: str | Path, scales: tuple[float, ...], max_size: int
         raise ValueError(f"no images to calibrate int8 on in {folder}")
     h = hashlib.sha256(json.dumps({"recipe": RECIPE, "scales": list(scales), "max_size": max_size}).encode())
     for f in files:
-        h.update(_file_digest(f).encode())
+        h.update(file_sha256(f).encode())
     return Calibration(str(folder), tuple(files), h.hexdigest()[:12])
 
 
@@ -102,18 +94,23 @@ def quantize(backbone: Backbone, calibration: Calibration, inputs: Callable[[], 
              log: Callable[[str], None] = print) -> Path:
     """Quantise ``backbone`` to int8 on ``inputs()`` (network inputs [1, 3, H, W] in [0, 1],
     float32, made from the calibration images) and cache the IR; returns its path. An IR already
-    cached for this calibration is reused."""
+    cached for this calibration is reused only when it matches its digests and reads
+    (``read_ir``): a damaged one is removed and calibrated again. No readable calibration image
+    is a ``ValueError``."""
     import logging
 
     import nncf
     import openvino as ov
 
     path = int8_ir_path(backbone, calibration.digest)
-    if path.exists():
+    if read_ir(path) is not None:
         return path
+    samples = list(inputs())
+    if not samples:
+        raise ValueError(f"none of the {len(calibration.files)} calibration images in {calibration.folder} could be "
+                         f"read; calibrate on a folder of readable photos (--calibration FOLDER)")
     nncf.set_log_level(logging.WARNING)          # its INFO lines list every layer left unquantised
     model = convert(backbone)
-    samples = list(inputs())
     log(f"calibrating int8 {backbone.spec.name} on {len(calibration.files)} images of {calibration.folder} "
         f"({len(samples)} network inputs)")
     start = time.perf_counter()
@@ -130,14 +127,14 @@ def quantize(backbone: Backbone, calibration: Calibration, inputs: Callable[[], 
 
 def load_int8(backbone: Backbone, calibration_digest: str):
     """The cached int8 OpenVINO model of ``backbone`` for this calibration digest."""
-    import openvino as ov
 
     if not calibration_digest:
         raise PrecisionRefused("an int8 config needs the digest of its calibration images; make it with "
                                "python -m core quantize --calibration FOLDER (or let index/evaluate/search "
                                "calibrate on the gallery)")
     path = int8_ir_path(backbone, calibration_digest)
-    if not path.exists():
+    model = read_ir(path)
+    if model is None:
         raise PrecisionRefused(f"no int8 {backbone.spec.name} calibrated as {calibration_digest} in {path.parent}; "
                                f"calibrate it again with python -m core quantize --calibration FOLDER")
-    return ov.Core().read_model(str(path))
+    return model

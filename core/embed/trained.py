@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
 
 from core.config import EmbeddingConfig
-from core.embed.backbones import Backbone, BackboneSpec, WeightsUnavailable, assemble
 from core.embed.heads import EmbeddingHead, HeadConfig
+from core.embed.network import Backbone, assemble
+from core.embed.specs import BackboneSpec, WeightsUnavailable
 from core.paths import models_dir
 
 FORMAT = "cbir-model/1"
@@ -34,9 +35,55 @@ CARD_FILE = "model.json"
 
 
 @dataclass(frozen=True)
+class TrainingData:
+    """What a model was trained on: its folder and data fingerprint, image counts (all, train,
+    held out), images per class, the backbone's stages and how many were trained, the side of
+    the training views."""
+
+    root: str = ""
+    fingerprint: str = ""
+    n_images: int = 0
+    n_train: int = 0
+    n_val: int = 0
+    class_counts: dict[str, int] = field(default_factory=dict)
+    stages: int = 0
+    view_side: int = 0
+    trainable_stages: int = 0
+
+
+@dataclass(frozen=True)
+class TrainingTiming:
+    """How training went: seconds caching trunk features, in epochs and in the last call; the
+    best epoch, epochs run and whether early stopping ended them; threads and load average."""
+
+    feature_cache_seconds: float = 0.0
+    epoch_seconds: float = 0.0
+    this_call_seconds: float = 0.0
+
+    best_epoch: int = 0               # 1-based, as in ``history``
+    epochs_run: int = 0
+    stopped_early: bool = False
+
+    threads: int = 0
+    epoch_threads: int = 0
+    load_average: list[float] = field(default_factory=list)
+
+
+def _record(cls: type, value: object) -> object:
+    """``value`` as the record ``cls``: of a dict read from ``model.json`` (or built by the
+    trainer) the keys ``cls`` knows, the others dropped, the missing ones at their defaults; the
+    record's field order is the trainer's, so a complete card is written back unchanged."""
+    if isinstance(value, cls):
+        return value
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in dict(value or {}).items() if k in known})
+
+
+@dataclass(frozen=True)
 class ModelCard:
-    """What ``model.json`` says about a trained model (``training``, ``data`` and ``history``
-    are the trainer's records, kept as written)."""
+    """What ``model.json`` says about a trained model: ``data`` and ``timing`` as typed records
+    (given as dicts, they are converted), ``training`` (the settings) and ``history`` (one dict per
+    epoch) as the trainer wrote them."""
 
     name: str
     backbone: str
@@ -46,16 +93,21 @@ class ModelCard:
     sha256: str
     head: HeadConfig | None = None
     training: dict = field(default_factory=dict)
-    data: dict = field(default_factory=dict)
+    data: TrainingData = field(default_factory=TrainingData)
     history: tuple[dict, ...] = ()
-    timing: dict = field(default_factory=dict)
+    timing: TrainingTiming = field(default_factory=TrainingTiming)
     created: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data", _record(TrainingData, self.data))
+        object.__setattr__(self, "timing", _record(TrainingTiming, self.timing))
 
     def to_dict(self) -> dict:
         return {"format": FORMAT, "name": self.name, "backbone": self.backbone, "base_weights": self.base_weights,
                 "layer": self.layer, "classes": list(self.classes), "sha256": self.sha256,
-                "head": self.head.to_dict() if self.head else None, "training": self.training, "data": self.data,
-                "history": list(self.history), "timing": self.timing, "created": self.created}
+                "head": self.head.to_dict() if self.head else None, "training": self.training,
+                "data": asdict(self.data), "history": list(self.history), "timing": asdict(self.timing),
+                "created": self.created}
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelCard:

@@ -27,7 +27,8 @@ from core.embed.whitening import Whitening, learn_pca_whitening
 from core.files import write_npz
 from core.rerank.base import Reranker, rank_by_scores, register
 from core.rerank.featuremaps import FeatureMaps, box_mask, gallery_feature_maps, load_map, maps_path
-from core.rerank.local import fused, promote
+from core.rerank.local import LOCAL_FUSION, fused, promote
+from core.rerank.tunable import tunable
 
 LOCAL_DIM = 128            # whitened local descriptor dimension (Mohedano et al. keep a few hundred)
 # Auto vocabulary: one word per FEATURES_PER_WORD local features. Chosen on the validation protocol
@@ -206,9 +207,11 @@ class BLCF(Reranker):
     needs_image: ClassVar[bool] = True
     helps: ClassVar[str] = ("validation: +0.2 mAP on whole Paris photos, +0.8 on 30-70 % crops, fused with the "
                             "global score; a region query's words matter most when the box cuts the scene")
-    blcf_words: int = 0
-    top_n: int = 50                  # images re-ranked (fusion finite) or whose score is evidence (inf)
-    fusion: float = BLCF_FUSION
+    blcf_words: int = tunable(0, "BLCF vocabulary size (default 0: sized to the gallery, e.g. 25000 on full datasets)")
+    top_n: int = tunable(50)         # images re-ranked (fusion finite) or whose score is evidence (inf)
+    fusion: float = tunable(BLCF_FUSION, f"blcf/local/spatial: weight of the method's score added to the global "
+                                         f"cosine (default {BLCF_FUSION:g}, local {LOCAL_FUSION:g}, chosen on the "
+                                         f"validation protocol; inf: the method's score alone, which lost on whole photos)")
 
     def label(self) -> str:
         return f"blcf{self.blcf_words or 'auto'}"

@@ -11,6 +11,7 @@ from scipy.sparse.linalg import cg
 from core.index import ExactIndex
 from core.rerank import rules
 from core.rerank.base import Reranker, rank_by_scores, register
+from core.rerank.tunable import RULE, tunable
 
 ITERATIONS = 20     # conjugate-gradient steps per query
 
@@ -52,7 +53,7 @@ class Diffusion(Reranker):
     ``rules.diffusion_k`` of the gallery size); diffusion_alpha, diffusion_gamma: the walk's
     restart and the affinity exponent."""
 
-    diffusion_k: int = 0
+    diffusion_k: int = tunable(0, f"k of the diffusion graph ({RULE})")
 
     def for_gallery(self, n_images: int) -> Diffusion:
         return replace(self, diffusion_k=self.diffusion_k or rules.diffusion_k(n_images))

@@ -16,6 +16,7 @@ from core.embed.pooling import l2_normalise
 from core.index import ExactIndex
 from core.rerank import rules
 from core.rerank.base import Reranker, register
+from core.rerank.tunable import RULE, tunable
 
 
 def weighted_neighbour_mean(vectors: np.ndarray, neighbours: np.ndarray, alpha: float) -> np.ndarray:
@@ -54,7 +55,7 @@ def research(queries: np.ndarray, database: np.ndarray) -> np.ndarray:
 class AverageQE(Reranker):
     """qe_n: neighbours added to the query (0: ``rules.qe_n`` of the gallery size)."""
 
-    qe_n: int = 0
+    qe_n: int = tunable(0, f"neighbours added by (alpha-)QE ({RULE})")
 
     def for_gallery(self, n_images: int) -> AverageQE:
         return replace(self, qe_n=self.qe_n or rules.qe_n(n_images))
@@ -73,8 +74,8 @@ class AlphaQE(Reranker):
     """qe_n: neighbours added to the query (0: ``rules.qe_n``); alpha: similarity exponent of
     their weights."""
 
-    qe_n: int = 0
-    alpha: float = 3.0
+    qe_n: int = tunable(0)
+    alpha: float = tunable(3.0, "alpha-QE/DBA similarity exponent (default {default:g})")
 
     def for_gallery(self, n_images: int) -> AlphaQE:
         return replace(self, qe_n=self.qe_n or rules.qe_n(n_images))
@@ -93,8 +94,8 @@ class DBA(Reranker):
     """dba_n: neighbours averaged into each gallery vector (0: ``rules.dba_n``); alpha: their
     weights' exponent."""
 
-    dba_n: int = 0
-    alpha: float = 3.0
+    dba_n: int = tunable(0, f"neighbours averaged by DBA ({RULE})")
+    alpha: float = tunable(3.0)
 
     def for_gallery(self, n_images: int) -> DBA:
         return replace(self, dba_n=self.dba_n or rules.dba_n(n_images))
@@ -115,9 +116,9 @@ class DBAAlphaQE(Reranker):
     """DBA on the gallery, then alpha-QE of the query over the augmented vectors (0: the
     ``rules`` of the gallery size for dba_n and qe_n)."""
 
-    dba_n: int = 0
-    qe_n: int = 0
-    alpha: float = 3.0
+    dba_n: int = tunable(0)
+    qe_n: int = tunable(0)
+    alpha: float = tunable(3.0)
 
     def for_gallery(self, n_images: int) -> DBAAlphaQE:
         return replace(self, dba_n=self.dba_n or rules.dba_n(n_images), qe_n=self.qe_n or rules.dba_n(n_images))

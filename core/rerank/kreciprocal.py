@@ -24,6 +24,7 @@ import scipy.sparse as sp
 from core.index import ExactIndex
 from core.rerank import rules
 from core.rerank.base import Reranker, register
+from core.rerank.tunable import RULE, tunable
 
 
 def reciprocal_set(node: int, neighbours: np.ndarray, k: int) -> np.ndarray:
@@ -177,10 +178,10 @@ class KReciprocal(Reranker):
     query expansion (0: ``rules.kreciprocal_k2`` of k1); kr_lambda: weight of the original
     distance; top_n: images re-ranked (0: ``rules.kreciprocal_head``, at most 1000)."""
 
-    k1: int = 0
+    k1: int = tunable(0, f"k-reciprocal neighbours ({RULE})")
     k2: int = 0
-    kr_lambda: float = 0.3
-    top_n: int = 0
+    kr_lambda: float = tunable(0.3, "k-reciprocal weight of the original distance (default {default:g})")
+    top_n: int = tunable(0)
     head_only: ClassVar[bool] = True
     helps: ClassVar[str] = "the gallery's k-NN graph is built once; a query needs only its top list"
 

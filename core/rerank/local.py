@@ -26,6 +26,7 @@ from core.embed.pooling import gem, l2_normalise
 from core.images import Box
 from core.rerank.base import Reranker, register
 from core.rerank.featuremaps import MapSource, box_mask, cells_to_box, load_map
+from core.rerank.tunable import tunable
 
 GEM_P = 3.0
 # Window score weight added to the global cosine over the top-N, chosen on the validation protocol
@@ -139,9 +140,10 @@ class LocalWindows(Reranker):
     helps: ClassVar[str] = ("validation: +1.0 mAP on 30-70 % crops of Paris photos and +0.05 on whole ones, fused "
                             "with the global score (the best window alone lost 0.75 on whole photos); it draws "
                             "where each result matched the box")
-    top_n: int = 50
+    top_n: int = tunable(50, "images re-ranked by blcf/local/spatial (default {default}), by superglobal/kreciprocal "
+                                 "(default 0: by the gallery-size rule / at most 1000)")
     window_scales: tuple[float, ...] = (1.0, 0.75, 0.5, 0.35)
-    fusion: float = LOCAL_FUSION
+    fusion: float = tunable(LOCAL_FUSION)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "window_scales", tuple(float(s) for s in self.window_scales))

@@ -20,6 +20,7 @@ import numpy as np
 from core.images import Box, ImageSource, load_region
 from core.rerank.base import Reranker, register
 from core.rerank.local import fused, promote
+from core.rerank.tunable import tunable
 
 N_FEATURES = 1000          # keypoints per image: enough for a facade at 512 px, cheap to match
 RATIO = 0.8                # Lowe's ratio test
@@ -112,10 +113,10 @@ class SpatialVerification(Reranker):
     helps: ClassVar[str] = ("validation: +0.3 mAP on 30-70 % crops of Paris photos and +0.1 on whole ones, fused "
                             "with the global score (promoting verified images alone lost 0.8 and 0.9); for planar "
                             "facades seen from another angle")
-    top_n: int = 50
-    local_features: str = "sift"
+    top_n: int = tunable(50)
+    local_features: str = tunable("sift", "spatial verification features (default {default})", ("sift", "orb"))
     min_inliers: int = 15
-    fusion: float = SPATIAL_FUSION
+    fusion: float = tunable(SPATIAL_FUSION)
 
     def __post_init__(self) -> None:
         if self.local_features not in ("sift", "orb"):

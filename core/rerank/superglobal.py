@@ -24,6 +24,7 @@ import numpy as np
 
 from core.rerank import rules
 from core.rerank.base import Reranker, register
+from core.rerank.tunable import RULE, tunable
 
 
 def augment_within(vectors: np.ndarray, k: int, beta: float) -> np.ndarray:
@@ -70,8 +71,8 @@ class SuperGlobal(Reranker):
     sg_k: neighbours of the augmentation and of the refined query (0: ``rules.superglobal_k``);
     sg_beta: weight of a neighbour per unit of cosine."""
 
-    top_n: int = 0
-    sg_k: int = 0
+    top_n: int = tunable(0)
+    sg_k: int = tunable(0, f"SuperGlobal neighbours ({RULE})")
     sg_beta: float = 0.15
     head_only: ClassVar[bool] = True
     helps: ClassVar[str] = "needs only the top-M of any index, exact or approximate; nothing built per gallery"

@@ -49,9 +49,9 @@ def test_short_training_run_reloads_to_the_same_descriptors(artifacts, few_image
     card = result.card
     history = card.history
     assert len(history) == 4 and history[-1]["loss"] < history[0]["loss"], [h["loss"] for h in history]
-    assert card.classes == CLASSES and card.layer == "head" and card.data["n_train"] == 18 and card.data["n_val"] == 6
+    assert card.classes == CLASSES and card.layer == "head" and card.data.n_train == 18 and card.data.n_val == 6
     assert card.sha256 and json.loads((result.model_path.parent / "model.json").read_text())["training"]["epochs"] == 4
-    assert card.data["view_side"] == 64 and card.timing["best_epoch"] >= 1
+    assert card.data.view_side == 64 and card.timing.best_epoch >= 1
 
     # the model file alone (no --backbone, no --layer) gives the trained network's descriptors
     config = apply_model(EmbeddingConfig(weights=str(result.model_path), scales=(1.0,), max_size=64))
@@ -113,7 +113,7 @@ def test_small_cnn_trains_from_scratch(artifacts, few_images):
     settings = replace(SHORT, backbone="small_cnn", weights="random", trainable_stages=99, image_size=48, epochs=3,
                        lr=3e-3, backbone_lr=3e-3)
     result = train(few_images, "scratch", settings, progress=False, log=lambda m: None)
-    assert result.card.data["trainable_stages"] == result.card.data["stages"] == 4
+    assert result.card.data.trainable_stages == result.card.data.stages == 4
     assert result.card.history[-1]["loss"] < result.card.history[0]["loss"]
     config = apply_model(EmbeddingConfig(weights=str(result.model_path), scales=(1.0,), max_size=48))
     assert config.backbone == "small_cnn" and Embedder(config, backend="torch").dim == 512
@@ -135,14 +135,14 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(artifacts, few_images)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     state = load_state(state_file.parent)
-    assert state is not None and not state["done"], "the run finished before it could be killed"
+    assert state is not None and not state.done, "the run finished before it could be killed"
     logs = []
     resumed = train(few_images, "killed", settings, progress=False, log=logs.append)
-    assert resumed.resumed_from == state["epoch"] + 1 and any("resuming" in m for m in logs)
+    assert resumed.resumed_from == state.epoch + 1 and any("resuming" in m for m in logs)
     got = [h["loss"] for h in resumed.card.history]
     want = [h["loss"] for h in reference.card.history]
     assert got == pytest.approx(want, rel=1e-4)
-    assert read_card(resumed.model_path).timing["best_epoch"] == reference.card.timing["best_epoch"]
+    assert read_card(resumed.model_path).timing.best_epoch == reference.card.timing.best_epoch
 
 
 def test_a_frozen_network_under_a_fixed_gem_trains_on_pooled_views(artifacts, few_images):

@@ -190,18 +190,18 @@ def test_an_unreachable_hub_is_asked_for_its_cache_only_and_restored(monkeypatch
     its host cannot be reached (and no proxy is set) the download asks the local cache only."""
     from huggingface_hub import constants
 
-    import core.embed.backbones as backbones
+    import core.embed.hub as hub
 
     seen = []
-    for variable in backbones.PROXY_VARIABLES:
+    for variable in hub.PROXY_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(backbones, "_reachable", lambda address, timeout=3.0: seen.append(address) or False)
-    with backbones._hub_cache_only_when_unreachable():
+    monkeypatch.setattr(hub, "_reachable", lambda address, timeout=3.0: seen.append(address) or False)
+    with hub._hub_cache_only_when_unreachable():
         assert constants.HF_HUB_OFFLINE is True
-    assert constants.HF_HUB_OFFLINE is False and seen == [backbones.HUB_ADDRESS]
+    assert constants.HF_HUB_OFFLINE is False and seen == [hub.HUB_ADDRESS]
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")           # a proxy may reach what a socket cannot
-    with backbones._hub_cache_only_when_unreachable():
+    with hub._hub_cache_only_when_unreachable():
         assert constants.HF_HUB_OFFLINE is False
     assert len(seen) == 1
 
