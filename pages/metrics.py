@@ -57,7 +57,7 @@ from core import (
 from pages.common import all_runs, artifacts_key, build_demo_widget, run, run_gt, through_app, thumb_uri
 
 TABS = ["Runs", "Trade-off", "Per-query AP", "PR curves", "Failures", "Classes", "Training", "Performance"]
-SHOWN = ["name", "dataset", "model", "mAP", "mAP_interp11", "NDCG", "P@10", "backbone", "pooling", "scales", "whitening",
+SHOWN = ["name", "dataset", "protocol", "model", "mAP", "mAP_interp11", "NDCG", "P@10", "backbone", "pooling", "scales", "whitening",
          "dim", "max_size", "search", "rerank", "extraction_s", "query_ms", "rerank_ms", "n_images", "n_queries",
          "gallery", "timestamp", "run_id"]
 LEGEND = alt.Legend(orient="bottom", direction="vertical", labelLimit=0, title=None)

@@ -98,7 +98,7 @@ def image_id_of(stem: str, ids: Sequence[str]) -> str | None:
 
 # ---------------------------------------------------------------- runs
 
-RUN_COLUMNS = ("run_id", "timestamp", "dataset", "gallery", "backbone", "pooling", "scales", "max_size", "whitening",
+RUN_COLUMNS = ("run_id", "timestamp", "dataset", "protocol", "gallery", "backbone", "pooling", "scales", "max_size", "whitening",
                "dim", "search", "rerank", "rerank_ms", "mAP", "mAP_interp11", "NDCG", "P@10", "extraction_s",
                "images_per_s", "query_ms", "embed_ms", "search_ms", "fresh_query_ms", "embed_measured_on", "n_images",
                "n_queries", "embedding_key", "label", "embedding", "rerank_name", "model")
@@ -144,7 +144,7 @@ def run_row(summary: RunSummary) -> dict[str, Any]:
     fresh = fresh_query_time(summary)
     return {
         "run_id": summary.run_id, "timestamp": summary.timestamp, "dataset": summary.dataset,
-        "gallery": summary.gallery, "backbone": cfg.backbone, "pooling": pooling, "scales": len(cfg.scales),
+        "protocol": summary.protocol_label, "gallery": summary.gallery, "backbone": cfg.backbone, "pooling": pooling, "scales": len(cfg.scales),
         "max_size": cfg.max_size, "whitening": whitening, "dim": summary.dim,
         "search": f"{summary.search.method}/{summary.search.metric}",
         "rerank": summary.rerank_label or "none", "rerank_ms": summary.rerank.extra_ms_per_query,

@@ -23,7 +23,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageOps
 
 from core.fs import printable
-from core.images import Box, ImageError, fit_max_size, image_size, load_image
+from core.images import MAX_PIXELS, Box, ImageError, fit_max_size, image_size, load_image, open_image
 
 UPLOAD_TYPES: tuple[str, ...] = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")
 UPLOAD_NAMES = "JPEG, PNG, WebP, BMP, GIF or TIFF"
@@ -78,9 +78,10 @@ def read_upload(name: str, data: bytes, max_mb: float) -> Upload:
     buffer = io.BytesIO(data)
     buffer.name = name                   # what load_image's messages call the file
     size, kind = _header(data)
-    if size[0] * size[1] > MAX_UPLOAD_PIXELS:
+    pixels = size[0] * size[1]
+    if pixels > MAX_UPLOAD_PIXELS and (kind == "JPEG" or pixels <= MAX_PIXELS):
         return _downscaled(name, data, size, kind)
-    img = load_image(buffer)
+    img = load_image(buffer)             # any other over MAX_PIXELS: refused as a bomb before decoding
     note = None
     if min(img.size) < TINY:
         note = (f"{name} is only {img.width}×{img.height} px: the network sees it enlarged, so the results may "
@@ -98,9 +99,9 @@ def _header(data: bytes) -> tuple[tuple[int, int], str]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
+            with open_image(io.BytesIO(data)) as img:
                 return img.size, str(img.format)
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+    except (ImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
         return (0, 0), ""                # unreadable: load_image says why
 
 
@@ -124,12 +125,12 @@ def _reduced_jpeg(data: bytes, side: int) -> Image.Image | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = open_image(io.BytesIO(data))
             img.draft("RGB", (side, side))
             if img.size[0] * img.size[1] > MAX_UPLOAD_PIXELS * 4:       # draft scales by 1/8 at most
                 return None
             img = ImageOps.exif_transpose(img.convert("RGB"))
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+    except (ImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
         return None
     return fit_max_size(img, side)
 

@@ -25,10 +25,10 @@ from core.config import DEFAULT_CONFIG
 from core.datasets import load_class_folders, load_ground_truth
 from core.evaluation.pipeline import RunOptions, evaluate
 from core.evaluation.runs import load_run
+from core.progress import Reporter
 
 TIMEOUT = 300
 QUIET = dict(options=RunOptions(progress=False, log=lambda m: None))          # evaluate
-SILENT = dict(progress=False, log=lambda m: None)                               # build_embeddings
 
 
 def app() -> AppTest:
@@ -64,7 +64,7 @@ def scores(at: AppTest) -> dict[str, str]:
 def paris(paris_gallery, paris_gt):
     """The 250 Paris images with the default embedding, their ground truth, and two runs."""
     gallery = register_gallery(paris_gallery.name, paris_gallery.root, PARIS / "gt", "paris6k")
-    build_embeddings(gallery, DEFAULT_CONFIG, **SILENT)
+    build_embeddings(gallery, DEFAULT_CONFIG, reporter=Reporter.quiet())
     runs = [evaluate(gallery, paris_gt, cfg, **QUIET) for cfg in (DEFAULT_CONFIG, replace(DEFAULT_CONFIG, whitening="gallery"))]
     return gallery, runs
 
@@ -286,7 +286,7 @@ def test_browsing_thumbnails_picks_the_query(paris):
 
 def test_first_blcf_rerank_shows_its_preparation_and_times_it_apart(artifacts, tmp_path):
     folder = linked_paris(tmp_path / "twenty", 20, step=12)
-    build_embeddings(register_gallery("twenty", folder), DEFAULT_CONFIG, **SILENT)
+    build_embeddings(register_gallery("twenty", folder), DEFAULT_CONFIG, reporter=Reporter.quiet())
     at = open_gallery("twenty", "Gallery image")
     at.sidebar.selectbox(key="rerank").set_value("blcf").run()
     at.button(key="search").click().run()
@@ -305,7 +305,7 @@ def test_first_blcf_rerank_shows_its_preparation_and_times_it_apart(artifacts, t
 def test_a_gallery_deleted_elsewhere_is_reported_not_silently_replaced(artifacts, tmp_path):
     for name in ("first", "second"):
         folder = linked_paris(tmp_path / name, 3)
-        build_embeddings(register_gallery(name, folder), DEFAULT_CONFIG, **SILENT)
+        build_embeddings(register_gallery(name, folder), DEFAULT_CONFIG, reporter=Reporter.quiet())
     at = open_gallery("second")
     delete_gallery("second")                               # e.g. from the Galleries page in another tab
     at.sidebar.slider(key="k").set_value(3).run()
@@ -476,7 +476,7 @@ def test_galleries_page_shows_a_gallery_being_embedded_its_thumbnails_and_cache_
         assert len(at.get("image")) == 3                    # the gallery's first images
     first = sorted(folder.iterdir())[0]
     Image.open(first).reduce(2).save(folder / "zz_copy.jpg", quality=80)       # a resized, recompressed copy
-    build_embeddings(register_gallery("three", folder), DEFAULT_CONFIG, **SILENT)
+    build_embeddings(register_gallery("three", folder), DEFAULT_CONFIG, reporter=Reporter.quiet())
     at = app().run()
     at.switch_page("pages/galleries.py").run()
     assert not at.info
