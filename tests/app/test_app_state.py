@@ -181,18 +181,14 @@ def test_decompression_bomb_message_is_plain(tmp_path):
     side = int(MAX_PIXELS ** 0.5) + 100
     buffer = io.BytesIO()
     Image.new("1", (side, side)).save(buffer, format="PNG")
-    with pytest.raises(ImageError) as err:                       # an upload: refused from its header, undecoded
+    with pytest.raises(ImageError) as err:                       # over the decoder's limit: refused as a bomb
         check_upload("scan.png", buffer.getvalue(), 20)
-    text = str(err.value)
-    assert text.startswith(f"scan.png: {side}×{side} is {side * side / 1e6:.0f} megapixels; the limit for an "
-                           "upload is 24"), text
-    assert "Image size" not in text
-    (tmp_path / "scan.png").write_bytes(buffer.getvalue())          # a gallery file: the decoder's own limit
-    with pytest.raises(ImageError) as err:
-        load_image(tmp_path / "scan.png")
     text = str(err.value)
     assert text.startswith(f"scan.png: {side * side / 1e6:.0f} megapixels exceeds the limit of 100 megapixels"), text
     assert "decompression bomb" in text and "Image size" not in text
+    (tmp_path / "scan.png").write_bytes(buffer.getvalue())
+    with pytest.raises(ImageError, match="scan.png: .* megapixels exceeds the limit"):
+        load_image(tmp_path / "scan.png")
 
 
 # ------------------------------------------------------------------ thumbnails
