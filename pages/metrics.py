@@ -57,7 +57,8 @@ from core import (
 from pages.common import all_runs, artifacts_key, build_demo_widget, run, run_gt, through_app, thumb_uri
 
 TABS = ["Runs", "Trade-off", "Per-query AP", "PR curves", "Failures", "Classes", "Training", "Performance"]
-SHOWN = ["name", "dataset", "protocol", "model", "mAP", "mAP_interp11", "NDCG", "P@10", "backbone", "pooling", "scales", "whitening",
+# mAP beside the run's name: at 800 px the table shows the name and the first figures, the rest scrolls
+SHOWN = ["name", "mAP", "dataset", "protocol", "model", "mAP_interp11", "NDCG", "P@10", "backbone", "pooling", "scales", "whitening",
          "dim", "max_size", "search", "rerank", "extraction_s", "query_ms", "rerank_ms", "n_images", "n_queries",
          "gallery", "timestamp", "run_id"]
 LEGEND = alt.Legend(orient="bottom", direction="vertical", labelLimit=0, title=None)
@@ -88,7 +89,7 @@ def runs_tab(df: pd.DataFrame) -> None:
     if text:
         view = view[view.astype(str).apply(lambda col: col.str.contains(text, case=False, regex=False)).any(axis=1)]
     st.dataframe(view[SHOWN], hide_index=True, column_config={
-        **PERCENT, "name": st.column_config.TextColumn("run", width="large", pinned=True),
+        **PERCENT, "name": st.column_config.TextColumn("run", width="medium", pinned=True),
         "extraction_s": st.column_config.NumberColumn("extraction (s)", format="%.1f"),
         "query_ms": st.column_config.NumberColumn("query (ms)", format="%.1f"),
         "rerank_ms": st.column_config.NumberColumn("re-ranking (ms/query)", format="%.1f")})

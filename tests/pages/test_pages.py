@@ -340,6 +340,7 @@ def test_metrics_page_tabs(paris):
     ids = {r.run_id for r in paris[1]}
     assert ids <= set(table["run_id"]) and {"mAP", "mAP_interp11", "NDCG", "P@10", "extraction_s", "query_ms",
                                               "backbone", "pooling", "whitening", "dim"} <= set(table.columns)
+    assert list(table.columns[:2]) == ["name", "mAP"]               # visible beside the name at 800 px
     assert at.get("download_button")
     charts = [json.loads(c.proto.spec) for c in metrics_tab(at, "Trade-off").get("vega_lite_chart")]
     assert len(charts) == 3 * table["dataset"].nunique()          # mAP against query time, extraction; stages
