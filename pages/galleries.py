@@ -6,12 +6,14 @@ images). Galleries are created and updated with ``python -m core index --folder 
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from core import (
     CacheInfo,
+    GalleryError,
     cache_bytes,
     caches_in_progress,
     delete_descriptors,
@@ -23,9 +25,10 @@ from core import (
     load_embeddings,
     near_duplicates,
     printable,
+    register_gallery,
     sample_images,
 )
-from pages.common import through_app, thumb_uri
+from pages.common import embed_gallery, through_app, thumb_uri
 
 
 def caches_table(gallery: str, caches: list[CacheInfo]) -> pd.DataFrame:
@@ -117,11 +120,31 @@ def descriptors_size(caches: list[CacheInfo]) -> str:
     return f"{n} embedding{'s' if n != 1 else ''}" if n else "none yet"
 
 
+def index_folder() -> None:
+    """Any folder of this machine becomes a gallery: registered and embedded with the default
+    embedding, with a progress bar (``python -m core index --folder PATH --name NAME``)."""
+    with st.expander("Index a folder", expanded=not gallery_entries()):
+        c = st.columns([3, 2])
+        folder = c[0].text_input("Folder of images", key="index_folder", placeholder="/home/me/Pictures")
+        name = c[1].text_input("Gallery name", key="index_name", placeholder="photos")
+        if st.button("Index", key="index_go", type="primary", icon=":material/add_photo_alternate:",
+                     disabled=not (folder.strip() and name.strip())):
+            try:
+                register_gallery(name.strip(), Path(folder.strip()).expanduser())
+            except (GalleryError, OSError) as exc:
+                st.error(escape_markdown(str(exc)))
+                return
+            embed_gallery(name.strip())
+            st.rerun()
+        st.caption("Embeds the images with the default embedding; indexing it again embeds only what changed.")
+
+
 def main() -> None:
     st.title("Galleries")
+    index_folder()
     entries = gallery_entries()
     if not entries:
-        st.info("No gallery yet. Any folder of images becomes one:\n\n"
+        st.info("No gallery yet. Any folder of images becomes one, above or from a terminal:\n\n"
                 "```\npython -m core index --folder PATH/TO/IMAGES --name my-gallery\n```")
         return
     for entry in entries:

@@ -522,3 +522,19 @@ def test_typed_box_redraws_the_cropper_and_long_lists_paginate(paris):
     at.session_state["results_page"] = 3
     at.run()
     assert len(result_ids(at)) == 12 and "Results 49–60 of 60" in texts(at)
+
+
+def test_a_folder_is_indexed_from_the_galleries_page(artifacts, tmp_path):
+    at = app().run()
+    at.switch_page("pages/galleries.py").run()
+    assert "No gallery yet" in texts(at)
+    at.text_input(key="index_folder").input(str(tmp_path / "nowhere")).run()
+    at.text_input(key="index_name").input("mine").run()
+    at.button(key="index_go").click().run()
+    assert not at.exception and len(at.error) == 1 and "nowhere" in at.error[0].value      # one line, nothing kept
+    at.text_input(key="index_folder").input(str(linked_paris(tmp_path / "four", 4))).run()
+    at.button(key="index_go").click().run()
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    assert table["images"].tolist() == [4] and table["complete"].tolist() == [True]
+    assert any(s.value == "mine" for s in at.subheader)
