@@ -16,7 +16,6 @@ model is refused, with the reason, on another backbone than its own.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -27,6 +26,8 @@ from core.config import EmbeddingConfig
 from core.embed.heads import EmbeddingHead, HeadConfig
 from core.embed.network import Backbone, assemble
 from core.embed.specs import BackboneSpec, WeightsUnavailable
+from core.embed.weights import is_path, load_state, read_checkpoint
+from core.files import file_digest
 from core.paths import models_dir
 
 FORMAT = "cbir-model/1"
@@ -119,14 +120,6 @@ class ModelCard:
                    created=data.get("created", ""))
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _card_path(path: str | Path) -> Path:
     return Path(path).with_name(CARD_FILE)
 
@@ -159,35 +152,55 @@ def read_card(path: str | Path) -> ModelCard:
 
 
 def load_trained_backbone(spec: BackboneSpec, path: str | Path) -> Backbone:
-    """The backbone ``spec`` with the trained weights and head of ``path``; refused when the
-    model was trained from another backbone."""
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    """The backbone ``spec`` with the trained weights and head of ``path``; refused, in one line,
+    when the model was trained from another backbone, when the file is damaged, and when the head
+    it declares does not match the tensors it holds (checked before the head is allocated: a
+    small file declaring a huge head is refused, not built)."""
+    data = read_checkpoint(path)
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("state_dict"), dict):
         raise WeightsUnavailable(f"{path} is not a model written by `python -m core train`")
     if data["backbone"] != spec.name:
         raise WeightsUnavailable(f"{path} was trained from backbone {data['backbone']}, not {spec.name}; "
                                  f"use --backbone {data['backbone']} (or leave --backbone out)")
-    head = EmbeddingHead(HeadConfig.from_dict(data["head"])) if data.get("head") else None
-    backbone = assemble(spec, spec.build(), str(path), head)
-    backbone.load_state_dict(data["state_dict"], strict=True)
+    config = HeadConfig.from_dict(data["head"]) if data.get("head") else None
+    if config is not None:
+        _check_head(config, data["state_dict"], path)
+    backbone = assemble(spec, spec.build(), str(path), EmbeddingHead(config) if config else None)
+    load_state(backbone, data["state_dict"], path, strict=True)
     return backbone
 
 
+def _check_head(config: HeadConfig, state: dict, path: str | Path) -> None:
+    """Refuse a head whose declared size is not the one of its projection in ``state``."""
+    weight = state.get("head.project.weight")
+    declared = (config.dim, config.in_channels)
+    if not isinstance(weight, torch.Tensor) or tuple(weight.shape) != declared:
+        held = "none" if not isinstance(weight, torch.Tensor) else "x".join(map(str, weight.shape))
+        raise WeightsUnavailable(f"{path} declares a {config.dim}-wide head on {config.in_channels} channels but "
+                                 f"holds projection weights of shape {held}: the model file is damaged or was "
+                                 f"not written by `python -m core train`; train it again")
+
+
 def apply_model(config: EmbeddingConfig, backbone_given: bool = False, layer_given: bool = False) -> EmbeddingConfig:
-    """``config`` completed from the card of its trained model (unchanged for other weights):
-    the model's backbone and, unless given, its descriptor layer; its sha256 always. A backbone
-    given explicitly must be the model's own; the head layer needs a trained model."""
+    """``config`` completed from its weights file: a plain checkpoint's sha256; for a trained
+    model the backbone of its card and, unless given, its descriptor layer, and the sha256 of
+    ``model.pt`` itself, not the one its card recorded: a model replaced under the same path is
+    another network, with other descriptors (the card's figure only matches an unchanged file).
+    A backbone given explicitly must be the model's own; the head layer needs a trained model.
+    Other weights leave ``config`` unchanged, so the default config's key stays what it was."""
     if not is_trained_model(config.weights):
         if config.layer == "head":
             raise ValueError(f"--layer head reads the embedding head of a model trained by `python -m core train`; "
                              f"pass its model.pt as --weights ({config.weights!r} is not one)")
+        if is_path(config.weights) and Path(config.weights).is_file():
+            return replace(config, weights_digest=file_digest(config.weights))
         return config
     card = read_card(config.weights)
     if backbone_given and config.backbone != card.backbone:
         raise WeightsUnavailable(f"{config.weights} was trained from backbone {card.backbone}, not {config.backbone}; "
                                  f"leave --backbone out to use the model's own")
     return replace(config, backbone=card.backbone, layer=config.layer if layer_given else card.layer,
-                   weights_digest=card.sha256)
+                   weights_digest=file_digest(config.weights))
 
 
 def list_models(root: Path | None = None) -> list[tuple[Path, ModelCard]]:

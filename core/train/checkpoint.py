@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 from core.embed.backbones import Backbone
-from core.embed.trained import CARD_FILE, FORMAT, MODEL_FILE, ModelCard, file_sha256
-from core.files import atomic_path, write_json
+from core.embed.trained import CARD_FILE, FORMAT, MODEL_FILE, ModelCard
+from core.files import atomic_path, file_digest, write_json
 
 STATE_FILE = "train_state.pt"
 
@@ -40,6 +40,6 @@ def export_model(directory: Path, backbone: Backbone, card: ModelCard) -> ModelC
     path = directory / MODEL_FILE
     with atomic_path(path, suffix=".pt") as tmp:
         torch.save(data, tmp)
-    written = replace(card, sha256=file_sha256(path), created=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    written = replace(card, sha256=file_digest(path), created=time.strftime("%Y-%m-%dT%H:%M:%S"))
     write_json(directory / CARD_FILE, written.to_dict())
     return written
