@@ -16,7 +16,7 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    "core.config": ("AnnoyParams", "DEFAULT_CONFIG", "EmbeddingConfig"),
+    "core.config": ("DEFAULT_CONFIG", "EmbeddingConfig"),
     "core.images": ("Box", "ImageError", "image_size", "load_image"),
     "core.paths": ("artifacts_dir",),
     "core.fs": ("printable",),
@@ -25,7 +25,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "core.cache.descriptors": ("NPZ", "CacheInfo", "build_embeddings", "cache_dir", "gallery_caches"),
     "core.cache.galleries": ("Gallery", "delete_descriptors", "delete_gallery", "folder_size", "list_galleries",
                              "load_gallery"),
-    "core.index": ("IndexMismatch", "Result", "SearchSettings"),
+    "core.index": ("IndexMismatch", "Result", "SearchSettings", "backend", "backend_names", "settings_from"),
     "core.index.choice": ("auto_description",),
     "core.rerank": ("DEFAULT_RERANK", "RERANKERS", "Reranker", "create_reranker", "list_rerankers"),
     "core.rerank.local": ("draw_window",),

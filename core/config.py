@@ -158,44 +158,6 @@ class EmbeddingConfig:
         return "/".join(parts)
 
 
-@dataclass(frozen=True)
-class AnnoyParams:
-    """Parameters of an Annoy index; ``search_k`` None means "chosen at build time by measured
-    recall"."""
-
-    metric: str = "angular"          # angular (cosine) | euclidean
-    # 25 trees: on the Pareto front of benchmarks/bench_search.py (artifacts/bench/search.json) at
-    # 1M x 512 as at 100k: at a given search_k, 50 or 100 trees found no more neighbours (1M,
-    # search_k 10000: recall@10 0.994 / 0.989 / 0.981 for 25 / 50 / 100 trees) while the index grew
-    # from 2.4 to 2.8 / 3.5 GB and took longer to build. search_k stays measured per index.
-    n_trees: int = 25
-    search_k: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.metric not in ("angular", "euclidean"):
-            raise ValueError(f"Annoy metric must be 'angular' or 'euclidean', got {self.metric!r}")
-        if self.n_trees < 1:
-            raise ValueError("n_trees must be at least 1")
-
-
-@dataclass(frozen=True)
-class HnswParams:
-    """Parameters of an HNSW index (hnswlib); ``ef`` None means "chosen at build time by measured
-    recall". M 16 and ef_construction 100: the graph of benchmarks/bench_search.py, whose ef
-    sweep reached recall@10 0.98 at 1M x 512 (artifacts/bench/search.json)."""
-
-    metric: str = "cosine"           # cosine (inner product of unit vectors) | euclidean
-    m: int = 16
-    ef_construction: int = 100
-    ef: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.metric not in ("cosine", "euclidean"):
-            raise ValueError(f"HNSW metric must be 'cosine' or 'euclidean', got {self.metric!r}")
-        if self.m < 2 or self.ef_construction < 1:
-            raise ValueError("HNSW needs M >= 2 and ef_construction >= 1")
-
-
 # The offline default, chosen by measurement on the shared Paris images (README: "The default
 # embedding"): multi-scale R-MAC was the best pooling on both offline backbones.
 DEFAULT_CONFIG = EmbeddingConfig()

@@ -18,6 +18,7 @@ from core import (
     Run,
     analyse_ranking,
     ap_comparison,
+    backend_names,
     bench_reports,
     chart_columns,
     class_results,
@@ -63,7 +64,7 @@ def runs_tab(df: pd.DataFrame) -> None:
     backbones = c[1].multiselect("Backbone", sorted(df["backbone"].dropna().unique()), key="f_backbone")
     reranks = c[2].multiselect("Re-ranking", sorted(df["rerank"].dropna().unique()), key="f_rerank",
                                help="core/rerank/ method of the run (none: the plain global descriptor)")
-    text = c[3].text_input("Contains", key="f_text", placeholder="e.g. gem, white, annoy")
+    text = c[3].text_input("Contains", key="f_text", placeholder="e.g. gem, white")
     view = df.assign(name=df["run_id"].map(run_names(df)))
     if datasets:
         view = view[view["dataset"].isin(datasets)]
@@ -275,9 +276,9 @@ def search_link(r: Run, query: str) -> dict[str, str]:
     metric and re-ranking (the search page's default re-ranking may differ from the run's)."""
     search = r.summary.search
     link = {"gallery": r.summary.gallery, "embedding": r.summary.embedding_key, "query": query,
-            "rerank": r.summary.rerank.get("method") or "none"}
-    if search.get("method") in ("exact", "annoy") and search.get("metric") in ("cosine", "euclidean"):
-        link.update(index=search["method"], metric=search["metric"])
+            "rerank": r.summary.rerank.method}
+    if search.method in backend_names():
+        link.update(index=search.method, metric=search.metric)
     return link
 
 

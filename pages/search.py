@@ -2,7 +2,7 @@
 picked from a list or from thumbnails, or an upload), select a region with the cropper and search.
 
 The URL holds the view (``core.app.urlstate``): gallery, embedding, query or image, box, k, metric,
-index, search_k and re-ranking; a reload or a shared link shows the same search, and says what of
+index, search effort and re-ranking; a reload or a shared link shows the same search, and says what of
 a link could not be restored. The Search button and the results are a fragment: a search reruns
 only them.
 """
@@ -23,7 +23,6 @@ from core import (
     MAX_K,
     MAX_UPLOAD_MB,
     RERANKERS,
-    AnnoyParams,
     Box,
     ImageError,
     IndexMismatch,
@@ -31,9 +30,10 @@ from core import (
     Result,
     Results,
     SearchEngine,
-    SearchSettings,
     ViewState,
     auto_description,
+    backend,
+    backend_names,
     box_from_cropper,
     check_upload,
     create_reranker,
@@ -56,6 +56,7 @@ from core import (
     query_report,
     results_frame,
     score_kind,
+    settings_from,
     to_json,
     trained_configs,
 )
@@ -102,7 +103,7 @@ class Settings:
     k: int
     method: str
     metric: str
-    search_k: int | None
+    effort: int | None                   # the index's search effort (None: tuned at build time)
     rerank: str = "none"
     hide_self: bool = False
 
@@ -123,7 +124,6 @@ class Shown:
     image_id: str | None                                      # the query's own image, if in the gallery
     hidden: list[Result] = field(default_factory=list)        # the query's own image, when hidden
     windows: dict[str, Box] = field(default_factory=dict)     # best windows of local re-ranking
-    plain_rank: dict[str, int] = field(default_factory=dict)  # rank before re-ranking
 
     @property
     def rerank(self) -> str:
@@ -148,7 +148,7 @@ def take_link() -> None:
                                  if getattr(state, f.name) is not None}
     st.session_state[PROBLEMS] = problems
     for key, value in (("k", state.k), ("metric", state.metric), ("method", state.index),
-                       ("search_k", state.search_k), ("rerank", state.rerank)):
+                       ("effort", state.effort), ("rerank", state.rerank)):
         if value is not None:
             st.session_state[key] = value
     if state.query or state.image:
@@ -308,7 +308,8 @@ def run_search(eng: SearchEngine, query: QueryImage, box: Box | None, settings: 
     """Search (and re-rank) through the engine; with "hide the query's own image", one more
     result is asked for so that k remain once it is taken out."""
     extra = 1 if settings.hide_self and query.image_id else 0
-    search = SearchSettings(settings.method, settings.metric, AnnoyParams(search_k=settings.search_k))
+    effort = backend(settings.method).Params.effort if settings.method != "auto" else None
+    search = settings_from(settings.method, settings.metric, {effort: settings.effort} if effort else {})
     reranker = create_reranker(settings.rerank)
     title = RERANKERS[settings.rerank].title
     message = "Searching…" if settings.rerank == "none" else (
@@ -316,17 +317,12 @@ def run_search(eng: SearchEngine, query: QueryImage, box: Box | None, settings: 
         "feature maps read every image, a minute or more)…")
     with st.spinner(message):
         results = eng.search(query.source, box, k=settings.k + extra, settings=search, reranker=reranker)
-    if results.prepare_seconds >= 0.001:                  # the first time: say what it cost, apart from the query
-        st.status(f"Prepared {title} for {eng.gallery.name} in {results.prepare_seconds:.1f} s (once per gallery "
+    if results.times.prepare_seconds >= 0.001:            # the first time: say what it cost, apart from the query
+        st.status(f"Prepared {title} for {eng.gallery.name} in {results.times.prepare_seconds:.1f} s (once per gallery "
                   "and embedding)", state="complete", expanded=False)
     shown = Shown(eng.gallery.name, query.token, query.name, query.source, results, query.gt, settings.k,
                   settings.metric, box, query.image_id,
                   windows={i: e[1] for i, e in results.evidence.items() if e[1] is not None})
-    if results.rerank_label:
-        # re-ranking reads the cosine ranking of the chosen index: the rank each result had there
-        plain_settings = replace(search, metric="cosine") if search.method == "exact" else search
-        ranking, _ = eng.search_vector(results.query_vector, len(eng.embeddings.ids), plain_settings)
-        shown.plain_rank = {r.image_id: r.rank for r in ranking}
     if extra:
         items = results.items
         shown.hidden = [r for r in items if r.image_id == query.image_id]
@@ -336,11 +332,12 @@ def run_search(eng: SearchEngine, query: QueryImage, box: Box | None, settings: 
 
 def timing_line(shown: Shown) -> str:
     r = shown.results
-    text = f"**{len(r.items)} results** · embed {r.embed_ms:.0f} ms · search {r.search_ms:.1f} ms"
+    t = r.times
+    text = f"**{len(r.items)} results** · embed {t.embed_ms:.0f} ms · search {t.search_ms:.1f} ms"
     if shown.rerank:
-        text += f" · re-ranked by {shown.rerank} in {r.rerank_ms:.0f} ms"
-        if r.prepare_seconds >= 0.001:
-            text += f" (the gallery was prepared first, once: {r.prepare_seconds:.1f} s, not counted)"
+        text += f" · re-ranked by {shown.rerank} in {t.rerank_ms:.0f} ms"
+        if t.prepare_seconds >= 0.001:
+            text += f" (the gallery was prepared first, once: {t.prepare_seconds:.1f} s, not counted)"
     return text
 
 
@@ -361,8 +358,9 @@ def view_result(shown: Shown, item: Result, label: str | None, root) -> None:
 
 def result_caption(shown: Shown, item: Result, label: str | None) -> str:
     rank = f"**#{item.rank}**"
-    if shown.rerank and item.image_id in shown.plain_rank and shown.plain_rank[item.image_id] != item.rank:
-        rank += f" (was #{shown.plain_rank[item.image_id]})"
+    before = shown.results.plain_rank([item.index])[item.index] if shown.rerank else item.rank
+    if before != item.rank:
+        rank += f" (was #{before})"
     score = ("cos" if shown.metric == "cosine" or shown.rerank else "dist") + f" {item.score:.3f}"
     tags = [f"**{label}**"] if label else []
     if item.image_id == shown.image_id:
@@ -379,13 +377,11 @@ def show_results(shown: Shown, root, ids: list[str], eng: SearchEngine, current_
     st.markdown(timing_line(shown))
     labels = label_results(gt, [r.image_id for r in results.items]) if gt else [None] * len(results.items)
     if gt:
-        ranking, _ = eng.search_vector(results.query_vector, len(ids), SearchSettings("exact", shown.metric))
-        displayed = sorted(shown.hidden + results.items, key=lambda r: r.rank)
-        rep = query_report(gt, [r.index for r in displayed], [r.index for r in ranking], ids, k)
+        rep = query_report(gt, results.ranking[:k], results.ranking, ids, k)     # the full ranking a run scores
         st.markdown(f"**AP {rep.ap:.3f}** · AP 11-pt {rep.ap_interp11:.3f} · P@{k} {rep.precision_at_k:.2f} · "
                     f"missed **{rep.missed}** of {rep.n_relevant} relevant",
                     help=f"Relevant = listed positives present in this gallery; junk is ignored; AP over the "
-                         f"results shown, then the rest of the gallery in exact-search order. AP 11-pt: 11-point "
+                         f"whole ranking (re-ranked when a method is chosen), as an evaluation run scores it. AP 11-pt: 11-point "
                          f"interpolated AP. Missed: relevant images that are not in the top {k}.")
         st.caption("Frames: " + ", ".join(f"<span style='color:{LABEL_COLOURS[lab]}'>■</span> {lab}"
                                           for lab in LABEL_COLOURS), unsafe_allow_html=True)
@@ -470,11 +466,12 @@ def sidebar(entries) -> tuple:
         k = st.slider("Results (k)", 1, MAX_K, 10, key="k")
         metric = st.radio("Similarity", ["cosine", "euclidean"], horizontal=True, key="metric",
                           help="cosine: similarity, higher is closer; euclidean: distance, lower is closer")
-        method = st.radio("Index", ["auto", "exact", "annoy", "hnsw"], horizontal=True, key="method",
-                          help=f"auto: {auto_description()} (benchmarks/bench_search.py); Annoy and HNSW are built "
+        method = st.radio("Index", list(backend_names()), horizontal=True, key="method",
+                          help=f"auto: {auto_description()} (benchmarks/bench_search.py); saved indexes are built "
                                "on first use")
-        search_k = st.number_input("Annoy search_k (0: tuned at build time for recall@10 ≥ 0.95)", 0, 10_000_000,
-                                   0, step=1000, key="search_k") if method == "annoy" else 0
+        effort_name = backend(method).Params.effort if method != "auto" else None
+        effort = st.number_input(f"{backend(method).title} {effort_name} (0: tuned at build time for recall@10 ≥ 0.95)",
+                                 0, 10_000_000, 0, key="effort") if effort_name else 0
         methods = list_rerankers()
         if st.session_state.get("rerank") not in methods:
             st.session_state["rerank"] = DEFAULT_RERANK
@@ -496,7 +493,7 @@ def sidebar(entries) -> tuple:
         if "demo" not in by_name:
             with st.expander("Demo gallery"):
                 build_demo_widget(primary=False)
-    return entry, cache, Settings(k, method, metric, search_k or None, rerank, hide_self)
+    return entry, cache, Settings(k, method, metric, effort or None, rerank, hide_self)
 
 
 def main() -> None:
@@ -538,7 +535,7 @@ def main() -> None:
         results_panel(eng, query, box, settings)
     write_link(ViewState(gallery.name, cache.key, query.name if query and query.gt else None,
                          query.image_id if query and not query.gt else None, box if query else None, settings.k,
-                         settings.metric, settings.method, settings.search_k if settings.method == "annoy" else None,
+                         settings.metric, settings.method, settings.effort,
                          settings.rerank if settings.rerank != DEFAULT_RERANK else None))
 
 

@@ -2,7 +2,8 @@ from dataclasses import replace
 
 import pytest
 
-from core.config import AnnoyParams, EmbeddingConfig
+from core.config import EmbeddingConfig
+from core.index.annoy import AnnoyParams
 
 
 def test_key_is_stable_and_changes_with_every_field():
@@ -34,4 +35,4 @@ def test_invalid_values_are_refused():
     with pytest.raises(ValueError):
         EmbeddingConfig(max_size=4)
     with pytest.raises(ValueError):
-        AnnoyParams(metric="dot")
+        AnnoyParams(n_trees=0)

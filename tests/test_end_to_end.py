@@ -8,15 +8,15 @@ import pytest
 from conftest import PARIS
 
 from core.cli import main
-from core.config import DEFAULT_CONFIG, AnnoyParams
+from core.config import DEFAULT_CONFIG
 from core.datasets import resolve
 from core.evaluation.metrics import score_query
-from core.evaluation.pipeline import evaluate
+from core.evaluation.pipeline import RunOptions, evaluate
 from core.evaluation.runs import list_runs, load_run
 from core.evaluation.summary import RunSummary
 from core.index import SearchSettings
 
-QUIET = dict(progress=False, log=lambda m: None)
+QUIET = dict(options=RunOptions(progress=False, log=lambda m: None))
 
 
 @pytest.fixture(scope="session")
@@ -56,9 +56,9 @@ def test_run_files_let_anyone_recompute_the_metrics(default_run, paris_gt):
 
 def test_annoy_evaluation_reaches_recall_target(default_run, paris_gallery, paris_gt):
     s = evaluate(paris_gallery, paris_gt, DEFAULT_CONFIG,
-                 SearchSettings(method="annoy", annoy=AnnoyParams()), **QUIET)
-    assert s.index["recall@10"] >= 0.95
-    assert s.index["query_recall@10"] >= 0.95
+                 SearchSettings(method="annoy"), **QUIET)
+    assert s.index.figures.tuning.recall_at_10 >= 0.95
+    assert s.index.query_recall_at_10 >= 0.95
     assert s.map == pytest.approx(default_run.map, abs=0.02)
 
 

@@ -27,7 +27,8 @@ import numpy as np
 import pytest
 from conftest import REPO, copy_paris_images
 
-from core.config import AnnoyParams, EmbeddingConfig
+from core.config import EmbeddingConfig
+from core.index.annoy import AnnoyParams
 
 pytestmark = pytest.mark.slow
 
@@ -112,7 +113,8 @@ def read_state(artifacts: Path) -> State | None:
     """Everything a reader can load, checked for consistency on the way (None: no cache yet)."""
     from core.cache.descriptors import CacheError, load_embeddings
     from core.evaluation.runs import list_runs, load_run
-    from core.index import AnnoyIndex, IndexMismatch
+    from core.index import IndexMismatch
+    from core.index.annoy import AnnoyIndex
 
     with artifacts_at(artifacts):
         try:
@@ -130,7 +132,7 @@ def read_state(artifacts: Path) -> State | None:
             return None
         assert emb.vectors.shape[0] == len(emb.ids)
         try:
-            AnnoyIndex.load(emb.directory, CFG, PARAMS, emb.dim, emb.ids, "g")
+            AnnoyIndex.load(emb, "cosine", PARAMS)
             annoy_ok = True
         except IndexMismatch:
             annoy_ok = False

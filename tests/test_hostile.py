@@ -31,19 +31,20 @@ from PIL import EpsImagePlugin, Image
 
 import core.evaluation.runs as runs
 from core.app.preview import check_upload
-from core.cache.descriptors import NPZ, CacheError, build_embeddings, cache_dir, load_embeddings
+from core.cache.descriptors import NPZ, CacheError, Embeddings, build_embeddings, cache_dir, load_embeddings
 from core.cache.galleries import duplicate_groups, register_gallery
 from core.cli import build_parser, config_from_args, main
-from core.config import DEFAULT_CONFIG, PLAIN_GEM, AnnoyParams, EmbeddingConfig
+from core.config import DEFAULT_CONFIG, PLAIN_GEM, EmbeddingConfig
 from core.datasets import GroundTruthError, load_oxford_paris
 from core.datasets.classes import load_class_folders
 from core.datasets.revisited import UnsafePickle, load_gnd, revisited_ground_truth
 from core.embed.embedder import Embedder
-from core.evaluation.pipeline import evaluate
+from core.evaluation.pipeline import RunOptions, evaluate
 from core.evaluation.runs import load_run, new_run_id, write_run
 from core.files import write_json, write_npz
 from core.images import ImageError, image_size, load_image
-from core.index import AnnoyIndex, IndexMismatch
+from core.index import IndexMismatch
+from core.index.annoy import AnnoyIndex, AnnoyParams
 
 CFG = EmbeddingConfig(max_size=64, scales=(1.0,))
 FLAGS = ["--max-size", "64", "--scales", "1.0", "--quiet"]
@@ -84,11 +85,11 @@ def test_rebuild_commands_in_error_messages_reproduce_the_config(artifacts, tmp_
     with pytest.raises(CacheError) as err:
         load_embeddings("g", DEFAULT_CONFIG)
     assert config_from_args(build_parser().parse_args(_command_in(str(err.value)))).key() == DEFAULT_CONFIG.key()
-    params = AnnoyParams(metric="euclidean", n_trees=7)
+    params = AnnoyParams(n_trees=7)
     with pytest.raises(IndexMismatch) as err:
-        AnnoyIndex.load(tmp_path, PLAIN_GEM, params, 8, ["a"], "g")
+        AnnoyIndex.load(Embeddings("g", PLAIN_GEM, ["a"], np.zeros((1, 8), np.float32), tmp_path), "euclidean", params)
     args = build_parser().parse_args(_command_in(str(err.value)))
-    assert config_from_args(args).key() == PLAIN_GEM.key() and (args.annoy_metric, args.n_trees) == ("euclidean", 7)
+    assert config_from_args(args).key() == PLAIN_GEM.key() and (args.index, args.metric, args.n_trees) == ("annoy", "euclidean", 7)
 
 
 # ---------------------------------------------------------------- run ids
@@ -168,7 +169,7 @@ def test_a_newline_in_a_file_name_keeps_run_ids_and_rankings_aligned(artifacts, 
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(source, root / name)
     gallery = register_gallery("cls", root)
-    summary = evaluate(gallery, load_class_folders(root), CFG, embedder=embedder, **QUIET)
+    summary = evaluate(gallery, load_class_folders(root), CFG, embedder=embedder, options=RunOptions(**QUIET))
     run = load_run(summary.run_id)
     emb = load_embeddings("cls", CFG)
     assert run.ids == emb.ids and "a/two\nlines.jpg" in run.ids and run.ranking.shape[1] == len(names)
@@ -236,7 +237,7 @@ def test_entries_that_cannot_be_read_are_skipped_and_the_rest_indexed(artifacts,
     assert len(listing) == len(skipped), done.stdout
     for name, reason in skipped.items():
         assert any(line.strip().startswith(f"{name}:") and reason in line for line in listing), (name, done.stdout)
-    assert "Annoy angular, 2 trees" in done.stdout
+    assert "Annoy cosine: built in" in done.stdout and "n_trees 2" in done.stdout
     emb = load_embeddings("hostile", CFG)
     assert len(emb.ids) == 5 and "new\nline.jpg" in emb.ids
     assert sorted(p.name for p in emb.directory.glob("annoy-*")) == ["annoy-angular-2.ann", "annoy-angular-2.json"]
@@ -329,7 +330,7 @@ def test_query_boxes_outside_their_image_are_skipped_and_evaluation_goes_on(arti
         for label in ("ok", "junk"):
             (gt_dir / f"mine_{n}_{label}.txt").write_text("")
     summary = evaluate(register_gallery("mine", images), load_oxford_paris(gt_dir, "mine"), CFG, embedder=embedder,
-                       **QUIET)
+                       options=RunOptions(**QUIET))
     assert summary.n_queries == 1 and summary.skipped_queries == ["mine_2", "mine_3"]
     assert sum("no area inside" in n for n in summary.ground_truth_notes) == 2
 
@@ -365,7 +366,7 @@ def test_search_with_an_infinite_box_says_so_in_one_line(artifacts, tmp_path, em
 def _annoy_gallery(tmp_path, embedder):
     folder = copy_paris_images(tmp_path / "g", 6)
     emb = build_embeddings(register_gallery("g", folder), CFG, embedder, **QUIET)
-    return folder, emb, AnnoyIndex.build(emb.vectors, emb.directory, CFG, PARAMS, emb.ids).path
+    return folder, emb, AnnoyIndex.build(emb, "cosine", PARAMS).path
 
 
 PARAMS = AnnoyParams(n_trees=3)
@@ -379,10 +380,10 @@ def test_a_truncated_annoy_index_never_crashes_the_search_process(artifacts, tmp
                "--rerank", "none", *FLAGS)
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])    # the earlier code died of SIGSEGV here
     assert emb.ids[0] in done.stdout.splitlines()[1]
-    AnnoyIndex.load(emb.directory, CFG, PARAMS, emb.dim, emb.ids, "g")      # rebuilt from the cached descriptors
+    AnnoyIndex.load(emb, "cosine", PARAMS)      # rebuilt from the cached descriptors
     ann.write_bytes(ann.read_bytes()[:-4096])
     with pytest.raises(IndexMismatch, match="truncated") as err:
-        AnnoyIndex.load(emb.directory, CFG, PARAMS, emb.dim, emb.ids, "g")
+        AnnoyIndex.load(emb, "cosine", PARAMS)
     assert err.value.stale                                                 # rebuilding from the cache is safe
 
 
@@ -392,11 +393,11 @@ def test_an_altered_annoy_index_of_the_right_size_is_refused(artifacts, tmp_path
     altered[len(altered) // 3: len(altered) // 3 + 64] = b"\xff" * 64
     ann.write_bytes(bytes(altered))
     with pytest.raises(IndexMismatch, match="SHA-256 is not the one written") as err:
-        AnnoyIndex.load(emb.directory, CFG, PARAMS, emb.dim, emb.ids, "g")
+        AnnoyIndex.load(emb, "cosine", PARAMS)
     assert err.value.stale
     ann.with_suffix(".json").unlink()                                      # an .ann whose build was cut short
     with pytest.raises(IndexMismatch, match="cannot be read") as err:
-        AnnoyIndex.load(emb.directory, CFG, PARAMS, emb.dim, emb.ids, "g")
+        AnnoyIndex.load(emb, "cosine", PARAMS)
     assert err.value.stale
 
 

@@ -84,7 +84,7 @@ def test_killed_extraction_resumes_and_never_leaves_a_broken_cache(artifacts, tm
     folder = copy_paris_images(tmp_path / "photos", 16)
     env = dict(os.environ, CBIR_CHECKPOINT_SECONDS="0", PYTHONPATH=str(REPO))
     cmd = [sys.executable, "-m", "core", "index", "--folder", str(folder), "--name", "killme",
-           "--max-size", "96", "--no-annoy", "--quiet"]
+           "--max-size", "96", "--index", "none", "--quiet"]
     rng = random.Random(5)
     directory = cache_dir("killme", CFG)
     seen = []

@@ -19,7 +19,7 @@ from core.cache.galleries import Gallery, register_gallery
 from core.config import DEFAULT_CONFIG, EmbeddingConfig
 from core.datasets import GroundTruth, load_oxford_paris
 from core.embed.embedder import Embedder
-from core.evaluation.pipeline import evaluate
+from core.evaluation.pipeline import RunOptions, evaluate
 from core.evaluation.summary import RunSummary
 from core.images import open_image
 from core.paths import artifacts_dir
@@ -121,5 +121,5 @@ def evaluate_demo(gallery: Gallery, config: EmbeddingConfig = DEFAULT_CONFIG, em
     """An evaluation run of the demo gallery (its 10 queries, the default search and
     re-ranking), written to ``artifacts/runs/`` like any ``python -m core evaluate`` run; pass
     the ``embedder`` that built the gallery so that the network is not loaded again."""
-    return evaluate(gallery, demo_ground_truth(), config, embedder=embedder, progress=False, log=log,
-                    rerank=create_reranker(DEFAULT_RERANK))
+    return evaluate(gallery, demo_ground_truth(), config, rerank=create_reranker(DEFAULT_RERANK), embedder=embedder,
+                    options=RunOptions(progress=False, log=log))

@@ -12,11 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
 from core.images import Box
-from core.index import SEARCH_METHODS
+from core.index import METRICS, backend_names
 from core.rerank import list_rerankers
 
-METRICS = ("cosine", "euclidean")
-INDEXES = SEARCH_METHODS
+INDEXES = backend_names()
 MAX_K = 100
 
 
@@ -32,7 +31,7 @@ class ViewState:
     k: int | None = None
     metric: str | None = None
     index: str | None = None
-    search_k: int | None = None           # Annoy search_k; 0: the one tuned at build time
+    effort: int | None = None             # the index's search effort; 0: the one tuned at build time
     rerank: str | None = None
 
     def to_params(self) -> dict[str, str]:
@@ -71,7 +70,7 @@ def _count(low: int, high: int):
 
 
 PARSERS = {"gallery": str, "embedding": str, "query": str, "image": str, "box": _box, "k": _count(1, MAX_K),
-           "metric": _choice(METRICS), "index": _choice(INDEXES), "search_k": _count(0, 10_000_000),
+           "metric": _choice(METRICS), "index": _choice(INDEXES), "effort": _count(0, 10_000_000),
            "rerank": _choice(tuple(list_rerankers()))}
 
 

@@ -298,36 +298,47 @@ def _build_whitened(gallery: Gallery, config: EmbeddingConfig, embedder: Embedde
     return load_embeddings(gallery.name, config)
 
 
+# the keys of a saved index's description that are not its backend's parameters (core.index.stored)
+_INDEX_HEAD = {"config_key", "config", "dim", "n_items", "ids_digest", "metric", "file", "file_bytes", "file_sha256",
+               "build_seconds", "recall@10", "recall@100", "recall_trials", "recall_target_met"}
+
+
 @dataclass(frozen=True)
 class IndexInfo:
-    """An index saved beside a cache (Annoy or HNSW): its kind, metric, parameters and measured
-    recall, from the JSON written with it."""
+    """An index saved beside a cache: its backend, metric, parameters and measured recall, from
+    the description written with it (any saved backend: the listing names none)."""
 
     name: str
-    kind: str                      # "annoy" or "hnsw", the prefix of its file name
+    kind: str                      # the backend, the prefix of its file name
     metric: str
-    parameters: str                # "25 trees, search_k 2500" or "M 16, ef_construction 200, ef 48"
+    parameters: str                # e.g. "n_trees 25, search_k 2500"
     recall_at_10: float
     recall_at_100: float
     file_bytes: int
 
     @classmethod
-    def read(cls, meta_path: Path) -> IndexInfo:
-        meta = json.loads(meta_path.read_text())
-        kind = meta_path.stem.split("-", 1)[0]
-        if kind == "annoy":
-            metric = meta.get("annoy_metric", "?")
-            parameters = f"{meta.get('n_trees', '?')} trees, search_k {meta.get('search_k', '?')}"
-        else:
-            metric = meta.get("metric", "?")
-            parameters = f"M {meta.get('m', '?')}, ef_construction {meta.get('ef_construction', '?')}, ef {meta.get('ef', '?')}"
-        return cls(meta_path.stem, kind, metric, parameters, float(meta.get("recall@10", 0.0)),
-                   float(meta.get("recall@100", 0.0)), int(meta.get("file_bytes", 0)))
+    def read(cls, meta_path: Path) -> IndexInfo | None:
+        """The description at ``meta_path``, or None when it is not an index's."""
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(meta, dict) or "file_sha256" not in meta:
+            return None
+        parameters = ", ".join(f"{k} {v}" for k, v in meta.items() if k not in _INDEX_HEAD)
+        return cls(meta_path.stem, meta_path.stem.split("-", 1)[0], str(meta.get("metric", "?")), parameters,
+                   float(meta.get("recall@10", 0.0)), float(meta.get("recall@100", 0.0)), int(meta.get("file_bytes", 0)))
 
     def describe(self) -> str:
-        """One line for listings: ``annoy angular, 25 trees, search_k 2500: recall@10 0.981, 1.2 MB``."""
+        """One line for listings: ``hnsw cosine, m 16, ef_construction 100, ef 48: recall@10 0.981, 1.2 MB``."""
         return (f"{self.kind} {self.metric}, {self.parameters}: recall@10 {self.recall_at_10:.3f}, "
                 f"{self.file_bytes / 1e6:.1f} MB")
+
+
+def saved_indexes(directory: Path) -> list[IndexInfo]:
+    """The indexes saved beside the cache in ``directory``."""
+    found = (IndexInfo.read(p) for p in sorted(directory.glob("*.json")) if p.name not in ("config.json", "meta.json"))
+    return [info for info in found if info is not None]
 
 
 @dataclass(frozen=True)
@@ -349,12 +360,9 @@ class CacheInfo:
         return self.complete and self.n_images > 0
 
 
-INDEX_FILES = ("annoy-*.json", "hnsw-*.json")      # the descriptions of the saved indexes (core.index)
-
-
 def gallery_caches(gallery: str) -> list[CacheInfo]:
-    """Every descriptor cache of a gallery: key, config, size, dimension, saved indexes (Annoy,
-    HNSW) and their parameters."""
+    """Every descriptor cache of a gallery: key, config, size, dimension, saved indexes and their
+    parameters."""
     out = []
     for d in sorted((embeddings_dir() / gallery).glob("*/meta.json")):
         meta = json.loads(d.read_text())
@@ -364,6 +372,6 @@ def gallery_caches(gallery: str) -> list[CacheInfo]:
             continue                      # a cache of a config this version cannot read
         out.append(CacheInfo(d.parent.name, meta.get("label", "?"), config,
                              int(meta.get("n_images", 0)), int(meta.get("dim", 0)), bool(meta.get("complete", False)),
-                             [IndexInfo.read(p) for pattern in INDEX_FILES for p in sorted(d.parent.glob(pattern))],
+                             saved_indexes(d.parent),
                              meta.get("updated", "")))
     return out

@@ -24,12 +24,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queries", help="with --dataset classes: a separate folder of query images in class subfolders, "
                                      "searched against the gallery ROOT (same class = relevant); default: every "
                                      "gallery image is a query")
-    options.add_retrieval_args(p, search_default="exact", methods=("exact", "annoy", "hnsw"))
+    options.add_retrieval_args(p, search_default="exact")
     p.set_defaults(run=run)
 
 
 def run(a: argparse.Namespace) -> int:
-    from core.evaluation.pipeline import evaluate
+    from core.evaluation.pipeline import RunOptions, evaluate
 
     layout = dataset_layout(a.root)
     if a.queries:
@@ -40,11 +40,11 @@ def run(a: argparse.Namespace) -> int:
         gt = load_ground_truth(a.dataset, a.gt or layout.ground_truth, a.protocol)
     gallery = register_gallery(a.name or a.dataset, a.images or layout.images, a.gt or layout.ground_truth, a.dataset)
     cfg = options.prepared_config(a, gallery)
-    s = evaluate(gallery, gt, cfg, options.settings_from_args(a), embedder=options.embedder_for(a, cfg),
-                 progress=not a.quiet, rerank=options.rerank_from_args(a))
+    s = evaluate(gallery, gt, cfg, options.settings_from_args(a), options.rerank_from_args(a),
+                 options.embedder_for(a, cfg), RunOptions(progress=not a.quiet))
     p = {k: v * 100 for k, v in s.precision_at.items()}
     print(f"\n{s.dataset} ({s.protocol}) on {s.n_images} images, {s.n_queries} queries "
-          f"({s.n_queries_skipped} skipped), {s.embedding_label}, {s.search['method']}/{s.search['metric']}")
+          f"({s.n_queries_skipped} skipped), {s.embedding_label}, {s.search.method}/{s.search.metric}")
     print(f"  mAP {s.map * 100:.2f}   mAP_interp11 {s.map_interp11 * 100:.2f}   NDCG {s.ndcg * 100:.2f}   "
           f"P@1/5/10 {p[1]:.1f}/{p[5]:.1f}/{p[10]:.1f}   random mAP {s.random_map * 100:.2f}")
     if s.images_per_second:
@@ -58,15 +58,11 @@ def run(a: argparse.Namespace) -> int:
         print(f"  {c['n_classes']} classes: {c['knn_k']}-NN accuracy {c['knn_accuracy'] * 100:.1f}   top1/5/10 accuracy "
               f"{top[1]:.1f}/{top[5]:.1f}/{top[10]:.1f}   chance precision "
               f"{c['chance_precision'] * 100:.1f}; per class in classes.csv, confusion matrix in confusion.json")
-    method = s.search["method"]                          # "auto" resolved for this gallery
-    if method in ("annoy", "hnsw"):
-        i = s.index
-        effort = f"n_trees {i['n_trees']} search_k {i['search_k']}" if method == "annoy" else f"M {i['m']} ef {i['ef']}"
-        print(f"  {method} {effort}: recall@10 {i['recall@10']:.3f} "
-              f"recall@100 {i['recall@100']:.3f} (sample), on these queries {i['query_recall@10']:.3f}")
+    if s.index is not None and s.index.query_recall_at_10 is not None:
+        print(f"  {s.index.figures.describe()} (sample), on these queries {s.index.query_recall_at_10:.3f}")
     if s.rerank_label:
         r = s.rerank
-        print(f"  re-ranking {r['label']}: +{r['extra_ms_per_query']:.1f} ms per query, "
-              f"{r['offline_seconds']:.1f} s once per gallery")
+        print(f"  re-ranking {r.label}: +{r.extra_ms_per_query:.1f} ms per query, "
+              f"{r.offline_seconds:.1f} s once per gallery")
     print(f"  run written to {s.run_dir}")
     return 0

@@ -3,15 +3,11 @@ from __future__ import annotations
 
 import argparse
 
-from core.cache.galleries import (
-    duplicate_groups,
-    load_gallery,
-    register_gallery,
-)
+from core.cache.galleries import duplicate_groups, load_gallery, register_gallery
 from core.cli import options
-from core.config import AnnoyParams
 from core.fs import printable
-from core.index.choice import auto_description, default_method
+from core.index import auto_description, backend, backend_names, param_flags, settings_from
+from core.index.choice import default_method
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,15 +15,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Create or update a gallery: only new or changed images are embedded.")
     p.add_argument("--name", required=True, help="gallery name")
     p.add_argument("--folder", help="image folder (needed the first time)")
-    p.add_argument("--annoy-metric", default=None, choices=["angular", "euclidean"],
-                   help="Annoy metric (default angular); an Annoy parameter asks for an Annoy index")
-    p.add_argument("--n-trees", type=int, default=None, help=f"Annoy trees (default {AnnoyParams.n_trees}); an Annoy "
-                                                              "parameter asks for an Annoy index")
-    p.add_argument("--search-k", type=int, default=None, help="Annoy search_k (default: measured for recall@10 >= 0.95)")
-    p.add_argument("--index", default="auto", choices=["auto", "annoy", "hnsw", "none"],
-                   help=f"index to build: auto (the one --search auto uses at this size: none for exact search, "
-                        f"HNSW above; --search auto is {auto_description()}), annoy, hnsw or none (default auto)")
-    p.add_argument("--no-annoy", action="store_true", help="same as --index none")
+    saved = [m for m in backend_names() if m != "auto" and backend(m).saved]
+    p.add_argument("--index", default="auto", choices=["auto", *saved, "none"],
+                   help=f"index to build: auto (a backend's parameter asks for that backend; else the one --search "
+                        f"auto uses at this size, none while exact search is in budget: {auto_description()}), "
+                        f"{', '.join(saved)} or none (default auto)")
+    options.add_index_params(p.add_argument_group("index"))
     p.add_argument("--engine", default="local", choices=["local", "dask"],
                    help="local: this machine's pipeline; dask: a Dask cluster (core/distributed.py), same cache")
     p.add_argument("--scheduler", default=None,
@@ -41,7 +34,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(a: argparse.Namespace) -> int:
     from core.cache.descriptors import build_embeddings
-    from core.index import AnnoyIndex
 
     gallery = register_gallery(a.name, a.folder) if a.folder else load_gallery(a.name)
     cfg = options.prepared_config(a, gallery)
@@ -65,27 +57,29 @@ def run(a: argparse.Namespace) -> int:
         print(f"{len(emb.failures)} files skipped:")
         for image_id, reason in sorted(emb.failures.items()):
             print(f"  {printable(image_id)}: {reason}")
-    annoy_asked = a.annoy_metric is not None or a.n_trees is not None or a.search_k is not None
-    kind = ("none" if a.no_annoy else a.index if a.index != "auto" else "annoy" if annoy_asked
-            else default_method(len(emb.ids), emb.dim))
-    if kind == "annoy" and len(emb.ids):
-        params = AnnoyParams(metric=a.annoy_metric or "angular", n_trees=a.n_trees or AnnoyParams.n_trees,
-                             search_k=a.search_k)
-        ann = AnnoyIndex.build(emb.vectors, emb.directory, cfg, params, emb.ids)
-        m = ann.meta
-        print(f"Annoy {params.metric}, {params.n_trees} trees: built in {m['build_seconds']:.2f} s, "
-              f"{m['file_bytes'] / 1e6:.1f} MB; search_k {m['search_k']} gives recall@10 {m['recall@10']:.3f}, "
-              f"recall@100 {m['recall@100']:.3f} against exact search on {min(100, len(emb.ids))} sample queries")
-    elif kind == "hnsw" and len(emb.ids):
-        from core.config import HnswParams
-        from core.index.hnsw import HnswIndex
-
-        hn = HnswIndex.build(emb.vectors, emb.directory, cfg, HnswParams(metric="cosine"), emb.ids)
-        m = hn.meta
-        print(f"HNSW cosine, M {m['m']}: built in {m['build_seconds']:.2f} s, {m['file_bytes'] / 1e6:.1f} MB; ef "
-              f"{m['ef']} gives recall@10 {m['recall@10']:.3f}, recall@100 {m['recall@100']:.3f} against exact "
-              f"search on {min(100, len(emb.ids))} sample queries")
-    elif kind == "exact":
-        print(f"no index built: at {len(emb.ids):,} images exact search is within its time budget "
-              f"(--index annoy or hnsw to build one)")
+    build_index(a, emb)
     return 0
+
+
+def index_to_build(a: argparse.Namespace, n_items: int, dim: int) -> str:
+    """``--index``; "auto": the backend whose parameters were given, else the default at this size."""
+    if a.index != "auto":
+        return a.index
+    given = {p.backend for p in param_flags() if getattr(a, p.name) is not None}
+    return given.pop() if len(given) == 1 else default_method(n_items, dim)
+
+
+def build_index(a: argparse.Namespace, emb) -> None:
+    """Build (or rebuild) the saved index ``--index`` names, and say what it measured."""
+    kind = index_to_build(a, len(emb.ids), emb.dim)
+    if kind == "none" or not len(emb.ids):
+        return
+    if not backend(kind).saved:
+        print(f"no index built: at {len(emb.ids):,} images exact search is within its time budget "
+              f"(--index with a saved backend to build one)")
+        return
+    settings = settings_from(kind, a.metric, vars(a))
+    index = backend(kind).build(emb, settings.metric, settings.params)
+    f = index.figures()
+    print(f"{index.title} {f.metric}: built in {f.build_seconds:.2f} s, {index.meta.file_bytes / 1e6:.1f} MB; "
+          f"{f.describe()} against exact search on {min(100, len(emb.ids))} sample queries")

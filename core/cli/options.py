@@ -9,13 +9,21 @@ import argparse
 from pathlib import Path
 
 from core.cache.galleries import Gallery
-from core.config import DEFAULT_CONFIG, LAYERS, MULTI_SCALES, PRECISIONS, AnnoyParams, EmbeddingConfig
+from core.config import DEFAULT_CONFIG, LAYERS, MULTI_SCALES, PRECISIONS, EmbeddingConfig
 from core.embed.backbones import list_backbones
 from core.embed.device import DEVICES
 from core.embed.pooling import POOLINGS
 from core.embed.trained import apply_model
-from core.index import ANNOY_METRIC, SEARCH_METHODS, SearchSettings
-from core.index.choice import auto_description
+from core.index import (
+    METRICS,
+    RECALL_TARGET,
+    SearchSettings,
+    auto_description,
+    backend,
+    backend_names,
+    param_flags,
+    settings_from,
+)
 
 
 def add_embedding_args(p: argparse.ArgumentParser) -> None:
@@ -95,20 +103,25 @@ def embedder_for(a: argparse.Namespace, cfg: EmbeddingConfig):
     return Embedder(cfg.base(), device=a.device)
 
 
-def add_search_args(p: argparse.ArgumentParser, default: str = "auto", methods: tuple[str, ...] = SEARCH_METHODS) -> None:
+def add_index_params(g: argparse._ArgumentGroup) -> None:
+    """--metric and one option per parameter of every index backend (from their dataclasses)."""
+    g.add_argument("--metric", default="cosine", choices=METRICS, help="similarity (default cosine)")
+    for p in param_flags():
+        default = f"the smallest measured to give recall@10 >= {RECALL_TARGET}" if p.effort else p.default
+        g.add_argument(p.flag, type=int, default=None, help=f"{backend(p.backend).title} {p.name} (default {default})")
+
+
+def add_search_args(p: argparse.ArgumentParser, default: str = "auto", methods: tuple[str, ...] | None = None) -> None:
+    methods = methods or backend_names()
+    titles = "; ".join(f"{m}: {backend(m).title}" for m in methods if m != "auto")
     g = p.add_argument_group("search")
     g.add_argument("--search", default=default, choices=methods,
-                   help=f"auto: {auto_description()} (benchmarks/bench_search.py); exact; exact16 (float16 "
-                        f"vectors, half the memory, top k re-scored in float32); annoy; hnsw (default {default})")
-    g.add_argument("--metric", default="cosine", choices=["cosine", "euclidean"], help="similarity (default cosine)")
-    g.add_argument("--n-trees", type=int, default=AnnoyParams.n_trees, help=f"Annoy trees (default {AnnoyParams.n_trees})")
-    g.add_argument("--search-k", type=int, default=None,
-                   help="Annoy search_k (default: the smallest measured to give recall@10 >= 0.95)")
+                   help=f"auto: {auto_description()} (benchmarks/bench_search.py); {titles} (default {default})")
+    add_index_params(g)
 
 
 def settings_from_args(a: argparse.Namespace) -> SearchSettings:
-    return SearchSettings(method=a.search, metric=a.metric,
-                          annoy=AnnoyParams(metric=ANNOY_METRIC[a.metric], n_trees=a.n_trees, search_k=a.search_k))
+    return settings_from(a.search, a.metric, vars(a))
 
 
 def add_rerank_args(p: argparse.ArgumentParser) -> None:
@@ -136,11 +149,10 @@ def rerank_from_args(a: argparse.Namespace):
                                         if p.name in own and getattr(a, p.name) is not None})
 
 
-def add_retrieval_args(p: argparse.ArgumentParser, search_default: str = "auto",
-                       methods: tuple[str, ...] = SEARCH_METHODS) -> None:
+def add_retrieval_args(p: argparse.ArgumentParser, search_default: str = "auto") -> None:
     """The embedding, search and re-ranking blocks and --quiet: what evaluate, validate and search take."""
     add_embedding_args(p)
-    add_search_args(p, search_default, methods)
+    add_search_args(p, search_default)
     add_rerank_args(p)
     add_quiet(p)
 

@@ -30,12 +30,13 @@ def run(a: argparse.Namespace) -> int:
     results = engine.search(a.image, box, k=a.k, settings=options.settings_from_args(a),
                             reranker=options.rerank_from_args(a))
     print(f"{a.image}{' box ' + ' '.join(f'{v:g}' for v in a.box) if a.box else ''}: top {len(results.items)} of "
-          f"{len(engine.embeddings.ids)} in {engine.gallery.name} (embed {results.embed_ms:.0f} ms, "
-          f"search {results.search_ms:.1f} ms)")
+          f"{len(engine.embeddings.ids)} in {engine.gallery.name} (embed {results.times.embed_ms:.0f} ms, "
+          f"search {results.times.search_ms:.1f} ms)")
     score_name = "cosine" if a.metric == "cosine" or results.rerank_label else "distance"
     if results.rerank_label:
-        print(f"re-ranked by {results.rerank_label} in {results.rerank_ms:.0f} ms"
-              + (f" (after preparing the gallery once: {results.prepare_seconds:.1f} s)" if results.prepare_seconds > 0.05 else ""))
+        print(f"re-ranked by {results.rerank_label} in {results.times.rerank_ms:.0f} ms"
+              + (f" (after preparing the gallery once: {results.times.prepare_seconds:.1f} s)"
+                 if results.times.prepare_seconds > 0.05 else ""))
     for item in results.items:
         extra = results.evidence.get(item.image_id)
         print(f"{item.rank:4d}  {score_name} {item.score:.4f}  {printable(item.image_id)}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,53 +18,19 @@ import pandas as pd
 from core.cache.descriptors import Embeddings, build_embeddings
 from core.cache.galleries import Gallery
 from core.cache.queries import CropRequest, crop_descriptors
-from core.config import EmbeddingConfig, HnswParams
+from core.config import EmbeddingConfig
 from core.datasets import DATASET_PROTOCOLS, GroundTruth, Resolution, ResolvedQuery, resolve
 from core.datasets.validation import VALIDATION_PROTOCOL
 from core.embed.embedder import Embedder
 from core.evaluation.metrics import TOP_KS, QueryScores, score_queries, score_query
-from core.evaluation.reports import protocol_report
+from core.evaluation.reports import ProtocolReport, protocol_report
 from core.evaluation.runs import machine_info, new_run_id, package_versions, write_run
-from core.evaluation.summary import RunSummary
-from core.index import AnnoyIndex, ExactIndex, HnswIndex, SearchSettings, full_ranking, open_stored, recall_at
-from core.index.base import resolved_settings
-from core.rerank import RegionQuery, RerankContext, Reranker, apply_reranker, create_reranker
+from core.evaluation.summary import IndexRun, RerankRun, RunSummary
+from core.index import ExactIndex, Index, SearchSettings, open_index, recall_at
+from core.rerank import RegionQuery, Reranker
+from core.search.retriever import Ranked, Retriever
 
 RANDOM_TRIALS = 20
-
-
-def rank_gallery(emb: Embeddings, queries: np.ndarray, settings: SearchSettings) -> tuple[np.ndarray, dict]:
-    """Full rankings [q, n] of the gallery for each query vector, with index figures.
-
-    With Annoy or HNSW, the images the index returns come first in its order; the rest follow in
-    gallery order, as an unranked tail (they are never re-sorted by exact scores)."""
-    n = len(emb.ids)
-    settings = resolved_settings(settings, n, emb.dim)
-    info: dict = {"method": settings.method, "metric": settings.metric}
-    if settings.method in ("exact", "exact16"):
-        start = time.perf_counter()
-        index = ExactIndex(emb.vectors, settings.metric, "float16" if settings.method == "exact16" else "float32")
-        info["index_build_seconds"] = time.perf_counter() - start
-        start = time.perf_counter()
-        ranking = index.rank_all(queries)
-        info["search_seconds"] = time.perf_counter() - start
-        return ranking, info
-    if settings.method == "hnsw":
-        ann = open_stored(HnswIndex, emb, HnswParams(metric=settings.metric))
-        effort = ("m", "ef_construction", "ef")
-    else:
-        ann = open_stored(AnnoyIndex, emb, settings.annoy)
-        effort = ("n_trees", "search_k")
-    info.update({k: ann.meta[k] for k in ("build_seconds", *effort, "recall@10", "recall@100", "recall_target_met")})
-    info["index_build_seconds"] = ann.meta["build_seconds"]
-    start = time.perf_counter()
-    top, _ = ann.search(queries, n)
-    info["search_seconds"] = time.perf_counter() - start
-    ranking = full_ranking(top, n)
-    exact = ExactIndex(emb.vectors, settings.metric).rank_all(queries)
-    info["query_recall@10"] = recall_at(ranking, exact, 10)
-    info["query_recall@100"] = recall_at(ranking, exact, 100)
-    return ranking, info
 
 
 def random_baseline_map(resolution: Resolution, n_images: int, trials: int = RANDOM_TRIALS,
@@ -127,19 +93,34 @@ def _row(rq, s: QueryScores, ks) -> dict:
     return row
 
 
-def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig,
-             settings: SearchSettings | None = None, embedder: Embedder | None = None,
-             progress: bool = True, log: Callable[[str], None] = print, write: bool = True,
-             ks: tuple[int, ...] = TOP_KS, rerank: Reranker | None = None) -> RunSummary:
-    """Run the whole pipeline and (with ``write``) save a run, whose folder the summary's
-    ``run_dir`` names. ``rerank`` (``core.rerank.create_reranker``) re-ranks the rankings before
-    they are scored; its parameters and extra time per query go to the summary's ``rerank``."""
-    settings = settings or SearchSettings()
-    rerank = rerank or create_reranker("none")
-    embedder = embedder or Embedder(config.base())
-    emb = build_embeddings(gallery, config, embedder, progress=progress, log=log)
-    rerank = rerank.for_gallery(len(emb.ids))          # rule-set parameters, as the run records them
-    settings = resolved_settings(settings, len(emb.ids), emb.dim)     # "auto": the method it stands for here
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run reports and what it keeps: progress bars, where messages go, whether the run is
+    written under ``artifacts/runs/``, and the cut-offs of P@k and top-k."""
+
+    progress: bool = True
+    log: Callable[[str], None] = print
+    write: bool = True
+    ks: tuple[int, ...] = TOP_KS
+
+
+QUIET = RunOptions(progress=False, log=lambda _: None)
+
+
+@dataclass(frozen=True)
+class Queries:
+    """The queries of a run that can be evaluated, their descriptors, the ground truth (with
+    notes of what was skipped), the time spent embedding them and the crops read from cache."""
+
+    resolution: Resolution
+    vectors: np.ndarray
+    gt: GroundTruth
+    embed_seconds: float
+    crops_cached: int
+
+
+def resolve_queries(gt: GroundTruth, emb: Embeddings, gallery: Gallery, log: Callable[[str], None]) -> Resolution:
+    """The queries of ``gt`` whose image and positives are in the gallery; the rest are named."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = resolve(gt, emb.ids)
@@ -152,67 +133,112 @@ def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig,
     if not res.queries:
         raise ValueError(f"none of the {len(gt.queries)} queries of {gt.dataset} can be evaluated on gallery "
                          f"{gallery.name} ({len(emb.ids)} images)")
+    return res
 
+
+def embed_queries(emb: Embeddings, res: Resolution, gt: GroundTruth, embedder: Embedder, gallery: Gallery,
+                  options: RunOptions) -> Queries:
+    """Descriptors of the resolved queries; those that cannot be embedded are skipped with a note."""
     start = time.perf_counter()
     if gt.query_root is not None:
-        qvecs, res = folder_query_vectors(emb, res, embedder, gt.query_root, progress, log)
+        vectors, res = folder_query_vectors(emb, res, embedder, gt.query_root, options.progress, options.log)
         refused, crops_cached = {}, 0
     else:
-        qvecs, refused, crops_cached = query_vectors(emb, res, embedder, gallery)
-    query_embed_s = time.perf_counter() - start
+        vectors, refused, crops_cached = query_vectors(emb, res, embedder, gallery)
+    seconds = time.perf_counter() - start
     if refused:
         reasons = [f"{res.queries[i].query.name}: {reason}; query skipped" for i, reason in refused.items()]
-        log(f"warning: {len(refused)} queries skipped, they cannot be embedded: " + "; ".join(reasons))
+        options.log(f"warning: {len(refused)} queries skipped, they cannot be embedded: " + "; ".join(reasons))
         gt = replace(gt, notes=[*gt.notes, *reasons])
         res = Resolution([rq for i, rq in enumerate(res.queries) if i not in refused],
                          res.skipped + [res.queries[i].query.name for i in refused], res.no_positives)
         if not res.queries:
             raise ValueError(f"none of the queries of {gt.dataset} can be embedded: {'; '.join(reasons)}")
+    return Queries(res, vectors, gt, seconds, crops_cached)
 
-    ranking, info = rank_gallery(emb, qvecs, settings)
-    regions = [RegionQuery(_query_path(rq, gt, gallery, emb.ids), rq.query.box) for rq in res.queries]
-    index = (open_stored(AnnoyIndex, emb, settings.annoy) if settings.method == "annoy" else
-             open_stored(HnswIndex, emb, HnswParams(metric=settings.metric)) if settings.method == "hnsw" else None)
-    ctx = RerankContext(emb, gallery, embedder, progress, log, index)
-    reranked = apply_reranker(rerank, ranking, qvecs, regions, ctx)
-    ranking = reranked.ranking
+
+def index_run(index: Index, emb: Embeddings, q: Queries, ranked: Ranked, open_seconds: float) -> IndexRun:
+    """The run's index record; an approximate index's rankings are compared with exact ones."""
+    n = len(q.resolution.queries)
+    search_seconds = ranked.times.search_ms * n / 1000
+    if index.exact:
+        return IndexRun(index.figures(), open_seconds, search_seconds)
+    exact = ExactIndex(emb.vectors, index.metric).rank_all(q.vectors)
+    figures = index.figures()
+    return IndexRun(figures, figures.build_seconds, search_seconds,
+                    recall_at(ranked.plain, exact, 10), recall_at(ranked.plain, exact, 100))
+
+
+def score_run(gt: GroundTruth, res: Resolution, ranking: np.ndarray, ids: list[str],
+              ks: tuple[int, ...]) -> tuple[pd.DataFrame, ProtocolReport, list[QueryScores]]:
+    """Per-query metrics and the protocol's report of full rankings [q, n]."""
     scores = score_queries(ranking, [rq.positives for rq in res.queries], [rq.junk for rq in res.queries], ks)
     per_query = pd.DataFrame([_row(rq, s, ks) for rq, s in zip(res.queries, scores)])
-    report = protocol_report(gt, res, ranking, emb.ids, per_query, ks)
-    per_query = pd.concat([per_query, report.columns], axis=1)
-    nq = len(res.queries)
+    report = protocol_report(gt, res, ranking, ids, per_query, ks)
+    return pd.concat([per_query, report.columns], axis=1), report, scores
+
+
+def _summary(gallery: Gallery, q: Queries, emb: Embeddings, settings: SearchSettings, per_query: pd.DataFrame,
+             report: ProtocolReport, ranked: Ranked, index: IndexRun) -> RunSummary:
+    res, gt, nq = q.resolution, q.gt, len(q.resolution.queries)
     extraction = emb.meta.get("extraction", {})
-    summary = RunSummary(
+    mean = {c: float(per_query[c].mean()) for c in per_query.columns if c.startswith(("p@", "top")) or
+            c in ("ap", "ap_interp11", "ndcg")}
+    search_s = index.search_seconds
+    return RunSummary(
         dataset=gt.dataset, protocol=gt.protocol, gallery=gallery.name, gallery_root=str(gallery.root),
-        embedding=config,
-        search={"method": settings.method, "metric": settings.metric,
-                **({"n_trees": settings.annoy.n_trees} if settings.method == "annoy" else {})},
-        n_images=len(emb.ids), n_failed_images=len(emb.failures), n_queries=nq,
-        n_queries_total=len(gt.queries), n_queries_skipped=len(res.skipped) + len(res.no_positives),
+        embedding=emb.config, search=settings, n_images=len(emb.ids), n_failed_images=len(emb.failures),
+        n_queries=nq, n_queries_total=len(gt.queries), n_queries_skipped=len(res.skipped) + len(res.no_positives),
         skipped_queries=res.skipped + res.no_positives, dim=emb.dim,
-        map=float(per_query["ap"].mean()), map_interp11=float(per_query["ap_interp11"].mean()),
-        ndcg=float(per_query["ndcg"].mean()),
-        precision_at={k: float(per_query[f"p@{k}"].mean()) for k in ks},
-        top_k={k: float(per_query[f"top{k}"].mean()) for k in ks},
+        map=mean["ap"], map_interp11=mean["ap_interp11"], ndcg=mean["ndcg"],
+        precision_at={int(c[2:]): v for c, v in mean.items() if c.startswith("p@")},
+        top_k={int(c[3:]): v for c, v in mean.items() if c.startswith("top") and c[3:].isdigit()},
         random_map=random_baseline_map(res, len(emb.ids)),
         extraction_seconds=extraction.get("seconds"), images_per_second=extraction.get("images_per_second"),
-        index_build_seconds=info.get("index_build_seconds"),
-        query_embed_ms=query_embed_s / nq * 1000, query_search_ms=info["search_seconds"] / nq * 1000,
-        mean_query_ms=(query_embed_s + info["search_seconds"]) / nq * 1000,
-        queries_from_cache=sum(rq.query.box is None and rq.image_index is not None for rq in res.queries), query_crops_cached=crops_cached,
-        index=info,
-        rerank={**rerank.params(), "label": rerank.label(), "offline_seconds": reranked.offline_seconds,
-                "extra_ms_per_query": reranked.extra_ms_per_query},
+        index_build_seconds=index.index_build_seconds,
+        query_embed_ms=q.embed_seconds / nq * 1000, query_search_ms=search_s / nq * 1000,
+        mean_query_ms=(q.embed_seconds + search_s) / nq * 1000,
+        queries_from_cache=sum(rq.query.box is None and rq.image_index is not None for rq in res.queries),
+        query_crops_cached=q.crops_cached, index=index,
+        rerank=RerankRun(ranked.reranker.name, {k: v for k, v in ranked.reranker.params().items() if k != "method"}, ranked.reranker.label(),
+                         ranked.times.prepare_seconds, ranked.times.rerank_ms),
         ground_truth_notes=gt.notes, protocol_extras=report.summary,
         versions=package_versions(), machine=machine_info(), timestamp=time.strftime("%Y-%m-%dT%H:%M:%S"),
     )
-    if write:
-        with_protocol = gt.dataset in DATASET_PROTOCOLS or gt.protocol.startswith(VALIDATION_PROTOCOL)
-        dataset_tag = f"{gt.dataset}-{gt.protocol}" if with_protocol else gt.dataset
-        summary.run_id = new_run_id(dataset_tag, config.label() + f"-{settings.method}"
-                                    + (f"-{rerank.label()}" if rerank.label() else ""), gallery.name)
-        pr = {rq.query.name: {"precision": s.precision.round(5).tolist(), "recall": s.recall.round(5).tolist()}
-              for rq, s in zip(res.queries, scores)}
-        run_dir = write_run(summary.run_id, summary, per_query, emb.ids, ranking, pr, extra=report.files)
-        summary.run_id, summary.run_dir = run_dir.name, str(run_dir)
+
+
+def _write(summary: RunSummary, q: Queries, ids: list[str], ranking: np.ndarray, per_query: pd.DataFrame,
+           report: ProtocolReport, scores: list[QueryScores]) -> None:
+    gt = q.gt
+    with_protocol = gt.dataset in DATASET_PROTOCOLS or gt.protocol.startswith(VALIDATION_PROTOCOL)
+    dataset_tag = f"{gt.dataset}-{gt.protocol}" if with_protocol else gt.dataset
+    rerank = summary.rerank_label
+    summary.run_id = new_run_id(dataset_tag, summary.embedding.label() + f"-{summary.search.method}"
+                                + (f"-{rerank}" if rerank else ""), summary.gallery)
+    pr = {rq.query.name: {"precision": s.precision.round(5).tolist(), "recall": s.recall.round(5).tolist()}
+          for rq, s in zip(q.resolution.queries, scores)}
+    run_dir = write_run(summary.run_id, summary, per_query, ids, ranking, pr, extra=report.files)
+    summary.run_id, summary.run_dir = run_dir.name, str(run_dir)
+
+
+def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig, settings: SearchSettings | None = None,
+             rerank: Reranker | None = None, embedder: Embedder | None = None,
+             options: RunOptions = RunOptions()) -> RunSummary:
+    """Run the whole pipeline: descriptors of the gallery (through the cache), the queries, one
+    ``Retriever`` (the index, then ``rerank``: the path the app's search takes too), the metrics
+    of the re-ranked rankings, and (with ``options.write``) a run, whose folder the summary's
+    ``run_dir`` names."""
+    embedder = embedder or Embedder(config.base())
+    emb = build_embeddings(gallery, config, embedder, progress=options.progress, log=options.log)
+    settings = (settings or SearchSettings()).resolved(len(emb.ids), emb.dim)   # "auto": what it stands for here
+    q = embed_queries(emb, resolve_queries(gt, emb, gallery, options.log), gt, embedder, gallery, options)
+    start = time.perf_counter()
+    index = open_index(emb, settings)
+    open_seconds = time.perf_counter() - start
+    regions = [RegionQuery(_query_path(rq, q.gt, gallery, emb.ids), rq.query.box) for rq in q.resolution.queries]
+    ranked = Retriever(emb, index, gallery, embedder, rerank).rank(q.vectors, regions, options.progress, options.log)
+    per_query, report, scores = score_run(q.gt, q.resolution, ranked.ranking, emb.ids, options.ks)
+    summary = _summary(gallery, q, emb, settings, per_query, report, ranked, index_run(index, emb, q, ranked, open_seconds))
+    if options.write:
+        _write(summary, q, emb.ids, ranked.ranking, per_query, report, scores)
     return summary

@@ -31,6 +31,7 @@ import pandas as pd
 from core.evaluation.summary import RunSummary
 from core.files import atomic_path, write_json, write_npy, write_text
 from core.fs import printable
+from core.index.registry import packages as index_packages
 from core.paths import runs_dir
 
 IDS_JSON, IDS_TEXT = "images.json", "images.txt"
@@ -39,12 +40,13 @@ IDS_JSON, IDS_TEXT = "images.json", "images.txt"
 class RunError(ValueError):
     """A run folder whose files do not agree with each other."""
 
-PACKAGES = ("torch", "torchvision", "timm", "numpy", "annoy", "pillow", "streamlit")
+PACKAGES = ("torch", "torchvision", "timm", "numpy", "pillow", "streamlit")
 
 
 def package_versions() -> dict[str, str]:
+    """Versions of the packages a run depends on: the pipeline's and every index backend's."""
     out = {}
-    for name in PACKAGES:
+    for name in (*PACKAGES, *index_packages()):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -13,6 +13,60 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from core.config import EmbeddingConfig
+from core.index import IndexFigures, SearchSettings, Tuning, backend, settings_from
+
+
+@dataclass(frozen=True)
+class IndexRun:
+    """A run's ``index`` record: the index's own figures, the time to open or build it for this
+    run, the search time of all queries, and for an approximate index the recall its rankings
+    had on these queries against exact search."""
+
+    figures: IndexFigures
+    index_build_seconds: float | None = None
+    search_seconds: float = 0.0
+    query_recall_at_10: float | None = None
+    query_recall_at_100: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {**self.figures.to_dict(), "index_build_seconds": self.index_build_seconds,
+               "search_seconds": self.search_seconds}
+        if self.query_recall_at_10 is not None:
+            out.update({"query_recall@10": self.query_recall_at_10, "query_recall@100": self.query_recall_at_100})
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IndexRun | None:
+        if "method" not in data:
+            return None
+        params = backend(data["method"]).Params.from_record(data)
+        tuning = Tuning.from_dict(data, params.effort) if params.effort and "recall@10" in data else None
+        figures = IndexFigures(data["method"], data.get("metric", "cosine"), params, data.get("build_seconds"), tuning)
+        return cls(figures, data.get("index_build_seconds"), float(data.get("search_seconds", 0.0)),
+                   data.get("query_recall@10"), data.get("query_recall@100"))
+
+
+@dataclass(frozen=True)
+class RerankRun:
+    """A run's ``rerank`` record: the method, its parameters as they ran, its short label, the
+    once-per-gallery preparation and the extra time per query."""
+
+    method: str = "none"
+    params: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+    offline_seconds: float = 0.0
+    extra_ms_per_query: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, **self.params, "label": self.label, "offline_seconds": self.offline_seconds,
+                "extra_ms_per_query": self.extra_ms_per_query}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RerankRun:
+        timing = ("method", "label", "offline_seconds", "extra_ms_per_query")
+        return cls(data.get("method", "none"), {k: v for k, v in data.items() if k not in timing},
+                   data.get("label", ""), float(data.get("offline_seconds", 0.0)),
+                   float(data.get("extra_ms_per_query", 0.0)))
 
 
 @dataclass
@@ -22,7 +76,7 @@ class RunSummary:
     gallery: str
     gallery_root: str
     embedding: EmbeddingConfig
-    search: dict[str, Any]                     # method, metric, and n_trees for Annoy
+    search: SearchSettings                     # "search": method, metric, the parameters naming the index
     n_images: int
     n_failed_images: int
     n_queries: int
@@ -45,8 +99,8 @@ class RunSummary:
     mean_query_ms: float = 0.0
     queries_from_cache: int = 0
     query_crops_cached: int = 0                # crops read from core.cache.queries (not timed in query_embed_ms)
-    index: dict[str, Any] = field(default_factory=dict)     # index figures (Annoy: n_trees, search_k, recall)
-    rerank: dict[str, Any] = field(default_factory=dict)    # method, parameters, label, timings
+    index: IndexRun | None = None
+    rerank: RerankRun = field(default_factory=RerankRun)
     ground_truth_notes: list[str] = field(default_factory=list)
     protocol_extras: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
@@ -65,7 +119,7 @@ class RunSummary:
 
     @property
     def rerank_label(self) -> str:
-        return self.rerank.get("label") or ""
+        return self.rerank.label
 
     def metric(self, name: str) -> float | None:
         """A mean metric by its JSON name: ``map``, ``map_interp11``, ``ndcg``, ``p@k``,
@@ -95,6 +149,8 @@ class RunSummary:
                 data.update(value)
             elif f.name in ("run_id", "run_dir") and not value:
                 continue
+            elif f.name in ("search", "index", "rerank"):
+                data[f.name] = value.to_dict() if value is not None else {}
             else:
                 data[f.name] = value
         return data
@@ -104,13 +160,17 @@ class RunSummary:
         names = {f.name for f in fields(cls)}
         known = {k: v for k, v in data.items() if k in names}
         known["embedding"] = EmbeddingConfig.from_dict(data.get("embedding", {}))
+        search = data.get("search") or {}
+        known["search"] = settings_from(search.get("method", "exact"), search.get("metric", "cosine"), search)
+        known["index"] = IndexRun.from_dict(data.get("index") or {})
+        known["rerank"] = RerankRun.from_dict(data.get("rerank") or {})
         known["precision_at"] = {int(k[2:]): v for k, v in data.items() if k.startswith("p@") and k[2:].isdigit()}
         known["top_k"] = {int(k[3:]): v for k, v in data.items() if k.startswith("top") and k[3:].isdigit()}
         derived = {"embedding_label", "embedding_key"}
         known["protocol_extras"] = {k: v for k, v in data.items() if k not in names and k not in derived
                                     and k not in _keyed(known)}
         for name, default in (("dataset", ""), ("protocol", ""), ("gallery", ""), ("gallery_root", ""),
-                              ("search", {}), ("n_images", 0), ("n_failed_images", 0), ("n_queries", 0),
+                              ("n_images", 0), ("n_failed_images", 0), ("n_queries", 0),
                               ("n_queries_total", 0), ("n_queries_skipped", 0), ("skipped_queries", []),
                               ("dim", 0), ("map", 0.0), ("map_interp11", 0.0), ("ndcg", 0.0), ("random_map", 0.0)):
             known.setdefault(name, default)

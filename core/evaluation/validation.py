@@ -35,7 +35,7 @@ from core.datasets.exporters import export_fashion_mnist
 from core.datasets.validation import VALIDATION_PROTOCOL, landmark_queries, random_boxes
 from core.embed.embedder import Embedder
 from core.evaluation.metrics import score_query
-from core.evaluation.pipeline import evaluate, query_vectors
+from core.evaluation.pipeline import RunOptions, evaluate, query_vectors
 from core.files import write_json, write_text
 from core.images import image_size, list_images
 from core.index import SearchSettings
@@ -195,11 +195,11 @@ def validate(sets: Sequence[ValidationSet], config: EmbeddingConfig, settings: S
                      embedding=config.to_dict(), search={"method": settings.method, "metric": settings.metric},
                      rerank=rerank.params())
     for vs in sets:
-        s = evaluate(vs.gallery, vs.ground_truth, config_for(config, vs.gallery.name), settings, embedder,
-                     progress=progress, log=log, rerank=rerank)
+        s = evaluate(vs.gallery, vs.ground_truth, config_for(config, vs.gallery.name), settings, rerank, embedder,
+                     RunOptions(progress=progress, log=log))
         ips = s.images_per_second
         out.scores.append(SetScore(vs.name, vs.basis, s.map, s.n_queries, s.n_images,
-                                   s.rerank["extra_ms_per_query"], s.rerank["offline_seconds"],
+                                   s.rerank.extra_ms_per_query, s.rerank.offline_seconds,
                                    1000.0 / ips if ips else None, s.run_id))
     return out
 

@@ -1,24 +1,34 @@
-"""Nearest-neighbour search over descriptors behind one small interface (``Index.search``):
-exact matrix products (the reference, float32 or float16 storage), Annoy (approximate,
-memory-mapped) and HNSW (hnswlib: approximate, loaded once per process); ``choice`` picks the
-default for a gallery's size from the search benchmark."""
-from core.index.annoy import AnnoyIndex, choose_search_k
+"""Nearest-neighbour search over descriptors behind one interface (``core.index.base.Index``:
+``search``, ``rank_all``, ``figures``), with backends registered by name
+(``core.index.registry``: exact in float32 or float16 storage, Annoy, HNSW) and opened by one
+call, ``open_index(embeddings, settings)``; ``choice`` picks the default for a gallery's size
+from the search benchmark."""
 from core.index.base import (
-    ANNOY_METRIC,
     METRICS,
-    SEARCH_METHODS,
     Index,
+    IndexFigures,
     IndexMismatch,
+    IndexParams,
     Result,
-    SearchSettings,
+    Tuning,
     full_ranking,
     higher_is_better,
     results_of,
 )
+from core.index.choice import RECALL_TARGET, auto_description
 from core.index.exact import ExactIndex
-from core.index.hnsw import HnswIndex
-from core.index.stored import open_stored, recall_at
+from core.index.registry import (
+    ParamFlag,
+    SearchSettings,
+    backend,
+    backend_names,
+    open_index,
+    param_flags,
+    settings_from,
+)
+from core.index.stored import recall_at
 
-__all__ = ["ANNOY_METRIC", "METRICS", "SEARCH_METHODS", "AnnoyIndex", "ExactIndex", "HnswIndex", "Index",
-           "IndexMismatch", "Result", "SearchSettings", "choose_search_k", "full_ranking", "higher_is_better",
-           "open_stored", "recall_at", "results_of"]
+__all__ = ["METRICS", "RECALL_TARGET", "ExactIndex", "Index", "IndexFigures", "IndexMismatch", "IndexParams",
+           "ParamFlag", "Result", "SearchSettings", "Tuning", "auto_description", "backend", "backend_names",
+           "full_ranking", "higher_is_better", "open_index", "param_flags", "recall_at", "results_of",
+           "settings_from"]

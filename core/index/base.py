@@ -1,22 +1,24 @@
-"""What every index backend shares: metrics and their names in each library, the result of a
-search, and the error raised for an index that belongs to other descriptors.
+"""What every index backend shares: the ``Index`` interface, metrics, the result of a search,
+the typed figures an index gives a run, and the error raised for an index that belongs to
+other descriptors.
 
 Scores are cosine similarity (metric "cosine", higher is better) or Euclidean distance
 (metric "euclidean", lower is better), never a library's raw distance.
+
+An index says what it can do by class properties (``exact``, ``saved``, ``Params.effort``),
+never by its type: callers do not ``isinstance`` a backend.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Protocol
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
 
 import numpy as np
 
-from core.config import AnnoyParams
-from core.index.choice import SEARCH_METHODS, resolve_method
+from core.cache.descriptors import Embeddings
 
 METRICS = ("cosine", "euclidean")
-ANNOY_METRIC = {"cosine": "angular", "euclidean": "euclidean"}
-METRIC_OF_ANNOY = {v: k for k, v in ANNOY_METRIC.items()}
 
 
 class IndexMismatch(RuntimeError):
@@ -68,33 +70,135 @@ def full_ranking(top: np.ndarray, n: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class SearchSettings:
-    """How rankings are produced: exact search (float32, or float16 storage: "exact16"), Annoy,
-    HNSW, or "auto" (the default for the gallery's size, ``core.index.choice``), with which
-    metric (Annoy's own metric name follows from it)."""
+class IndexParams:
+    """Base of every backend's parameters. ``effort`` names the field that sets how hard a
+    search works (None: the backend has none); that field left None means "the smallest effort
+    measured at build time to reach the recall target". The other fields name the index (they
+    are in its file name and in a run's ``search`` record)."""
 
-    method: str = "exact"                 # auto | exact | exact16 | annoy | hnsw
-    metric: str = "cosine"                # cosine | euclidean
-    annoy: AnnoyParams = field(default_factory=AnnoyParams)
+    effort: ClassVar[str | None] = None
 
-    def __post_init__(self) -> None:
-        if self.method not in SEARCH_METHODS:
-            raise ValueError(f"search method must be one of {SEARCH_METHODS}, got {self.method!r}")
-        check_metric(self.metric)
-        if self.annoy.metric != ANNOY_METRIC[self.metric]:
-            object.__setattr__(self, "annoy", AnnoyParams(ANNOY_METRIC[self.metric], self.annoy.n_trees,
-                                                          self.annoy.search_k))
+    def with_effort(self, value: int | None) -> IndexParams:
+        """These parameters with the search effort set (unchanged when the backend has none)."""
+        if self.effort is None:
+            return self
+        return type(self)(**{**asdict(self), self.effort: value})
+
+    def effort_value(self) -> int | None:
+        return getattr(self, self.effort) if self.effort else None
+
+    def build_fields(self) -> dict[str, Any]:
+        """The fields that name the index (all but the search effort)."""
+        return {k: v for k, v in asdict(self).items() if k != self.effort}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> IndexParams:
+        """The parameters found among a record's keys (a run's ``index``, a saved index's JSON)."""
+        return cls(**{f.name: record[f.name] for f in fields(cls) if f.name in record})
 
 
-def resolved_settings(settings: SearchSettings, n_items: int, dim: int) -> SearchSettings:
-    """``settings`` with "auto" replaced by the method it stands for at this gallery size."""
-    method = resolve_method(settings.method, n_items, dim)
-    return settings if method == settings.method else SearchSettings(method, settings.metric, settings.annoy)
+@dataclass(frozen=True)
+class Trial:
+    """One search effort tried while tuning: its measured recall and time per query."""
+
+    effort: int
+    recall_at_10: float
+    recall_at_100: float
+    query_ms: float
 
 
-class Index(Protocol):
-    """The one call every backend answers: top-``k`` [q, k] indices and scores, best first."""
+@dataclass(frozen=True)
+class Tuning:
+    """The search effort chosen at build time by measured recall against exact search."""
 
+    effort: int
+    recall_at_10: float
+    recall_at_100: float
+    target_met: bool
+    trials: list[Trial] = field(default_factory=list)
+
+    def to_dict(self, effort_name: str) -> dict[str, Any]:
+        trials = [{effort_name: t.effort, "recall@10": t.recall_at_10, "recall@100": t.recall_at_100,
+                   "query_ms": t.query_ms} for t in self.trials]
+        return {effort_name: self.effort, "recall@10": self.recall_at_10, "recall@100": self.recall_at_100,
+                "recall_trials": trials, "recall_target_met": self.target_met}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], effort_name: str) -> Tuning:
+        trials = [Trial(int(t[effort_name]), float(t["recall@10"]), float(t["recall@100"]), float(t.get("query_ms", 0)))
+                  for t in data.get("recall_trials", [])]
+        return cls(int(data[effort_name]), float(data["recall@10"]), float(data["recall@100"]),
+                   bool(data.get("recall_target_met", True)), trials)
+
+
+@dataclass(frozen=True)
+class IndexFigures:
+    """What an index tells a run about itself: its backend, metric, parameters (the effort as
+    used), build time and, for an approximate index, the recall measured at build time."""
+
+    method: str
+    metric: str
+    params: IndexParams
+    build_seconds: float | None = None
+    tuning: Tuning | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The keys a run's ``index`` record has always had: method, metric, and for a saved
+        index build_seconds, its parameters, recall@10, recall@100, recall_target_met."""
+        out: dict[str, Any] = {"method": self.method, "metric": self.metric}
+        if self.tuning is None:
+            return out
+        out.update(build_seconds=self.build_seconds, **asdict(self.params))
+        tuned = self.tuning.to_dict(self.params.effort or "effort")
+        out.update({k: tuned[k] for k in ("recall@10", "recall@100", "recall_target_met")})
+        return out
+
+    def describe(self) -> str:
+        """One line, e.g. ``hnsw m 16 ef_construction 100 ef 48: recall@10 0.990``."""
+        params = " ".join(f"{k} {v}" for k, v in asdict(self.params).items())
+        recall = f": recall@10 {self.tuning.recall_at_10:.3f} recall@100 {self.tuning.recall_at_100:.3f}" if self.tuning else ""
+        return f"{self.method} {params}".strip() + recall
+
+
+class Index(ABC):
+    """One gallery's descriptors behind one search interface. A backend is a subclass with its
+    own ``Params`` dataclass, registered by name in ``core.index.registry``.
+
+    Capabilities, read by callers instead of the backend's type:
+    ``exact`` — scores and rankings are exact (no recall to measure; re-rankers' neighbour lists
+    need no other source); ``saved`` — built once and saved beside the descriptors (the ``index``
+    command builds it; a load checks it belongs to them)."""
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    Params: ClassVar[type[IndexParams]] = IndexParams
+    exact: ClassVar[bool] = False
+    saved: ClassVar[bool] = False
+    packages: ClassVar[tuple[str, ...]] = ()          # libraries whose versions a run records
     metric: str
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+    @classmethod
+    @abstractmethod
+    def open(cls, emb: Embeddings, metric: str, params: IndexParams) -> Index:
+        """The index of these descriptors (a saved one is built first when absent or stale)."""
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` [q, k] indices and scores, best first (rows padded with -1 and NaN when an
+        approximate index finds fewer)."""
+
+    @abstractmethod
+    def figures(self) -> IndexFigures: ...
+
+    def rank_all(self, queries: np.ndarray) -> np.ndarray:
+        """Full rankings [q, n]: the index's list, then what it missed in gallery order."""
+        n = len(self)
+        return full_ranking(self.search(queries, n)[0], n)
+
+    def source(self) -> str:
+        """Where this index's neighbour lists come from ("exact", or a saved index's file): a
+        re-ranker's prepared graph is kept per source."""
+        return "exact" if self.exact else self.name

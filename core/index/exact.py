@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
+from dataclasses import dataclass
 
 import numpy as np
 
-from core.index.base import check_metric
+from core.cache.descriptors import Embeddings
+from core.index.base import Index, IndexFigures, IndexParams, check_metric
 
 QUERY_BLOCK = 1024          # queries per matrix product, bounds memory of the score matrix
 STORAGES = ("float32", "float16")
@@ -40,16 +43,36 @@ def _blas_threads_for(macs: int):
     return _blas().limit(limits=1, user_api="blas") if macs <= SINGLE_THREAD_MACS else contextlib.nullcontext()
 
 
-class ExactIndex:
+@dataclass(frozen=True)
+class ExactParams(IndexParams):
+    """Exact search has nothing to set."""
+
+
+class ExactIndex(Index):
     """Brute-force search: all scores by one matrix product per block of queries."""
+
+    name = "exact"
+    title = "exact (float32)"
+    Params = ExactParams
+    exact = True
+    storage_of_class = "float32"
 
     def __init__(self, vectors: np.ndarray, metric: str = "cosine", storage: str = "float32") -> None:
         if storage not in STORAGES:
             raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}")
+        start = time.perf_counter()
         self.storage = storage
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float16 if storage == "float16" else np.float32)
         self.metric = check_metric(metric)
         self._vectors64: np.ndarray | None = None      # Euclidean only: float64 avoids cancellation
+        self.build_seconds = time.perf_counter() - start
+
+    @classmethod
+    def open(cls, emb: Embeddings, metric: str, params: IndexParams) -> ExactIndex:
+        return cls(emb.vectors, metric, cls.storage_of_class)
+
+    def figures(self) -> IndexFigures:
+        return IndexFigures(self.name, self.metric, ExactParams(), self.build_seconds)
 
     def _gallery64(self) -> np.ndarray:
         if self._vectors64 is None:
@@ -136,3 +159,11 @@ class ExactIndex:
         s = self.scores(queries)
         key = -s if self.metric == "cosine" else s
         return np.argsort(key, axis=1, kind="stable").astype(np.int32)
+
+
+class Exact16Index(ExactIndex):
+    """Exact search over float16 storage: half the memory, the top k re-scored in float32."""
+
+    name = "exact16"
+    title = "exact (float16 storage)"
+    storage_of_class = "float16"

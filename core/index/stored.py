@@ -1,12 +1,14 @@
-"""What every saved index shares (Annoy, HNSW): its metadata, the checks before a load, the
-tuning of its search effort by measured recall, and one load per process.
+"""What every saved index shares (Annoy, HNSW, and any backend whose ``saved`` is True): its
+description, the checks before a load, the tuning of its search effort by measured recall, and
+one load per process.
 
 An index file is saved beside the descriptors it was built from, with a JSON that records the
-embedding config hash, the dimension, the item count, a digest of the image ids, and the file's
-size and SHA-256. ``check_stored`` refuses (``IndexMismatch``) an index that is absent, belongs
-to another config or dimension, is older than the gallery's images (``stale``), or whose file
-is not the one that was written (truncated, replaced, corrupted), before a library reads it:
-hnswlib and Annoy would crash or answer garbage on such a file.
+embedding config hash, the dimension, the item count, a digest of the image ids and of each
+image's content fingerprint, and the file's size and SHA-256. ``StoredIndex.load`` refuses
+(``IndexMismatch``) an index that is absent, belongs to another config or dimension, is older
+than the gallery's images (``stale``: an image added, removed, or rewritten under the same
+name), or whose file is not the one that was written (truncated, replaced, corrupted), before a
+library reads it: hnswlib and Annoy would crash or answer garbage on such a file.
 """
 from __future__ import annotations
 
@@ -15,30 +17,27 @@ import json
 import os
 import threading
 import time
+from abc import abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from core.cache.descriptors import Embeddings
 from core.config import EmbeddingConfig
 from core.files import atomic_path, exclusive_lock, write_json
-from core.index.base import IndexMismatch
+from core.index.base import Index, IndexFigures, IndexMismatch, IndexParams, Trial, Tuning
+from core.index.choice import RECALL_TARGET
+from core.index.exact import ExactIndex
 
-T = TypeVar("T")
-
-RECALL_TARGET = 0.95
 RECALL_SAMPLE = 100         # gallery vectors used as sample queries when measuring recall
 STALE = "the gallery's images changed since it was built"
 
 _checked: dict[tuple[str, int, int], str] = {}
 _loaded: dict[tuple[str, int, int], Any] = {}
 _lock = threading.Lock()
-
-
-def ids_digest(ids: list[str]) -> str:
-    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
 
 
 def _stat_key(path: Path) -> tuple[str, int, int]:
@@ -59,73 +58,79 @@ def file_sha256(path: Path) -> str:
     return digest
 
 
-def stored_meta(path: Path, config: EmbeddingConfig, ids: list[str], dim: int, metric: str,
-                **figures: Any) -> dict:
-    """The metadata written beside an index file that was just saved at ``path``."""
-    return {"config_key": config.key(), "config": config.to_dict(), "dim": dim, "n_items": len(ids),
-            "ids_digest": ids_digest(ids), "metric": metric, "file": path.name,
-            "file_bytes": path.stat().st_size, "file_sha256": file_sha256(path), **figures}
+@dataclass(frozen=True)
+class StoredMeta:
+    """The description written beside a saved index (its JSON keeps these flat keys, the
+    backend's parameters and the tuning beside them)."""
+
+    config_key: str
+    config: dict[str, Any]
+    dim: int
+    n_items: int
+    ids_digest: str                 # ids and content fingerprints (``Embeddings.content_digest``)
+    metric: str
+    file: str
+    file_bytes: int
+    file_sha256: str
+    build_seconds: float
+    params: IndexParams
+    tuning: Tuning
+
+    def to_dict(self) -> dict[str, Any]:
+        head = {k: v for k, v in asdict(self).items() if k not in ("params", "tuning")}
+        return {**head, **asdict(self.params), **self.tuning.to_dict(self.params.effort or "effort")}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], params_type: type[IndexParams]) -> StoredMeta:
+        params = params_type.from_record(data)
+        return cls(data["config_key"], data.get("config", {}), int(data["dim"]), int(data["n_items"]),
+                   data["ids_digest"], data["metric"], data["file"], int(data["file_bytes"]),
+                   data["file_sha256"], float(data["build_seconds"]), params,
+                   Tuning.from_dict(data, params.effort or "effort"))
 
 
-def write_stored(path: Path, save: Callable[[Path], None], describe: Callable[[], T]) -> T:
-    """Save an index file at ``path`` (``save(tmp)`` writes it; the rename is atomic), then
-    ``describe()`` it (reopen, tune, fill ``meta``) and write ``meta`` beside it, all under one
-    lock per file: two builders would otherwise pair one's index with the other's description."""
-    with exclusive_lock(path.parent / f".{path.stem}.lock"):
-        with atomic_path(path, suffix=path.suffix) as tmp:
-            save(tmp)
-        forget(path)
-        stored = describe()
-        write_json(path.with_suffix(".json"), stored.meta)
-    return stored
+def rebuild_command(emb: Embeddings, method: str, metric: str, params: IndexParams) -> str:
+    """The command that rebuilds this index from the cached descriptors."""
+    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in params.build_fields().items() if v is not None)
+    return (f"rebuild it with: python -m core index --name {emb.gallery} {emb.config.cli_flags()} --index {method} "
+            f"--metric {metric} {flags}").rstrip()
 
 
-def check_stored(path: Path, kind: str, config: EmbeddingConfig, dim: int, ids: list[str], rebuild: str) -> dict:
-    """The metadata of the index at ``path`` when it belongs to these descriptors; otherwise
-    ``IndexMismatch`` naming every problem and the command ``rebuild``."""
-    meta_path = path.with_suffix(".json")
-    if not path.exists():
-        raise IndexMismatch(f"no {kind} index at {path}; {rebuild}", stale=True)
-    if not meta_path.exists():
-        raise IndexMismatch(f"refusing {kind} index {path}: its description {meta_path.name} cannot be read "
-                            f"(missing: an interrupted build?); {rebuild}", stale=True)
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise IndexMismatch(f"refusing {kind} index {path}: its description {meta_path.name} cannot be read "
-                            f"({exc}; an interrupted build?); {rebuild}", stale=True) from None
+def _problems(meta: dict[str, Any], emb: Embeddings, path: Path) -> list[str]:
     problems = []
-    if meta.get("config_key") != config.key():
+    if meta.get("config_key") != emb.config.key():
         built = EmbeddingConfig.from_dict(meta["config"]).label() if meta.get("config") else meta.get("config_key")
-        problems.append(f"it was built with embedding {built}, not {config.label()}")
-    if meta.get("dim") != dim:
-        problems.append(f"its dimension is {meta.get('dim')}, the descriptors have {dim}")
-    if meta.get("n_items") != len(ids) or meta.get("ids_digest") != ids_digest(ids):
+        problems.append(f"it was built with embedding {built}, not {emb.config.label()}")
+    if meta.get("dim") != emb.dim:
+        problems.append(f"its dimension is {meta.get('dim')}, the descriptors have {emb.dim}")
+    if meta.get("n_items") != len(emb.ids) or meta.get("ids_digest") != emb.content_digest():
         problems.append(STALE)
     size = path.stat().st_size
     if "file_bytes" in meta and size != meta["file_bytes"]:
         problems.append(f"its file has {size} bytes, {meta['file_bytes']} were written (truncated or altered)")
     elif "file_sha256" in meta and file_sha256(path) != meta["file_sha256"]:
         problems.append("its file's SHA-256 is not the one written (corrupted or replaced)")
+    return problems
+
+
+def check_stored(path: Path, title: str, emb: Embeddings, rebuild: str) -> dict[str, Any]:
+    """The description of the index at ``path`` when it belongs to these descriptors; otherwise
+    ``IndexMismatch`` naming every problem and the command ``rebuild``."""
+    meta_path = path.with_suffix(".json")
+    if not path.exists():
+        raise IndexMismatch(f"no {title} index at {path}; {rebuild}", stale=True)
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as exc:
+        reason = "missing" if not meta_path.exists() else exc
+        raise IndexMismatch(f"refusing {title} index {path}: its description {meta_path.name} cannot be read "
+                            f"({reason}: an interrupted build?); {rebuild}", stale=True) from None
+    problems = _problems(meta, emb, path)
     if problems:
         # a damaged file is as safe to rebuild from the cache as a stale one
         damaged = all(p == STALE or p.startswith("its file") for p in problems)
-        raise IndexMismatch(f"refusing {kind} index {path}: {'; '.join(problems)}; {rebuild}", stale=damaged)
+        raise IndexMismatch(f"refusing {title} index {path}: {'; '.join(problems)}; {rebuild}", stale=damaged)
     return meta
-
-
-def open_stored(kind: Any, emb: Embeddings, params: Any) -> Any:
-    """The saved index of class ``kind`` (``AnnoyIndex``, ``HnswIndex``) for these descriptors,
-    built first when it is absent or only stale (the gallery's images changed: neither library
-    adds items, so it is rebuilt from the cache); one of another config or dimension is refused
-    (``IndexMismatch``)."""
-    path = emb.directory / kind.file_name(params)
-    try:
-        return kind.load(emb.directory, emb.config, params, emb.dim, emb.ids, emb.gallery)
-    except IndexMismatch as exc:
-        if path.exists() and not exc.stale:
-            raise
-        return kind.build(emb.vectors, emb.directory, emb.config, params, emb.ids)
 
 
 def load_once(path: Path, load: Callable[[], Any]) -> Any:
@@ -145,6 +150,122 @@ def forget(path: Path) -> None:
     with _lock:
         for old in [k for k in _loaded if k[0] == str(Path(path).resolve())]:
             del _loaded[old]
+
+
+class StoredIndex(Index):
+    """Base of the saved approximate indexes: a subclass says how its library builds, saves,
+    loads and searches (``_build``, ``_save``, ``_load``, ``_search``), which file name its
+    parameters give, and which efforts to try while tuning; building, checking, tuning and
+    loading once per process are done here, the same for every backend."""
+
+    saved = True
+    efforts: ClassVar[Sequence[int]] = ()           # search efforts tried while tuning, smallest first
+
+    def __init__(self, native: Any, meta: StoredMeta, path: Path) -> None:
+        self.native, self.meta, self.path = native, meta, path
+        self.metric = meta.metric
+
+    # what a backend provides -------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def file_name(cls, metric: str, params: IndexParams) -> str: ...
+
+    @classmethod
+    @abstractmethod
+    def _build(cls, vectors: np.ndarray, metric: str, params: IndexParams) -> Any:
+        """The library's index of ``vectors`` (float32, contiguous), in memory."""
+
+    @classmethod
+    @abstractmethod
+    def _save(cls, native: Any, path: Path) -> None: ...
+
+    @classmethod
+    @abstractmethod
+    def _load(cls, path: Path, metric: str, dim: int, n_items: int) -> Any: ...
+
+    @abstractmethod
+    def _search(self, queries: np.ndarray, k: int, effort: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` indices and scores (the metric's) at this effort, padded with -1 / NaN."""
+
+    def _tuning_candidates(self, params: IndexParams) -> Sequence[int]:
+        return self.efforts
+
+    # shared by every saved backend ---------------------------------------------------------
+    @classmethod
+    def open(cls, emb: Embeddings, metric: str, params: IndexParams) -> StoredIndex:
+        """The saved index of these descriptors, built first when it is absent or only stale
+        (no library here adds items in place: a stale one is rebuilt from the cache); one of
+        another config or dimension is refused (``IndexMismatch``). An effort in ``params``
+        overrides the tuned one for the searches of the returned index."""
+        try:
+            index = cls.load(emb, metric, params)
+        except IndexMismatch as exc:
+            if (emb.directory / cls.file_name(metric, params)).exists() and not exc.stale:
+                raise
+            index = cls.build(emb, metric, params)
+        return index.with_effort(params.effort_value())
+
+    @classmethod
+    def load(cls, emb: Embeddings, metric: str, params: IndexParams) -> StoredIndex:
+        path = emb.directory / cls.file_name(metric, params)
+        meta = check_stored(path, cls.title, emb, rebuild_command(emb, cls.name, metric, params))
+        stored = StoredMeta.from_dict(meta, cls.Params)
+        return cls(load_once(path, lambda: cls._load(path, metric, emb.dim, stored.n_items)), stored, path)
+
+    @classmethod
+    def build(cls, emb: Embeddings, metric: str, params: IndexParams) -> StoredIndex:
+        """Build, save (atomically, under a per-file lock: two builders would otherwise pair one's
+        index with the other's description), reload, tune the effort and describe the index."""
+        vectors = np.ascontiguousarray(emb.vectors, dtype=np.float32)
+        start = time.perf_counter()
+        native = cls._build(vectors, metric, params)
+        build_seconds = time.perf_counter() - start
+        path = emb.directory / cls.file_name(metric, params)
+        with exclusive_lock(path.parent / f".{path.stem}.lock"):
+            with atomic_path(path, suffix=path.suffix) as tmp:
+                cls._save(native, tmp)
+            forget(path)
+            untuned = StoredMeta(emb.config.key(), emb.config.to_dict(), emb.dim, len(emb.ids), emb.content_digest(),
+                                 metric, path.name, path.stat().st_size, file_sha256(path), build_seconds, params,
+                                 Tuning(0, 0.0, 0.0, False))
+            index = cls(load_once(path, lambda: cls._load(path, metric, emb.dim, len(emb.ids))), untuned, path)
+            tuning = index.tune(ExactIndex(vectors, metric), vectors, params)
+            index.meta = StoredMeta(**{**untuned.__dict__, "params": params.with_effort(tuning.effort),
+                                       "tuning": tuning})
+            write_json(path.with_suffix(".json"), index.meta.to_dict())
+        return index
+
+    def with_effort(self, effort: int | None) -> StoredIndex:
+        """This index searching at ``effort`` (None: the tuned one); the library's object is shared."""
+        if effort is None or effort == self.effort:
+            return self
+        return type(self)(self.native, StoredMeta(**{**self.meta.__dict__,
+                                                      "params": self.meta.params.with_effort(effort)}), self.path)
+
+    @property
+    def effort(self) -> int:
+        return int(self.meta.params.effort_value() or 0)
+
+    def __len__(self) -> int:
+        return self.meta.n_items
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        return self._search(q, min(k, len(self)), self.effort)
+
+    def figures(self) -> IndexFigures:
+        return IndexFigures(self.name, self.metric, self.meta.params, self.meta.build_seconds, self.meta.tuning)
+
+    def source(self) -> str:
+        return str(self.path)
+
+    def tune(self, exact: ExactIndex, vectors: np.ndarray, params: IndexParams, seed: int = 0) -> Tuning:
+        """The smallest effort with measured recall@10 ≥ RECALL_TARGET on leave-one-out sample
+        gallery vectors, or the one given in ``params``."""
+        given = params.effort_value()
+        candidates = [given] if given else list(self._tuning_candidates(params))
+        return measure_recall(lambda q, k, effort: self._search(q, min(k, len(self)), effort)[0],
+                              lambda q, k: exact.search(q, k)[0], vectors, candidates, seed)
 
 
 def recall_at(approx: np.ndarray, exact: np.ndarray, k: int) -> float:
@@ -174,38 +295,35 @@ def without_self(found: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
 
 
 def measure_recall(search: Callable[[np.ndarray, int, int], np.ndarray], exact_search: Callable[[np.ndarray, int], np.ndarray],
-                   vectors: np.ndarray, name: str, candidates: Sequence[int], seed: int = 0) -> dict:
+                   vectors: np.ndarray, candidates: Sequence[int], seed: int = 0) -> Tuning:
     """``tune_by_recall`` of ``search(queries, k, effort)`` on leave-one-out sample queries, against
     ``exact_search(queries, k)``: each query's own item is removed from both result lists."""
     rows, sample = sample_queries(vectors, seed)
     k_max = min(100, len(vectors) - 1)
     if k_max < 1:
-        return {name: int(candidates[0]), "recall@10": 1.0, "recall@100": 1.0, "recall_trials": [],
-                "recall_target_met": True}
+        return Tuning(int(candidates[0]), 1.0, 1.0, True)
     truth = without_self(exact_search(sample, k_max + 1), rows, k_max)
     return tune_by_recall(lambda q, k, effort: without_self(search(q, min(k + 1, len(vectors)), effort), rows, k),
-                          truth, sample, name, candidates)
+                          truth, sample, candidates)
 
 
 def tune_by_recall(search: Callable[[np.ndarray, int, int], np.ndarray], truth: np.ndarray, sample: np.ndarray,
-                   name: str, candidates: Sequence[int]) -> dict:
+                   candidates: Sequence[int]) -> Tuning:
     """Measure recall@10 (searching k=10) and recall@100 (k=100) of ``search(queries, k, effort)``
     against the exact top-100 ``truth`` for growing efforts, stopping once both reach
     RECALL_TARGET; keep the smallest effort with recall@10 ≥ RECALL_TARGET (the largest tried
-    when none does, flagged by ``recall_target_met``)."""
+    when none does, flagged by ``target_met``)."""
     k_max = truth.shape[1]
-    trials = []
+    trials: list[Trial] = []
     for effort in candidates:
         got10 = search(sample, min(10, k_max), effort)
         got100 = search(sample, k_max, effort)
         start = time.perf_counter()
         search(sample[:20], min(10, k_max), effort)
         ms = (time.perf_counter() - start) / min(20, len(sample)) * 1000
-        trials.append({name: int(effort), "recall@10": recall_at(got10, truth, 10),
-                       "recall@100": recall_at(got100, truth, 100), "query_ms": ms})
-        if trials[-1]["recall@10"] >= RECALL_TARGET and trials[-1]["recall@100"] >= RECALL_TARGET:
+        trials.append(Trial(int(effort), recall_at(got10, truth, 10), recall_at(got100, truth, 100), ms))
+        if trials[-1].recall_at_10 >= RECALL_TARGET and trials[-1].recall_at_100 >= RECALL_TARGET:
             break
-    good = [t for t in trials if t["recall@10"] >= RECALL_TARGET]
+    good = [t for t in trials if t.recall_at_10 >= RECALL_TARGET]
     chosen = good[0] if good else trials[-1]
-    return {name: chosen[name], "recall@10": chosen["recall@10"], "recall@100": chosen["recall@100"],
-            "recall_trials": trials, "recall_target_met": bool(good)}
+    return Tuning(chosen.effort, chosen.recall_at_10, chosen.recall_at_100, bool(good), trials)

@@ -25,7 +25,7 @@ from core.cache.descriptors import Embeddings
 from core.cache.galleries import Gallery
 from core.embed.embedder import Embedder
 from core.images import Box
-from core.index import ExactIndex, Index, full_ranking
+from core.index import ExactIndex, Index
 
 Evidence = dict[int, tuple[float, Box | None]]     # gallery index -> (method score, best window)
 
@@ -43,7 +43,7 @@ class RegionQuery:
 class RerankContext:
     """The gallery a re-ranker works on: its descriptors, its images and the network that made
     them (feature maps are taken with the same backbone), and the index of the first search
-    (None: exact), which methods that search the gallery again use too."""
+    (None: exact cosine), which methods that search the gallery again use too."""
 
     embeddings: Embeddings
     gallery: Gallery
@@ -52,30 +52,33 @@ class RerankContext:
     log: Callable[[str], None] = print
     index: Index | None = None
 
+    def _approximate(self) -> Index | None:
+        """The context's index when its lists are approximate (None: exact cosine lists)."""
+        return None if self.index is None or self.index.exact else self.index
+
     def neighbours(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest gallery images [q, k] of each row of ``vectors`` through the
-        context's index (Annoy's lists may be shorter: padded with -1), and their exact cosines."""
-        if self.index is None or isinstance(self.index, ExactIndex):
+        context's index (an approximate index's lists may be shorter: padded with -1), and their
+        exact cosines."""
+        index = self._approximate()
+        if index is None:
             return ExactIndex(self.embeddings.vectors, "cosine").search(vectors, k)
-        idx, _ = self.index.search(vectors, k)
+        idx, _ = index.search(vectors, k)
         db = self.embeddings.vectors
         cos = np.where(idx >= 0, np.einsum("qkd,qd->qk", db[np.maximum(idx, 0)], vectors), -np.inf)
         return idx, cos.astype(np.float32)
 
     def neighbour_source(self) -> str:
         """Where ``neighbours`` and ``rank`` get their lists: "exact", or the approximate index's
-        file (a graph prepared from Annoy's lists is not the one prepared from exact ones)."""
-        if self.index is None or isinstance(self.index, ExactIndex):
-            return "exact"
-        return str(getattr(self.index, "path", type(self.index).__name__))
+        source (a graph prepared from approximate lists is not the one prepared from exact ones)."""
+        index = self._approximate()
+        return "exact" if index is None else index.source()
 
     def rank(self, vectors: np.ndarray) -> np.ndarray:
         """Full rankings [q, N] of ``vectors`` over the gallery's descriptors by the context's
-        index: exact cosine, or Annoy's list followed by what it missed (``full_ranking``)."""
-        if self.index is None or isinstance(self.index, ExactIndex):
-            return ExactIndex(self.embeddings.vectors, "cosine").rank_all(vectors)
-        n = len(self.embeddings.ids)
-        return full_ranking(self.index.search(vectors, n)[0], n)
+        index: exact cosine, or an approximate index's list followed by what it missed."""
+        index = self._approximate()
+        return ExactIndex(self.embeddings.vectors, "cosine").rank_all(vectors) if index is None else index.rank_all(vectors)
 
 
 @dataclass(frozen=True)

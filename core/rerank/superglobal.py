@@ -75,7 +75,7 @@ class SuperGlobal(Reranker):
     sg_k: int = tunable(0, f"SuperGlobal neighbours ({RULE})")
     sg_beta: float = 0.15
     head_only: ClassVar[bool] = True
-    helps: ClassVar[str] = "needs only the top-M of any index, exact or Annoy; nothing built per gallery"
+    helps: ClassVar[str] = "needs only the top-M of any index, exact or approximate; nothing built per gallery"
 
     def for_gallery(self, n_images: int) -> SuperGlobal:
         return replace(self, top_n=self.top_n or rules.superglobal_m(n_images),

@@ -27,7 +27,7 @@ def test_view_state_round_trips_through_query_parameters():
     params = view.to_params()
     assert params == {"gallery": "paris6k", "embedding": "d5fe14fca498", "query": "louvre_1",
                       "box": "107,69,936.5,445", "k": "20", "metric": "euclidean", "index": "annoy",
-                      "search_k": "5000", "rerank": "alpha_qe"}
+                      "effort": "5000", "rerank": "alpha_qe"}
     assert decode(params) == (view, [])
 
 

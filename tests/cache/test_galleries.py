@@ -33,7 +33,7 @@ def index(capsys, folder, name="photos", *extra) -> str:
 
 
 def test_add_remove_change_updates_incrementally(artifacts, photos, capsys):
-    out = index(capsys, photos, "photos", "--no-annoy")
+    out = index(capsys, photos, "photos", "--index", "none")
     assert "photos: 5 images embedded" in out
     first = load_embeddings("photos", CFG)
     names = sorted(p.name for p in photos.iterdir())
@@ -43,7 +43,7 @@ def test_add_remove_change_updates_incrementally(artifacts, photos, capsys):
     changed = photos / names[1]
     changed.write_bytes((PARIS / "jpg" / "paris_louvre_000081.jpg").read_bytes())   # change content
 
-    out = index(capsys, photos, "photos", "--no-annoy")
+    out = index(capsys, photos, "photos", "--index", "none")
     assert "photos: 1 added, 1 changed, 1 removed, 3 unchanged" in out
     emb = load_embeddings("photos", CFG)
     assert emb.meta["changes"] == {"added": [extra.name], "changed": [names[1]], "removed": [names[0]], "unchanged": 3}
@@ -54,14 +54,14 @@ def test_add_remove_change_updates_incrementally(artifacts, photos, capsys):
     fresh = Embedder(CFG).embed_image(changed)
     np.testing.assert_allclose(emb.vectors[emb.ids.index(names[1])], fresh, atol=1e-5)
 
-    out = index(capsys, photos, "photos", "--no-annoy")
+    out = index(capsys, photos, "photos", "--index", "none")
     assert "up to date, no image added, changed or removed" in out
 
 
 def test_duplicate_files_are_reported_and_hashes_cached(artifacts, photos, capsys, monkeypatch):
     first = sorted(photos.iterdir())[0]
     shutil.copy(first, photos / "copy_of_first.jpg")
-    out = index(capsys, photos, "photos", "--no-annoy")
+    out = index(capsys, photos, "photos", "--index", "none")
     assert "1 groups of identical files" in out
     assert f"copy_of_first.jpg = {first.name}" in out
     reads = []
@@ -78,12 +78,12 @@ def test_list_shows_size_config_and_index_parameters_then_delete(artifacts, phot
     size_mb = sum(p.stat().st_size for p in photos.iterdir()) / 1e6
     assert f"photos: {photos} (5 images, {size_mb:.1f} MB)" in out
     assert f"{CFG.key()}  {CFG.label()}  5 images" in out
-    assert "annoy angular, 5 trees, search_k" in out and "recall@10" in out
+    assert "annoy cosine, n_trees 5, search_k" in out and "recall@10" in out
     index(capsys, photos, "photos", "--index", "hnsw")                       # listed beside the Annoy one
     assert main(["galleries", "list"]) == 0
     listed = [line.strip() for line in capsys.readouterr().out.splitlines() if "recall@10" in line]
-    assert [line.split(",")[0] for line in listed] == ["annoy angular", "hnsw cosine"]
-    assert re.match(r"hnsw cosine, M \d+, ef_construction \d+, ef \d+: recall@10 1\.000, \d+\.\d MB$", listed[1])
+    assert [line.split(",")[0] for line in listed] == ["annoy cosine", "hnsw cosine"]
+    assert re.match(r"hnsw cosine, m \d+, ef_construction \d+, ef \d+: recall@10 1\.000, \d+\.\d MB$", listed[1])
 
     assert main(["galleries", "delete"]) == 2
     assert "name the gallery to delete" in capsys.readouterr().err

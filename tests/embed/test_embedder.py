@@ -75,7 +75,7 @@ def test_dask_engine_writes_the_local_cache(artifacts, tmp_path):
     for p in paris_files(6):
         shutil.copy(p, folder / p.split("/")[-1])
     (folder / "broken.jpg").write_bytes(b"not a jpeg")
-    flags = ["--max-size", "96", "--pooling", "gem", "--scales", "1", "--no-annoy", "--quiet"]
+    flags = ["--max-size", "96", "--pooling", "gem", "--scales", "1", "--index", "none", "--quiet"]
     assert main(["index", "--name", "viadask", "--folder", str(folder), "--engine", "dask", "--dask-workers", "2",
                  *flags]) == 0
     assert main(["index", "--name", "local", "--folder", str(folder), *flags]) == 0

@@ -5,8 +5,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from core.config import AnnoyParams, EmbeddingConfig
-from core.index import AnnoyIndex, ExactIndex, IndexMismatch, recall_at
+from core.cache.descriptors import Embeddings
+from core.config import EmbeddingConfig
+from core.index import ExactIndex, IndexMismatch, recall_at
+from core.index.annoy import AnnoyIndex, AnnoyParams
 
 
 @pytest.fixture
@@ -35,32 +37,35 @@ def test_rank_all_is_a_permutation_best_first(vectors):
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 def test_annoy_scores_match_exact_scores(tmp_path, vectors, metric):
-    cfg = EmbeddingConfig()
-    params = AnnoyParams(metric="angular" if metric == "cosine" else "euclidean", n_trees=20)
-    ids = [f"{i}.jpg" for i in range(len(vectors))]
-    ann = AnnoyIndex.build(vectors, tmp_path, cfg, params, ids)
+    params = AnnoyParams(n_trees=20)
+    emb = Embeddings("toy", EmbeddingConfig(), [f"{i}.jpg" for i in range(len(vectors))], vectors, tmp_path)
+    ann = AnnoyIndex.build(emb, metric, params)
     idx, scores = ann.search(vectors[:4], 5)
     exact = ExactIndex(vectors, metric).scores(vectors[:4])
     for row in range(4):
         np.testing.assert_allclose(scores[row], exact[row, idx[row]], atol=1e-4)
-    assert ann.meta["recall@10"] >= 0.95 and ann.meta["recall_target_met"]
-    assert (tmp_path / f"annoy-{params.metric}-20.json").exists()
+    assert ann.meta.tuning.recall_at_10 >= 0.95 and ann.meta.tuning.target_met
+    assert (tmp_path / f"annoy-{'angular' if metric == 'cosine' else 'euclidean'}-20.json").exists()
 
 
 def test_annoy_refuses_other_config_dimension_or_images(tmp_path, vectors):
     cfg = EmbeddingConfig()
     params = AnnoyParams(n_trees=5)
     ids = [f"{i}.jpg" for i in range(len(vectors))]
-    AnnoyIndex.build(vectors, tmp_path, cfg, params, ids)
-    AnnoyIndex.load(tmp_path, cfg, params, 32, ids)                     # the right one loads
+
+    def emb(config=cfg, v=vectors, names=ids):
+        return Embeddings("toy", config, names, v, tmp_path)
+
+    AnnoyIndex.build(emb(), "cosine", params)
+    AnnoyIndex.load(emb(), "cosine", params)                              # the right one loads
     with pytest.raises(IndexMismatch, match="built with embedding .*python -m core index"):
-        AnnoyIndex.load(tmp_path, replace(cfg, pooling="mac"), params, 32, ids)
+        AnnoyIndex.load(emb(replace(cfg, pooling="mac")), "cosine", params)
     with pytest.raises(IndexMismatch, match="dimension is 32"):
-        AnnoyIndex.load(tmp_path, cfg, params, 64, ids)
+        AnnoyIndex.load(emb(v=np.zeros((len(ids), 64), np.float32)), "cosine", params)
     with pytest.raises(IndexMismatch, match="images changed"):
-        AnnoyIndex.load(tmp_path, cfg, params, 32, ids[:-1] + ["new.jpg"])
+        AnnoyIndex.load(emb(names=ids[:-1] + ["new.jpg"]), "cosine", params)
     with pytest.raises(IndexMismatch, match="no Annoy index"):
-        AnnoyIndex.load(tmp_path, cfg, AnnoyParams(n_trees=7), 32, ids)
+        AnnoyIndex.load(emb(), "cosine", AnnoyParams(n_trees=7))
 
 
 def test_recall_at():

@@ -16,7 +16,7 @@ from benchmarks.browser import CHROMIUM, app_server, choose, chromium_page, sear
 from core.cache.galleries import register_gallery
 from core.config import DEFAULT_CONFIG
 from core.datasets import load_ground_truth
-from core.evaluation.pipeline import evaluate
+from core.evaluation.pipeline import RunOptions, evaluate
 from core.evaluation.runs import load_run
 
 pytestmark = pytest.mark.slow
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 SCREENS = REPO / "artifacts" / "screens"
 LANDMARKS = ("defense", "eiffel", "invalides", "louvre", "moulinrouge")
 QUERY_IMAGES = ("paris_louvre_000081.jpg", "paris_defense_000056.jpg")     # louvre_1, defense_4
-QUIET = dict(progress=False, log=lambda m: None)
+QUIET = dict(options=RunOptions(progress=False, log=lambda m: None))
 WIDTH, HEIGHT = 1280, 800
 CROPPER = "iframe[title='streamlit_cropper.st_cropper']"
 LOCAL = ("data:", "blob:", "about:")

@@ -20,11 +20,11 @@ from core.cache.descriptors import build_embeddings
 from core.cache.galleries import delete_gallery, register_gallery
 from core.config import DEFAULT_CONFIG
 from core.datasets import load_class_folders, load_ground_truth
-from core.evaluation.pipeline import evaluate
+from core.evaluation.pipeline import RunOptions, evaluate
 from core.evaluation.runs import load_run
 
 TIMEOUT = 300
-QUIET = dict(progress=False, log=lambda m: None)
+QUIET = dict(options=RunOptions(progress=False, log=lambda m: None))
 
 
 def app() -> AppTest:
@@ -151,7 +151,7 @@ def test_annoy_search_and_euclidean_scores(paris):
     at = open_gallery("paris6k", "Gallery image")
     at.sidebar.radio(key="method").set_value("annoy").run()
     at.sidebar.radio(key="metric").set_value("euclidean").run()
-    assert at.sidebar.number_input(key="search_k").value == 0
+    assert at.sidebar.number_input(key="effort").value == 0
     at.button(key="search").click().run()
     assert not at.exception
     shown = [m.value.split("·")[1].split() for m in at.markdown if m.value.startswith("**#")]
@@ -189,11 +189,11 @@ def test_each_ground_truth_query_searches_its_exact_box(paris):
 
 def test_deep_link_restores_the_full_state_and_the_page_keeps_it_in_the_url(paris):
     params = dict(gallery="paris6k", embedding=DEFAULT_CONFIG.key(), query="louvre_1", box="200,100,800,400", k="7",
-                  metric="cosine", index="annoy", search_k="2000", rerank="alpha_qe")
+                  metric="cosine", index="annoy", effort="2000", rerank="alpha_qe")
     at = linked(**params)
     assert not at.exception
     assert at.selectbox(key="gt_query").value == "louvre_1" and at.sidebar.slider(key="k").value == 7
-    assert at.sidebar.radio(key="method").value == "annoy" and at.sidebar.number_input(key="search_k").value == 2000
+    assert at.sidebar.radio(key="method").value == "annoy" and at.sidebar.number_input(key="effort").value == 2000
     assert at.sidebar.selectbox(key="rerank").value == "alpha_qe"
     assert "x1 200, y1 100, x2 800, y2 400 (600×300 of 1024×768)" in texts(at)
     assert len(result_ids(at)) == 7 and re.search(r"re-ranked by aqe\d+a3 ", texts(at))    # k adapted to the gallery

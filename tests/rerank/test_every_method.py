@@ -10,6 +10,7 @@ import pytest
 from core.cache.descriptors import Embeddings
 from core.cache.galleries import Gallery
 from core.config import EmbeddingConfig
+from core.index import Index
 from core.rerank import RERANKERS, RegionQuery, RerankContext, apply_reranker, create_reranker, list_rerankers
 
 DESCRIPTOR_METHODS = [n for n in list_rerankers() if n != "none" and not RERANKERS[n].needs_image]
@@ -70,8 +71,14 @@ def test_methods_search_again_through_the_index_of_the_first_search():
     queries, db, _ = clustered()
     calls = []
 
-    class Approximate:                     # the exact answer cut to 20 results, as Annoy returns a short list
-        def search(self, vectors, k, search_k=None):
+    class Approximate(Index):              # the exact answer cut to 20 results, as Annoy returns a short list
+        name, metric = "approximate", "cosine"
+        open = figures = None
+
+        def __len__(self):
+            return len(db)
+
+        def search(self, vectors, k):
             calls.append(k)
             idx = np.argsort(-(vectors @ db.T), axis=1)[:, :min(k, 20)]
             return np.pad(idx, ((0, 0), (0, max(0, k - 20))), constant_values=-1), None

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 from conftest import REPO, TOLERANCE
 
-from core.config import PLAIN_GEM, AnnoyParams
-from core.evaluation.pipeline import evaluate
-from core.index import AnnoyIndex
+from core.config import PLAIN_GEM
+from core.evaluation.pipeline import RunOptions, evaluate
+from core.index.annoy import AnnoyIndex, AnnoyParams
 from core.rerank import RERANKERS, PreparedStore, RerankContext, create_reranker, list_rerankers, rank_by_scores
 from core.rerank.diffusion import diffusion_scores, knn_affinity
 from core.rerank.expansion import DBA, database_augmentation, query_expansion, weighted_neighbour_mean
 
-QUIET = dict(progress=False, log=lambda m: None)
+QUIET = dict(options=RunOptions(progress=False, log=lambda m: None))
 
 
 def unit(*rows):
@@ -107,7 +107,7 @@ def test_prepared_parts_are_built_once_for_concurrent_callers(paris, tmp_path):
         got = list(pool.map(lambda _: store.get(Counting(), ctx)[0], range(8)))
     assert len(calls) == 1 and all(g is got[0] for g in got)
     # lists from an Annoy index make another graph than exact ones: prepared apart, once
-    annoy = AnnoyIndex.build(paris.emb.vectors, tmp_path, paris.emb.config, AnnoyParams(), paris.emb.ids)
+    annoy = AnnoyIndex.build(replace(paris.emb, directory=tmp_path), "cosine", AnnoyParams())
     approximate = replace(ctx, index=annoy)
     assert approximate.neighbour_source().endswith(".ann") and ctx.neighbour_source() == "exact"
     assert store.get(Counting(), approximate)[0] is not got[0] and len(calls) == 2
@@ -125,7 +125,7 @@ def test_method_changes_the_rankings_and_keeps_paris_map(method, paris):
 def test_evaluate_records_the_method_and_names_the_run_after_it(paris, paris_gt):
     reranker = create_reranker("dba+alpha_qe", dba_n=5, qe_n=5)
     s = evaluate(paris.gallery, paris_gt, PLAIN_GEM, embedder=paris.embedder, rerank=reranker, **QUIET)
-    assert s.rerank["label"] == "dba5+aqe5a3" and s.rerank["extra_ms_per_query"] > 0
+    assert s.rerank.label == "dba5+aqe5a3" and s.rerank.extra_ms_per_query > 0
     assert "-exact-dba5-aqe5a3-" in s.run_id
     assert s.map == pytest.approx(paris.rerank_map(reranker))
 

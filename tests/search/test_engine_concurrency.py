@@ -45,10 +45,10 @@ def test_concurrent_searches_match_sequential_ones(engine):
 def test_memory_stays_flat_over_hundreds_of_searches(engine):
     vecs = engine.embeddings.vectors
     for _ in range(50):                                          # warm-up: caches, allocator pools
-        engine.search_vector(vecs[0], 10, SearchSettings("annoy"))
+        engine.index(SearchSettings("annoy")).search(vecs[0], 10)
     before = _rss_mb()
     for i in range(400):
-        engine.search_vector(vecs[i % len(vecs)], 10, SearchSettings("annoy" if i % 2 else "exact"))
+        engine.index(SearchSettings("annoy" if i % 2 else "exact")).search(vecs[i % len(vecs)], 10)
     for i in range(40):
         engine.search(str(engine.gallery.root / engine.embeddings.ids[i % len(vecs)]), k=10)
     assert _rss_mb() - before < 60, (before, _rss_mb())

@@ -1,13 +1,16 @@
 """HNSW beside Annoy with the same guarantees (refused when absent, stale, foreign or corrupted;
-ef tuned by measured recall; loaded once per process), float16 exact search, and the choice of
-the default backend by gallery size."""
+ef tuned by measured recall; loaded once per process), float16 exact search, the choice of
+the default backend by gallery size, and the registry every caller opens indexes through."""
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from core.config import AnnoyParams, EmbeddingConfig, HnswParams
-from core.index import AnnoyIndex, ExactIndex, IndexMismatch, recall_at
+from core.cache.descriptors import Embeddings
+from core.config import EmbeddingConfig
+from core.index import ExactIndex, IndexMismatch, SearchSettings, backend, open_index, param_flags, recall_at
+from core.index.annoy import AnnoyIndex, AnnoyParams
 from core.index.choice import (
     EXACT_UP_TO_MACS,
     Measured,
@@ -16,7 +19,7 @@ from core.index.choice import (
     fastest_at_target,
     resolve_method,
 )
-from core.index.hnsw import HnswIndex
+from core.index.hnsw import HnswIndex, HnswParams
 from core.index.stored import RECALL_TARGET, load_once, tune_by_recall
 
 CFG = EmbeddingConfig(pooling="gem", scales=(1.0,))
@@ -34,10 +37,15 @@ def ids(vectors):
     return [f"img{i:05d}.jpg" for i in range(len(vectors))]
 
 
+def gallery(vectors: np.ndarray, ids: list[str], directory: Path, config: EmbeddingConfig = CFG,
+            fingerprints: list[str] | None = None) -> Embeddings:
+    return Embeddings("toy", config, ids, vectors, directory, fingerprints=fingerprints or [])
+
+
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 def test_hnsw_scores_are_exact_scores_and_recall_is_measured(tmp_path, vectors, ids, metric):
-    hn = HnswIndex.build(vectors, tmp_path, CFG, HnswParams(metric=metric), ids)
-    assert hn.meta["recall_target_met"] and hn.meta["recall@10"] >= RECALL_TARGET
+    hn = HnswIndex.build(gallery(vectors, ids, tmp_path), metric, HnswParams())
+    assert hn.meta.tuning.target_met and hn.meta.tuning.recall_at_10 >= RECALL_TARGET
     q = vectors[:20] + 0.02
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     idx, scores = hn.search(q, 10)
@@ -48,43 +56,90 @@ def test_hnsw_scores_are_exact_scores_and_recall_is_measured(tmp_path, vectors, 
     np.testing.assert_allclose(scores, own, atol=1e-4)
     step = np.diff(scores, axis=1)
     assert (step <= 1e-6).all() if metric == "cosine" else (step >= -1e-6).all()
-    trials = hn.meta["recall_trials"]
-    assert hn.meta["ef"] == next(t["ef"] for t in trials if t["recall@10"] >= RECALL_TARGET)
+    trials = hn.meta.tuning.trials
+    assert hn.effort == next(t.effort for t in trials if t.recall_at_10 >= RECALL_TARGET)
 
 
 def test_hnsw_refuses_foreign_stale_or_damaged_files(tmp_path, vectors, ids):
-    params = HnswParams()
-    hn = HnswIndex.build(vectors, tmp_path, CFG, params, ids)
-    loaded = HnswIndex.load(tmp_path, CFG, params, 48, ids)
+    params, emb = HnswParams(), gallery(vectors, ids, tmp_path)
+    hn = HnswIndex.build(emb, "cosine", params)
+    loaded = HnswIndex.load(emb, "cosine", params)
     np.testing.assert_array_equal(loaded.search(vectors[:3], 5)[0], hn.search(vectors[:3], 5)[0])
     with pytest.raises(IndexMismatch, match="built with embedding .*--index hnsw"):
-        HnswIndex.load(tmp_path, replace(CFG, pooling="mac"), params, 48, ids)
+        HnswIndex.load(gallery(vectors, ids, tmp_path, replace(CFG, pooling="mac")), "cosine", params)
     with pytest.raises(IndexMismatch, match="dimension is 48"):
-        HnswIndex.load(tmp_path, CFG, params, 64, ids)
+        HnswIndex.load(gallery(np.zeros((len(ids), 64), np.float32), ids, tmp_path), "cosine", params)
     with pytest.raises(IndexMismatch, match="images changed") as stale:
-        HnswIndex.load(tmp_path, CFG, params, 48, ids[:-1] + ["new.jpg"])
+        HnswIndex.load(gallery(vectors, ids[:-1] + ["new.jpg"], tmp_path), "cosine", params)
     assert stale.value.stale
     with pytest.raises(IndexMismatch, match="no HNSW index"):
-        HnswIndex.load(tmp_path, CFG, HnswParams(m=8), 48, ids)
-    path = tmp_path / HnswIndex.file_name(params)
+        HnswIndex.load(emb, "cosine", HnswParams(m=8))
+    path = tmp_path / HnswIndex.file_name("cosine", params)
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF                                  # same size, one byte flipped
     path.write_bytes(bytes(data))
     with pytest.raises(IndexMismatch, match="SHA-256") as bad:
-        HnswIndex.load(tmp_path, CFG, params, 48, ids)
+        HnswIndex.load(emb, "cosine", params)
     assert bad.value.stale                                        # damaged: rebuilt from the cache, never loaded
     path.write_bytes(bytes(data[:-100]))
     with pytest.raises(IndexMismatch, match="bytes"):
-        HnswIndex.load(tmp_path, CFG, params, 48, ids)
+        HnswIndex.load(emb, "cosine", params)
 
 
 def test_annoy_checks_its_file_too(tmp_path, vectors, ids):
-    params = AnnoyParams(n_trees=5)
-    AnnoyIndex.build(vectors[:300], tmp_path, CFG, params, ids[:300])
-    path = tmp_path / AnnoyIndex.file_name(params)
+    params, emb = AnnoyParams(n_trees=5), gallery(vectors[:300], ids[:300], tmp_path)
+    AnnoyIndex.build(emb, "cosine", params)
+    path = tmp_path / AnnoyIndex.file_name("cosine", params)
     path.write_bytes(path.read_bytes()[:-4])
     with pytest.raises(IndexMismatch, match="bytes"):
-        AnnoyIndex.load(tmp_path, CFG, params, 48, ids[:300])
+        AnnoyIndex.load(emb, "cosine", params)
+
+
+@pytest.mark.parametrize("method", ["annoy", "hnsw"])
+def test_a_photo_rewritten_under_the_same_name_makes_a_saved_index_stale(tmp_path, vectors, ids, method):
+    """Issue 21, item 2: the index records the images' content fingerprints, not only their names,
+    so an edited photo is searched with its new descriptor, never through the old index."""
+    fps = [f"{i}:1:1:{i}" for i in range(len(ids))]
+    built = open_index(gallery(vectors, ids, tmp_path, fingerprints=fps), SearchSettings(method))
+    edited = vectors.copy()
+    edited[7] = -vectors[7]                                         # img00007.jpg's content changed
+    fps[7] = "7:2:2:7"                                              # ... and so did its fingerprint
+    emb = gallery(edited, ids, tmp_path, fingerprints=fps)
+    with pytest.raises(IndexMismatch, match="images changed") as stale:
+        backend(method).load(emb, "cosine", backend(method).Params())
+    assert stale.value.stale
+    reopened = open_index(emb, SearchSettings(method))             # rebuilt from the cache, not the old file
+    assert reopened.figures().tuning is not None and reopened is not built
+    assert reopened.search(edited[7:8], 1)[0][0, 0] == 7            # the edited photo finds itself again
+
+
+def test_every_backend_answers_the_same_interface(tmp_path, vectors, ids):
+    emb = gallery(vectors[:400], ids[:400], tmp_path)
+    q = vectors[:5]
+    exact = open_index(emb, SearchSettings("exact")).search(q, 10)[0]
+    for method in ("exact", "exact16", "annoy", "hnsw"):
+        index = open_index(emb, SearchSettings(method))
+        top, _ = index.search(q, 10)
+        full = index.rank_all(q)
+        assert full.shape == (5, 400) and (np.sort(full, axis=1) == np.arange(400)).all()
+        assert recall_at(top, exact, 10) >= 0.9 and (full[:, 0] == np.arange(5)).all()
+        figures = index.figures()
+        assert figures.method == method and (figures.tuning is None) == index.exact
+        assert index.saved == (figures.tuning is not None)
+
+
+def test_the_search_effort_comes_from_the_backends_own_parameters(tmp_path, vectors, ids):
+    emb = gallery(vectors, ids, tmp_path)
+    tuned = open_index(emb, SearchSettings("hnsw"))
+    low = open_index(emb, SearchSettings("hnsw", params=HnswParams(ef=10)))
+    assert low.effort == 10 and tuned.effort == tuned.meta.tuning.effort
+    assert low.native is tuned.native                               # one loaded graph, two efforts
+    assert SearchSettings("annoy").resolved(10, 4).to_dict() == {"method": "annoy", "metric": "cosine", "n_trees": 25}
+    with pytest.raises(TypeError, match="AnnoyParams"):
+        SearchSettings("annoy", params=HnswParams())
+    flags = {p.flag: p for p in param_flags()}
+    assert flags["--ef"].effort and flags["--search-k"].effort and not flags["--n-trees"].effort
+    assert flags["--n-trees"].default == AnnoyParams.n_trees
 
 
 def test_an_index_is_loaded_once_per_process_until_its_file_changes(tmp_path):
@@ -106,11 +161,11 @@ def test_tune_by_recall_keeps_the_smallest_effort_reaching_the_target():
         out[:, :min(k, len(found))] = found[:k]
         return out
 
-    got = tune_by_recall(search, truth, np.zeros((4, 3)), "ef", [5, 9, 10, 96, 100])
-    assert got["ef"] == 10 and got["recall@10"] == 1.0            # 9 finds 9 of 10: 0.9 < 0.95
-    assert [t["ef"] for t in got["recall_trials"]] == [5, 9, 10, 96]    # stops once recall@100 >= 0.95 too
-    none = tune_by_recall(search, truth, np.zeros((4, 3)), "ef", [2, 3])
-    assert not none["recall_target_met"] and none["ef"] == 3
+    got = tune_by_recall(search, truth, np.zeros((4, 3)), [5, 9, 10, 96, 100])
+    assert got.effort == 10 and got.recall_at_10 == 1.0            # 9 finds 9 of 10: 0.9 < 0.95
+    assert [t.effort for t in got.trials] == [5, 9, 10, 96]         # stops once recall@100 >= 0.95 too
+    none = tune_by_recall(search, truth, np.zeros((4, 3)), [2, 3])
+    assert not none.target_met and none.effort == 3
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
@@ -142,7 +197,7 @@ def test_fastest_at_target_and_default_by_size():
     assert default_method(EXACT_UP_TO_MACS // 512, 512) == "exact"               # cost is n x dim
     assert resolve_method("auto", 10, 1280) == "exact" and resolve_method("annoy", 10**6, 512) == "annoy"
     with pytest.raises(ValueError, match="search method"):
-        resolve_method("faiss", 10, 1280)
+        SearchSettings("faiss")
 
 
 def test_cli_builds_and_searches_hnsw_and_auto_picks_exact_for_small_galleries(artifacts, tmp_path, capsys):
@@ -155,7 +210,7 @@ def test_cli_builds_and_searches_hnsw_and_auto_picks_exact_for_small_galleries(a
     assert main(["index", "--folder", str(photos), "--name", "photos", *flags]) == 0
     assert "no index built: at 6 images exact search is within its time budget" in capsys.readouterr().out
     assert main(["index", "--name", "photos", "--index", "hnsw", *flags]) == 0
-    assert "HNSW cosine, M 16" in capsys.readouterr().out
+    assert "HNSW cosine: built in" in capsys.readouterr().out
     query = str(sorted(photos.iterdir())[2])
     tops = {}
     for method in ("hnsw", "auto", "exact16"):
