@@ -3,7 +3,6 @@ remembers the folder so that the app and the CLI can find it again; its descript
 live under ``artifacts/embeddings/<name>/``."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -13,8 +12,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.files import write_json
-from core.fs import Scan, describe_error, iter_blocks
+from core.files import file_digest, write_json
+from core.fs import Scan, describe_error
 from core.images import scan_images
 from core.paths import embeddings_dir, galleries_dir
 
@@ -149,14 +148,6 @@ def delete_gallery(name: str) -> None:
 HASHES = "content-hashes.json"
 
 
-def _sha256(path: Path) -> str:
-    """sha256 of a regular file, reading no more than the size it had when opened."""
-    h = hashlib.sha256()
-    for block in iter_blocks(path):
-        h.update(block)
-    return h.hexdigest()
-
-
 def _read_hashes(path: Path) -> dict[str, list[str]]:
     try:
         cache = json.loads(path.read_text())
@@ -180,7 +171,7 @@ def duplicate_groups(gallery: Gallery, ids: list[str] | None = None) -> list[lis
             current[image_id] = known
             continue
         try:
-            current[image_id] = [fp, _sha256(gallery.root / image_id)]
+            current[image_id] = [fp, file_digest(gallery.root / image_id, remember=False)]
         except OSError:
             continue
     if current != cache:

@@ -29,7 +29,7 @@ import numpy as np
 from core.embed.backbones import Backbone
 from core.embed.openvino import convert, model_cache_dir, save_ir, weights_digest
 from core.embed.precision import PrecisionRefused
-from core.files import write_json
+from core.files import file_digest, write_json
 from core.images import list_images
 
 # Images per calibration, each at every scale of the config (300 network inputs for the default
@@ -54,14 +54,6 @@ class Calibration:
         return {**asdict(self), "files": list(self.files), "n": len(self.files)}
 
 
-def _file_digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def sample_evenly(items: list[str], n: int) -> list[str]:
     """``n`` items spread evenly over ``items`` (all of them when there are fewer): a sample of a
     photo folder that covers its sub-folders instead of the first few."""
@@ -78,7 +70,7 @@ def calibration_set(folder: str | Path, scales: tuple[float, ...], max_size: int
         raise ValueError(f"no images to calibrate int8 on in {folder}")
     h = hashlib.sha256(json.dumps({"recipe": RECIPE, "scales": list(scales), "max_size": max_size}).encode())
     for f in files:
-        h.update(_file_digest(f).encode())
+        h.update(file_digest(f).encode())
     return Calibration(str(folder), tuple(files), h.hexdigest()[:12])
 
 
