@@ -75,6 +75,11 @@ class Embeddings:
     def dim(self) -> int:
         return int(self.vectors.shape[1])
 
+    def whiten(self, vectors: np.ndarray) -> np.ndarray:
+        """Query descriptors [n, D] (or [D]) made comparable with the gallery's: whitened and
+        L2-normalised as its own were, unchanged when it has no whitening."""
+        return self.whitening.apply(vectors) if self.whitening is not None else vectors
+
     def content_digest(self) -> str:
         """A digest of the ids and of each image's fingerprint: it changes when an image is added,
         removed or rewritten under the same name, so an index built from other contents is stale."""
