@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from core.cache.galleries import Gallery, fingerprint, load_gallery, same_file
-from core.config import EmbeddingConfig
+from core.config import EmbeddingConfig, command_line
 from core.embed.embedder import Embedder
 from core.embed.whitening import Whitening, learn_pca_whitening
 from core.files import exclusive_lock, remove_stale_temporaries, write_json, write_npz
@@ -116,7 +116,7 @@ def load_embeddings(gallery: str, config: EmbeddingConfig) -> Embeddings:
     data = _read_npz(directory / NPZ)
     if data is None:
         raise CacheError(f"no descriptors of gallery {gallery!r} for {config.label()}; build them with: "
-                         f"python -m core index --name {gallery} {config.cli_flags()}")
+                         f"{command_line('index', f'--name {gallery}', config.cli_flags())}")
     meta_file = directory / "meta.json"
     meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
     return Embeddings(

@@ -12,6 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.config import command_line
 from core.files import file_digest, write_json
 from core.fs import Scan, describe_error
 from core.images import scan_images
@@ -98,7 +99,7 @@ def register_gallery(name: str, root: str | os.PathLike, ground_truth: str | os.
                                                           "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     if Path(data["root"]) != root:
         raise GalleryError(f"gallery {name!r} already points at {data['root']}; delete it first "
-                           f"(python -m core galleries delete {name}) or choose another --name")
+                           f"({command_line('galleries', 'delete', name)}) or choose another --name")
     changed = not exists
     if ground_truth is not None:
         gt = {"dataset": dataset, "ground_truth": str(Path(ground_truth).expanduser().resolve())}
@@ -118,7 +119,7 @@ def load_gallery(name: str) -> Gallery:
     record = galleries_dir() / f"{check_name(name)}.json"
     if not record.exists():
         raise GalleryError(f"no gallery named {name!r}; known: {', '.join(list_galleries()) or 'none'}. "
-                           f"Create one with: python -m core index --folder PATH --name {name}")
+                           f"Create one with: {command_line('index', '--folder PATH', f'--name {name}')}")
     return _from_record(json.loads(record.read_text()))
 
 

@@ -38,6 +38,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
+from core.config import command_line
 from core.files import atomic_path, file_digest, write_text
 from core.fs import describe_error
 
@@ -140,7 +141,7 @@ CATALOGUE: dict[str, DatasetSpec] = {spec.name: spec for spec in (
                  Resource("inria", "jpg2.tar.gz", "jpg", extract=True),
                  Resource("inria-eval", "eval_holidays.tgz", "", extract=True))),
     DatasetSpec("cifar10", "CIFAR-10: 60,000 32x32 colour images of 10 classes (Krizhevsky 2009), as the python "
-                "pickle batches; export them to class folders with: python -m core data export-cifar10",
+                f"pickle batches; export them to class folders with: {command_line('data', 'export-cifar10')}",
                 (Resource("toronto", "cifar-10-python.tar.gz", "batches", extract=True,
                           md5="c58f30108f718f92721af3b95e74349a"),)),
     DatasetSpec("revisitop1m", "R-1M distractors: the list of the 1,001,001 image names (the images "

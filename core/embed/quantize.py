@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.config import command_line
 from core.embed.backbones import Backbone
 from core.embed.openvino import convert, model_cache_dir, save_ir, weights_digest
 from core.embed.precision import PrecisionRefused
@@ -39,6 +40,8 @@ from core.images import list_images
 CALIBRATION_IMAGES = 100
 RECIPE = {"name": "ptq-performance-biascorrection-float-stem", "version": 2, "preset": "performance",
           "fast_bias_correction": False, "float_layers": "first convolution"}
+
+CALIBRATE = command_line("quantize", "--calibration FOLDER")   # how a user makes an int8 network
 
 
 @dataclass(frozen=True)
@@ -125,11 +128,10 @@ def load_int8(backbone: Backbone, calibration_digest: str):
     import openvino as ov
 
     if not calibration_digest:
-        raise PrecisionRefused("an int8 config needs the digest of its calibration images; make it with "
-                               "python -m core quantize --calibration FOLDER (or let index/evaluate/search "
-                               "calibrate on the gallery)")
+        raise PrecisionRefused(f"an int8 config needs the digest of its calibration images; make it with "
+                               f"{CALIBRATE} (or let index/evaluate/search calibrate on the gallery)")
     path = int8_ir_path(backbone, calibration_digest)
     if not path.exists():
         raise PrecisionRefused(f"no int8 {backbone.spec.name} calibrated as {calibration_digest} in {path.parent}; "
-                               f"calibrate it again with python -m core quantize --calibration FOLDER")
+                               f"calibrate it again with {CALIBRATE}")
     return ov.Core().read_model(str(path))

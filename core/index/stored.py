@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from core.cache.descriptors import Embeddings
-from core.config import EmbeddingConfig
+from core.config import EmbeddingConfig, command_line
 from core.files import atomic_path, exclusive_lock, file_digest, write_json
 from core.index.base import Index, IndexFigures, IndexMismatch, IndexParams, Trial, Tuning
 from core.index.choice import RECALL_TARGET
@@ -77,8 +77,8 @@ class StoredMeta:
 def rebuild_command(emb: Embeddings, method: str, metric: str, params: IndexParams) -> str:
     """The command that rebuilds this index from the cached descriptors."""
     flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in params.build_fields().items() if v is not None)
-    return (f"rebuild it with: python -m core index --name {emb.gallery} {emb.config.cli_flags()} --index {method} "
-            f"--metric {metric} {flags}").rstrip()
+    return "rebuild it with: " + command_line("index", f"--name {emb.gallery}", emb.config.cli_flags(),
+                                              f"--index {method}", f"--metric {metric}", flags)
 
 
 def _problems(meta: dict[str, Any], emb: Embeddings, path: Path) -> list[str]:
