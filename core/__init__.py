@@ -44,8 +44,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "core.app.labels": ("LABEL_COLOURS", "label_results", "query_report"),
     "core.app.markdown": ("escape_markdown",),
     "core.app.models": ("model_table", "side_by_side", "trained_configs", "trained_models", "training_curves"),
-    "core.app.preview": ("FRAME", "MAX_UPLOAD_MB", "box_from_cropper", "check_upload", "cropper_coords", "preview",
-                         "thumbnail"),
+    "core.app.preview": ("FRAME", "MAX_UPLOAD_MB", "box_from_cropper", "check_upload", "cropper_coords", "fit_box",
+                         "gallery_image_size", "missing_thumbnail", "preview", "thumbnail"),
     "core.app.thumbnails": ("ThumbnailStore", "frame_jpeg"),
     "core.app.urlstate": ("MAX_K", "ViewState", "decode", "missing"),
 }

@@ -15,9 +15,10 @@ from typing import Any
 MULTI_SCALES: tuple[float, ...] = (1.0, 2 ** -0.5, 0.5)
 GEM_POOLINGS = ("gem", "rgem")      # poolings whose exponent gem_p is part of the config
 # Arithmetic of the network. float32 is the reference; int8 is OpenVINO post-training quantisation
-# (core.embed.quantize) and float16 half precision on a CUDA GPU; both are used only when their
-# measured fidelity gate passes (core.evaluation.fidelity).
-PRECISIONS = ("float32", "int8", "float16")
+# (core.embed.quantize), float16 half precision on a CUDA GPU and bf16 (bfloat16) on a CPU with
+# bfloat16 units (OpenVINO) or a GPU that has them; each is used only when its measured fidelity
+# gate passes (core.evaluation.fidelity).
+PRECISIONS = ("float32", "int8", "float16", "bf16")
 # Where the descriptor is read: the pooled convolutional map, the input of the network's own
 # classifier (VGG's fc7, the pooled pre-logits of the others), or a trained embedding head.
 LAYERS: tuple[str, ...] = ("pool", "penultimate", "head")
@@ -51,8 +52,9 @@ class EmbeddingConfig:
                 descriptors, full whitening with n − 1 components maps those n to equidistant
                 points, so without shrinkage or a reduced dimension it cannot rank them.
     max_size:   longer image side in pixels after resizing (images are only downscaled).
-    precision:  float32 | int8 | float16 (``PRECISIONS``): hashed unless float32, so an int8 or
-                float16 cache never mixes with a float32 one and float32 keys stay what they were.
+    precision:  float32 | int8 | float16 | bf16 (``PRECISIONS``): hashed unless float32, so a
+                reduced-precision cache never mixes with a float32 one and float32 keys stay what
+                they were.
     calibration: int8 only: digest of the images the quantisation was calibrated on
                 (``core.embed.quantize.Calibration``), hashed too: another calibration is another
                 network.

@@ -127,38 +127,63 @@ class Scan:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
+def walk_folders(root: str | os.PathLike, on_error: Callable[[OSError], None]) -> Iterator[tuple[str, list[str]]]:
+    """(folder, names of its non-folder entries) for ``root`` and every folder below it, in sorted
+    depth-first order, without recursion (a folder nested thousands deep costs a list, not the
+    stack). Hidden entries are skipped and symlinked folders are not followed; a folder that
+    cannot be listed (no permission, a path past the system's limit) goes to ``on_error``."""
+    stack = [os.fspath(root)]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+        except OSError as exc:
+            on_error(exc)
+            continue
+        folders = [e for e in entries if _is_folder(e)]
+        yield folder, [e.name for e in entries if not _is_folder(e)]
+        stack.extend(os.path.join(folder, e.name) for e in reversed(folders) if not e.is_symlink())
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
 def scan_files(root: str | os.PathLike, accept: Callable[[str], bool],
                max_bytes: int = MAX_FILE_BYTES) -> Scan:
-    """Walk ``root`` (recursively, hidden entries skipped, symlinked folders not followed) for
-    files whose name ``accept`` takes; keep regular, stat-able files with UTF-8 names, and list
-    every other candidate in ``skipped`` under its ``printable`` name, with its reason. Folders
-    that cannot be listed are reported, not fatal."""
+    """Walk ``root`` (``walk_folders``: iterative, hidden entries skipped, symlinked folders not
+    followed) for files whose name ``accept`` takes; keep regular, stat-able files with UTF-8
+    names, and list every other candidate in ``skipped`` under its ``printable`` name, with its
+    reason. Folders that cannot be listed are reported, not fatal."""
     root = Path(root)
     scan = Scan()
 
     def on_error(exc: OSError) -> None:
-        where = Path(exc.filename).relative_to(root).as_posix() if exc.filename else "."
-        scan.skipped[printable(where) + "/"] = f"folder cannot be listed: {describe_error(exc)}"
+        where = os.path.relpath(exc.filename, root) if exc.filename else "."
+        scan.skipped[printable(Path(where).as_posix()) + "/"] = f"folder cannot be listed: {describe_error(exc)}"
 
-    for dirpath, dirnames, filenames in os.walk(root, onerror=on_error):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    for dirpath, filenames in walk_folders(root, on_error):
         for name in filenames:
-            if name.startswith(".") or not accept(name):
-                continue
-            rel = Path(dirpath, name).relative_to(root).as_posix()
-            if not is_utf8(rel):
-                scan.skipped[printable(rel)] = "file name is not valid UTF-8; rename the file to index it"
-                continue
-            try:
-                scan.files[rel] = stat_regular(Path(dirpath, name), max_bytes)
-            except FileNotFoundError:
-                scan.skipped[rel] = ("dangling symbolic link" if os.path.islink(Path(dirpath, name))
-                                     else "vanished while the folder was read")
-            except OSError as exc:
-                if exc.errno == errno.ELOOP:
-                    scan.skipped[rel] = "symbolic link loop"
-                else:
-                    scan.skipped[rel] = describe_error(exc)
+            if accept(name):
+                _scan_file(scan, root, Path(dirpath, name), max_bytes)
     scan.files = dict(sorted(scan.files.items()))
     scan.skipped = dict(sorted(scan.skipped.items()))
     return scan
+
+
+def _scan_file(scan: Scan, root: Path, path: Path, max_bytes: int) -> None:
+    """Record ``path`` in ``scan``: usable, or skipped with its reason."""
+    rel = os.path.relpath(path, root).replace(os.sep, "/")
+    if not is_utf8(rel):
+        scan.skipped[printable(rel)] = "file name is not valid UTF-8; rename the file to index it"
+        return
+    try:
+        scan.files[rel] = stat_regular(path, max_bytes)
+    except FileNotFoundError:
+        scan.skipped[rel] = "dangling symbolic link" if os.path.islink(path) else "vanished while the folder was read"
+    except OSError as exc:
+        scan.skipped[rel] = "symbolic link loop" if exc.errno == errno.ELOOP else describe_error(exc)

@@ -26,6 +26,7 @@ from core import (
     Embedder,
     EmbeddingConfig,
     GroundTruth,
+    ImageError,
     Run,
     SearchEngine,
     ThumbnailStore,
@@ -40,6 +41,7 @@ from core import (
     load_gallery,
     load_image,
     load_run,
+    missing_thumbnail,
     run_ground_truth,
     runs_table,
     thumbnail,
@@ -99,8 +101,12 @@ def _thumb_uri(path: str, mtime_ns: int, label: str | None, box: tuple[float, ..
 def thumb_uri(path: Path, label: str | None = None, box: tuple[float, ...] | None = None) -> str:
     """A square thumbnail (cropped to ``box``, framed in the colour of ``label``) as a data URI:
     ``st.image`` sends it inside the page update, so a grid of results shows without one HTTP
-    request per thumbnail; ``mtime`` renews it when the file changes."""
-    return _thumb_uri(str(path), path.stat().st_mtime_ns, label, box)
+    request per thumbnail; ``mtime`` renews it when the file changes. A photo that cannot be read
+    any more (deleted since indexing) gets a crossed placeholder."""
+    try:
+        return _thumb_uri(str(path), path.stat().st_mtime_ns, label, box)
+    except (OSError, ImageError):
+        return "data:image/jpeg;base64," + base64.b64encode(missing_thumbnail(THUMB_SIDE)).decode()
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

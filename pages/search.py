@@ -42,7 +42,9 @@ from core import (
     draw_window,
     escape_markdown,
     filter_ids,
+    fit_box,
     gallery_entries,
+    gallery_image_size,
     groups,
     image_id_of,
     image_size,
@@ -244,7 +246,7 @@ def choose_query(ids: list[str], root, gt_queries: list[Query]) -> QueryImage | 
         q = by_name[name]
         image_id = image_id_of(q.image, ids)
         path = root / image_id
-        return QueryImage(f"gt-{name}", name, str(path), image_size(path), q.box, q, image_id)
+        return QueryImage(f"gt-{name}", name, str(path), gallery_image_size(path), q.box, q, image_id)
     if source == GALLERY:
         pending("image", "gallery_image", ids, "gallery image")
         c = st.columns([4, 1], vertical_alignment="bottom")
@@ -254,7 +256,7 @@ def choose_query(ids: list[str], root, gt_queries: list[Query]) -> QueryImage | 
         if st.session_state.get("browsing"):       # stays open over reruns until a pick or a dismissal
             browse(ids, root)
         path = root / image_id
-        return QueryImage(f"img-{image_id}", image_id, str(path), image_size(path), None, None, image_id)
+        return QueryImage(f"img-{image_id}", image_id, str(path), gallery_image_size(path), None, None, image_id)
     # the server accepts more than the limit (server.maxUploadSize), so that a too large file gets a
     # message that names it, not only the uploader's small error icon
     upload = st.file_uploader(f"Image (JPEG, PNG, WebP or BMP, at most {MAX_UPLOAD_MB} MB)", key="upload")
@@ -272,6 +274,10 @@ def crop(query: QueryImage) -> Box:
     """The cropper over a preview of the query; returns the box in original pixels (the start
     box itself when the cropper was not moved)."""
     link_box = st.session_state.get(PENDING, {}).pop("box", None)
+    if link_box is not None:
+        link_box, note = fit_box(link_box, query.size)
+        if note:
+            st.session_state.setdefault(PROBLEMS, []).append(note)
     if link_box is not None:
         st.session_state["crop_version"] = st.session_state.get("crop_version", 0) + 1
         st.session_state["crop_start"] = (query.token, link_box)
@@ -525,7 +531,11 @@ def main() -> None:
     notices = st.container()
     layout = st.grid("auto", min_column_width=COLUMN, gap="medium", key="search_row")
     with layout.cell():
-        query = choose_query(ids, gallery.root, gt_queries)
+        try:
+            query = choose_query(ids, gallery.root, gt_queries)
+        except ImageError as exc:                          # a photo deleted since indexing: one line
+            st.error(escape_markdown(str(exc)), icon=":material/broken_image:")
+            query = None
         box = crop(query) if query else None
         if query:
             st.image(query_region(query.source, box, 320), caption="What is embedded", width=160)

@@ -1,23 +1,33 @@
 """Images as the app shows them: small framed thumbnails, checked uploads, and boxes converted
 between a downscaled preview (what the cropper draws on) and original pixels (what is embedded).
 
+Inputs are checked before use: a gallery photo deleted since indexing is an ``ImageError`` that
+says to index again (and a placeholder thumbnail), a linked box is clipped to its image or
+dropped with a line (``fit_box``), and an upload's decoded size is bounded by
+``MAX_UPLOAD_PIXELS`` (JPEGs over it are decoded downscaled, other formats refused before
+decoding).
+
 Thumbnails are decoded with ``Image.draft`` (JPEG at 1/2 to 1/8 scale), so a results grid costs
 a few milliseconds per image instead of a full decode of each photo.
 """
 from __future__ import annotations
 
 import io
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
-from core.images import Box, ImageError, load_image
+from core.fs import printable
+from core.images import MAX_PIXELS, Box, ImageError, image_size, load_image, open_image
 
 UPLOAD_TYPES: tuple[str, ...] = ("jpg", "jpeg", "png", "webp", "bmp")
 FRAME = 6                             # frame width in pixels of a labelled thumbnail
 MAX_UPLOAD_MB = 20                    # query images larger than this are refused, with a message
+# decoded size of an upload (72 MB as RGB): a JPEG over it is decoded downscaled, another format refused
+MAX_UPLOAD_PIXELS = 24_000_000
 BACKGROUND = (240, 242, 246)          # behind square thumbnails: the app's secondary background
 
 
@@ -50,7 +60,52 @@ def check_upload(name: str, data: bytes, max_mb: float) -> Image.Image:
         raise ImageError(f"{name} is empty")
     buffer = io.BytesIO(data)
     buffer.name = name                   # what load_image's messages call the file
-    return load_image(buffer)
+    with open_image(buffer) as header:   # the header only: nothing decoded yet
+        (width, height), kind = header.size, header.format
+    pixels = width * height
+    if pixels <= MAX_UPLOAD_PIXELS or pixels > MAX_PIXELS:
+        return load_image(buffer)        # over MAX_PIXELS: refused by load_image as a bomb, before decoding
+    if kind != "JPEG":
+        raise ImageError(f"{name}: {width}×{height} is {pixels / 1e6:.0f} megapixels; the limit for an upload is "
+                         f"{MAX_UPLOAD_PIXELS / 1e6:g} (JPEGs of any size are downscaled); upload a smaller image")
+    side = math.floor(max(width, height) * math.sqrt(MAX_UPLOAD_PIXELS / pixels))
+    return load_image(buffer, side)      # JPEG: decoded at a reduced scale (Image.draft), then resized
+
+
+def gallery_image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of a gallery photo, or ``ImageError`` in one line when it cannot be read
+    now (deleted or replaced since the gallery was indexed)."""
+    try:
+        return image_size(path)
+    except (OSError, ImageError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ImageError(f"{printable(str(path))} cannot be read ({reason}): it changed since the gallery was "
+                         f"indexed; index the gallery again") from None
+
+
+def missing_thumbnail(max_side: int) -> bytes:
+    """A crossed grey square (JPEG): the thumbnail of a photo that cannot be read any more."""
+    img = Image.new("RGB", (max_side, max_side), BACKGROUND)
+    draw = ImageDraw.Draw(img)
+    for line in (((0, 0), (max_side, max_side)), ((0, max_side), (max_side, 0))):
+        draw.line(line, fill=(160, 160, 160), width=2)
+    out = io.BytesIO()
+    img.save(out, format="JPEG", quality=85)
+    return out.getvalue()
+
+
+def fit_box(box: Box, size: tuple[int, int]) -> tuple[Box | None, str | None]:
+    """A box from a link made usable on an image of ``size``: unchanged when it lies inside,
+    clipped to the image (with a note) when it crosses an edge, None (with a note) when nothing
+    of it lies inside. Extreme values (``±1e308``) clip like any other."""
+    w, h = size
+    if 0 <= box.x1 < box.x2 <= w and 0 <= box.y1 < box.y2 <= h:
+        return box, None
+    try:
+        clipped = box.clamp(w, h)
+    except ImageError:
+        return None, f"The link's box {box.as_list()} lies outside the {w}×{h} image; the whole image is used."
+    return clipped, f"The link's box {box.as_list()} was clipped to the {w}×{h} image: {clipped.as_list()}."
 
 
 def preview(img: Image.Image, max_width: int, max_height: int) -> tuple[Image.Image, float]:

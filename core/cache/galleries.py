@@ -86,14 +86,23 @@ def same_file(stored: str, current: str) -> bool:
     return stored == current
 
 
+def checked_gallery(name: str, root: str | os.PathLike, ground_truth: str | os.PathLike | None = None,
+                    dataset: str | None = None) -> Gallery:
+    """The gallery ``register_gallery`` would record (name and folder checked), recording
+    nothing: what a command holds until it is sure to succeed."""
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise GalleryError(f"gallery folder {root} does not exist")
+    gt = Path(ground_truth).expanduser().resolve() if ground_truth is not None else None
+    return Gallery(check_name(name), root, dataset if gt else None, gt)
+
+
 def register_gallery(name: str, root: str | os.PathLike, ground_truth: str | os.PathLike | None = None,
                      dataset: str | None = None) -> Gallery:
     """Record (or update) a gallery named ``name`` over the folder ``root``; ``dataset`` and its
     ``ground_truth`` folder, when given, let the app label results and score queries."""
-    root = Path(root).expanduser().resolve()
-    if not root.is_dir():
-        raise GalleryError(f"gallery folder {root} does not exist")
-    record = galleries_dir() / f"{check_name(name)}.json"
+    root = checked_gallery(name, root).root
+    record = galleries_dir() / f"{name}.json"
     exists = record.exists()
     data = json.loads(record.read_text()) if exists else {"name": name, "root": str(root),
                                                           "created": time.strftime("%Y-%m-%dT%H:%M:%S")}

@@ -117,7 +117,7 @@ def _add_split_parser(actions: argparse._SubParsersAction) -> None:
     sp.add_argument("--per-class", type=int, required=True, help="images of each class in the first folder")
     sp.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
     sp.add_argument("--names", nargs=2, default=["gallery", "queries"], metavar=("NAME1", "NAME2"),
-                    help="folder names (default gallery queries)")
+                    help="two different plain folder names under OUT (default gallery queries)")
     sp.set_defaults(run=run_split)
 
 

@@ -62,13 +62,14 @@ def add_embedding_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-size", type=int, default=d.max_size, help=f"longer image side in pixels (default {d.max_size})")
     g.add_argument("--precision", default=d.precision, choices=PRECISIONS,
                    help="network arithmetic (default float32). int8: OpenVINO post-training quantisation, calibrated "
-                        "on --calibration or on the gallery's own images; float16: half precision on a CUDA GPU. "
-                        "Both are used only when their measured fidelity to float32 passes (python -m core quantize)")
+                        "on --calibration or on the gallery's own images; float16: half precision on a CUDA GPU; "
+                        "bf16: bfloat16 on a CPU (or GPU) with bfloat16 units. "
+                        "Each is used only when its measured fidelity to float32 passes (python -m core quantize)")
     g.add_argument("--calibration", default=None, metavar="FOLDER",
                    help="int8: calibrate on a few hundred images of FOLDER (default: the gallery's existing int8 "
                         "calibration, else its own images)")
     g.add_argument("--validation-root", default=None, metavar="FOLDER",
-                   help="labelled Paris6k folder (jpg/, gt/) of the fidelity check of int8/float16 "
+                   help="labelled Paris6k folder (jpg/, gt/) of the fidelity check of int8/float16/bf16 "
                         "(default $CBIR_VALIDATION_ROOT, data/paris6k or ../shared/data/paris6k)")
     g.add_argument("--device", default=None, choices=DEVICES,
                    help="where the network runs (default $CBIR_DEVICE or auto: a CUDA GPU when PyTorch sees one)")
@@ -116,11 +117,11 @@ def add_index_params(g: argparse._ArgumentGroup) -> None:
         g.add_argument(p.flag, type=int, default=None, help=f"{backend(p.backend).title} {p.name} (default {default})")
 
 
-def add_search_args(p: argparse.ArgumentParser, default: str = "auto", methods: tuple[str, ...] | None = None) -> None:
-    methods = methods or backend_names()
-    titles = "; ".join(f"{m}: {backend(m).title}" for m in methods if m != "auto")
+def add_search_args(p: argparse.ArgumentParser, default: str = "auto") -> None:
+    """--search (auto or a registered backend), --metric and every backend's parameters."""
+    titles = "; ".join(f"{m}: {backend(m).title}" for m in backend_names() if m != "auto")
     g = p.add_argument_group("search")
-    g.add_argument("--search", default=default, choices=methods,
+    g.add_argument("--search", default=default, choices=backend_names(),
                    help=f"auto: {auto_description()} (benchmarks/bench_search.py); {titles} (default {default})")
     add_index_params(g)
 

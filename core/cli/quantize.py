@@ -1,4 +1,4 @@
-"""``quantize``: make an int8 network (or check float16) and measure its fidelity to float32."""
+"""``quantize``: make an int8 network (or check float16 or bf16) and measure its fidelity to float32."""
 from __future__ import annotations
 
 import argparse
@@ -9,9 +9,9 @@ from core.cli import options
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("quantize", help="make an int8 network (or check float16) and measure its fidelity to float32",
+    p = sub.add_parser("quantize", help="make an int8 network (or check float16 or bf16) and measure its fidelity to float32",
                        description="int8: OpenVINO post-training quantisation (NNCF) calibrated on --calibration FOLDER "
-                                   "or on the images of gallery --name; then, like float16, embeds the labelled "
+                                   "or on the images of gallery --name; then, like float16 and bf16, embeds the labelled "
                                    "validation set at float32 and at the reduced precision and writes the report: "
                                    "used only when every descriptor stays within cosine 0.99 (float16: 0.999) and "
                                    "mAP within 0.5 points of float32.")
@@ -30,7 +30,7 @@ def run(a: argparse.Namespace) -> int:
     from core.evaluation.fidelity import ensure_precision
 
     if a.precision == "float32":
-        raise ValueError("choose the precision to check: --precision int8 or float16")
+        raise ValueError("choose the precision to check: --precision int8, float16 or bf16")
     if a.precision == "int8" and not (a.name or a.calibration):
         raise ValueError("int8 calibrates on real photos: give --name GALLERY (its images) or --calibration FOLDER")
     cfg, calibration = options.config_from_args(a), None

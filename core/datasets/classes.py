@@ -96,12 +96,10 @@ def split_class_folder(root: str | Path, out: str | Path, per_class: int, seed: 
     ``per_class=90``: 90 images to train on and search, 10 queries. A class with no more than
     ``per_class`` images goes wholly to the first folder. Returns the counts per folder and class."""
     root, out = Path(root).resolve(), Path(out)
+    check_split_arguments(root, out, per_class, names)
     members = class_members(root)
     if not members:
         raise FileNotFoundError(f"no images in class subfolders of {root} (expected ROOT/<class>/<image>)")
-    for name in names:
-        if (out / name).exists():
-            raise FileExistsError(f"{out / name} exists already; choose another --out or delete it")
     rng = random.Random(seed)
     counts: dict[str, dict[str, int]] = {n: {} for n in names}
     for cls, ids in members.items():
@@ -116,6 +114,27 @@ def split_class_folder(root: str | Path, out: str | Path, per_class: int, seed: 
                 shutil.copy2(root / image_id, target)
             counts[name][cls] = counts[name].get(cls, 0) + 1
     return counts
+
+
+def check_split_arguments(root: Path, out: Path, per_class: int, names: tuple[str, str]) -> None:
+    """Refuse, before anything is written, a split that would not give two separate folders under
+    ``out``: names that are equal, empty, not a single folder name (``a/b``, ``..``) or hidden; an
+    ``out`` inside ``root`` (the input would then hold its own split); a ``per_class`` below 1;
+    an output folder that exists already."""
+    if per_class < 1:
+        raise ValueError(f"--per-class must be at least 1, got {per_class}")
+    for name in names:
+        if not name or name in (".", "..") or name.startswith(".") or "/" in name or os.sep in name:
+            raise ValueError(f"--names {name!r} is not a plain folder name (no '/', not empty, '.' or '..')")
+    if names[0] == names[1]:
+        raise ValueError(f"--names must differ (both are {names[0]!r}): the queries would join the gallery")
+    resolved = out.resolve()
+    if resolved == root or root in resolved.parents:
+        raise ValueError(f"--out {out} is inside --root {root}: the split would become part of its own input; "
+                         f"choose an --out outside it")
+    for name in names:
+        if (out / name).exists():
+            raise FileExistsError(f"{out / name} exists already; choose another --out or delete it")
 
 
 def load_query_folders(gallery_root: str | Path, queries_root: str | Path) -> GroundTruth:

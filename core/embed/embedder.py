@@ -17,6 +17,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +51,7 @@ BACKENDS = ("auto", "torch", "openvino")
 # 11.2 vs 16.3 img/s in three runs), so no process, which saves its start and the tensor pickling.
 GALLERY_BATCH = 1
 GALLERY_WORKERS = 0
+GPU_DTYPES = {"float16": torch.float16, "bf16": torch.bfloat16}     # reduced precisions run by PyTorch on a GPU
 
 
 def default_threads() -> int:
@@ -64,6 +66,21 @@ def default_backend() -> str:
 def default_device() -> str:
     """``$CBIR_DEVICE`` or "auto" (a CUDA GPU when PyTorch sees one, the CPU otherwise)."""
     return os.environ.get("CBIR_DEVICE", "auto")
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """PyTorch runs the block on ``n`` intra-op threads (OpenMP keeps the count per calling
+    thread, so other threads are not affected). The resizing and pooling around an OpenVINO
+    network run on one: split over two busy cores, each of those small operations waited
+    20–35 ms for the second core (GeM of a 1280×12×16 map: 35 ms on 2 threads, 0.6 ms on 1,
+    load 1.6–1.9), more than the network itself."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def scale_size(h: int, w: int, scale: float, patch: int = 1, min_side: int = MIN_SIDE) -> tuple[int, int]:
@@ -147,13 +164,14 @@ def decode_batch(paths: Sequence[str], positions: Sequence[int], max_size: int) 
     [B, 3, H, W] tensor)]). Images whose decoded shape differs from the plan form a group of their
     own, so nothing is ever padded."""
     failures, by_shape = [], {}
-    for i in positions:
-        out = _decode(paths[i], max_size)
-        if isinstance(out, str):
-            failures.append((i, out))
-        else:
-            by_shape.setdefault(tuple(out.shape), []).append((i, out))
-    groups = [([i for i, _ in items], torch.stack([t for _, t in items])) for items in by_shape.values()]
+    with torch_threads(1):                  # small tensors: see torch_threads
+        for i in positions:
+            out = _decode(paths[i], max_size)
+            if isinstance(out, str):
+                failures.append((i, out))
+            else:
+                by_shape.setdefault(tuple(out.shape), []).append((i, out))
+        groups = [([i for i, _ in items], torch.stack([t for _, t in items])) for items in by_shape.values()]
     return failures, groups
 
 
@@ -193,10 +211,11 @@ class Embedder:
     be converted anew for every build); default ``$CBIR_BACKEND`` or "auto". ``device``: "auto"
     (a CUDA GPU when present), "cpu" or "cuda" (``core.embed.device``); default ``$CBIR_DEVICE``
     or "auto". On a GPU the network runs in PyTorch, in float32 with TF32 off (the CPU's
-    descriptors) or in half precision for ``precision="float16"``. ``backbone`` stays the
+    descriptors) or in half precision for ``precision="float16"`` (bfloat16 for "bf16", which on
+    the CPU runs through OpenVINO on the CPU's bfloat16 units). ``backbone`` stays the
     PyTorch module whatever the backend (feature-map code uses it directly).
 
-    A reduced precision (int8, float16) runs only with a passing fidelity report
+    A reduced precision (int8, float16, bf16) runs only with a passing fidelity report
     (``core.embed.precision``); ``gate=False`` skips that check, for the measurement that writes
     the report."""
 
@@ -220,11 +239,11 @@ class Embedder:
                 raise ValueError("the OpenVINO backend runs on the CPU; use --device cpu or the torch backend")
             backend = "torch"
             self.backbone = self.backbone.to(self.device)
-            if config.precision == "float16":
-                self.backbone = self.backbone.half()
-        elif config.precision == "int8":
+            if config.precision in GPU_DTYPES:
+                self.backbone = self.backbone.to(GPU_DTYPES[config.precision])
+        elif config.precision in ("int8", "bf16"):
             if backend == "torch" or not openvino_available():
-                raise ValueError("int8 inference needs the OpenVINO backend (pip install openvino)")
+                raise ValueError(f"{config.precision} inference needs the OpenVINO backend (pip install openvino)")
             backend = "openvino"
         elif backend == "auto":
             backend = "openvino" if openvino_available() and config.weights != "random" else "torch"
@@ -269,6 +288,9 @@ class Embedder:
             if self.config.precision == "int8":       # no fall back: PyTorch would not be int8
                 self._ov[threads] = OpenVinoBackbone(load_int8(self.backbone, self.config.calibration), threads)
                 return self._ov[threads]
+            if self.config.precision == "bf16":       # nor bf16
+                self._ov[threads] = OpenVinoBackbone(self.backbone, threads, precision="bf16")
+                return self._ov[threads]
             try:
                 self._ov[threads] = OpenVinoBackbone(self.backbone, threads)
             except Exception as exc:  # noqa: BLE001 - any conversion failure leaves PyTorch, which works
@@ -293,7 +315,7 @@ class Embedder:
             return self.backbone(x.contiguous(memory_format=torch.channels_last)).float()
         x = x.contiguous(memory_format=torch.channels_last)
         with torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False, allow_tf32=False):
-            return self.backbone(x.half() if self.config.precision == "float16" else x).float()
+            return self.backbone(x.to(GPU_DTYPES.get(self.config.precision, torch.float32))).float()
 
     def scale_inputs(self, rgb01: torch.Tensor,
                      scales: Sequence[float] | None = None) -> Iterator[tuple[float, torch.Tensor]]:
@@ -325,16 +347,17 @@ class Embedder:
         total = None
         start = time.perf_counter()
         # on a GPU the image goes over once, and is resized and pooled there
-        for scale, x in self.scale_inputs(rgb01.float().to(self.device, non_blocking=True)):
-            fmap = self._network(x, ov_model)
-            vec = F.normalize(self.backbone.describe(fmap, cfg.layer, cfg.pooling, cfg.gem_p), dim=1)
-            total = vec if total is None else total + vec
-            if self.device != "cpu":
-                torch.cuda.synchronize(self.device)          # so that the profile times the work itself
-            now = time.perf_counter()
-            self.profile.add(scale, now - start)
-            start = now
-        return F.normalize(total, dim=1).cpu().numpy().astype(np.float32)
+        with torch_threads(1) if ov_model is not None else nullcontext():
+            for scale, x in self.scale_inputs(rgb01.float().to(self.device, non_blocking=True)):
+                fmap = self._network(x, ov_model)
+                vec = F.normalize(self.backbone.describe(fmap, cfg.layer, cfg.pooling, cfg.gem_p), dim=1)
+                total = vec if total is None else total + vec
+                if self.device != "cpu":
+                    torch.cuda.synchronize(self.device)          # so that the profile times the work itself
+                now = time.perf_counter()
+                self.profile.add(scale, now - start)
+                start = now
+            return F.normalize(total, dim=1).cpu().numpy().astype(np.float32)
 
     def embed_tensor(self, rgb01: torch.Tensor) -> np.ndarray:
         """[3, H, W] image in [0, 1] → L2-normalised float32 descriptor, averaged over scales."""

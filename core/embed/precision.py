@@ -1,4 +1,4 @@
-"""The fidelity gate of reduced precisions: int8 or float16 descriptors are used only once a
+"""The fidelity gate of reduced precisions: int8, float16 or bf16 descriptors are used only once a
 measured report says they keep retrieval.
 
 A report (``FidelityReport``) is written by ``core.evaluation.fidelity`` after embedding a
@@ -18,8 +18,8 @@ from core.config import EmbeddingConfig, command_line
 from core.files import write_json
 
 # Thresholds of the gate (issue 15): every validation descriptor within cosine 0.99 of float32
-# for int8 (0.999 for float16), and mAP at most half a point below float32's.
-MIN_COSINE = {"int8": 0.99, "float16": 0.999}
+# for int8 and bf16 (issue 22; 0.999 for float16), and mAP at most half a point below float32's.
+MIN_COSINE = {"int8": 0.99, "float16": 0.999, "bf16": 0.99}
 MAX_MAP_DROP_POINTS = 0.5
 
 

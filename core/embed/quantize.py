@@ -28,7 +28,7 @@ import numpy as np
 
 from core.config import command_line
 from core.embed.backbones import Backbone
-from core.embed.openvino import convert, model_cache_dir, save_ir, weights_digest
+from core.embed.openvino import convert, model_cache_dir, read_ir, save_ir, weights_digest
 from core.embed.precision import PrecisionRefused
 from core.files import file_digest, write_json
 from core.images import list_images
@@ -97,18 +97,23 @@ def quantize(backbone: Backbone, calibration: Calibration, inputs: Callable[[], 
              log: Callable[[str], None] = print) -> Path:
     """Quantise ``backbone`` to int8 on ``inputs()`` (network inputs [1, 3, H, W] in [0, 1],
     float32, made from the calibration images) and cache the IR; returns its path. An IR already
-    cached for this calibration is reused."""
+    cached for this calibration is reused only when it matches its digests and reads
+    (``read_ir``): a damaged one is removed and calibrated again. No readable calibration image
+    is a ``ValueError``."""
     import logging
 
     import nncf
     import openvino as ov
 
     path = int8_ir_path(backbone, calibration.digest)
-    if path.exists():
+    if read_ir(path) is not None:
         return path
+    samples = list(inputs())
+    if not samples:
+        raise ValueError(f"none of the {len(calibration.files)} calibration images in {calibration.folder} could be "
+                         f"read; calibrate on a folder of readable photos (--calibration FOLDER)")
     nncf.set_log_level(logging.WARNING)          # its INFO lines list every layer left unquantised
     model = convert(backbone)
-    samples = list(inputs())
     log(f"calibrating int8 {backbone.spec.name} on {len(calibration.files)} images of {calibration.folder} "
         f"({len(samples)} network inputs)")
     start = time.perf_counter()
@@ -125,13 +130,12 @@ def quantize(backbone: Backbone, calibration: Calibration, inputs: Callable[[], 
 
 def load_int8(backbone: Backbone, calibration_digest: str):
     """The cached int8 OpenVINO model of ``backbone`` for this calibration digest."""
-    import openvino as ov
-
     if not calibration_digest:
         raise PrecisionRefused(f"an int8 config needs the digest of its calibration images; make it with "
                                f"{CALIBRATE} (or let index/evaluate/search calibrate on the gallery)")
     path = int8_ir_path(backbone, calibration_digest)
-    if not path.exists():
+    model = read_ir(path)
+    if model is None:
         raise PrecisionRefused(f"no int8 {backbone.spec.name} calibrated as {calibration_digest} in {path.parent}; "
                                f"calibrate it again with {CALIBRATE}")
-    return ov.Core().read_model(str(path))
+    return model

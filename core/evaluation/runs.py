@@ -69,7 +69,7 @@ def new_run_id(dataset: str, label: str, gallery: str = "") -> str:
     return f"{stamp}-{slug[:90]}-{secrets.token_hex(3)}"
 
 
-def _claim(root: Path, run_id: str) -> Path:
+def claim_folder(root: Path, run_id: str) -> Path:
     """Create the run folder atomically; a clash (an id already taken) gets a numbered suffix,
     so a folder is never shared or reused."""
     root.mkdir(parents=True, exist_ok=True)
@@ -123,7 +123,7 @@ def write_run(run_id: str, summary: RunSummary | dict, per_query: pd.DataFrame, 
     ranking = np.asarray(ranking, dtype=np.int32)
     if ranking.ndim != 2 or ranking.shape[1] != len(ids):
         raise RunError(f"a ranking of shape {ranking.shape} does not rank {len(ids)} gallery images")
-    directory = _claim(root or runs_dir(), run_id)
+    directory = claim_folder(root or runs_dir(), run_id)
     write_json(directory / IDS_JSON, list(ids))
     write_text(directory / IDS_TEXT, "".join(printable(i) + "\n" for i in ids))
     write_npy(directory / "ranking.npy", ranking)

@@ -18,7 +18,6 @@ only the re-ranking.
 from __future__ import annotations
 
 import json
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from core.cache.descriptors import Embeddings, build_embeddings
-from core.cache.galleries import Gallery, register_gallery
+from core.cache.galleries import Gallery, checked_gallery, register_gallery
 from core.config import EmbeddingConfig
 from core.datasets import GroundTruth, ResolvedQuery, dataset_layout, load_ground_truth, resolve, stem_of
 from core.datasets.classes import load_class_folders
@@ -36,6 +35,7 @@ from core.datasets.validation import VALIDATION_PROTOCOL, landmark_queries, rand
 from core.embed.embedder import Embedder
 from core.evaluation.metrics import score_query
 from core.evaluation.pipeline import RunOptions, evaluate, query_vectors
+from core.evaluation.runs import claim_folder, new_run_id
 from core.files import write_json, write_text
 from core.images import image_size, list_images
 from core.index import SearchSettings
@@ -64,9 +64,9 @@ class ValidationSet:
 
 def paris_sets(root: str | Path, seed: int = 0) -> list[ValidationSet]:
     """``paris-whole``, ``paris-crop`` and ``paris-official`` over the images of ``root``
-    (Paris6k layout: ``root/jpg``, ``root/gt``)."""
+    (Paris6k layout: ``root/jpg``, ``root/gt``); the gallery is not yet registered."""
     layout = dataset_layout(root)
-    gallery = register_gallery("paris6k", layout.images, layout.ground_truth, "paris6k")
+    gallery = checked_gallery("paris6k", layout.images, layout.ground_truth, "paris6k")
     gt = load_ground_truth("paris6k", layout.ground_truth)
     ids = list_images(layout.images)
     present = {stem_of(i) for i in ids}
@@ -78,8 +78,9 @@ def paris_sets(root: str | Path, seed: int = 0) -> list[ValidationSet]:
 
 
 def class_set(name: str, root: str | Path) -> ValidationSet:
-    """A folder of class subfolders as a set (gallery named ``name``)."""
-    return ValidationSet(name, register_gallery(name, root, root, "classes"), load_class_folders(root))
+    """A folder of class subfolders as a set (gallery named ``name``, not yet registered)."""
+    gallery = checked_gallery(name, root, root, "classes")
+    return ValidationSet(name, gallery, load_class_folders(root))
 
 
 def fashion_folder(source: str | Path | None = None) -> Path:
@@ -104,7 +105,15 @@ def validation_sets(data: str | Path, names: Sequence[str] = SET_NAMES, seed: in
         found.append(class_set("corel1k", data / "corel1k"))
     if "fashion-mnist" in names:
         found.append(class_set("fashion-mnist", fashion_folder(data / "fashion-mnist")))
-    return sorted((s for s in found if s.name in names), key=lambda s: SET_NAMES.index(s.name))
+    return sorted(_registered([s for s in found if s.name in names]), key=lambda s: SET_NAMES.index(s.name))
+
+
+def _registered(sets: list[ValidationSet]) -> list[ValidationSet]:
+    """``sets`` with their galleries registered: only once every set has loaded, so that a wrong
+    data folder leaves no gallery pointing at it."""
+    galleries = {s.gallery.name: s.gallery for s in sets}
+    done = {n: register_gallery(g.name, g.root, g.ground_truth, g.dataset) for n, g in galleries.items()}
+    return [replace(s, gallery=done[s.gallery.name]) for s in sets]
 
 
 def config_for(config: EmbeddingConfig, gallery: str) -> EmbeddingConfig:
@@ -217,12 +226,14 @@ def table(rows: Sequence[Validation]) -> str:
 
 
 def write_validation(rows: Sequence[Validation], name: str) -> Path:
-    """``artifacts/validation/<timestamp>-<name>/``: ``validation.json`` (every row, with run ids)
-    and ``table.md``."""
-    directory = artifacts_dir() / "validation" / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
-    directory.mkdir(parents=True, exist_ok=True)
-    write_json(directory / "validation.json", {"rows": [r.to_dict() for r in rows], "basis_sets": list(BASIS_SETS)})
-    write_text(directory / "table.md", table(rows))
+    """``artifacts/validation/<timestamp>-<name>-<random>/``: ``validation.json`` (every row, with
+    run ids) and ``table.md``. The folder is written under a hidden name and renamed when both
+    files are complete, and its name is unique: two validations at once never share one."""
+    directory = artifacts_dir() / "validation" / new_run_id("validation", name)
+    partial = claim_folder(directory.parent, f".{directory.name}.partial")
+    write_json(partial / "validation.json", {"rows": [r.to_dict() for r in rows], "basis_sets": list(BASIS_SETS)})
+    write_text(partial / "table.md", table(rows))
+    partial.rename(directory)
     return directory
 
 

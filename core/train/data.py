@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -136,9 +138,16 @@ def load_view(path: str | Path, size: int, view: int, seed: int, image: int,
     img = square(load_image(path, LOAD_SIDE), size)
     if view == 0 or augmentation is None:
         return to_tensor(img)
-    state = torch.random.get_rng_state()
-    try:
-        torch.manual_seed(view_seed(seed, image, view))
+    with seeded(view_seed(seed, image, view)):
         return to_tensor(augmentation.transform()(img))
-    finally:
-        torch.random.set_rng_state(state)
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Inside the block, torch's generator (CPU) draws what ``seed`` gives, whatever was drawn
+    before (a model conversion, the caller); the caller's generator is restored after. What
+    training seeds (weights, views, dropout) goes through here, so a run never depends on what
+    was cached before it."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield

@@ -9,9 +9,12 @@ the ETA of the whole run.
 
 Every epoch ends with a checkpoint (``core.train.checkpoint``); a killed run started again with
 the same command resumes after its last complete epoch, with the same result as an
-uninterrupted run (each epoch draws its batches, views and dropout from its own seed). A run
-whose settings or folder changed is refused rather than mixed. The model is written to
-``artifacts/models/<name>/``.
+uninterrupted run (each epoch draws its batches, views and dropout from its own seed), and a run
+killed while its model was written writes it. Everything seeded (the weights of a random trunk,
+the head, the loss, each epoch) draws from a generator seeded for it (``data.seeded``), so what
+was converted or cached before a run never changes its result. A run whose settings or folder
+changed is refused rather than mixed; runs of one name take turns (a lock on its folder). The
+model is written to ``artifacts/models/<name>/``.
 """
 from __future__ import annotations
 
@@ -35,12 +38,29 @@ from core.cache.galleries import check_name
 from core.config import DEFAULT_CONFIG
 from core.embed.backbones import Backbone, create_backbone
 from core.embed.heads import EmbeddingHead, HeadConfig
-from core.embed.trained import MODEL_FILE, ModelCard, read_card
+from core.embed.trained import MODEL_FILE, ModelCard, TrainingData, TrainingTiming
+from core.files import exclusive_lock
 from core.paths import models_dir
-from core.train.checkpoint import export_model, load_state, save_state
-from core.train.data import Augmentation, fingerprint, load_labelled, stratified_split, view_side
+from core.train.checkpoint import (
+    LOCK_FILE,
+    BestEpoch,
+    TrainState,
+    export_model,
+    finished_card,
+    load_state,
+    save_state,
+)
+from core.train.data import (
+    Augmentation,
+    LabelledImages,
+    fingerprint,
+    load_labelled,
+    seeded,
+    stratified_split,
+    view_side,
+)
 from core.train.losses import LOSSES, create_loss
-from core.train.trunk import FeatureCache, TrunkSplit, cache_features
+from core.train.trunk import FeatureCache, TrunkSplit, ViewSpec, cache_features
 
 SCHEDULES = ("cosine", "constant")
 
@@ -159,31 +179,69 @@ class _Trainable(nn.Module):
         return self.head.embed_pooled(maps) if self.pooled else self.head(self.top(maps))
 
 
-def _cache_key(settings: TrainSettings, fp: str, positions: list[int], split: TrunkSplit, side: int,
-               pool_p: float | None) -> str:
+@dataclass
+class _Prepared:
+    """What the epochs start from: the images and their split, the network cut into a frozen
+    trunk and a trainable top, and the trunk's cached features (``val_cache`` None without a
+    validation split)."""
+
+    data: LabelledImages
+    fingerprint: str
+    train_pos: list[int]
+    val_pos: list[int]
+    backbone: Backbone
+    split: TrunkSplit
+    head_config: HeadConfig
+    side: int
+    train_cache: FeatureCache
+    val_cache: FeatureCache | None
+    started: float
+
+    @property
+    def pooled(self) -> bool:
+        return self.split.n_trainable == 0 and not self.head_config.learn_p
+
+
+@dataclass
+class _Fit:
+    """The learning part: the model, its optimiser and learning rates, the labels, the batches
+    of an epoch, and the threads of the run and of its epochs."""
+
+    model: _Trainable
+    optimizer: torch.optim.Optimizer
+    base_lrs: list[float]
+    train_y: torch.Tensor
+    val_y: torch.Tensor
+    steps: int
+    threads: int
+    epoch_threads: int
+
+
+def _cache_key(settings: TrainSettings, fp: str, split: TrunkSplit, spec: ViewSpec) -> str:
     blob = json.dumps({"backbone": settings.backbone, "weights": settings.weights, "frozen": split.n_stages - split.n_trainable,
-                       "size": side, **({"pooled": pool_p} if pool_p is not None else {}), "seed": settings.seed, "augmentation": settings.augmentation.to_dict(),
-                       "data": fp, "positions": positions}, sort_keys=True)
+                       "size": spec.size, **({"pooled": spec.pool_p} if spec.pool_p is not None else {}),
+                       "seed": settings.seed, "augmentation": settings.augmentation.to_dict(), "data": fp,
+                       "positions": list(spec.positions)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 @torch.no_grad()
-def _evaluate(model: _Trainable, loss_name: str, val: FeatureCache, val_y: torch.Tensor, train: FeatureCache,
-              train_y: torch.Tensor, batch_size: int) -> tuple[float, float]:
+def _evaluate(p: _Prepared, fit: _Fit, s: TrainSettings) -> tuple[float, float]:
     """(validation loss, validation accuracy). Triplet: val anchors against the plain training
     views (hardest positive and negative among them; accuracy of the nearest one)."""
+    model, val_y, train_y = fit.model, fit.val_y, fit.train_y
     model.eval()
 
     def embed_all(cache: FeatureCache) -> torch.Tensor:
         rows = np.arange(len(cache.positions))
-        return torch.cat([model.embed(cache.batch(rows[i:i + batch_size], np.zeros(len(rows[i:i + batch_size]), int)))
-                          for i in range(0, len(rows), batch_size)])
+        return torch.cat([model.embed(cache.batch(rows[i:i + s.batch_size], np.zeros(len(rows[i:i + s.batch_size]), int)))
+                          for i in range(0, len(rows), s.batch_size)])
 
-    emb = embed_all(val)
-    if loss_name != "triplet":
+    emb = embed_all(p.val_cache)
+    if s.loss != "triplet":
         out = model.loss(emb, val_y)
         return float(out.loss), out.correct / len(val_y)
-    ref = F.normalize(embed_all(train), dim=1)
+    ref = F.normalize(embed_all(p.train_cache), dim=1)
     z = F.normalize(emb, dim=1)
     dist = 1.0 - z @ ref.T
     same = val_y[:, None] == train_y[None, :]
@@ -201,125 +259,161 @@ def _log_epoch(h: dict) -> str:
 def train(root: str | Path, name: str, settings: TrainSettings | None = None, progress: bool = True,
           log: Callable[[str], None] = print, restart: bool = False) -> TrainResult:
     """Train a model on the class folder ``root`` and write it to ``artifacts/models/<name>/``
-    (see the module docstring). ``restart`` discards the checkpoint of an earlier run."""
+    (see the module docstring). ``restart`` discards the checkpoint of an earlier run. Runs of
+    one name take turns (a lock): the second then finds the first's model, or its other settings."""
     s = settings or TrainSettings()
     directory = models_dir() / check_name(name)
-    data = load_labelled(root)
-    fp = fingerprint(data)
-    state = None if restart else load_state(directory)
-    if state is not None:
-        if state["settings"] != s.to_dict() or state["fingerprint"] != fp:
-            changed = "settings" if state["settings"] != s.to_dict() else f"images of {data.root}"
-            raise ValueError(f"model {name!r} has an unfinished or finished run with other {changed}; "
-                             f"train under another --name, or pass --restart to discard it")
-        if state.get("done") and (directory / MODEL_FILE).exists():
-            log(f"model {name!r} is already trained with these settings on these images: {directory / MODEL_FILE}")
-            return TrainResult(directory / MODEL_FILE, read_card(directory / MODEL_FILE), state["epoch"] + 1)
+    with exclusive_lock(directory / LOCK_FILE, on_wait=lambda: log(f"waiting for another run of {name!r} to end")):
+        data = load_labelled(root)
+        fp = fingerprint(data)
+        state = None if restart else load_state(directory)
+        if state is not None:
+            _check_same_run(state, s.to_dict(), fp, name, data.root)
+            card = finished_card(directory) if state.done else None
+            if card is not None:
+                log(f"model {name!r} is already trained with these settings on these images: {directory / MODEL_FILE}")
+                return TrainResult(directory / MODEL_FILE, card, state.epoch + 1)
+        return _run(directory, s, _prepare(data, fp, s, progress, log), state, progress, log)
+
+
+def _check_same_run(state: TrainState, settings: dict, fp: str, name: str, root: Path) -> None:
+    """Refuse to resume or reuse a run of other settings or images."""
+    if state.settings != settings or state.fingerprint != fp:
+        changed = "settings" if state.settings != settings else f"images of {root}"
+        raise ValueError(f"model {name!r} has an unfinished or finished run with other {changed}; "
+                         f"train under another --name, or pass --restart to discard it")
+
+
+def _prepare(data: LabelledImages, fp: str, s: TrainSettings, progress: bool, log: Callable[[str], None]) -> _Prepared:
+    """Split the images, build the backbone (the same random weights on resume) and cache the
+    frozen trunk's features of every view."""
     torch.set_num_threads(os.cpu_count() or 1)
     started = time.perf_counter()
     train_pos, val_pos = stratified_split(data.labels, s.val_fraction, s.seed)
-    torch.manual_seed(s.seed)                       # a random-weights trunk is the same on resume
-    backbone = create_backbone(s.backbone, s.weights)
+    with seeded(s.seed):
+        backbone = create_backbone(s.backbone, s.weights)
     split = TrunkSplit.of(backbone, s.trainable_stages)
-    cache_root = models_dir() / "_cache"
-    aug = s.augmentation if s.views > 0 else None
-    side = view_side(data, train_pos, s.image_size)
     head_config = HeadConfig(0, s.embedding_dim, dropout=s.dropout, learn_p=s.learn_gem_p)
     pool_p = head_config.gem_p if split.n_trainable == 0 and not s.learn_gem_p else None
-    train_cache = cache_features(split, data, train_pos, s.views, side, s.seed, aug,
-                                 cache_root / _cache_key(s, fp, train_pos, split, side, pool_p), progress, log, pool_p)
-    val_cache = cache_features(split, data, val_pos, 0, side, s.seed, None,
-                               cache_root / _cache_key(s, fp, val_pos, split, side, pool_p), progress, log,
-                               pool_p) if val_pos else None
+    side = view_side(data, train_pos, s.image_size)
+    specs = (ViewSpec(tuple(train_pos), s.views, side, s.seed, s.augmentation if s.views > 0 else None, pool_p),
+             ViewSpec(tuple(val_pos), 0, side, s.seed, None, pool_p))
+    train_cache, val_cache = (cache_features(split, data, spec, models_dir() / "_cache" / _cache_key(s, fp, split, spec),
+                                             progress, log) if spec.positions else None for spec in specs)
+    return _Prepared(data, fp, train_pos, val_pos, backbone, split, head_config, side, train_cache, val_cache, started)
+
+
+def _build(p: _Prepared, s: TrainSettings, state: TrainState | None) -> _Fit:
+    """The head, the loss and the optimiser, from the seed (the same start whatever was drawn from
+    torch's generator before: converting the trunk draws), or from ``state`` on resume."""
     with torch.no_grad():
-        sample = train_cache.batch(np.array([0]), np.array([0]))
-        channels = (sample if pool_p is not None else split.trainable.eval()(sample)).shape[1]
-    head = EmbeddingHead(replace(head_config, in_channels=channels))
-    model = _Trainable(split.trainable, head, create_loss(s.loss, s.embedding_dim, len(data.classes), s.margin, s.scale),
-                       pooled=pool_p is not None)
-    cores = torch.get_num_threads()
-    # a projection of pooled vectors is too small to share between threads: one thread ran its
-    # steps 10x faster than two on this 2-core machine under load (README, "Training")
-    epoch_threads = 1 if model.pooled else cores
-    groups = [{"params": split.trainable_parameters(), "lr": s.backbone_lr},
+        sample = p.train_cache.batch(np.array([0]), np.array([0]))
+        channels = (sample if p.pooled else p.split.trainable.eval()(sample)).shape[1]
+    with seeded(s.seed):
+        head = EmbeddingHead(replace(p.head_config, in_channels=channels))
+        model = _Trainable(p.split.trainable, head, create_loss(s.loss, s.embedding_dim, len(p.data.classes),
+                                                                s.margin, s.scale), pooled=p.pooled)
+    groups = [{"params": p.split.trainable_parameters(), "lr": s.backbone_lr},
               {"params": list(head.parameters()) + list(model.loss.parameters()), "lr": s.lr}]
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=s.weight_decay)
-    base_lrs = [g["lr"] for g in optimizer.param_groups]
-    train_y = torch.tensor([data.labels[i] for i in train_pos])
-    val_y = torch.tensor([data.labels[i] for i in val_pos])
-    n_views = len(train_cache.views)
-    steps = len(_epoch_batches(s, train_y.numpy(), 0))
-    history: list[dict] = []
-    best = {"epoch": 0, "val_loss": float("inf"), "state": None}
-    first = 0
+    base_lrs = [g["lr"] for g in optimizer.param_groups]      # before a state brings its last scheduled rates
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        history, best, first = state["history"], state["best"], state["epoch"] + 1
-        log(f"resuming {name!r} after epoch {first} of {s.epochs}")
-    stopped = bool(state and state.get("done"))     # finished, killed while writing the model
-    bar = tqdm(total=s.epochs * steps, initial=first * steps, desc=f"training {name}", unit="batch",
-               disable=not progress, dynamic_ncols=True)
-    torch.set_num_threads(epoch_threads)
+        model.load_state_dict(state.model)
+        optimizer.load_state_dict(state.optimizer)
+    train_y = torch.tensor([p.data.labels[i] for i in p.train_pos])
+    # a projection of pooled vectors is too small to share between threads: one thread ran its
+    # steps 10x faster than two on this 2-core machine under load (README, "Training")
+    threads = torch.get_num_threads()
+    return _Fit(model, optimizer, base_lrs, train_y,
+                torch.tensor([p.data.labels[i] for i in p.val_pos]), len(_epoch_batches(s, train_y.numpy(), 0)),
+                threads, 1 if model.pooled else threads)
+
+
+def _run(directory: Path, s: TrainSettings, p: _Prepared, state: TrainState | None, progress: bool,
+         log: Callable[[str], None]) -> TrainResult:
+    """The epochs left after ``state`` (all without one), then the model of the best epoch."""
+    fit = _build(p, s, state)
+    if state is not None:
+        log(f"writing the model of {directory.name!r}, trained to epoch {state.epoch + 1}" if state.done
+            else f"resuming {directory.name!r} after epoch {state.epoch + 1} of {s.epochs}")
+    history, best = _epochs(p, fit, s, state, directory, progress, log)
+    fit.model.load_state_dict(best.state)
+    p.backbone.head = fit.model.head
+    p.backbone.eval()
+    card = export_model(directory, p.backbone, _card(p, fit, s, directory.name, history, best))
+    log(f"model written to {directory / MODEL_FILE} (best epoch {best.epoch} of {len(history)})")
+    return TrainResult(directory / MODEL_FILE, card, state.epoch + 1 if state else 0, p.backbone)
+
+
+def _epochs(p: _Prepared, fit: _Fit, s: TrainSettings, state: TrainState | None, directory: Path,
+            progress: bool, log: Callable[[str], None]) -> tuple[list[dict], BestEpoch]:
+    """Train the epochs after ``state``, checkpointing each; early stopping on validation loss."""
+    history, best, first = (state.history, state.best, state.epoch + 1) if state else ([], BestEpoch(), 0)
+    stopped = bool(state and state.done)     # finished, stopped before its model was written
+    bar = tqdm(total=s.epochs * fit.steps, initial=first * fit.steps, desc=f"training {directory.name}",
+               unit="batch", disable=not progress, dynamic_ncols=True)
+    torch.set_num_threads(fit.epoch_threads)
     try:
-        for epoch in range(first, s.epochs):
-            if stopped:
-                break
-            tick = time.perf_counter()
-            rng = np.random.default_rng([s.seed, epoch])
-            torch.manual_seed(s.seed * 100_003 + epoch)
-            model.train()
-            total_loss, correct, seen = 0.0, 0, 0
-            views = rng.integers(0, n_views, size=len(train_pos))
-            for step, rows in enumerate(_epoch_batches(s, train_y.numpy(), epoch, rng)):
-                factor = lr_factor(s.schedule, epoch * steps + step, s.epochs * steps)
-                for g, lr in zip(optimizer.param_groups, base_lrs):
-                    g["lr"] = lr * factor
-                out = model.loss(model.embed(train_cache.batch(rows, views[rows])), train_y[rows])
-                optimizer.zero_grad(set_to_none=True)
-                out.loss.backward()
-                optimizer.step()
-                total_loss += float(out.loss.detach()) * len(rows)
-                correct += out.correct
-                seen += len(rows)
-                bar.update(1)
-                bar.set_postfix(epoch=epoch + 1, loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}",
-                                **({"val_loss": f"{history[-1]['val_loss']:.3f}"} if history and val_cache else {}))
-            record = {"epoch": epoch + 1, "loss": total_loss / seen, "acc": correct / seen, "val_loss": None,
-                      "val_acc": None, "lr": base_lrs[-1] * factor}
-            if val_cache is not None:
-                record["val_loss"], record["val_acc"] = _evaluate(model, s.loss, val_cache, val_y, train_cache,
-                                                                  train_y, s.batch_size)
-            record["seconds"] = time.perf_counter() - tick
+        for epoch in range(first, s.epochs if not stopped else first):
+            record = _epoch(p, fit, s, epoch, bar, history)
             history.append(record)
             (bar.write if progress else log)(_log_epoch(record))
-            score = record["val_loss"] if val_cache is not None else -epoch
-            if score < best["val_loss"]:
-                best = {"epoch": epoch + 1, "val_loss": score, "state": copy.deepcopy(model.state_dict())}
-            stopped = val_cache is not None and epoch + 1 - best["epoch"] >= s.patience
-            save_state(directory, {"settings": s.to_dict(), "fingerprint": fp, "epoch": epoch, "history": history,
-                                   "best": best, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                   "done": stopped or epoch + 1 == s.epochs})
+            score = record["val_loss"] if p.val_cache is not None else -epoch
+            if score < best.val_loss:
+                best = BestEpoch(epoch + 1, score, copy.deepcopy(fit.model.state_dict()))
+            stopped = p.val_cache is not None and epoch + 1 - best.epoch >= s.patience
+            save_state(directory, TrainState(s.to_dict(), p.fingerprint, epoch, history, best, fit.model.state_dict(),
+                                             fit.optimizer.state_dict(), stopped or epoch + 1 == s.epochs))
+            if stopped:
+                break
     finally:
         bar.close()
-        torch.set_num_threads(cores)
-    model.load_state_dict(best["state"])
-    backbone.head = head
-    backbone.eval()
-    card = ModelCard(
+        torch.set_num_threads(fit.threads)
+    return history, best
+
+
+def _epoch(p: _Prepared, fit: _Fit, s: TrainSettings, epoch: int, bar: tqdm, history: list[dict]) -> dict:
+    """One epoch over the training images (each in one of its views) and its validation; its
+    batches, views and dropout come from its own seed, so a resumed run repeats it exactly."""
+    tick = time.perf_counter()
+    rng = np.random.default_rng([s.seed, epoch])
+    total_loss, correct, seen = 0.0, 0, 0
+    with seeded(s.seed * 100_003 + epoch):
+        fit.model.train()
+        views = rng.integers(0, len(p.train_cache.views), size=len(p.train_pos))
+        for step, rows in enumerate(_epoch_batches(s, fit.train_y.numpy(), epoch, rng)):
+            factor = lr_factor(s.schedule, epoch * fit.steps + step, s.epochs * fit.steps)
+            for g, lr in zip(fit.optimizer.param_groups, fit.base_lrs):
+                g["lr"] = lr * factor
+            out = fit.model.loss(fit.model.embed(p.train_cache.batch(rows, views[rows])), fit.train_y[rows])
+            fit.optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            fit.optimizer.step()
+            total_loss += float(out.loss.detach()) * len(rows)
+            correct += out.correct
+            seen += len(rows)
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}",
+                            **({"val_loss": f"{history[-1]['val_loss']:.3f}"} if history and p.val_cache else {}))
+    val_loss, val_acc = _evaluate(p, fit, s) if p.val_cache is not None else (None, None)
+    return {"epoch": epoch + 1, "loss": total_loss / seen, "acc": correct / seen, "val_loss": val_loss,
+            "val_acc": val_acc, "lr": fit.base_lrs[-1] * factor, "seconds": time.perf_counter() - tick}
+
+
+def _card(p: _Prepared, fit: _Fit, s: TrainSettings, name: str, history: list[dict], best: BestEpoch) -> ModelCard:
+    """The model card of the run (``model.json`` but for the sha256 and the time)."""
+    data = p.data
+    return ModelCard(
         name=name, backbone=s.backbone, base_weights=s.weights, layer="head", classes=data.classes, sha256="",
-        head=head.config, training=s.to_dict(),
-        data={"root": str(data.root), "fingerprint": fp, "n_images": len(data.ids), "n_train": len(train_pos),
-              "n_val": len(val_pos), "class_counts": data.counts(), "stages": split.n_stages, "view_side": side,
-              "trainable_stages": split.n_trainable},
+        head=fit.model.head.config, training=s.to_dict(),
+        data=TrainingData(str(data.root), p.fingerprint, len(data.ids), len(p.train_pos), len(p.val_pos),
+                          data.counts(), p.split.n_stages, p.side, p.split.n_trainable),
         history=tuple(history),
-        timing={"feature_cache_seconds": train_cache.seconds + (val_cache.seconds if val_cache else 0.0),
-                "epoch_seconds": sum(h["seconds"] for h in history), "this_call_seconds": time.perf_counter() - started,
-                "best_epoch": best["epoch"], "epochs_run": len(history), "stopped_early": len(history) < s.epochs,
-                "threads": cores, "epoch_threads": epoch_threads, "load_average": list(os.getloadavg())})
-    card = export_model(directory, backbone, card)
-    log(f"model written to {directory / MODEL_FILE} (best epoch {best['epoch']} of {len(history)})")
-    return TrainResult(directory / MODEL_FILE, card, first, backbone)
+        timing=TrainingTiming(
+            feature_cache_seconds=p.train_cache.seconds + (p.val_cache.seconds if p.val_cache else 0.0),
+            epoch_seconds=sum(h["seconds"] for h in history), this_call_seconds=time.perf_counter() - p.started,
+            best_epoch=best.epoch, epochs_run=len(history), stopped_early=len(history) < s.epochs,
+            threads=fit.threads, epoch_threads=fit.epoch_threads, load_average=list(os.getloadavg())))
 
 
 def _epoch_batches(s: TrainSettings, labels: np.ndarray, epoch: int,

@@ -96,16 +96,35 @@ def frozen_runner(split: TrunkSplit, threads: int) -> Callable[[torch.Tensor], t
     return lambda x: split.frozen(x.contiguous(memory_format=torch.channels_last))
 
 
+@dataclass(frozen=True)
+class ViewSpec:
+    """Which frozen-trunk outputs a cache holds: view 0 (plain) and ``n_views`` augmented views
+    (none without an ``augmentation``) of the images at ``positions``, squashed to ``size`` px
+    and drawn under ``seed``; GeM-pooled with exponent ``pool_p`` when given."""
+
+    positions: tuple[int, ...]
+    n_views: int
+    size: int
+    seed: int
+    augmentation: Augmentation | None = None
+    pool_p: float | None = None
+
+    @property
+    def total_views(self) -> int:
+        return 1 + (self.n_views if self.augmentation is not None else 0)
+
+
 @torch.inference_mode()
-def _compute_view(run: Callable[[torch.Tensor], torch.Tensor], data: LabelledImages, positions: list[int], view: int,
-                  size: int, seed: int, augmentation: Augmentation | None, bar: tqdm,
-                  pool_p: float | None) -> np.ndarray:
+def _compute_view(run: Callable[[torch.Tensor], torch.Tensor], data: LabelledImages, spec: ViewSpec, view: int,
+                  bar: tqdm) -> np.ndarray:
+    """View ``view`` of every image of ``spec`` through ``run``, as float16, in batches."""
     out = None
+    positions = spec.positions
     for start in range(0, len(positions), CACHE_BATCH):
         chunk = positions[start:start + CACHE_BATCH]
-        x = torch.stack([load_view(data.path(i), size, view, seed, i, augmentation) for i in chunk])
+        x = torch.stack([load_view(data.path(i), spec.size, view, spec.seed, i, spec.augmentation) for i in chunk])
         y = run(x).float()
-        y = (gem(y, pool_p) if pool_p is not None else y).numpy().astype(np.float16)
+        y = (gem(y, spec.pool_p) if spec.pool_p is not None else y).numpy().astype(np.float16)
         if out is None:
             out = np.empty((len(positions), *y.shape[1:]), np.float16)
         out[start:start + len(chunk)] = y
@@ -113,35 +132,28 @@ def _compute_view(run: Callable[[torch.Tensor], torch.Tensor], data: LabelledIma
     return out
 
 
-def cache_features(split: TrunkSplit, data: LabelledImages, positions: list[int], n_views: int, size: int,
-                   seed: int, augmentation: Augmentation | None, directory: Path, progress: bool = True,
-                   log: Callable[[str], None] = print, pool_p: float | None = None) -> FeatureCache:
-    """The frozen trunk's maps of view 0 (plain) and ``n_views`` augmented views of each image
-    at ``positions`` (GeM-pooled with exponent ``pool_p`` when given), read from ``directory``
-    when a previous run computed them (each view is saved as soon as it is complete, so a killed
-    run loses at most one view)."""
-    total_views = 1 + (n_views if augmentation is not None else 0)
+def cache_features(split: TrunkSplit, data: LabelledImages, spec: ViewSpec, directory: Path, progress: bool = True,
+                   log: Callable[[str], None] = print) -> FeatureCache:
+    """The frozen trunk's maps of the views ``spec`` names, read from ``directory`` when a
+    previous run computed them (each view is saved as soon as it is complete, so a killed run
+    loses at most one view)."""
     meta = directory / "cache.json"
-    expected = {"positions": positions, "size": size, "seed": seed}
+    expected = {"positions": list(spec.positions), "size": spec.size, "seed": spec.seed}
     if meta.exists() and json.loads(meta.read_text()) != expected:
         raise ValueError(f"feature cache {directory} belongs to other images; delete it")
     write_json(meta, expected)
-    views: list[np.ndarray] = []
-    todo = [v for v in range(total_views) if not (directory / f"view{v}.npy").exists()]
+    todo = [v for v in range(spec.total_views) if not (directory / f"view{v}.npy").exists()]
     start = time.perf_counter()
     if todo:
-        log(f"computing the frozen trunk's features of {len(positions)} images x {len(todo)} views "
-            f"({split.n_stages - split.n_trainable} of {split.n_stages} stages frozen, {size} px)")
-    bar = tqdm(total=len(positions) * len(todo), desc="trunk features", unit="img", disable=not progress or not todo,
-               dynamic_ncols=True)
+        log(f"computing the frozen trunk's features of {len(spec.positions)} images x {len(todo)} views "
+            f"({split.n_stages - split.n_trainable} of {split.n_stages} stages frozen, {spec.size} px)")
+    bar = tqdm(total=len(spec.positions) * len(todo), desc="trunk features", unit="img",
+               disable=not progress or not todo, dynamic_ncols=True)
     run = frozen_runner(split, torch.get_num_threads()) if todo and split.n_trainable < split.n_stages else None
     try:
-        for v in range(total_views):
-            path = directory / f"view{v}.npy"
-            if v in todo:
-                write_npy(path, _compute_view(run or split.frozen, data, positions, v, size, seed, augmentation, bar,
-                                              pool_p))
-            views.append(np.load(path, mmap_mode="r"))
+        for v in todo:
+            write_npy(directory / f"view{v}.npy", _compute_view(run or split.frozen, data, spec, v, bar))
     finally:
         bar.close()
-    return FeatureCache(positions, views, time.perf_counter() - start)
+    views = [np.load(directory / f"view{v}.npy", mmap_mode="r") for v in range(spec.total_views)]
+    return FeatureCache(list(spec.positions), views, time.perf_counter() - start)

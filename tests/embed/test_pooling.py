@@ -48,3 +48,15 @@ def test_pool_by_name_rejects_unknown(fmap):
     assert torch.equal(pool(fmap, "mac"), mac(fmap))
     with pytest.raises(ValueError, match="unknown pooling"):
         pool(fmap, "vlad")
+
+
+def test_rmac_equals_the_region_by_region_definition_in_any_memory_layout():
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    for shape in [(2, 64, 12, 16), (1, 32, 16, 12), (1, 16, 3, 5), (3, 8, 7, 7)]:
+        x = torch.rand(shape)
+        expected = sum(F.normalize(mac(x if side < 0 else x[:, :, top:top + side, left:left + side]), dim=1, eps=1e-6)
+                       for top, left, side in rmac_regions(shape[2], shape[3]))
+        assert torch.allclose(rmac(x), expected, atol=1e-6)
+        assert torch.allclose(rmac(x.contiguous(memory_format=torch.channels_last)), expected, atol=1e-6)

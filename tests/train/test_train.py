@@ -135,10 +135,10 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(artifacts, few_images)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     state = load_state(state_file.parent)
-    assert state is not None and not state["done"], "the run finished before it could be killed"
+    assert state is not None and not state.done, "the run finished before it could be killed"
     logs = []
     resumed = train(few_images, "killed", settings, progress=False, log=logs.append)
-    assert resumed.resumed_from == state["epoch"] + 1 and any("resuming" in m for m in logs)
+    assert resumed.resumed_from == state.epoch + 1 and any("resuming" in m for m in logs)
     got = [h["loss"] for h in resumed.card.history]
     want = [h["loss"] for h in reference.card.history]
     assert got == pytest.approx(want, rel=1e-4)
