@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -33,6 +34,8 @@ from core.paths import models_dir
 FORMAT = "cbir-model/1"
 MODEL_FILE = "model.pt"
 CARD_FILE = "model.json"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -70,21 +73,18 @@ class TrainingTiming:
     load_average: list[float] = field(default_factory=list)
 
 
-def _record(cls: type, value: object) -> object:
-    """``value`` as the record ``cls``: of a dict read from ``model.json`` (or built by the
-    trainer) the keys ``cls`` knows, the others dropped, the missing ones at their defaults; the
-    record's field order is the trainer's, so a complete card is written back unchanged."""
-    if isinstance(value, cls):
-        return value
+def _record(cls: type[T], value: dict | None) -> T:
+    """The record ``cls`` of a dict read from ``model.json``: the keys ``cls`` knows, the others
+    dropped, the missing ones at their defaults; the record's field order is the trainer's, so a
+    complete card is written back unchanged."""
     known = {f.name for f in fields(cls)}
     return cls(**{k: v for k, v in dict(value or {}).items() if k in known})
 
 
 @dataclass(frozen=True)
 class ModelCard:
-    """What ``model.json`` says about a trained model: ``data`` and ``timing`` as typed records
-    (given as dicts, they are converted), ``training`` (the settings) and ``history`` (one dict per
-    epoch) as the trainer wrote them."""
+    """What ``model.json`` says about a trained model: ``data`` and ``timing`` as typed records,
+    ``training`` (the settings) and ``history`` (one dict per epoch) as the trainer wrote them."""
 
     name: str
     backbone: str
@@ -99,10 +99,6 @@ class ModelCard:
     timing: TrainingTiming = field(default_factory=TrainingTiming)
     created: str = ""
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "data", _record(TrainingData, self.data))
-        object.__setattr__(self, "timing", _record(TrainingTiming, self.timing))
-
     def to_dict(self) -> dict:
         return {"format": FORMAT, "name": self.name, "backbone": self.backbone, "base_weights": self.base_weights,
                 "layer": self.layer, "classes": list(self.classes), "sha256": self.sha256,
@@ -115,8 +111,8 @@ class ModelCard:
         return cls(name=data["name"], backbone=data["backbone"], base_weights=data["base_weights"],
                    layer=data["layer"], classes=tuple(data["classes"]), sha256=data["sha256"],
                    head=HeadConfig.from_dict(data["head"]) if data.get("head") else None,
-                   training=data.get("training", {}), data=data.get("data", {}),
-                   history=tuple(data.get("history", ())), timing=data.get("timing", {}),
+                   training=data.get("training", {}), data=_record(TrainingData, data.get("data")),
+                   history=tuple(data.get("history", ())), timing=_record(TrainingTiming, data.get("timing")),
                    created=data.get("created", ""))
 
 
