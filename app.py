@@ -9,8 +9,11 @@ icon would otherwise become the favicon, which Streamlit fetches from Google's f
 import streamlit as st
 
 st.set_page_config(page_title="Image retrieval", page_icon="🔎", layout="wide", initial_sidebar_state="auto")
-# a laptop screen is 800 px high: less empty space above the page title
-st.html("<style>[data-testid='stMainBlockContainer'] { padding-top: 2.5rem; }</style>")
+# a laptop screen is 800 px high: less empty space above the page title. Below 1000 px the search page
+# stacks the results under the query: its Search button then floats at the bottom of the window
+st.html("<style>[data-testid='stMainBlockContainer'] { padding-top: 2.5rem; }"
+        "@media (max-width: 1000px) { .st-key-search { position: fixed; bottom: 1rem; right: 1.5rem; width: 12rem;"
+        " z-index: 99; box-shadow: 0 2px 8px rgba(0,0,0,.25); border-radius: .5rem; } }</style>")
 st.navigation([
     st.Page("pages/search.py", title="Search", icon=":material/image_search:", default=True),
     st.Page("pages/metrics.py", title="Metrics", icon=":material/monitoring:"),

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
     layout = dataset_layout(a.root)
     gallery = register_gallery("paris6k", layout.images, layout.ground_truth, "paris6k")
-    emb = build_embeddings(gallery, DEFAULT_CONFIG, progress=True)
+    emb = build_embeddings(gallery, DEFAULT_CONFIG)
     step = max(1, len(emb.ids) // a.searches)
     images = emb.ids[::step][:a.searches]
     engine = SearchEngine(gallery, DEFAULT_CONFIG)

@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
     layout = dataset_layout(a.root)
     gallery = register_gallery("paris6k", layout.images, layout.ground_truth, "paris6k")
-    ids = build_embeddings(gallery, DEFAULT_CONFIG, progress=True).ids
+    ids = build_embeddings(gallery, DEFAULT_CONFIG).ids
     levels, memory = [], []
     with tempfile.TemporaryDirectory() as tmp, app_server(artifacts_dir(), Path(tmp) / "streamlit.log") as url, \
             sync_playwright() as pw:

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
     layout = dataset_layout(a.root)
     gallery = register_gallery("paris6k", layout.images, layout.ground_truth, "paris6k")
-    emb = build_embeddings(gallery, DEFAULT_CONFIG, progress=True)
+    emb = build_embeddings(gallery, DEFAULT_CONFIG)
     images = emb.ids[:a.searches + 1]
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:

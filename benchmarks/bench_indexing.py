@@ -124,6 +124,7 @@ def projection(cfg: EmbeddingConfig, files: list[str], folder: Path) -> dict:
     10,000-image projection."""
     from core.cache.descriptors import build_embeddings
     from core.cache.galleries import register_gallery
+    from core.progress import Reporter
 
     os.environ["CBIR_ARTIFACTS"] = str(folder / f"artifacts-{cfg.precision}")
     load_before = load_average()
@@ -133,7 +134,7 @@ def projection(cfg: EmbeddingConfig, files: list[str], folder: Path) -> dict:
     startup = time.perf_counter() - start
     gallery = register_gallery("library", Path(files[0]).parent)
     start = time.perf_counter()
-    emb = build_embeddings(gallery, cfg, embedder, progress=False, log=lambda m: None)
+    emb = build_embeddings(gallery, cfg, embedder, reporter=Reporter.quiet())
     seconds = time.perf_counter() - start
     rate = len(emb.ids) / seconds
     return {"precision": cfg.precision, "n_images": len(emb.ids), "n_failed": len(emb.failures),

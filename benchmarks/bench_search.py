@@ -250,11 +250,12 @@ def real_descriptors(n: int, n_queries: int, paris_root: Path, work: Path) -> np
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from core.cache.descriptors import build_embeddings
     from core.cache.galleries import register_gallery
+    from core.progress import Reporter
 
     files = augmented_images(paris_paths(paris_root), work / "search-photos", n + n_queries, min_side=256,
                              max_side=BENCH_CONFIG.max_size)
     gallery = register_gallery("bench-augmented", work / "search-photos")
-    emb = build_embeddings(gallery, BENCH_CONFIG, progress=True, log=lambda m: print(m, flush=True))
+    emb = build_embeddings(gallery, BENCH_CONFIG, reporter=Reporter(log=lambda m: print(m, flush=True)))
     row = {image_id: i for i, image_id in enumerate(emb.ids)}
     return emb.vectors[[row[Path(f).name] for f in files]]
 

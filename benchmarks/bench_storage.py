@@ -24,6 +24,7 @@ from core.datasets import load_ground_truth, resolve
 from core.embed.embedder import Embedder
 from core.evaluation.metrics import score_queries
 from core.index import ExactIndex
+from core.progress import Reporter
 
 PCA_DIMS = (192, 128, 64, 32)
 
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     config = BENCH_CONFIG
     gallery = register_gallery("paris6k", a.paris_root / "jpg")
-    emb = build_embeddings(gallery, config, progress=False, log=lambda m: None)
+    emb = build_embeddings(gallery, config, reporter=Reporter.quiet())
     res = resolve(load_ground_truth("paris6k", a.paris_root / "gt"), emb.ids)
     embedder = Embedder(config)
     queries = np.stack([embedder.embed_image(gallery.root / emb.ids[rq.image_index], rq.query.box)

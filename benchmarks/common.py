@@ -59,9 +59,10 @@ def paris_descriptors(root: Path = DEFAULT_PARIS, config: EmbeddingConfig | None
     gallery ``paris6k``, built if absent)."""
     from core.cache.descriptors import build_embeddings
     from core.cache.galleries import register_gallery
+    from core.progress import Reporter
 
     gallery = register_gallery("paris6k", Path(root) / "jpg")
-    return build_embeddings(gallery, config or BENCH_CONFIG, progress=False, log=lambda m: None).vectors
+    return build_embeddings(gallery, config or BENCH_CONFIG, reporter=Reporter.quiet()).vectors
 
 
 def augmented_images(sources: list[str], folder: Path, n: int, seed: int = 0, min_side: int = 512,
@@ -106,7 +107,8 @@ def load_average() -> list[float]:
 
 
 def derived_vectors(base: np.ndarray, n: int, dim: int, seed: int = 0, noise: float = 0.35,
-                    neighbours: int = 10, chunk: int = 100_000) -> np.ndarray:
+                    neighbours: int = 10, chunk: int = 100_000, part: int | None = None,
+                    rotate: bool = True) -> np.ndarray:
     """``n`` unit vectors of dimension ``dim`` derived from the real descriptors ``base``.
 
     ``base`` is mapped to ``dim`` by a random orthonormal map (an isometry when ``dim`` ≥ its
@@ -114,16 +116,23 @@ def derived_vectors(base: np.ndarray, n: int, dim: int, seed: int = 0, noise: fl
     between a real descriptor and one of its ``neighbours`` nearest real descriptors, plus
     Gaussian noise of relative norm ``noise``. The neighbourhoods thus follow the real ones
     instead of being uniform noise, which would make every ANN method look either trivially good
-    or hopeless."""
+    or hopeless. ``part`` draws another sample under the same map (a gallery made in parts).
+    ``rotate=False`` keeps the real descriptors' own space (``dim`` must be theirs): vectors meant
+    to be searched beside real ones, such as distractors, must not be rotated away from them."""
     rng = np.random.default_rng(seed)
     d0 = base.shape[1]
-    q, _ = np.linalg.qr(rng.standard_normal((max(dim, d0), max(dim, d0))).astype(np.float32))
-    proj = q[:d0, :dim]
+    if rotate:
+        q, _ = np.linalg.qr(rng.standard_normal((max(dim, d0), max(dim, d0))).astype(np.float32))
+        proj = q[:d0, :dim]
+    else:
+        proj = np.eye(d0, dim, dtype=np.float32)
     mapped = base.astype(np.float32) @ proj
     mapped /= np.linalg.norm(mapped, axis=1, keepdims=True)
     sims = mapped @ mapped.T
     np.fill_diagonal(sims, -np.inf)
     near = np.argsort(-sims, axis=1)[:, :neighbours]
+    if part is not None:
+        rng = np.random.default_rng([seed, part])
     out = np.empty((n, dim), np.float32)
     for start in range(0, n, chunk):
         m = min(chunk, n - start)

@@ -29,6 +29,7 @@ from core.config import DEFAULT_CONFIG  # noqa: E402
 from core.embed.embedder import Embedder  # noqa: E402
 from core.evaluation.validation import set_arrays, validation_sets  # noqa: E402
 from core.index import ExactIndex  # noqa: E402
+from core.progress import Reporter  # noqa: E402
 from core.rerank.blcf import build_index  # noqa: E402
 from core.rerank.featuremaps import box_mask, gallery_feature_maps  # noqa: E402
 from core.rerank.local import best_window, region_descriptor  # noqa: E402
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for vs in validation_sets(a.data, a.sets):
         arrays = set_arrays(vs, config, embedder)
-        ids = build_embeddings(vs.gallery, config, embedder, progress=False, log=lambda m: None).ids
+        ids = build_embeddings(vs.gallery, config, embedder, reporter=Reporter.quiet()).ids
         paths = [vs.gallery.root / i for i in ids]
         maps = gallery_feature_maps(vs.gallery, config, ids, embedder, progress=False, log=lambda m: None)
         cosine = arrays.queries @ arrays.database.T

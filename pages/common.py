@@ -19,7 +19,6 @@ from core import (
     DEFAULT_CONFIG,
     DEMO_NAME,
     LABEL_COLOURS,
-    NPZ,
     PHOTOS,
     TRANSFORMS,
     Box,
@@ -27,13 +26,14 @@ from core import (
     EmbeddingConfig,
     GroundTruth,
     ImageError,
+    Reporter,
     Run,
     SearchEngine,
     ThumbnailStore,
     artifacts_dir,
     build_demo_gallery,
     build_embeddings,
-    cache_dir,
+    cache_version,
     evaluate_demo,
     frame_jpeg,
     gallery_ground_truth,
@@ -46,6 +46,13 @@ from core import (
     runs_table,
     thumbnail,
 )
+
+
+def _bar_reporter(bar) -> Reporter:
+    """A ``Reporter`` that moves a Streamlit progress bar and prints nothing."""
+    return Reporter(bar=False, on_progress=lambda d, t: bar.progress(d / t, text=f"Embedding {d}/{t} images"),
+                    log=lambda m: None)
+
 
 PENDING = "_pending"          # widget values to apply on the next run, before the widgets exist
 
@@ -69,8 +76,7 @@ def engine(gallery: str, config: EmbeddingConfig) -> SearchEngine:
     """Search engine of one gallery under one embedding, shared by every session; networks are
     shared between galleries. An update of the descriptors (``python -m core index``) gives a
     new engine."""
-    npz = cache_dir(gallery, config) / NPZ
-    return _engine(artifacts_key(), gallery, json.dumps(config.to_dict(), sort_keys=True), npz.stat().st_mtime_ns)
+    return _engine(artifacts_key(), gallery, json.dumps(config.to_dict(), sort_keys=True), cache_version(gallery, config))
 
 
 @st.cache_data(show_spinner=False)
@@ -170,8 +176,7 @@ def build_demo_widget(primary: bool = True) -> None:
                                         "Metrics page has a first run to show."):
         bar = st.progress(0.0, text="Writing the demo images…")
         network = embedder(json.dumps(DEFAULT_CONFIG.base().to_dict()))       # the process's, loaded once
-        gallery = build_demo_gallery(DEFAULT_CONFIG, network, log=lambda m: None,
-                                     on_progress=lambda d, t: bar.progress(d / t, text=f"Embedding {d}/{t} images"))
+        gallery = build_demo_gallery(DEFAULT_CONFIG, network, _bar_reporter(bar))
         bar.progress(1.0, text=f"Evaluating the {len(PHOTOS)} demo queries…")
         evaluate_demo(gallery, DEFAULT_CONFIG, network, log=lambda m: None)
         st.session_state[PENDING] = {"gallery": DEMO_NAME}
@@ -184,6 +189,5 @@ def build_index_widget(gallery: str, config: EmbeddingConfig = DEFAULT_CONFIG, k
     if st.button(f"Build the index of {gallery} ({config.label()})", type="primary", key=key):
         bar = st.progress(0.0, text="Loading the network…")
         build_embeddings(load_gallery(gallery), config, embedder(json.dumps(config.base().to_dict())),
-                         progress=False, on_progress=lambda d, t: bar.progress(d / t, text=f"Embedding {d}/{t} images"),
-                         log=lambda m: None)
+                         _bar_reporter(bar))
         st.rerun()

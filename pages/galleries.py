@@ -1,6 +1,7 @@
-"""Galleries: every registered gallery with its folder, size, ground truth, descriptor caches
-(embedding config) and saved indexes (Annoy, HNSW: parameters and measured recall), and deletion, confirmed
-by typing the name: of the descriptors and indexes, or of the whole gallery record (never the
+"""Galleries: every registered gallery with a few thumbnails, its folder, size, ground truth,
+descriptor caches (embedding, size on disk) and saved indexes (Annoy, HNSW: parameters and
+measured recall), the caches another process is embedding right now, and deletion, confirmed by
+typing the name: of the descriptors and indexes, or of the whole gallery record (never the
 images). Galleries are created and updated with ``python -m core index --folder PATH --name NAME``."""
 from __future__ import annotations
 
@@ -9,16 +10,39 @@ import shlex
 import pandas as pd
 import streamlit as st
 
-from core import CacheInfo, delete_descriptors, delete_gallery, escape_markdown, folder_size, gallery_entries, printable
-from pages.common import through_app
+from core import (
+    CacheInfo,
+    cache_bytes,
+    caches_in_progress,
+    delete_descriptors,
+    delete_gallery,
+    embedding_name,
+    escape_markdown,
+    folder_size,
+    gallery_entries,
+    printable,
+    sample_images,
+)
+from pages.common import through_app, thumb_uri
 
 
-def caches_table(caches: list[CacheInfo]) -> pd.DataFrame:
+def caches_table(gallery: str, caches: list[CacheInfo]) -> pd.DataFrame:
     rows = []
     for c in caches:
-        rows.append({"embedding": c.label, "key": c.key, "images": c.n_images, "dim": c.dim,
-                     "complete": c.complete, "indexes": "; ".join(ix.describe() for ix in c.indexes) or "none"})
+        rows.append({"embedding": embedding_name(c.config), "key": c.key, "images": c.n_images, "dim": c.dim,
+                     "on disk (MB)": cache_bytes(gallery, c.key) / 1e6, "complete": c.complete,
+                     "indexes": "; ".join(ix.describe() for ix in c.indexes) or "none"})
     return pd.DataFrame(rows)
+
+
+def in_progress(gallery: str) -> bool:
+    """Say which caches of ``gallery`` a process is embedding now (True when any)."""
+    work = caches_in_progress(gallery)
+    for w in work:
+        done = f"{w.n_done} images embedded so far" if w.n_done is not None else "no checkpoint yet"
+        st.info(f"Embedding in progress ({w.label or w.key}): {done}. Reload the page to follow it.",
+                icon=":material/hourglass_top:")
+    return bool(work)
 
 
 def deletion(g, size_text: str) -> None:
@@ -80,9 +104,16 @@ def main() -> None:
             st.caption(f"{escape_markdown(str(g.root))} · {n} images, {size / 1e6:.1f} MB"
                        + (f" · ground truth: {g.dataset}" if g.dataset else "")
                        + ("" if g.root.is_dir() else " · folder missing"))
+            samples = sample_images(g.root)
+            if samples:
+                strip = st.container(horizontal=True, gap="xsmall", key=f"samples_{g.name}")
+                for name in samples:
+                    strip.image(thumb_uri(g.root / name), width=72)
+            busy = in_progress(g.name)
             if entry.caches:
-                st.dataframe(caches_table(entry.caches), hide_index=True)
-            else:
+                st.dataframe(caches_table(g.name, entry.caches), hide_index=True,
+                             column_config={"on disk (MB)": st.column_config.NumberColumn(format="%.1f")})
+            elif not busy:
                 st.caption("No descriptors yet: `python -m core index --name " + g.name + "`")
             deletion(g, descriptors_size(entry.caches))
 

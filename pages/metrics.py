@@ -9,12 +9,20 @@ of the per-query chart or a row of a table opens that query in the Failures tab.
 """
 from __future__ import annotations
 
+import html
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
 import altair as alt
 import pandas as pd
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from core import (
     LABEL_COLOURS,
+    Query,
+    QueryFailure,
     Run,
     analyse_ranking,
     ap_comparison,
@@ -26,11 +34,15 @@ from core import (
     escape_markdown,
     failure_cases,
     failure_frame,
+    failure_reason,
+    fitted_domain,
     gallery_root,
     image_id_of,
     list_galleries,
+    method_colours,
     model_table,
     pr_curves,
+    printable,
     rank_moves,
     ranking_of,
     run_names,
@@ -44,7 +56,7 @@ from core import (
 from pages.common import all_runs, artifacts_key, build_demo_widget, run, run_gt, through_app, thumb_uri
 
 TABS = ["Runs", "Trade-off", "Per-query AP", "PR curves", "Failures", "Classes", "Training", "Performance"]
-SHOWN = ["name", "dataset", "model", "mAP", "mAP_interp11", "NDCG", "P@10", "backbone", "pooling", "scales", "whitening",
+SHOWN = ["name", "dataset", "protocol", "model", "mAP", "mAP_interp11", "NDCG", "P@10", "backbone", "pooling", "scales", "whitening",
          "dim", "max_size", "search", "rerank", "extraction_s", "query_ms", "rerank_ms", "n_images", "n_queries",
          "gallery", "timestamp", "run_id"]
 LEGEND = alt.Legend(orient="bottom", direction="vertical", labelLimit=0, title=None)
@@ -85,26 +97,65 @@ def runs_tab(df: pd.DataFrame) -> None:
                "gallery: figures on partial galleries are not comparable with published full-dataset mAP.")
 
 
+def colour_of(names: dict[str, str]) -> alt.Scale:
+    """Each run's colour, the same in every chart of the page (``method_colours``)."""
+    colours = method_colours(list(names.values()))
+    return alt.Scale(domain=list(colours), range=list(colours.values()))
+
+
+def run_legend(names: dict[str, str], shown: list[str]) -> None:
+    """One legend under a tab's charts, in the page's own text: a chart's legend of long run names
+    would take the chart's height, or be cut at 800 px."""
+    colours = method_colours(list(names.values()))
+    st.caption("  \n".join(f"<span style='color:{colours[n]}'>■</span> {escape_markdown(html.escape(n))}"
+                           for n in sorted(set(shown))), unsafe_allow_html=True)
+
+
 def tradeoff_tab(df: pd.DataFrame) -> None:
     names = run_names(df)
+    colours = colour_of(names)
     for dataset, sub in df.groupby("dataset", sort=True):
         sub = sub.assign(run=sub["run_id"].map(names), variant=variant_labels(sub))
         st.subheader(f"{dataset} · {len(sub)} runs")
-        base = alt.Chart(sub).mark_point(filled=True, size=120, opacity=0.85).encode(
-            y=alt.Y("mAP:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format=".1f", tickCount=5)),
-            color=alt.Color("variant:N", legend=LEGEND, title=None),
-            tooltip=["run", "variant", alt.Tooltip("mAP:Q", format=".3f"), alt.Tooltip("extraction_s:Q", format=".1f"),
-                     alt.Tooltip("query_ms:Q", format=".1f"), "dim", "run_id"])
-        charts = []
-        for field, title in (("extraction_s", "extraction time of the gallery (s)"), ("query_ms", "mean query time (ms)")):
-            top = float(sub[field].max()) if sub[field].notna().any() else 1.0
-            charts.append(base.encode(x=alt.X(f"{field}:Q", title=title, scale=alt.Scale(
-                domain=[0, max(top * 1.1, 1e-3)], nice=True))).properties(
-                title=f"mAP against {title.split(' (')[0]}", width=330, height=260))
-        # side by side with one legend under both: its labels get the page's width, not half of it
-        st.altair_chart(alt.hconcat(*charts, spacing=40).resolve_scale(color="shared"))
-    st.caption("One chart per dataset, one point per run; colour: the options that differ between that dataset's "
-               "runs. Timings come from the machine each run was made on.")
+        grid = st.grid("auto", min_column_width=340, gap="medium", key=f"tradeoff-{dataset}")
+        for field, title in (("fresh_query_ms", "query time, fresh embedding (ms)"),
+                             ("extraction_s", "gallery extraction (s)")):
+            with grid.cell():
+                st.altair_chart(tradeoff_chart(sub, field, title, colours), width="stretch")
+        with grid.cell():
+            st.altair_chart(stage_chart(sub), width="stretch")
+        run_legend(names, sub["run"].tolist())
+    st.caption("One point per run, one colour per method (embedding · search · re-ranking) in every chart. Query time "
+               "is embed + search + re-rank with the query's descriptor computed, not read from a cache: the mean "
+               "over the queries the run embedded, else the gallery's extraction time per image. Timings come from "
+               "the machine each run was made on.")
+
+
+def tradeoff_chart(sub: pd.DataFrame, field: str, title: str, colours: alt.Scale) -> alt.Chart:
+    """mAP against one cost, the mAP axis fitted to the runs."""
+    top = float(sub[field].max()) if sub[field].notna().any() else 1.0
+    return alt.Chart(sub).mark_point(filled=True, size=120, opacity=0.85).encode(
+        x=alt.X(f"{field}:Q", title=title, scale=alt.Scale(domain=[0, max(top * 1.1, 1e-3)], nice=True)),
+        y=alt.Y("mAP:Q", scale=alt.Scale(domain=list(fitted_domain(sub["mAP"].tolist())), zero=False),
+                axis=alt.Axis(format=".2f")),
+        color=alt.Color("run:N", scale=colours, legend=None),
+        tooltip=["run", "variant", alt.Tooltip("mAP:Q", format=".3f"), alt.Tooltip(f"{field}:Q", format=".1f"),
+                 "embed_measured_on", "dim", "run_id"]).properties(title=f"mAP against {title.split(',')[0].split(' (')[0]}",
+                                                                   height=260)
+
+
+def stage_chart(sub: pd.DataFrame) -> alt.Chart:
+    """Where a query's time goes, per run: embed, search, re-rank (ms)."""
+    stages = sub.melt(id_vars=["run"], value_vars=["embed_ms", "search_ms", "rerank_ms"], var_name="stage",
+                      value_name="ms").dropna(subset=["ms"])
+    stages["stage"] = stages["stage"].map({"embed_ms": "embed", "search_ms": "search", "rerank_ms": "re-rank"})
+    return alt.Chart(stages).mark_bar().encode(
+        y=alt.Y("run:N", title=None, axis=alt.Axis(labelLimit=200)), x=alt.X("ms:Q", title="ms per query", stack=True),
+        color=alt.Color("stage:N", scale=alt.Scale(domain=["embed", "search", "re-rank"],
+                                                   range=["#9ecae9", "#4c78a8", "#1f3b5a"]),
+                        legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=["run", "stage", alt.Tooltip("ms:Q", format=".1f")]).properties(
+        title="Query time by stage (fresh embedding)")
 
 
 def pick_runs(df: pd.DataFrame, key: str, max_runs: int, empty: str) -> list[Run]:
@@ -119,11 +170,15 @@ def pick_runs(df: pd.DataFrame, key: str, max_runs: int, empty: str) -> list[Run
     return [run(artifacts_key(), r) for r in chosen]
 
 
-def per_query_tab(df: pd.DataFrame) -> None:
-    chosen = pick_runs(df, "pq_runs", 2, "Choose one or two runs.")
-    if not chosen:
-        return
-    names = run_names(df)
+def compare_tab(df: pd.DataFrame, key: str, max_runs: int, empty: str,
+                draw: Callable[[list[Run], dict[str, str]], None]) -> None:
+    """A tab that compares chosen runs (per-query AP, PR curves): the runs, then its charts."""
+    chosen = pick_runs(df, key, max_runs, empty)
+    if chosen:
+        draw(chosen, run_names(df))
+
+
+def per_query_charts(chosen: list[Run], names: dict[str, str]) -> None:
     data = ap_comparison(chosen)
     if data.empty:
         st.warning("These runs share no query (are they of the same dataset?).")
@@ -134,7 +189,7 @@ def per_query_tab(df: pd.DataFrame) -> None:
     pick = alt.selection_point(name="pick", fields=["query", "run_id"], on="click")
     bars = alt.Chart(data).mark_bar().encode(
         x=alt.X("query:N", sort=order, axis=QUERY_AXIS), y=alt.Y("ap:Q", title="AP", scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("run:N", legend=LEGEND), xOffset="run:N",
+        color=alt.Color("run:N", scale=colour_of(names), legend=None), xOffset="run:N",
         opacity=alt.condition(pick, alt.value(1.0), alt.value(0.45)),
         tooltip=["query", "run", alt.Tooltip("ap:Q", format=".3f")]).add_params(pick)
 
@@ -145,6 +200,7 @@ def per_query_tab(df: pd.DataFrame) -> None:
 
     st.altair_chart(bars.properties(title="AP per query (click a bar to inspect that query)", height=420),
                     width="stretch", key="pq_bars", on_select=clicked, selection_mode="pick")
+    run_legend(names, [names[r.run_id] for r in chosen])
     if len(chosen) == 2:
         diff = data.drop_duplicates("query").assign(better=lambda d: d["better"].map(lambda b: names.get(b, b)))
         st.altair_chart(alt.Chart(diff).mark_bar().encode(
@@ -164,11 +220,7 @@ def per_query_tab(df: pd.DataFrame) -> None:
         st.caption(f"Queries where the runs differ by 0.05 AP or more; select a row to inspect it in {names[chosen[0].run_id]}.")
 
 
-def pr_tab(df: pd.DataFrame) -> None:
-    chosen = pick_runs(df, "pr_runs", 4, "Choose runs to compare.")
-    if not chosen:
-        return
-    names = run_names(df)
+def pr_charts(chosen: list[Run], names: dict[str, str]) -> None:
     worst = worst_query(chosen)
     queries = sorted(set().union(*(set(r.per_query["query"]) for r in chosen)))
     if st.session_state.get("pr_query") not in queries and worst:
@@ -177,33 +229,51 @@ def pr_tab(df: pd.DataFrame) -> None:
                          help="Starts at the query with the lowest AP averaged over the chosen runs")
     line = dict(x=alt.X("recall:Q", scale=alt.Scale(domain=[0, 1])),
                 y=alt.Y("precision:Q", scale=alt.Scale(domain=[0, 1])),
-                color=alt.Color("run:N", legend=LEGEND),
+                color=alt.Color("run:N", scale=colour_of(names), legend=None),
                 tooltip=["run", "curve", alt.Tooltip("recall:Q", format=".2f"), alt.Tooltip("precision:Q", format=".2f")])
     one = pr_curves(chosen, query).assign(run=lambda d: d["run"].map(names))
     mean = pr_curves(chosen).assign(run=lambda d: d["run"].map(names))
     curves = alt.Chart(one).mark_line(interpolate="step-after").encode(
-        **line, strokeDash=alt.StrokeDash("curve:N", legend=LEGEND)).properties(
-        title=f"PR curve of {query}" + (" (the worst query)" if query == worst else ""), width=330, height=230)
+        **line, strokeDash=alt.StrokeDash("curve:N", legend=alt.Legend(orient="top", title=None))).properties(
+        title=f"PR curve of {query}" + (" (the worst query)" if query == worst else ""), height=260)
     means = alt.Chart(mean).mark_line(point=True).encode(**line).properties(
-        title="Mean interpolated PR curve over each run's queries", width=330, height=230)
-    st.altair_chart(alt.hconcat(curves, means, spacing=40).resolve_scale(color="shared"))
+        title="Mean interpolated PR curve over each run's queries", height=260)
+    grid = st.grid("auto", min_column_width=340, gap="medium", key="pr_grid")
+    for chart in (curves, means):
+        with grid.cell():
+            st.altair_chart(chart, width="stretch")
+    run_legend(names, [names[r.run_id] for r in chosen])
 
 
 # ------------------------------------------------------------------ failures
 
-def thumbs(root, entries: list[tuple[str, str, str]], key: str) -> None:
-    """A grid of framed thumbnails (image id, label, caption)."""
+@st.dialog("Image", width="large")
+def view_image(path: Path, caption: str) -> None:
+    st.image(str(path), caption=caption, width="stretch")
+
+
+def thumbs(root: Path, entries: list[tuple[str, str, str]], key: str, link: dict[str, str] | None = None) -> None:
+    """A grid of framed thumbnails (image id, label, caption), each with its name; with ``link``
+    (the search page's parameters of the run's gallery), buttons to view it and to search with it."""
     grid = st.grid("auto", min_column_width=THUMB, gap="xsmall", key=key)
-    for image_id, label, caption in entries:
+    for n, (image_id, label, caption) in enumerate(entries):
         with grid.cell():
             path = root / image_id
             if path.exists():
                 st.image(thumb_uri(path, label), width="stretch")
             st.caption(caption)
+            st.text(printable(image_id))
+            if link is not None and path.exists():
+                with st.container(horizontal=True, gap="small"):
+                    if st.button("View", key=f"{key}-view-{n}", type="tertiary", icon=":material/open_in_full:"):
+                        view_image(path, f"{caption} · {escape_markdown(image_id)}")
+                    st.page_link("pages/search.py", label="Search", icon=":material/image_search:",
+                                 query_params={**link, "image": image_id}, help="Search with this image")
 
 
-def failures_tab(df: pd.DataFrame) -> None:
-    names = run_names(df)
+def pick_failure(df: pd.DataFrame, names: dict[str, str]) -> tuple[Run, Query, DeltaGenerator] | None:
+    """The run and query chosen (the newest run and its worst query first) and the column left for
+    k; None, with a warning, when the run's ground truth is gone."""
     ids_all = df["run_id"].tolist()
     if st.session_state.get("fail_run") not in ids_all:
         st.session_state["fail_run"] = ids_all[0]
@@ -215,60 +285,99 @@ def failures_tab(df: pd.DataFrame) -> None:
     if gt is None:
         st.warning("The ground truth of this run cannot be found any more (its gallery record and the `gt` folder "
                    "beside its images are gone), so its failures cannot be explained.")
-        return
+        return None
     pq = r.per_query.sort_values("ap", kind="stable")
-    queries = pq["query"].tolist()
-    if st.session_state.get("fail_query") not in queries:
-        st.session_state["fail_query"] = queries[0]
+    if st.session_state.get("fail_query") not in pq["query"].tolist():
+        st.session_state["fail_query"] = pq["query"].iloc[0]
     by_ap = dict(zip(pq["query"], pq["ap"]))
-    query = c[1].selectbox("Query (worst first)", queries, key="fail_query",
+    query = c[1].selectbox("Query (worst first)", list(by_ap), key="fail_query",
                            format_func=lambda q: f"{q} · AP {by_ap[q]:.3f}")
-    k = c[2].number_input("Found within k", 1, 100, 10, key="fail_k")
     q = {q.name: q for q in gt.queries}.get(query)
     if q is None:
         st.warning(f"{escape_markdown(query)} is not a query of this run's ground truth any more.")
+    return (r, q, c[2]) if q else None
+
+
+def found_within(failure: QueryFailure, n_images: int, col: DeltaGenerator) -> QueryFailure:
+    """The "found within k" control, reset to the number of relevant images for each new query."""
+    shown_for = (failure.query, n_images, failure.k)
+    if st.session_state.get("fail_k_for") != shown_for:
+        st.session_state.update(fail_k_for=shown_for, fail_k=max(1, failure.k))
+    k = col.number_input("Found within k", 1, max(1, n_images), key="fail_k",
+                         help="Starts at the number of relevant images: a perfect ranking finds them all.")
+    return replace(failure, k=int(k))
+
+
+def failures_tab(df: pd.DataFrame) -> None:
+    names = run_names(df)
+    picked = pick_failure(df, names)
+    if picked is None:
         return
+    r, q, k_column = picked
     try:
         ids, root = r.ids, gallery_root(r)
-        failure = analyse_ranking(q, ranking_of(r, query), ids, int(k))
+        failure = analyse_ranking(q, ranking_of(r, q.name), ids)
     except (ValueError, OSError) as exc:                  # a run whose files disagree, an unusable ground truth
         st.error(escape_markdown(str(exc)))
         return
-    row = pq.set_index("query").loc[query]
-
-    head = st.columns([1, 4])
-    image_id = image_id_of(q.image, ids)
-    if image_id and (root / image_id).exists():
-        head[0].image(thumb_uri(root / image_id, None, tuple(q.box.as_list()) if q.box else None),
-                      caption="query region" if q.box else "query image", width="stretch")
-    with head[1]:
-        st.markdown(f"**{escape_markdown(query)}** · AP {row['ap']:.3f} · {len(failure.found)} of {len(failure.positives)} relevant "
-                    f"images in the top {k} · {len(failure.missed)} missed · {failure.n_intruders} negatives ranked "
-                    "above the first missed one")
-        if r.summary.gallery in list_galleries() and r.summary.embedding_key:
-            st.page_link("pages/search.py", label="Open in search", icon=":material/image_search:",
-                         query_params=search_link(r, query))
-        rank_chart(failure, len(ids))
-    st.markdown(f"**Missed relevant images** ({len(failure.missed)}), with their rank")
-    thumbs(root, [(p.image_id, p.label, f"#{p.rank} · {p.negatives_above} negatives above") for p in failure.missed[:40]],
-           "fail_missed")
+    failure = found_within(failure, len(ids), k_column)
+    link = image_link(r)
+    failure_head(r, q, failure, root, link is not None)
+    st.markdown(f"**Negatives ranked above the last relevant image** ({failure.n_intruders}"
+                + (f"; the first {len(failure.intruders)}" if failure.n_intruders > len(failure.intruders) else "")
+                + "), with their rank")
+    thumbs(root, [(p.image_id, p.label, f"#{p.rank}") for p in failure.intruders], "fail_intruders", link)
+    st.markdown(f"**Missed relevant images** ({len(failure.missed)}: not in the top {failure.k}), with their rank")
+    thumbs(root, [(p.image_id, p.label, f"#{p.rank} · {p.negatives_above} negatives above")
+                  for p in failure.missed[:40]], "fail_missed", link)
     if len(failure.missed) > 40:
         st.caption(f"… and {len(failure.missed) - 40} more (all in the export).")
-    st.markdown(f"**Negatives ranked above them** ({failure.n_intruders}; the first {len(failure.intruders)})")
-    thumbs(root, [(p.image_id, p.label, f"#{p.rank}") for p in failure.intruders], "fail_intruders")
     compare_runs(df, r, q, names)
-    frame = failure_frame(failure)
-    about = {"run_id": run_id, "run": names[run_id], "query": query, "ap": float(row["ap"]), "k": int(k),
-             "box": q.box.as_list() if q.box else None}
-    e = st.columns(2)
-    e[0].download_button("Failure case as CSV", frame.to_csv(index=False), f"failure-{query}.csv".replace("/", "_"),
-                         "text/csv", on_click="ignore", icon=":material/download:", key="fail_csv")
-    e[1].download_button("Failure case as JSON", to_json(frame, about), f"failure-{query}.json".replace("/", "_"),
-                         "application/json", on_click="ignore", icon=":material/download:", key="fail_json")
+    failure_export(r, failure, names[r.run_id])
     with st.expander("Top results of the worst queries"):
         worst_overview(r, root)
     st.caption("Ranks are positions in the run's full ranking (junk included). Frames: " + ", ".join(
         f"<span style='color:{c}'>■</span> {lab}" for lab, c in LABEL_COLOURS.items()), unsafe_allow_html=True)
+
+
+def failure_head(r: Run, q: Query, failure: QueryFailure, root: Path, searchable: bool) -> None:
+    """The query's region, its scores in the run, the one-line reason and where its relevant images landed."""
+    head = st.columns([1, 4])
+    image_id = image_id_of(q.image, r.ids)
+    if image_id and (root / image_id).exists():
+        head[0].image(thumb_uri(root / image_id, None, tuple(q.box.as_list()) if q.box else None),
+                      caption="query region" if q.box else "query image", width="stretch")
+    ap = float(r.per_query.set_index("query").loc[q.name, "ap"])
+    with head[1]:
+        st.markdown(f"**{escape_markdown(q.name)}** · AP {ap:.3f} · {len(failure.found)} of {len(failure.positives)} "
+                    f"relevant images in the top {failure.k} · {len(failure.missed)} missed")
+        st.markdown(f"**Why:** {escape_markdown(failure_reason(failure))}")
+        if searchable:
+            st.page_link("pages/search.py", label="Open in search", icon=":material/image_search:",
+                         query_params=search_link(r, q.name))
+        rank_chart(failure, len(r.ids))
+
+
+def failure_export(r: Run, failure: QueryFailure, name: str) -> None:
+    frame = failure_frame(failure)
+    ap = float(r.per_query.set_index("query").loc[failure.query, "ap"])
+    about = {"run_id": r.run_id, "run": name, "query": failure.query, "ap": ap, "k": failure.k}
+    stem = f"failure-{failure.query}".replace("/", "_")
+    e = st.columns(2)
+    e[0].download_button("Failure case as CSV", frame.to_csv(index=False), f"{stem}.csv", "text/csv",
+                         on_click="ignore", icon=":material/download:", key="fail_csv")
+    e[1].download_button("Failure case as JSON", to_json(frame, about), f"{stem}.json", "application/json",
+                         on_click="ignore", icon=":material/download:", key="fail_json")
+
+
+def image_link(r: Run) -> dict[str, str] | None:
+    """The search page's parameters for an image of the run's gallery searched as the run searched
+    (None when the gallery or its embedding is not there any more)."""
+    if r.summary.gallery not in list_galleries() or not r.summary.embedding_key:
+        return None
+    link = search_link(r, "")
+    del link["query"]
+    return link
 
 
 def search_link(r: Run, query: str) -> dict[str, str]:
@@ -359,10 +468,13 @@ def classes_tab(df: pd.DataFrame) -> None:
                                                         for c in table.columns if c not in ("class", "n_queries")})
     base = alt.Chart(confusion).encode(x=alt.X("predicted:N", title="predicted class"),
                                        y=alt.Y("true:N", title="true class"))
-    heat = base.mark_rect().encode(color=alt.Color("share:Q", scale=alt.Scale(scheme="blues"), title="share of row"),
-                                   tooltip=["true", "predicted", "count", alt.Tooltip("share:Q", format=".2f")])
-    labels = base.mark_text(fontSize=11).encode(text="count:Q", color=alt.condition(
-        "datum.share > 0.5", alt.value("white"), alt.value("black")))
+    # empty cells stay white: the colour scale starts at the smallest non-zero share, not at 0
+    heat = base.mark_rect(stroke="#eeeeee").encode(
+        color=alt.condition("datum.count > 0", alt.Color("share:Q", scale=alt.Scale(scheme="blues", zero=False),
+                                                         title="share of row"), alt.value("white")),
+        tooltip=["true", "predicted", "count", alt.Tooltip("share:Q", format=".2f")])
+    labels = base.mark_text(fontSize=11).transform_filter("datum.count > 0").encode(
+        text="count:Q", color=alt.condition("datum.share > 0.5", alt.value("white"), alt.value("black")))
     st.altair_chart((heat + labels).properties(title=f"Confusion matrix of the {s['knn_k']}-NN vote", height=420),
                     width="stretch")
     st.caption("Every image is a query; the other images of its class are relevant, the query itself is ignored. "
@@ -419,6 +531,10 @@ def performance_tab() -> None:
                     width="stretch")
 
 
+COMPARE = {"Per-query AP": ("pq_runs", 2, "Choose one or two runs.", per_query_charts),
+           "PR curves": ("pr_runs", 4, "Choose runs to compare.", pr_charts)}
+
+
 def no_runs() -> None:
     st.info("No evaluation runs yet. Build the demo gallery for a first run of its 10 queries, or evaluate an "
             "embedding on a benchmark (the download comes from the benchmark's official host):\n\n"
@@ -440,9 +556,10 @@ def main() -> None:
                 training_tab(df)
             elif df.empty:
                 no_runs()
+            elif name in COMPARE:
+                compare_tab(df, *COMPARE[name])
             else:
-                {"Runs": runs_tab, "Trade-off": tradeoff_tab, "Per-query AP": per_query_tab,
-                 "PR curves": pr_tab, "Failures": failures_tab, "Classes": classes_tab}[name](df)
+                {"Runs": runs_tab, "Trade-off": tradeoff_tab, "Failures": failures_tab, "Classes": classes_tab}[name](df)
 
 
 through_app()

@@ -9,6 +9,8 @@ only them.
 from __future__ import annotations
 
 import json
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 
 import streamlit as st
@@ -23,10 +25,12 @@ from core import (
     MAX_K,
     MAX_UPLOAD_MB,
     RERANKERS,
+    UPLOAD_NAMES,
     Box,
     ImageError,
     IndexMismatch,
     Query,
+    Reranker,
     Result,
     Results,
     SearchEngine,
@@ -35,12 +39,14 @@ from core import (
     backend,
     backend_names,
     box_from_cropper,
-    check_upload,
     create_reranker,
     cropper_coords,
+    dataset_name,
     decode,
     draw_window,
+    embedding_name,
     escape_markdown,
+    extraction_rate,
     filter_ids,
     fit_box,
     gallery_entries,
@@ -56,6 +62,8 @@ from core import (
     printable,
     queries_in_gallery,
     query_report,
+    read_upload,
+    rerank_name,
     results_frame,
     score_kind,
     settings_from,
@@ -75,12 +83,15 @@ from pages.common import (
     warm_thumbnails,
 )
 
-PREVIEW = (380, 380)            # the cropper draws on a preview at most this large: fits a column at 1280 px
-COLUMN = 390                    # query and results side by side when both get this width, else stacked
-RESULT_WIDTH = 150              # result thumbnails are at least this wide (the grid drops a column first)
+PREVIEW = (340, 340)            # the cropper draws on a preview at most this large
+QUERY_WIDTH = 350               # the query column; the results take the rest of the row, or go below it
+TILES = {"small": 100, "medium": 125, "large": 200}   # least width of a result tile: 3 a row at 1280, 7 at 1920
+SLOW = 2.0                      # a search that takes longer shows its progress
+PER_PAGE = 24                   # results a page: k = 100 is 5 pages, not a 19,000-pixel page
 BROWSE_PER_PAGE = 24
 GALLERY, UPLOAD, GT = "Gallery image", "Upload", "Ground-truth query"
 LINK, PROBLEMS = "_link", "_link_problems"
+KEEP = "session"                # widgets keep their value when the person visits another page and comes back
 
 
 @dataclass
@@ -126,11 +137,7 @@ class Shown:
     image_id: str | None                                      # the query's own image, if in the gallery
     hidden: list[Result] = field(default_factory=list)        # the query's own image, when hidden
     windows: dict[str, Box] = field(default_factory=dict)     # best windows of local re-ranking
-
-    @property
-    def rerank(self) -> str:
-        """Label of the re-ranking method ("" when none)."""
-        return self.results.rerank_label
+    rerank: str = ""                                          # the re-ranking in words ("" when none)
 
 
 # ------------------------------------------------------------------ the link
@@ -237,11 +244,11 @@ def choose_query(ids: list[str], root, gt_queries: list[Query]) -> QueryImage | 
     sources = ([GT] if gt_queries else []) + [GALLERY, UPLOAD]
     if st.session_state.get("source") not in sources:
         st.session_state["source"] = sources[0]
-    source = st.radio("Query from", sources, horizontal=True, key="source")
+    source = st.radio("Query from", sources, horizontal=True, key="source", persist_state=KEEP)
     if source == GT:
         by_name = {q.name: q for q in gt_queries}
         pending("query", "gt_query", list(by_name), "ground-truth query")
-        name = st.selectbox("Ground-truth query", list(by_name), key="gt_query",
+        name = st.selectbox("Ground-truth query", list(by_name), key="gt_query", persist_state=KEEP,
                             format_func=lambda n: f"{n}  ({by_name[n].image})")
         q = by_name[name]
         image_id = image_id_of(q.image, ids)
@@ -250,7 +257,7 @@ def choose_query(ids: list[str], root, gt_queries: list[Query]) -> QueryImage | 
     if source == GALLERY:
         pending("image", "gallery_image", ids, "gallery image")
         c = st.columns([4, 1], vertical_alignment="bottom")
-        image_id = c[0].selectbox("Gallery image", ids, key="gallery_image")
+        image_id = c[0].selectbox("Gallery image", ids, key="gallery_image", persist_state=KEEP)
         if c[1].button("Browse", key="browse", icon=":material/grid_view:", help="Pick from thumbnails"):
             st.session_state["browsing"] = True
         if st.session_state.get("browsing"):       # stays open over reruns until a pick or a dismissal
@@ -259,28 +266,44 @@ def choose_query(ids: list[str], root, gt_queries: list[Query]) -> QueryImage | 
         return QueryImage(f"img-{image_id}", image_id, str(path), gallery_image_size(path), None, None, image_id)
     # the server accepts more than the limit (server.maxUploadSize), so that a too large file gets a
     # message that names it, not only the uploader's small error icon
-    upload = st.file_uploader(f"Image (JPEG, PNG, WebP or BMP, at most {MAX_UPLOAD_MB} MB)", key="upload")
+    upload = st.file_uploader(f"Image ({UPLOAD_NAMES}, at most {MAX_UPLOAD_MB} MB)", key="upload")
     if upload is None:
         return None
     try:
-        img = check_upload(upload.name, upload.getvalue(), MAX_UPLOAD_MB)
+        read = read_upload(upload.name, upload.getvalue(), MAX_UPLOAD_MB)
     except ImageError as exc:
         st.error(escape_markdown(str(exc)), icon=":material/broken_image:")
         return None
-    return QueryImage(f"up-{upload.file_id}", upload.name, img, img.size, None)
+    if read.note:
+        st.warning(escape_markdown(read.note), icon=":material/photo_size_select_large:")
+    return QueryImage(f"up-{upload.file_id}", upload.name, read.image, read.image.size, None)
+
+
+def restart_cropper(token: str, box: Box) -> None:
+    """Draw a new cropper for ``token`` starting at ``box`` (a link's box, typed pixels, or the
+    box the person left when visiting another page)."""
+    st.session_state.update(crop_version=st.session_state.get("crop_version", 0) + 1, crop_start=(token, box),
+                            crop_kept=(token, box))
+
+
+def cropper_key(token: str) -> str:
+    return f"crop-{token}-{st.session_state.get('crop_version', 0)}"
 
 
 def crop(query: QueryImage) -> Box:
-    """The cropper over a preview of the query; returns the box in original pixels (the start
-    box itself when the cropper was not moved)."""
+    """The cropper over a preview of the query, a hint and the box in numbers; returns the box in
+    original pixels (the start box itself when the cropper was not moved)."""
     link_box = st.session_state.get(PENDING, {}).pop("box", None)
+    kept = st.session_state.get("crop_kept")
+    start_of = st.session_state.get("crop_start")
     if link_box is not None:
-        link_box, note = fit_box(link_box, query.size)
+        link_box, note = fit_box(link_box, query.size)      # clipped to the image, or dropped, with a line
         if note:
             st.session_state.setdefault(PROBLEMS, []).append(note)
     if link_box is not None:
-        st.session_state["crop_version"] = st.session_state.get("crop_version", 0) + 1
-        st.session_state["crop_start"] = (query.token, link_box)
+        restart_cropper(query.token, link_box)
+    elif cropper_key(query.token) not in st.session_state and kept and kept[0] == query.token and kept != start_of:
+        restart_cropper(query.token, kept[1])                 # back from another page: the box as it was left
     start_of = st.session_state.get("crop_start")
     start = start_of[1] if start_of and start_of[0] == query.token else (query.box or Box(0, 0, *query.size))
     full = query.source if isinstance(query.source, Image.Image) else image_of(query.source, max(PREVIEW))
@@ -288,11 +311,41 @@ def crop(query: QueryImage) -> Box:
     scale = query.size[0] / small.width
     rect = st_cropper(small, realtime_update=True, box_color="#ff4b4b", return_type="box",
                       default_coords=cropper_coords(start, scale), should_resize_image=False,
-                      key=f"crop-{query.token}-{st.session_state.get('crop_version', 0)}")
+                      key=cropper_key(query.token))
     box = box_from_cropper(rect, scale, query.size, start)
+    st.session_state["crop_kept"] = (query.token, box)
+    st.caption("Drag inside the box to move it, drag a corner to resize it, or type the box in pixels below.")
+    box_fields(query, box)
     st.caption(f"Query box in original pixels: x1 {box.x1:g}, y1 {box.y1:g}, x2 {box.x2:g}, y2 {box.y2:g} "
                f"({box.x2 - box.x1:g}×{box.y2 - box.y1:g} of {query.size[0]}×{query.size[1]})")
     return box
+
+
+BOX_FIELDS = ("x1", "y1", "x2", "y2")
+
+
+def typed_box(token: str, size: tuple[int, int]) -> None:
+    """A callback: the four fields as the cropper's new box (corners ordered, clipped to the
+    image); a box with no area is refused with a line that says so."""
+    values = [float(st.session_state[f"box_{name}"]) for name in BOX_FIELDS]
+    try:
+        box = Box.of(values).clamp(*size)
+    except ImageError as exc:
+        st.session_state["box_problem"] = f"{exc}: the box was not changed."
+        return
+    restart_cropper(token, box)
+
+
+def box_fields(query: QueryImage, box: Box) -> None:
+    """x1 y1 x2 y2 in original pixels, showing the cropper's box; typing one redraws the cropper."""
+    for name, value in zip(BOX_FIELDS, box.as_list()):
+        st.session_state[f"box_{name}"] = float(value)
+    cells = st.columns(4, gap="xsmall")
+    for cell, name, limit in zip(cells, BOX_FIELDS, (*query.size, *query.size)):
+        cell.number_input(name, 0.0, float(limit), step=1.0, format="%g", key=f"box_{name}",
+                          on_change=typed_box, args=(query.token, query.size))
+    if st.session_state.get("box_problem"):
+        st.warning(st.session_state.pop("box_problem"))
 
 
 def query_region(query_source: str | Image.Image, box: Box | None, max_side: int) -> Image.Image:
@@ -318,22 +371,56 @@ def run_search(eng: SearchEngine, query: QueryImage, box: Box | None, settings: 
     search = settings_from(settings.method, settings.metric, {effort: settings.effort} if effort else {})
     reranker = create_reranker(settings.rerank)
     title = RERANKERS[settings.rerank].title
-    message = "Searching…" if settings.rerank == "none" else (
-        f"Searching and re-ranking by {title} (the first search of a gallery prepares it once: methods over "
-        "feature maps read every image, a minute or more)…")
-    with st.spinner(message):
-        results = eng.search(query.source, box, k=settings.k + extra, settings=search, reranker=reranker)
+    message = "Searching…" if settings.rerank == "none" else f"Searching and re-ranking by {title}…"
+    with st.spinner(message), ThreadPoolExecutor(1) as pool:
+        results = with_progress(pool.submit(eng.search, query.source, box, k=settings.k + extra, settings=search,
+                                            reranker=reranker), first_rerank_estimate(eng, reranker),
+                                "Searching: a saved index is built on its first use" if settings.rerank == "none"
+                                else f"Preparing {title} for this gallery, once")
     if results.times.prepare_seconds >= 0.001:            # the first time: say what it cost, apart from the query
         st.status(f"Prepared {title} for {eng.gallery.name} in {results.times.prepare_seconds:.1f} s (once per gallery "
                   "and embedding)", state="complete", expanded=False)
     shown = Shown(eng.gallery.name, query.token, query.name, query.source, results, query.gt, settings.k,
                   settings.metric, box, query.image_id,
-                  windows={i: e[1] for i, e in results.evidence.items() if e[1] is not None})
+                  windows={i: e[1] for i, e in results.evidence.items() if e[1] is not None},
+                  rerank=rerank_name(reranker.name, reranker.for_gallery(len(eng.embeddings.ids)).params())
+                  if results.rerank_label else "")
     if extra:
         items = results.items
         shown.hidden = [r for r in items if r.image_id == query.image_id]
         shown.results = replace(results, items=[r for r in items if r.image_id != query.image_id][:settings.k])
     return shown
+
+
+def first_rerank_estimate(eng: SearchEngine, reranker: Reranker) -> float | None:
+    """Seconds a first re-ranking that reads every image (feature maps) may take: the gallery at
+    the rate its descriptors were extracted; None when unknown or when the method reads no image."""
+    rate = extraction_rate(eng.gallery.name, eng.config.key()) if reranker.needs_image else None
+    return len(eng.embeddings.ids) / rate if rate else None
+
+
+def with_progress(future: Future, estimate: float | None, what: str) -> Results:
+    """Wait for a search; past ``SLOW`` seconds (a first re-ranking preparing the gallery, an index
+    built on first use) say ``what`` it is doing, the time spent and, when it can be estimated,
+    how much is left."""
+    start, bar = time.perf_counter(), None
+    try:
+        while True:
+            try:
+                return future.result(timeout=0.25)
+            except TimeoutError:
+                elapsed = time.perf_counter() - start
+            if elapsed < SLOW:
+                continue
+            bar = bar or st.progress(0.0)
+            text = f"{what}: {elapsed:.0f} s"
+            if estimate:                       # else the bar only creeps on: nothing says how long it takes
+                left = estimate - elapsed
+                text += f", about {left:.0f} s left" if left >= 1 else ", longer than estimated"
+            bar.progress(min(elapsed / (estimate or elapsed + 30), 0.99), text=text)
+    finally:
+        if bar is not None:
+            bar.empty()
 
 
 def timing_line(shown: Shown) -> str:
@@ -384,7 +471,7 @@ def show_results(shown: Shown, root, ids: list[str], eng: SearchEngine, current_
     labels = label_results(gt, [r.image_id for r in results.items]) if gt else [None] * len(results.items)
     if gt:
         rep = query_report(gt, results.ranking[:k], results.ranking, ids, k)     # the full ranking a run scores
-        st.markdown(f"**AP {rep.ap:.3f}** · AP 11-pt {rep.ap_interp11:.3f} · P@{k} {rep.precision_at_k:.2f} · "
+        st.markdown(f"**AP {rep.ap:.3f}** · AP 11-pt {rep.ap_interp11:.3f} · P@{k} {rep.precision_at_k:.2f} (junk skipped) · "
                     f"missed **{rep.missed}** of {rep.n_relevant} relevant",
                     help=f"Relevant = listed positives present in this gallery; junk is ignored; AP over the "
                          f"whole ranking (re-ranked when a method is chosen), as an evaluation run scores it. AP 11-pt: 11-point "
@@ -398,8 +485,20 @@ def show_results(shown: Shown, root, ids: list[str], eng: SearchEngine, current_
         else "Euclidean distance (lower is closer)"
     st.caption(f"Scores: {scores}" + (f"; order: re-ranking {shown.rerank}, rank before it in brackets"
                                       if shown.rerank else ""))
-    grid = st.grid("auto", min_column_width=RESULT_WIDTH, gap="small", key="results")
-    for item, label in zip(results.items, labels):
+    result_grid(shown, labels, root)
+    export(shown, labels)
+
+
+def result_grid(shown: Shown, labels: list[str | None], root) -> None:
+    """The results, as many tiles a row as the width holds at the chosen tile size, a page at a time."""
+    items = shown.results.items
+    size = st.segmented_control("Tile size", list(TILES), key="tile_size", persist_state=KEEP, required=True,
+                                default="medium", label_visibility="collapsed", help="Size of the result tiles")
+    n_pages = max(1, -(-len(items) // PER_PAGE))
+    page = st.session_state.get("results_page", 1) if n_pages > 1 else 1
+    first = (min(page, n_pages) - 1) * PER_PAGE
+    grid = st.grid(24, min_column_width=TILES[size or "medium"], gap="small", key="results")
+    for item, label in zip(items[first:first + PER_PAGE], labels[first:first + PER_PAGE]):
         with grid.cell():
             window = shown.windows.get(item.image_id)
             st.image(window_thumb(root / item.image_id, label, window) if window
@@ -411,7 +510,9 @@ def show_results(shown: Shown, root, ids: list[str], eng: SearchEngine, current_
                     view_result(shown, item, label, root)
                 st.button("Search", key=f"again-{item.rank}", on_click=search_with, args=(item.image_id,),
                           type="tertiary", icon=":material/image_search:", help="Search with this image")
-    export(shown, labels)
+    if n_pages > 1:
+        st.pagination(n_pages, key="results_page")
+        st.caption(f"Results {first + 1}–{min(first + PER_PAGE, len(items))} of {len(items)}")
 
 
 def export(shown: Shown, labels: list[str | None]) -> None:
@@ -427,7 +528,17 @@ def export(shown: Shown, labels: list[str | None]) -> None:
 
 
 def search_with(image_id: str) -> None:
-    st.session_state.update(source=GALLERY, gallery_image=image_id, auto_search=True, rerun_app=True)
+    st.session_state.update(source=GALLERY, gallery_image=image_id, auto_search=True, rerun_app=True,
+                            scroll_top=st.session_state.get("scroll_top", 0) + 1)
+
+
+def scroll_to_top() -> None:
+    """After "search with this result": show the new query, not the place the click was made."""
+    n = st.session_state.get("scroll_top", 0)
+    if n > st.session_state.get("scrolled", 0):
+        st.session_state["scrolled"] = n
+        st.html(f"<script>/* {n} */ for (const e of [document.querySelector('[data-testid=stMain]'), "
+                "document.scrollingElement]) e && e.scrollTo({top: 0});</script>", unsafe_allow_javascript=True)
 
 
 @st.fragment
@@ -441,6 +552,7 @@ def results_panel(eng: SearchEngine, query: QueryImage | None, box: Box | None, 
     if query and (clicked or st.session_state.pop("auto_search", False)):
         try:
             st.session_state["results"] = run_search(eng, query, box, settings)
+            st.session_state.pop("results_page", None)
         except (ImageError, IndexMismatch) as exc:
             st.error(escape_markdown(str(exc)))
     shown = st.session_state.get("results")
@@ -453,6 +565,11 @@ def results_panel(eng: SearchEngine, query: QueryImage | None, box: Box | None, 
 def sidebar(entries) -> tuple:
     # galleries that can be searched first: a fresh session, or a link to a vanished gallery, opens one of them
     by_name = {e.gallery.name: e for e in sorted(entries, key=lambda e: not e.indexed)}
+
+    def gallery_name(name: str) -> str:
+        dataset = dataset_name(by_name[name].gallery.dataset or name)
+        return name if dataset == name else f"{name} ({dataset})"
+
     with st.sidebar:
         previous = st.session_state.get("gallery")
         pending("gallery", "gallery", list(by_name), "gallery")
@@ -461,34 +578,39 @@ def sidebar(entries) -> tuple:
                 f"Gallery {previous!r} is not registered any more (deleted on the Galleries page, in another "
                 f"tab or from the command line); showing {next(iter(by_name))!r}.")
             del st.session_state["gallery"]
-        entry = by_name[st.selectbox("Gallery", list(by_name), key="gallery")]
+        entry = by_name[st.selectbox("Gallery", list(by_name), key="gallery", persist_state=KEEP,
+                                     format_func=gallery_name)]
         # the default embedding first, so that a fresh session searches with the measured default
         caches = {c.key: c for c in sorted(entry.indexed, key=lambda c: c.key != DEFAULT_CONFIG.key())}
         cache = None
         if caches:
             pending("embedding", "embedding", list(caches), "embedding")
-            cache = caches[st.selectbox("Embedding", list(caches), key="embedding",
-                                        format_func=lambda key: f"{caches[key].label} · {caches[key].dim}-d")]
-        k = st.slider("Results (k)", 1, MAX_K, 10, key="k")
-        metric = st.radio("Similarity", ["cosine", "euclidean"], horizontal=True, key="metric",
+            cache = caches[st.selectbox("Embedding", list(caches), key="embedding", persist_state=KEEP,
+                                        format_func=lambda key: f"{embedding_name(caches[key].config)} · "
+                                                                f"{caches[key].dim}-d")]
+        k = st.slider("Results (k)", 1, MAX_K, 10, key="k", persist_state=KEEP)
+        metric = st.radio("Similarity", ["cosine", "euclidean"], horizontal=True, key="metric", persist_state=KEEP,
                           help="cosine: similarity, higher is closer; euclidean: distance, lower is closer")
-        method = st.radio("Index", list(backend_names()), horizontal=True, key="method",
+        method = st.radio("Index", list(backend_names()), horizontal=True, key="method", persist_state=KEEP,
                           help=f"auto: {auto_description()} (benchmarks/bench_search.py); saved indexes are built "
                                "on first use")
         effort_name = backend(method).Params.effort if method != "auto" else None
         effort = st.number_input(f"{backend(method).title} {effort_name} (0: tuned at build time for recall@10 ≥ 0.95)",
-                                 0, 10_000_000, 0, key="effort") if effort_name else 0
+                                 0, 10_000_000, 0, key="effort", persist_state=KEEP) if effort_name else 0
         methods = list_rerankers()
         if st.session_state.get("rerank") not in methods:
             st.session_state["rerank"] = DEFAULT_RERANK
-        rerank = st.selectbox("Re-ranking", methods, key="rerank",
+        rerank = st.selectbox("Re-ranking", methods, key="rerank", persist_state=KEEP,
                               format_func=lambda n: RERANKERS[n].title + (" (default)" if n == DEFAULT_RERANK else ""),
                               help=f"core/rerank/, over the chosen index's ranking. Default {DEFAULT_RERANK}, chosen "
                                    "on the validation protocol (README \"Re-ranking\"). Local windows draw the best "
                                    "window on each result; the metrics page compares the methods' runs.")
         if RERANKERS[rerank].helps:
             st.caption(RERANKERS[rerank].helps)
-        hide_self = st.toggle("Hide the query's own image", key="hide_self",
+        if metric == "euclidean" and rerank != "none":
+            st.caption(":orange[Euclidean has no effect here]: the re-ranking sets the order and the scores shown are "
+                       "cosines (on normalised descriptors Euclidean distance ranks as cosine does).")
+        hide_self = st.toggle("Hide the query's own image", key="hide_self", persist_state=KEEP,
                               help="A gallery image used as the query finds itself first; it is marked "
                                    "'query image' when shown.")
         trained = {n: c for n, c in trained_configs().items() if c.key() not in caches}
@@ -525,12 +647,12 @@ def main() -> None:
         st.warning(f"Ground truth of {gallery.name} not used: {escape_markdown(str(exc))}")
         gt = None
     gt_queries = queries_in_gallery(gt, ids) if gt else []
-    st.caption(f"{gallery.name}: {len(ids)} images · {cache.label}"
+    st.caption(f"{gallery.name}: {len(ids)} images · {embedding_name(cache.config)}"
                + (f" · ground truth: {gt.dataset}, {len(gt_queries)} queries in this gallery" if gt else ""))
 
     notices = st.container()
-    layout = st.grid("auto", min_column_width=COLUMN, gap="medium", key="search_row")
-    with layout.cell():
+    row = st.container(horizontal=True, gap="medium", key="search_row")
+    with row.container(width=QUERY_WIDTH, key="query_column"):
         try:
             query = choose_query(ids, gallery.root, gt_queries)
         except ImageError as exc:                          # a photo deleted since indexing: one line
@@ -541,8 +663,9 @@ def main() -> None:
             st.image(query_region(query.source, box, 320), caption="What is embedded", width=160)
     with notices:
         link_problems()
-    with layout.cell():
+    with row.container(key="results_column"):
         results_panel(eng, query, box, settings)
+    scroll_to_top()
     write_link(ViewState(gallery.name, cache.key, query.name if query and query.gt else None,
                          query.image_id if query and not query.gt else None, box if query else None, settings.k,
                          settings.metric, settings.method, settings.effort,

@@ -20,6 +20,7 @@ from core.embed.embedder import Embedder
 from core.evaluation.metrics import score_query
 from core.index import ExactIndex
 from core.paths import artifacts_dir
+from core.progress import Reporter
 from core.rerank import RegionQuery, RerankContext, Reranker, apply_reranker
 from core.rerank.featuremaps import gallery_feature_maps
 
@@ -46,6 +47,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         source = inspect.getsource(func) if func is not None else ""
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or any(c in source for c in SLOW_CALLS):
             item.add_marker(pytest.mark.slow)
+
+
+def write_legacy_cache(directory: Path, emb: Embeddings, fingerprints: list[str] | None = None) -> None:
+    """Turn the cache in ``directory`` back into the single ``embeddings.npz`` that earlier
+    versions wrote (``fingerprints`` in place of the stored ones, e.g. the older "size:mtime")."""
+    from core.files import write_npz
+
+    failed = sorted(emb.failures)
+    arrays = {"vectors": np.array(emb.vectors), "ids": np.array(emb.ids, dtype=str),
+              "fingerprints": np.array(fingerprints or emb.fingerprints, dtype=str),
+              "failed_ids": np.array(failed, dtype=str),
+              "failed_reasons": np.array([emb.failures[f] for f in failed], dtype=str),
+              "failed_fingerprints": np.array([""] * len(failed), dtype=str)}
+    if emb.whitening is not None:
+        arrays.update(emb.whitening.to_arrays())
+    for old in [*directory.glob("vectors-*.f32"), *directory.glob("rows-*.jsonl"), directory / "manifest.json",
+                directory / "whitening.npz"]:
+        old.unlink(missing_ok=True)
+    write_npz(directory / "embeddings.npz", **arrays)
 
 
 def require_shared() -> None:
@@ -142,7 +162,7 @@ def paris(paris_gallery, paris_gt) -> PlainParis:
     """Computed once per artifacts folder, i.e. once per test session, whichever file asks first."""
     key = str(artifacts_dir())
     if key not in _PLAIN:
-        emb = build_embeddings(paris_gallery, PLAIN_GEM, progress=False, log=lambda m: None)
+        emb = build_embeddings(paris_gallery, PLAIN_GEM, reporter=Reporter.quiet())
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             queries = resolve(paris_gt, emb.ids).queries

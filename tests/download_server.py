@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import io
 import tarfile
-from http.server import BaseHTTPRequestHandler
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from conftest import OXFORD, require_shared
 
@@ -65,3 +68,17 @@ def serve_oxford(state: Served) -> None:
     require_shared()
     state.files["oxbuild_images-v1.tgz"] = tgz({p.name: p.read_bytes() for p in sorted((OXFORD / "jpg").glob("*.jpg"))})
     state.files["gt_files_170407.tgz"] = (OXFORD / "gt_files_170407.tgz").read_bytes()
+
+
+@contextmanager
+def local_server() -> Iterator[tuple[Served, str]]:
+    """A server on 127.0.0.1 (a free port) in a thread: yields what it serves and its base URL."""
+    state = Served()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state, f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -77,6 +77,13 @@ def test_cli_search_prints_ranked_results(default_run, paris_gallery, capsys):
     scores = [float(line.split()[2]) for line in lines[1:]]
     assert scores == sorted(scores, reverse=True)
     assert any("louvre" in line for line in lines[1:4])
+    assert main(["search", str(img), "--box", *map(str, box), "-k", "5", "--name", "paris6k", "--rerank", "none",
+                 "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert [r["rank"] for r in got["results"]] == [1, 2, 3, 4, 5]
+    assert [f"{r['score']:.4f}" for r in got["results"]] == [line.split()[2] for line in lines[1:]]
+    assert all(r["file"] and r["file"].endswith(r["id"]) for r in got["results"])
+    assert got["search"]["method"] == "exact" and got["n_images"] == 250 and got["times_ms"]["embed_ms"] > 0
 
 
 def test_cli_reports_a_clear_error_for_a_missing_gallery(session_artifacts, capsys):

@@ -24,15 +24,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.io
-from conftest import PARIS, REPO, copy_paris_images, paris_images
+from conftest import PARIS, REPO, copy_paris_images, paris_images, write_legacy_cache
 from download_server import tgz
 from markdown_it import MarkdownIt
 from PIL import EpsImagePlugin, Image
 
 import core.evaluation.runs as runs
 from core.app.preview import check_upload
-from core.cache.descriptors import NPZ, CacheError, Embeddings, build_embeddings, cache_dir, load_embeddings
+from core.cache.descriptors import CacheError, Embeddings, build_embeddings, cache_dir, load_embeddings
 from core.cache.galleries import duplicate_groups, register_gallery
+from core.cache.store import MANIFEST
 from core.cli import build_parser, config_from_args, main
 from core.config import DEFAULT_CONFIG, PLAIN_GEM, EmbeddingConfig
 from core.datasets import GroundTruthError, load_oxford_paris
@@ -45,6 +46,7 @@ from core.files import write_json, write_npz
 from core.images import ImageError, image_size, load_image
 from core.index import IndexMismatch
 from core.index.annoy import AnnoyIndex, AnnoyParams
+from core.progress import Reporter
 
 CFG = EmbeddingConfig(max_size=64, scales=(1.0,))
 FLAGS = ["--max-size", "64", "--scales", "1.0", "--quiet"]
@@ -127,14 +129,14 @@ def test_a_rewrite_that_keeps_size_and_mtime_is_embedded_again(artifacts, tmp_pa
     _bmp(first, folder / "x.bmp")
     _bmp(first, folder / "copy.bmp")
     gallery = register_gallery("g", folder)
-    build_embeddings(gallery, CFG, embedder, **QUIET)
+    build_embeddings(gallery, CFG, embedder, reporter=Reporter.quiet())
     assert duplicate_groups(gallery) == [["copy.bmp", "x.bmp"]]
     before = os.stat(folder / "x.bmp")
     _bmp(other, folder / "x.bmp")                                          # new pixels, same size...
     os.utime(folder / "x.bmp", ns=(before.st_atime_ns, before.st_mtime_ns))  # ...and the old mtime
     after = os.stat(folder / "x.bmp")
     assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
-    emb = build_embeddings(gallery, CFG, embedder, **QUIET)
+    emb = build_embeddings(gallery, CFG, embedder, reporter=Reporter.quiet())
     assert emb.meta["changes"]["changed"] == ["x.bmp"]
     np.testing.assert_allclose(emb.vectors[emb.ids.index("x.bmp")], embedder.embed_image(folder / "x.bmp"), atol=1e-5)
     assert duplicate_groups(gallery) == []                                 # the hash was not kept by a stale fingerprint
@@ -143,21 +145,17 @@ def test_a_rewrite_that_keeps_size_and_mtime_is_embedded_again(artifacts, tmp_pa
 def test_caches_with_older_size_mtime_fingerprints_are_renewed_without_re_embedding(artifacts, tmp_path, embedder):
     folder = copy_paris_images(tmp_path / "g", 3)
     gallery = register_gallery("g", folder)
-    first = build_embeddings(gallery, CFG, embedder, **QUIET)
-    path = cache_dir("g", CFG) / NPZ
-    with np.load(path) as npz:
-        data = {k: npz[k] for k in npz.files}
-    data["fingerprints"] = np.array([f"{s.st_size}:{s.st_mtime_ns}" for s in (os.stat(folder / i) for i in first.ids)])
-    write_npz(path, **data)                                                # a cache as the earlier code wrote it
+    first = build_embeddings(gallery, CFG, embedder, reporter=Reporter.quiet())
+    old = [f"{s.st_size}:{s.st_mtime_ns}" for s in (os.stat(folder / i) for i in first.ids)]
+    write_legacy_cache(cache_dir("g", CFG), first, old)                    # a cache as the earlier code wrote it
 
     class NoEmbedding:
         def iter_files(self, *args, **kwargs):
             raise AssertionError("an unchanged file was embedded again")
 
-    again = build_embeddings(gallery, CFG, NoEmbedding(), **QUIET)
+    again = build_embeddings(gallery, CFG, NoEmbedding(), reporter=Reporter.quiet())
     np.testing.assert_array_equal(again.vectors, first.vectors)
-    with np.load(path) as npz:
-        assert all(fp.count(":") == 3 for fp in npz["fingerprints"].tolist())
+    assert all(fp.count(":") == 3 for fp in load_embeddings("g", CFG).fingerprints)
 
 
 # ---------------------------------------------------------------- names with newlines
@@ -355,7 +353,7 @@ def test_revisited_queries_with_malformed_boxes_are_skipped(tmp_path):
 
 def test_search_with_an_infinite_box_says_so_in_one_line(artifacts, tmp_path, embedder, capsys):
     folder = copy_paris_images(tmp_path / "g", 3)
-    build_embeddings(register_gallery("g", folder), CFG, embedder, **QUIET)
+    build_embeddings(register_gallery("g", folder), CFG, embedder, reporter=Reporter.quiet())
     assert main(["search", str(next(folder.iterdir())), "--box", "0", "0", "inf", "inf", "--name", "g", *FLAGS]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "finite" in err and err.count("\n") == 1
@@ -365,7 +363,7 @@ def test_search_with_an_infinite_box_says_so_in_one_line(artifacts, tmp_path, em
 
 def _annoy_gallery(tmp_path, embedder):
     folder = copy_paris_images(tmp_path / "g", 6)
-    emb = build_embeddings(register_gallery("g", folder), CFG, embedder, **QUIET)
+    emb = build_embeddings(register_gallery("g", folder), CFG, embedder, reporter=Reporter.quiet())
     return folder, emb, AnnoyIndex.build(emb, "cosine", PARAMS).path
 
 
@@ -429,7 +427,7 @@ def test_result_names_are_plain_text_on_the_search_page(artifacts, tmp_path, emb
     folder.mkdir()
     for name, source in zip(HOSTILE_NAMES[:5], paris_images(5)):
         shutil.copy(source, folder / name)
-    build_embeddings(register_gallery("md", folder), CFG, embedder, **QUIET)
+    build_embeddings(register_gallery("md", folder), CFG, embedder, reporter=Reporter.quiet())
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300).run()
     at.radio(key="source").set_value("Gallery image").run()
     at.selectbox(key="gallery_image").set_value(HOSTILE_NAMES[0]).run()
@@ -584,9 +582,9 @@ def test_index_waits_for_another_writer_of_the_same_cache(artifacts, tmp_path, e
     gallery = register_gallery("g", folder)
     messages = []
     with ThreadPoolExecutor(1) as pool, exclusive_lock(cache_dir("g", CFG) / LOCK):
-        waiting = pool.submit(build_embeddings, gallery, CFG, embedder, False, None, messages.append)
+        waiting = pool.submit(build_embeddings, gallery, CFG, embedder, Reporter(bar=False, log=messages.append))
         deadline = time.time() + 60
         while not any("waiting for another process" in m for m in messages) and time.time() < deadline:
             time.sleep(0.05)
-        assert not waiting.done() and not (cache_dir("g", CFG) / NPZ).exists()
+        assert not waiting.done() and not (cache_dir("g", CFG) / MANIFEST).exists()
     assert len(waiting.result(timeout=300).ids) == 2

@@ -21,6 +21,7 @@ from core.config import EmbeddingConfig
 from core.datasets import load_oxford_paris, resolve
 from core.embed.embedder import Embedder
 from core.images import ImageError
+from core.progress import Reporter
 
 CFG = EmbeddingConfig(max_size=96)
 QUIET = dict(progress=False, log=lambda m: None)
@@ -63,7 +64,7 @@ def _bad_files(folder):
 def test_gallery_of_broken_files_builds_and_reports_each(artifacts, tmp_path):
     folder = copy_paris_images(tmp_path / "my photos", 3)
     unreadable = _bad_files(folder)
-    emb = build_embeddings(register_gallery("mixed", folder), CFG, **QUIET)
+    emb = build_embeddings(register_gallery("mixed", folder), CFG, reporter=Reporter.quiet())
     assert set(emb.failures) == unreadable
     assert len(emb.ids) == 3 + 8          # 6 odd modes, EXIF-rotated, animated GIF
     assert "one pixel ü.png" in emb.ids and "animated.gif" in emb.ids
@@ -93,21 +94,21 @@ def test_killed_extraction_resumes_and_never_leaves_a_broken_cache(artifacts, tm
         # wait until the run is past start-up (a first checkpoint exists or grew), then kill at random
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None:
-            n = len(load_embeddings("killme", CFG).ids) if (directory / "embeddings.npz").exists() else 0
+            n = len(load_embeddings("killme", CFG).ids) if (directory / "manifest.json").exists() else 0
             if n > (seen[-1] if seen else 0):
                 break
             time.sleep(0.05)
         time.sleep(rng.uniform(0.0, 0.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        if (directory / "embeddings.npz").exists():
+        if (directory / "manifest.json").exists():
             emb = load_embeddings("killme", CFG)                   # always readable
             assert len(emb.ids) == emb.vectors.shape[0]
             seen.append(len(emb.ids))
     assert seen and seen[-1] > 0
     before = seen[-1]
     logs = []
-    emb = build_embeddings(register_gallery("killme", folder), CFG, log=logs.append, progress=False)
+    emb = build_embeddings(register_gallery("killme", folder), CFG, reporter=Reporter(bar=False, log=logs.append))
     assert len(emb.ids) == 16 and emb.meta["complete"]
     if before < 16:                                  # only what the killed runs had not saved is embedded
         assert emb.meta["extraction"]["n_embedded"] == 16 - before
@@ -146,7 +147,7 @@ def test_every_bad_upload_gets_a_clear_message_and_good_ones_load(tmp_path):
     unreadable = _bad_files(tmp_path)
     for path in sorted(tmp_path.iterdir()):
         data = path.read_bytes()
-        if path.name in unreadable or path.suffix == ".gif":          # GIF is not an upload type
+        if path.name in unreadable:
             with pytest.raises(ImageError) as err:
                 check_upload(path.name, data, max_mb=20)
             assert path.name in str(err.value) or "not" in str(err.value) or "bomb" in str(err.value) \

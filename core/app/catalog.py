@@ -16,6 +16,7 @@ import pandas as pd
 
 from core.app.labels import label_results
 from core.app.models import model_of_run
+from core.app.names import embedding_name, rerank_name
 from core.cache.descriptors import CacheInfo, gallery_caches
 from core.cache.galleries import Gallery, GalleryError, list_galleries, load_gallery
 from core.datasets import LOADERS, GroundTruth, Query, dataset_layout, load_ground_truth, load_oxford_paris, stem_of
@@ -97,9 +98,42 @@ def image_id_of(stem: str, ids: Sequence[str]) -> str | None:
 
 # ---------------------------------------------------------------- runs
 
-RUN_COLUMNS = ("run_id", "timestamp", "dataset", "gallery", "backbone", "pooling", "scales", "max_size", "whitening",
+RUN_COLUMNS = ("run_id", "timestamp", "dataset", "protocol", "gallery", "backbone", "pooling", "scales", "max_size", "whitening",
                "dim", "search", "rerank", "rerank_ms", "mAP", "mAP_interp11", "NDCG", "P@10", "extraction_s",
-               "images_per_s", "query_ms", "n_images", "n_queries", "embedding_key", "label", "model")
+               "images_per_s", "query_ms", "embed_ms", "search_ms", "fresh_query_ms", "embed_measured_on", "n_images",
+               "n_queries", "embedding_key", "label", "embedding", "rerank_name", "model")
+
+
+@dataclass(frozen=True)
+class QueryTime:
+    """The time of one query of a run as a person would wait for it, with its descriptor computed
+    fresh: embed + search + re-rank (ms). A run may read query descriptors from the cache (whole
+    gallery images, crops seen before), which makes its mean query time a cache's figure; the embed
+    time here is the mean over the queries it did embed, else the gallery's extraction time per
+    image (``embed_measured_on`` says which)."""
+
+    embed_ms: float | None
+    search_ms: float
+    rerank_ms: float
+    embed_measured_on: str                 # "queries", "gallery extraction" or "unknown"
+
+    @property
+    def total_ms(self) -> float | None:
+        return None if self.embed_ms is None else self.embed_ms + self.search_ms + self.rerank_ms
+
+
+def fresh_query_time(summary: RunSummary) -> QueryTime:
+    """``QueryTime`` of a run from its summary (``query_embed_ms`` is the embedding time of all
+    queries, cached ones included, over the number of queries)."""
+    fresh = summary.n_queries - summary.queries_from_cache - summary.query_crops_cached
+    rerank = summary.rerank.extra_ms_per_query
+    if fresh > 0:
+        embed, source = summary.query_embed_ms * summary.n_queries / fresh, "queries"
+    elif summary.images_per_second:
+        embed, source = 1000.0 / summary.images_per_second, "gallery extraction"
+    else:
+        embed, source = None, "unknown"
+    return QueryTime(embed, summary.query_search_ms, rerank, source)
 
 
 def run_row(summary: RunSummary) -> dict[str, Any]:
@@ -107,17 +141,20 @@ def run_row(summary: RunSummary) -> dict[str, Any]:
     cfg = summary.embedding
     pooling = f"gem{cfg.gem_p:g}" if cfg.pooling == "gem" else cfg.pooling
     whitening = cfg.whitening + (f"/{cfg.whiten_dim}" if cfg.whitening != "none" and cfg.whiten_dim else "")
+    fresh = fresh_query_time(summary)
     return {
         "run_id": summary.run_id, "timestamp": summary.timestamp, "dataset": summary.dataset,
-        "gallery": summary.gallery, "backbone": cfg.backbone, "pooling": pooling, "scales": len(cfg.scales),
+        "protocol": summary.protocol_label, "gallery": summary.gallery, "backbone": cfg.backbone, "pooling": pooling, "scales": len(cfg.scales),
         "max_size": cfg.max_size, "whitening": whitening, "dim": summary.dim,
         "search": f"{summary.search.method}/{summary.search.metric}",
         "rerank": summary.rerank_label or "none", "rerank_ms": summary.rerank.extra_ms_per_query,
         "mAP": summary.map, "mAP_interp11": summary.map_interp11, "NDCG": summary.ndcg,
         "P@10": summary.metric("p@10"), "extraction_s": summary.extraction_seconds,
         "images_per_s": summary.images_per_second, "query_ms": summary.mean_query_ms,
-        "n_images": summary.n_images, "n_queries": summary.n_queries,
-        "embedding_key": summary.embedding_key, "label": summary.embedding_label,
+        "embed_ms": fresh.embed_ms, "search_ms": fresh.search_ms, "fresh_query_ms": fresh.total_ms,
+        "embed_measured_on": fresh.embed_measured_on, "n_images": summary.n_images, "n_queries": summary.n_queries,
+        "embedding_key": summary.embedding_key, "label": summary.embedding_label, "embedding": embedding_name(cfg),
+        "rerank_name": rerank_name(summary.rerank.method, summary.rerank.params),
         "model": model_of_run(cfg),
     }
 
@@ -149,9 +186,19 @@ def ap_comparison(runs: Sequence[Run]) -> pd.DataFrame:
     return long.sort_values(["order", "run"]).reset_index(drop=True)
 
 
+def hit_points(precision: Sequence[float], recall: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """The points of a stored PR curve (one per rank of the full list) where a relevant image
+    was found: the measured curve. The ranks after the last relevant image only lower precision
+    at recall 1; drawn, they would make a perfect query's curve fall to the gallery's base rate."""
+    p, r = np.asarray(precision, float), np.asarray(recall, float)
+    hit = np.diff(r, prepend=0.0) > 0
+    return p[hit], r[hit]
+
+
 def pr_curves(runs: Sequence[Run], query: str | None = None) -> pd.DataFrame:
-    """PR curves (run, curve, recall, precision) of one query, measured and 11-point
-    interpolated; with ``query`` None, the mean interpolated curve over each run's queries."""
+    """PR curves (run, curve, recall, precision) of one query, measured (at each relevant image
+    found) and 11-point interpolated; with ``query`` None, the mean interpolated curve over each
+    run's queries."""
     frames = []
     for run in runs:
         pr = run.pr
@@ -161,8 +208,9 @@ def pr_curves(runs: Sequence[Run], query: str | None = None) -> pd.DataFrame:
                                         "recall": RECALL_LEVELS_11, "precision": mean}))
         elif query in pr:
             c = pr[query]
+            precision, recall = hit_points(c["precision"], c["recall"])
             frames.append(pd.DataFrame({"run": run.run_id, "curve": "measured",
-                                        "recall": [0.0, *c["recall"]], "precision": [1.0, *c["precision"]]}))
+                                        "recall": [0.0, *recall], "precision": [1.0, *precision]}))
             frames.append(pd.DataFrame({"run": run.run_id, "curve": "interpolated (11-pt)", "recall": RECALL_LEVELS_11,
                                         "precision": interpolated_precision(c["precision"], c["recall"])}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run", "curve", "recall", "precision"])

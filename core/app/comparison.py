@@ -19,10 +19,11 @@ PLAIN = {"search": "exact/cosine", "rerank": "none"}     # options left out of a
 
 
 def run_name(row: pd.Series | dict) -> str:
-    """``embedding label · search · re-ranking``, the last two only when not plain exact cosine
-    search without re-ranking; the gallery is added when it is not named after the dataset."""
-    parts = [str(row.get("label") or row.get("run_id"))]
-    parts += [str(row[c]) for c in ("search", "rerank") if row.get(c) not in (None, PLAIN[c])]
+    """``embedding · search · re-ranking`` in words (``core.app.names``; the codes when a row has
+    no names), the last two only when not plain exact cosine search without re-ranking; the
+    gallery is added when it is not named after the dataset."""
+    parts = [str(row.get("embedding") or row.get("label") or row.get("run_id"))]
+    parts += [str(row.get(f"{c}_name") or row[c]) for c in ("search", "rerank") if row.get(c) not in (None, PLAIN[c])]
     if row.get("gallery") not in (None, row.get("dataset")):
         parts.append(f"gallery {row['gallery']}")
     return " · ".join(parts)
@@ -79,3 +80,27 @@ def worst_query(runs: Sequence[Run]) -> str | None:
         return None
     aps = pd.concat([r.per_query.set_index("query").loc[sorted(common), "ap"] for r in runs], axis=1).mean(axis=1)
     return str(aps.idxmin())
+
+
+# Tableau 10 then its lighter half: a run keeps its colour in every chart of the metrics page
+PALETTE = ("#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d",
+           "#bab0ac", "#9ecae9", "#ffbf79", "#ff9d98", "#88d27a", "#d6a5c9", "#fcbfd2", "#d8b5a5", "#79706e")
+
+
+def method_colours(names: Sequence[str]) -> dict[str, str]:
+    """One colour per run name (a method: embedding, search and re-ranking), the same in every
+    chart: names sorted, colours taken in turn from ``PALETTE`` (repeating past its end)."""
+    return {name: PALETTE[n % len(PALETTE)] for n, name in enumerate(sorted(set(names)))}
+
+
+def fitted_domain(values: Sequence[float], pad: float = 0.15, least: float = 0.02) -> tuple[float, float]:
+    """An axis range around ``values`` within [0, 1] (a score): the data's span, widened by
+    ``pad`` of it on each side and to at least ``least``, so that close scores do not overlap."""
+    lo, hi = float(min(values)), float(max(values))
+    margin = max((hi - lo) * pad, (least - (hi - lo)) / 2, 0.0) + 1e-9
+    lo, hi = lo - margin, hi + margin
+    if lo < 0:
+        lo, hi = 0.0, min(1.0, hi - lo)
+    if hi > 1:
+        lo, hi = max(0.0, lo - (hi - 1)), 1.0
+    return round(lo, 4), round(hi, 4)

@@ -23,6 +23,7 @@ from core.evaluation.pipeline import RunOptions, evaluate
 from core.evaluation.summary import RunSummary
 from core.images import open_image
 from core.paths import artifacts_dir
+from core.progress import Reporter
 from core.rerank import DEFAULT_RERANK, create_reranker
 
 DEMO_NAME = "demo"
@@ -106,13 +107,13 @@ def demo_ground_truth(gt_dir: Path | None = None) -> GroundTruth:
 
 
 def build_demo_gallery(config: EmbeddingConfig = DEFAULT_CONFIG, embedder: Embedder | None = None,
-                       on_progress: Callable[[int, int], None] | None = None,
-                       log: Callable[[str], None] = print) -> Gallery:
+                       reporter: Reporter | None = None) -> Gallery:
     """Write the demo images, register the ``demo`` gallery with its ground truth and embed it
-    (about 50 small images: seconds on a laptop CPU) with ``embedder`` (default: a new one)."""
+    (about 50 small images: seconds on a laptop CPU) with ``embedder`` (default: a new one);
+    ``reporter`` hears the progress (default: lines printed, no bar)."""
     images, gt = write_demo_images()
     gallery = register_gallery(DEMO_NAME, images, ground_truth=gt, dataset=DEMO_NAME)
-    build_embeddings(gallery, config, embedder, progress=False, on_progress=on_progress, log=log)
+    build_embeddings(gallery, config, embedder, reporter or Reporter(bar=False))
     return gallery
 
 

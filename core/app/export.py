@@ -27,10 +27,10 @@ def results_frame(items: Sequence[Result], labels: Sequence[str | None], score_k
 
 def failure_frame(failure: QueryFailure) -> pd.DataFrame:
     """Every relevant image of the query (found or missed at ``k``) and the negatives ranked above
-    the first missed one, by rank."""
+    the last one, by rank."""
     rows = [{"role": "found" if p.rank <= failure.k else "missed", "image": p.image_id, "rank": p.rank,
              "label": p.label, "negatives_above": p.negatives_above} for p in failure.positives]
-    rows += [{"role": "negative above a missed positive", "image": p.image_id, "rank": p.rank, "label": p.label,
+    rows += [{"role": "negative above a relevant image", "image": p.image_id, "rank": p.rank, "label": p.label,
               "negatives_above": p.negatives_above} for p in failure.intruders]
     return pd.DataFrame(rows, columns=["role", "image", "rank", "label", "negatives_above"]).sort_values(
         "rank", kind="stable").reset_index(drop=True)

@@ -4,15 +4,21 @@ missed, which negatives were ranked above them, and, for two runs, which images 
 A mean AP says that a query went wrong; these say how. All ranks are 1-based positions in the
 full ranking as a run stores it (``ranking.npy``: junk images included, as the search page shows
 them); labels follow ``core.app.labels`` (good / ok relevant, junk ignored, bad).
+
+"Found" is judged at ``k``, by default the number of relevant images (R-precision's cut-off: a
+perfect ranking finds them all); the intruders are the negatives ranked above the last relevant
+image, whatever ``k``: they are what pushed relevant images down.
 """
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from core.app.browse import image_group
 from core.app.labels import label_results
 from core.datasets import Query
 from core.evaluation.runs import Run
@@ -34,13 +40,13 @@ class RankedImage:
 @dataclass(frozen=True)
 class QueryFailure:
     """One query of one ranking: every relevant image present with its rank (best first), the
-    bad images ranked above its first missed one, and how many results count as "found" (``k``)."""
+    bad images ranked above its last relevant one, and how many results count as "found" (``k``)."""
 
     query: str
     k: int
     positives: list[RankedImage]
     intruders: list[RankedImage]
-    n_intruders: int                       # all bad images above the first missed positive (intruders: the first ones)
+    n_intruders: int                       # all bad images above the last positive (intruders: the first ones)
 
     @property
     def found(self) -> list[RankedImage]:
@@ -52,21 +58,42 @@ class QueryFailure:
         return [p for p in self.positives if p.rank > self.k]
 
 
-def analyse_ranking(query: Query, ranking: Sequence[int], ids: Sequence[str], k: int = 10,
-                    max_intruders: int = 20) -> QueryFailure:
+def analyse_ranking(query: Query, ranking: Sequence[int], ids: Sequence[str], k: int | None = None,
+                    max_intruders: int = 40) -> QueryFailure:
     """Place the relevant images of ``query`` in ``ranking`` (gallery indices into ``ids``, best
-    first, every image once) and list the bad images ranked above its first relevant image
-    outside the top ``k`` (at most ``max_intruders`` of them, best first; all of them are counted).
-    With nothing missed there are no intruders."""
+    first, every image once), "found" within the top ``k`` (None: the number of relevant images),
+    and list the bad images ranked above its last relevant image (at most ``max_intruders`` of
+    them, best first; all of them are counted). A perfect ranking has no intruders."""
     order = np.asarray(ranking, dtype=np.int64)
     labels = label_results(query, [ids[i] for i in order])
-    bad_so_far = np.cumsum([lab == "bad" for lab in labels]) - np.array([lab == "bad" for lab in labels])
+    bad = np.array([lab == "bad" for lab in labels], dtype=np.int64)
+    bad_so_far = np.cumsum(bad) - bad
     placed = [RankedImage(ids[int(i)], r + 1, lab, int(bad_so_far[r]))
               for r, (i, lab) in enumerate(zip(order, labels))]
     positives = [p for p in placed if p.label in RELEVANT]
-    first_missed = next((p.rank for p in positives if p.rank > k), None)
-    above = [p for p in placed[:first_missed - 1] if p.label == "bad"] if first_missed else []
-    return QueryFailure(query.name, k, positives, above[:max_intruders], len(above))
+    last = positives[-1].rank if positives else 0
+    above = [p for p in placed[:last] if p.label == "bad"]
+    return QueryFailure(query.name, len(positives) if k is None else k, positives, above[:max_intruders], len(above))
+
+
+def failure_reason(failure: QueryFailure) -> str:
+    """Why the query lost AP, in one line: how many negatives outrank how many relevant images,
+    and the group (class folder or name prefix, ``core.app.browse``) most of them come from."""
+    if not failure.positives:
+        return "No relevant image of this query is in the gallery."
+    outranked = sum(p.negatives_above > 0 for p in failure.positives)
+    if not outranked:
+        return f"A perfect ranking: all {len(failure.positives)} relevant images come before any negative."
+    n = failure.n_intruders
+    line = (f"{n} negative{'s' if n != 1 else ''} outrank{'s' if n == 1 else ''} {outranked} of the "
+            f"{len(failure.positives)} relevant images")
+    group, count = Counter(image_group(p.image_id) for p in failure.intruders).most_common(1)[0]
+    if n == 1:
+        line += f": a {group} image"
+    elif count > 1:
+        shown = len(failure.intruders)
+        line += f"; {count} of {'them' if shown == n else f'the first {shown}'} are {group} images"
+    return line + "."
 
 
 @dataclass(frozen=True)

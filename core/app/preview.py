@@ -15,15 +15,20 @@ from __future__ import annotations
 import io
 import math
 import os
+import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageOps
 
 from core.fs import printable
-from core.images import MAX_PIXELS, Box, ImageError, image_size, load_image, open_image
+from core.images import MAX_PIXELS, Box, ImageError, fit_max_size, image_size, load_image, open_image
 
-UPLOAD_TYPES: tuple[str, ...] = ("jpg", "jpeg", "png", "webp", "bmp")
+UPLOAD_TYPES: tuple[str, ...] = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")
+UPLOAD_NAMES = "JPEG, PNG, WebP, BMP, GIF or TIFF"
+TINY = 32                             # an upload with a side under this many pixels gets a warning
+LARGE_SIDE = 4096                     # a JPEG over the pixel limit is decoded at about this size
 FRAME = 6                             # frame width in pixels of a labelled thumbnail
 MAX_UPLOAD_MB = 20                    # query images larger than this are refused, with a message
 # decoded size of an upload (72 MB as RGB): a JPEG over it is decoded downscaled, another format refused
@@ -48,28 +53,86 @@ def thumbnail(path: str | os.PathLike, max_side: int = 240, colour: str | None =
     return out.getvalue()
 
 
-def check_upload(name: str, data: bytes, max_mb: float) -> Image.Image:
-    """The uploaded image as RGB, or ``ImageError`` saying what is wrong with the file: its type
-    (only jpg, png, webp, bmp), its size (over ``max_mb`` megabytes) or its content."""
+@dataclass(frozen=True)
+class Upload:
+    """An uploaded query: the image to search with (RGB), the size of the file's picture, and a
+    sentence to show beside it when the picture was downscaled or is too small to mean much."""
+
+    image: Image.Image
+    original_size: tuple[int, int]
+    note: str | None = None
+
+
+def read_upload(name: str, data: bytes, max_mb: float) -> Upload:
+    """The uploaded image, or ``ImageError`` saying what is wrong with the file: its type (jpg,
+    png, webp, bmp, gif: the first frame, tiff), its size (over ``max_mb`` megabytes) or its
+    content. A JPEG over the decoder's pixel limit (a 100-megapixel camera) is decoded at a reduced
+    scale instead of refused; an image under ``TINY`` pixels a side is searched, with a warning."""
     ext = Path(name).suffix.lower().lstrip(".")
     if ext not in UPLOAD_TYPES:
-        raise ImageError(f"{name}: .{ext or '?'} files are not supported; upload a JPEG, PNG, WebP or BMP image")
+        raise ImageError(f"{name}: .{ext or '?'} files are not supported; upload a {UPLOAD_NAMES} image")
     if len(data) > max_mb * 1024 * 1024:
         raise ImageError(f"{name} is {len(data) / 1024 / 1024:.1f} MB; the limit is {max_mb:g} MB")
     if not data:
         raise ImageError(f"{name} is empty")
     buffer = io.BytesIO(data)
     buffer.name = name                   # what load_image's messages call the file
-    with open_image(buffer) as header:   # the header only: nothing decoded yet
-        (width, height), kind = header.size, header.format
-    pixels = width * height
-    if pixels <= MAX_UPLOAD_PIXELS or pixels > MAX_PIXELS:
-        return load_image(buffer)        # over MAX_PIXELS: refused by load_image as a bomb, before decoding
-    if kind != "JPEG":
-        raise ImageError(f"{name}: {width}×{height} is {pixels / 1e6:.0f} megapixels; the limit for an upload is "
+    size, kind = _header(data)
+    pixels = size[0] * size[1]
+    if pixels > MAX_UPLOAD_PIXELS and (kind == "JPEG" or pixels <= MAX_PIXELS):
+        return _downscaled(name, data, size, kind)
+    img = load_image(buffer)             # any other over MAX_PIXELS: refused as a bomb before decoding
+    note = None
+    if min(img.size) < TINY:
+        note = (f"{name} is only {img.width}×{img.height} px: the network sees it enlarged, so the results may "
+                "say little about what it shows.")
+    return Upload(img, img.size, note)
+
+
+def check_upload(name: str, data: bytes, max_mb: float) -> Image.Image:
+    """The image of ``read_upload`` alone."""
+    return read_upload(name, data, max_mb).image
+
+
+def _header(data: bytes) -> tuple[tuple[int, int], str]:
+    """The picture's size and format from its header (nothing decoded yet)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with open_image(io.BytesIO(data)) as img:
+                return img.size, str(img.format)
+    except (ImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+        return (0, 0), ""                # unreadable: load_image says why
+
+
+def _downscaled(name: str, data: bytes, size: tuple[int, int], kind: str) -> Upload:
+    """An upload over ``MAX_UPLOAD_PIXELS``: a JPEG is decoded at a reduced scale, another
+    format is refused before it is decoded (its full picture would have to be built first)."""
+    pixels = size[0] * size[1]
+    side = min(LARGE_SIDE, math.floor(max(size) * math.sqrt(MAX_UPLOAD_PIXELS / pixels)))
+    img = _reduced_jpeg(data, side) if kind == "JPEG" else None
+    if img is None:
+        raise ImageError(f"{name}: {size[0]}×{size[1]} is {pixels / 1e6:.0f} megapixels; the limit for an upload is "
                          f"{MAX_UPLOAD_PIXELS / 1e6:g} (JPEGs of any size are downscaled); upload a smaller image")
-    side = math.floor(max(width, height) * math.sqrt(MAX_UPLOAD_PIXELS / pixels))
-    return load_image(buffer, side)      # JPEG: decoded at a reduced scale (Image.draft), then resized
+    return Upload(img, size, f"{name} is {size[0]}×{size[1]} px ({pixels / 1e6:.0f} megapixels): "
+                             f"searched at {img.width}×{img.height}.")
+
+
+def _reduced_jpeg(data: bytes, side: int) -> Image.Image | None:
+    """A JPEG decoded at 1/2 to 1/8 scale (``Image.draft``: the decoder never builds the full
+    picture), longer side at most ``side``; None when it cannot be read or is still over
+    ``MAX_UPLOAD_PIXELS`` at 1/8."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = open_image(io.BytesIO(data))
+            img.draft("RGB", (side, side))
+            if img.size[0] * img.size[1] > MAX_UPLOAD_PIXELS * 4:       # draft scales by 1/8 at most
+                return None
+            img = ImageOps.exif_transpose(img.convert("RGB"))
+    except (ImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+        return None
+    return fit_max_size(img, side)
 
 
 def gallery_image_size(path: str | os.PathLike) -> tuple[int, int]:

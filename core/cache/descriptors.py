@@ -2,18 +2,21 @@
 
 Layout of ``artifacts/embeddings/<gallery>/<config-hash>/``:
 
-- ``embeddings.npz``: ``vectors`` float32 [n, dim], ``ids`` (image ids in row order),
-  ``fingerprints`` (size:mtime:ctime:inode of each file when embedded), ``failed_ids``/
-  ``failed_reasons``/``failed_fingerprints`` (unreadable files, not retried until they change;
-  entries the folder scan refused, such as FIFOs or dangling links, with their reason), and, for whitened
-  configs, the learned ``whiten_mean``/``whiten_projection``.
+- the append-only store of ``core.cache.store``: ``vectors-<G>.f32`` (float32 rows, memory-mapped
+  when read), ``rows-<G>.jsonl`` (each row's image id and the fingerprint, size:mtime:ctime:inode,
+  of its file when embedded), ``manifest.json`` (the commit point: row count, dead rows, and the
+  unreadable files with their reasons, not retried until they change; entries the folder scan
+  refused, such as FIFOs or dangling links, with their reason), and, for whitened configs,
+  ``whitening.npz`` (the learned ``whiten_mean``/``whiten_projection``).
 - ``config.json``: the embedding config; ``meta.json``: timing, counts and the last update's changes.
 
-Every write is atomic, and an extraction checkpoints its progress, so a killed run loses at most
-one checkpoint interval and the next run resumes. One process at a time updates a cache (a
-``flock`` on ``.lock``, released by the kernel when its holder dies); a second one waits, then
-finds the work done. Images added to, changed in or removed from the
-folder are handled incrementally: only new or changed files are embedded.
+An extraction appends what it embedded at every checkpoint (every CHECKPOINT_SECONDS), so a
+checkpoint or an incremental update costs the new images, not the gallery; a killed run loses at
+most one checkpoint interval and the next run resumes. Rows of files removed or changed are marked
+dead, and dropped by one rewrite at the end of the update. Caches of earlier versions (one
+``embeddings.npz``) are migrated on first use, without re-embedding. One process at a time
+updates a cache (a ``flock`` on ``.lock``, released by the kernel when its holder dies); a
+second one waits, then finds the work done.
 """
 from __future__ import annotations
 
@@ -28,16 +31,19 @@ from pathlib import Path
 
 import numpy as np
 
+from core.cache import store
 from core.cache.galleries import Gallery, fingerprint, load_gallery, same_file
+from core.cache.store import MANIFEST, WHITENING
 from core.config import EmbeddingConfig, command_line
 from core.embed.embedder import Embedder
 from core.embed.whitening import Whitening, learn_pca_whitening
-from core.files import exclusive_lock, remove_stale_temporaries, write_json, write_npz
+from core.files import exclusive_lock, remove_stale_temporaries, write_json
 from core.fs import printable
 from core.paths import embeddings_dir
+from core.progress import Reporter
 
 CHECKPOINT_SECONDS = float(os.environ.get("CBIR_CHECKPOINT_SECONDS", 30.0))
-NPZ = "embeddings.npz"
+LEGACY_NPZ = "embeddings.npz"      # the single-file cache of earlier versions, migrated on first use
 LOCK = ".lock"          # held by the one process that updates a cache; readers never wait
 
 
@@ -59,7 +65,8 @@ class Changes:
 
 @dataclass
 class Embeddings:
-    """Descriptors of a gallery, rows in ``ids`` order."""
+    """Descriptors of a gallery, rows in ``ids`` order. Read from a cache, ``vectors`` is a
+    read-only memory map: opening reads no vector, and processes share the pages they touch."""
 
     gallery: str
     config: EmbeddingConfig
@@ -93,14 +100,7 @@ def cache_dir(gallery: str, config: EmbeddingConfig) -> Path:
     return embeddings_dir() / gallery / config.key()
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray] | None:
-    if not path.exists():
-        return None
-    with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
-
-
-def _check_config(directory: Path, config: EmbeddingConfig) -> None:
+def check_config(directory: Path, config: EmbeddingConfig) -> None:
     cfg_file = directory / "config.json"
     if cfg_file.exists():
         stored = EmbeddingConfig.from_dict(json.loads(cfg_file.read_text()))
@@ -109,93 +109,122 @@ def _check_config(directory: Path, config: EmbeddingConfig) -> None:
                              f"delete the folder to rebuild it")
 
 
-def load_embeddings(gallery: str, config: EmbeddingConfig) -> Embeddings:
-    """Load cached descriptors; raises ``CacheError`` with the command to build them if absent."""
+def migrate_legacy(directory: Path) -> None:
+    """Turn an ``embeddings.npz`` of earlier versions into the store (the caller holds the lock);
+    one left beside a committed store by a migration killed at its end is deleted."""
+    legacy = directory / LEGACY_NPZ
+    if not legacy.exists():
+        return
+    if store.read_manifest(directory) is None:
+        store.migrate_npz(directory, legacy)
+    else:
+        legacy.unlink()
+
+
+def _migrated(directory: Path) -> None:
+    """``migrate_legacy`` under the cache's lock, for readers that find an older cache."""
+    if (directory / LEGACY_NPZ).exists():
+        with exclusive_lock(directory / LOCK):
+            migrate_legacy(directory)
+
+
+def cache_version(gallery: str, config: EmbeddingConfig) -> int:
+    """A number that changes whenever the cache is written (its manifest's mtime in ns), for
+    the app's caches of opened galleries."""
     directory = cache_dir(gallery, config)
-    _check_config(directory, config)
-    data = _read_npz(directory / NPZ)
-    if data is None:
+    _migrated(directory)
+    return (directory / MANIFEST).stat().st_mtime_ns
+
+
+def load_embeddings(gallery: str, config: EmbeddingConfig) -> Embeddings:
+    """Open cached descriptors (vectors memory-mapped, none read); raises ``CacheError`` with the
+    command to build them if absent."""
+    directory = cache_dir(gallery, config)
+    check_config(directory, config)
+    _migrated(directory)
+    contents = store.open_contents(directory)
+    if contents is None:
         raise CacheError(f"no descriptors of gallery {gallery!r} for {config.label()}; build them with: "
                          f"{command_line('index', f'--name {gallery}', config.cli_flags())}")
     meta_file = directory / "meta.json"
-    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    whitening_file = directory / WHITENING
+    whitening = None
+    if whitening_file.exists():
+        with np.load(whitening_file, allow_pickle=False) as data:
+            whitening = Whitening.from_arrays(data)
     return Embeddings(
-        gallery=gallery, config=config, ids=data["ids"].tolist(), vectors=data["vectors"],
-        directory=directory, meta=meta,
-        failures=dict(zip(data["failed_ids"].tolist(), data["failed_reasons"].tolist())),
-        whitening=Whitening.from_arrays(data) if "whiten_projection" in data else None,
-        fingerprints=data["fingerprints"].tolist() if "fingerprints" in data else [],
+        gallery=gallery, config=config, ids=contents.ids, vectors=contents.vectors, directory=directory,
+        meta=json.loads(meta_file.read_text()) if meta_file.exists() else {},
+        failures={k: reason for k, (reason, _) in contents.failures.items()},
+        whitening=whitening, fingerprints=contents.fingerprints,
     )
 
 
-def _save(directory: Path, config: EmbeddingConfig, ids: list[str], vectors: np.ndarray,
-          fingerprints: list[str], failures: dict[str, tuple[str, str]], meta: dict,
-          extra: dict[str, np.ndarray] | None = None) -> None:
-    failed = sorted(failures)
-    write_json(directory / "config.json", config.to_dict())
-    vectors = np.asarray(vectors, np.float32)
-    write_npz(directory / NPZ, vectors=vectors.reshape(len(ids), -1) if len(ids) else np.zeros((0, 0), np.float32),
-              ids=np.array(ids, dtype=str), fingerprints=np.array(fingerprints, dtype=str),
-              failed_ids=np.array(failed, dtype=str),
-              failed_reasons=np.array([failures[f][0] for f in failed], dtype=str),
-              failed_fingerprints=np.array([failures[f][1] for f in failed], dtype=str),
-              **(extra or {}))
-    write_json(directory / "meta.json", meta)
-
-
 def build_embeddings(gallery: Gallery, config: EmbeddingConfig, embedder: Embedder | None = None,
-                     progress: bool = True, on_progress: Callable[[int, int], None] | None = None,
-                     log: Callable[[str], None] = print) -> Embeddings:
+                     reporter: Reporter | None = None) -> Embeddings:
     """Bring the cache of ``gallery`` under ``config`` up to date with the folder and return it.
 
     Unchanged files are never re-embedded; a killed run resumes from its last checkpoint.
-    Whitened configs reuse the cache of their base (unwhitened) config.
+    Whitened configs reuse the cache of their base (unwhitened) config. ``reporter`` (default:
+    a terminal bar and printed lines) hears the progress and the changes.
     """
+    reporter = reporter or Reporter()
+    if gallery.imported:
+        raise CacheError(f"gallery {gallery.name!r} holds imported descriptors, not a folder to embed: add to it "
+                         f"with {command_line('import', f'--name {gallery.name}', '--vectors FILE.npy')}")
     if config.whitening != "none":
-        return _build_whitened(gallery, config, embedder, progress, on_progress, log)
+        return _build_whitened(gallery, config, embedder, reporter)
     directory = cache_dir(gallery.name, config)
-    _check_config(directory, config)
-    with exclusive_lock(directory / LOCK, on_wait=lambda: log(f"{gallery.name}: waiting for another process "
-                                                              f"that is updating {directory}")):
-        _update(gallery, config, directory, embedder, progress, on_progress, log)
+    check_config(directory, config)
+    with exclusive_lock(directory / LOCK, on_wait=lambda: reporter.message(
+            f"{gallery.name}: waiting for another process that is updating {directory}")):
+        _update(gallery, config, directory, embedder, reporter)
     return load_embeddings(gallery.name, config)
 
 
 @dataclass
 class UpdatePlan:
-    """What an update of a cache must do, from comparing the folder with the cache: the vectors
-    and failures it keeps, the files it must embed (``todo``), and the changes to report."""
+    """What an update of a cache must do, from comparing the folder with the cache: the rows it
+    keeps, the rows it drops (files removed or changed), the files it must embed (``todo``),
+    the failures, and the changes to report."""
 
-    ids: list[str]                                   # the folder's usable files, in cache order
+    ids: list[str]                                   # the folder's usable files
     fingerprints: dict[str, str]
-    vectors: dict[str, np.ndarray]                   # kept from the cache (extraction adds to it)
+    kept: set[str]                                   # ids whose row in the store stays valid
+    vectors: dict[str, np.ndarray]                   # embedded since the last checkpoint, not yet stored
     failures: dict[str, tuple[str, str]]             # id -> (reason, fingerprint)
     todo: list[str]
     changes: Changes
+    dead: list[int] = field(default_factory=list)    # rows of the store to drop
     renewed: bool = False                            # an older "size:mtime" fingerprint was renewed
+
+
+def _stored_rows(directory: Path) -> tuple[dict[str, int], dict[str, str], dict[str, tuple[str, str]]]:
+    """The store's live rows (id -> row), their fingerprints and its failures; empty if none."""
+    manifest = store.read_manifest(directory)
+    if manifest is None:
+        return {}, {}, {}
+    ids, fps = store.read_rows(directory, manifest)
+    dead = set(manifest.dead)
+    rows = {i: r for r, i in enumerate(ids) if r not in dead}
+    return rows, {i: fps[r] for i, r in rows.items()}, {k: (v[0], v[1]) for k, v in manifest.failures.items()}
 
 
 def plan_update(gallery: Gallery, directory: Path) -> UpdatePlan:
     """Compare the gallery's folder with the cache in ``directory``: unchanged files keep their
-    vector (or their failure), new and changed files are to be embedded. Entries the scan cannot
+    row (or their failure), new and changed files are to be embedded. Entries the scan cannot
     use (FIFOs, dangling links, non-UTF-8 names, ...) are failures whose fingerprint is their
-    reason: listed with it, and reported as changed only when it changes."""
-    old = _read_npz(directory / NPZ) or {}
-    old_ids = old.get("ids", np.array([])).tolist()
-    old_fp = dict(zip(old_ids, old.get("fingerprints", np.array([])).tolist()))
-    old_vec = dict(zip(old_ids, old.get("vectors", np.zeros((0, 0)))))
-    old_fail = {i: (r, f) for i, r, f in zip(old.get("failed_ids", np.array([])).tolist(),
-                                              old.get("failed_reasons", np.array([])).tolist(),
-                                              old.get("failed_fingerprints", np.array([])).tolist())}
+    reason: listed with it, and reported as changed only when it changes. Reads no vector."""
+    old_rows, old_fp, old_fail = _stored_rows(directory)
     scan = gallery.scan()
     ids = list(scan.files)
     fps = {i: fingerprint(st) for i, st in scan.files.items()}
     skipped = {name: (reason, f"skipped: {reason}") for name, reason in scan.skipped.items()}
-    plan = UpdatePlan(ids, fps, {}, {}, [],
+    plan = UpdatePlan(ids, fps, set(), {}, {}, [],
                       Changes(removed=sorted((set(old_fp) | set(old_fail)) - set(ids) - set(skipped))))
     for i in ids:
         if i in old_fp and same_file(old_fp[i], fps[i]):
-            plan.vectors[i] = old_vec[i]
+            plan.kept.add(i)
             plan.renewed |= old_fp[i] != fps[i]
             plan.changes.unchanged += 1
         elif i in old_fail and same_file(old_fail[i][1], fps[i]):
@@ -211,31 +240,29 @@ def plan_update(gallery: Gallery, directory: Path) -> UpdatePlan:
             plan.changes.unchanged += 1
         else:
             (plan.changes.changed if name in old_fp or name in old_fail else plan.changes.added).append(name)
+    plan.dead = sorted(r for i, r in old_rows.items() if i not in plan.kept)
     return plan
 
 
 def extract(plan: UpdatePlan, gallery: Gallery, config: EmbeddingConfig, embedder: Embedder,
-            checkpoint: Callable[[], None], progress: bool = True,
-            on_progress: Callable[[int, int], None] | None = None,
-            log: Callable[[str], None] = print) -> dict[str, float]:
+            checkpoint: Callable[[], None], reporter: Reporter) -> dict[str, float]:
     """Embed ``plan.todo`` into ``plan.vectors`` (unreadable files into ``plan.failures``),
     calling ``checkpoint`` every CHECKPOINT_SECONDS so that a killed run resumes. Returns the
     extraction figures."""
-    log(f"{gallery.name}: embedding {len(plan.todo)} images with {config.label()} "
-        f"({len(plan.ids) - len(plan.todo)} reused from the cache)")
+    reporter.message(f"{gallery.name}: embedding {len(plan.todo)} images with {config.label()} "
+                     f"({len(plan.ids) - len(plan.todo)} reused from the cache)")
     paths = [str(gallery.root / i) for i in plan.todo]
     start = last = time.perf_counter()
     n_done = 0
-    for pos, out in embedder.iter_files(paths, desc=f"embedding {gallery.name}", progress=progress):
+    for pos, out in embedder.iter_files(paths, desc=f"embedding {gallery.name}", progress=reporter.bar):
         image_id = plan.todo[pos]
         if isinstance(out, str):
             plan.failures[image_id] = (out, plan.fingerprints[image_id])
-            log(f"skipped {printable(image_id)}: {out}")
+            reporter.message(f"skipped {printable(image_id)}: {out}")
         else:
             plan.vectors[image_id] = out
         n_done += 1
-        if on_progress:
-            on_progress(n_done, len(plan.todo))
+        reporter.advance(n_done, len(plan.todo))
         if time.perf_counter() - last > CHECKPOINT_SECONDS:
             checkpoint()
             last = time.perf_counter()
@@ -243,63 +270,84 @@ def extract(plan: UpdatePlan, gallery: Gallery, config: EmbeddingConfig, embedde
     return {"seconds": seconds, "n_embedded": n_done, "images_per_second": n_done / seconds if seconds else 0.0}
 
 
+def commit(directory: Path, plan: UpdatePlan) -> store.Manifest:
+    """Append to the store what was embedded since the last commit, mark the rows of removed and
+    changed files dead and record the failures, in one atomic commit that costs the new rows."""
+    new = list(plan.vectors)
+    vectors = np.stack([plan.vectors[i] for i in new]) if new else np.zeros((0, 0), np.float32)
+    manifest = store.append(directory, new, [plan.fingerprints[i] for i in new], vectors, plan.dead, plan.failures)
+    plan.kept.update(new)
+    plan.vectors.clear()
+    return manifest
+
+
 def save(directory: Path, gallery: Gallery, config: EmbeddingConfig, plan: UpdatePlan, meta: dict,
          complete: bool) -> None:
-    """Write the cache as ``plan`` has it now (atomically): vectors in folder order, failures, meta."""
-    order = [i for i in plan.ids if i in plan.vectors]
-    arr = np.stack([plan.vectors[i] for i in order]) if order else np.zeros((0, 0), np.float32)
+    """Commit the plan as it is now; at the end of an update (``complete``), drop dead rows and
+    renew older fingerprints by one rewrite. Then write the config and the meta."""
+    write_json(directory / "config.json", config.to_dict())
+    manifest = commit(directory, plan)
+    if complete and (manifest.dead or plan.renewed):
+        manifest = store.compact(directory, plan.fingerprints if plan.renewed else None)
+        plan.dead, plan.renewed = [], False
+    n_images = manifest.n_rows - len(manifest.dead)
     meta.update({"gallery": gallery.name, "root": str(gallery.root), "config": config.to_dict(),
-                 "label": config.label(), "n_images": len(order), "n_failed": len(plan.failures),
-                 "dim": int(arr.shape[1]) if arr.ndim == 2 and order else 0,
+                 "label": config.label(), "n_images": n_images, "n_failed": len(plan.failures),
+                 "dim": manifest.dim if n_images else 0,
                  "complete": complete, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    _save(directory, config, order, arr, [plan.fingerprints[i] for i in order], plan.failures, meta)
+    write_json(directory / "meta.json", meta)
 
 
 def _update(gallery: Gallery, config: EmbeddingConfig, directory: Path, embedder: Embedder | None,
-            progress: bool, on_progress: Callable[[int, int], None] | None, log: Callable[[str], None]) -> None:
+            reporter: Reporter) -> None:
     """``build_embeddings`` under the cache's lock: plan, extract, save."""
     remove_stale_temporaries(directory)
+    migrate_legacy(directory)
+    manifest = store.read_manifest(directory)
+    if manifest is not None:
+        store.remove_uncommitted(directory, manifest)
     plan = plan_update(gallery, directory)
     meta = json.loads((directory / "meta.json").read_text()) if (directory / "meta.json").exists() else {}
     if plan.todo:
         meta["extraction"] = extract(plan, gallery, config, embedder or Embedder(config),
-                                     lambda: save(directory, gallery, config, plan, meta, complete=False),
-                                     progress, on_progress, log)
+                                     lambda: save(directory, gallery, config, plan, meta, complete=False), reporter)
     changes = plan.changes
     last_changes = meta.get("changes")
     meta["changes"] = {"added": changes.added, "changed": changes.changed, "removed": changes.removed,
                        "unchanged": changes.unchanged}
     if (plan.todo or changes.added or changes.changed or changes.removed or plan.renewed
-            or not (directory / NPZ).exists() or not meta.get("complete")):
+            or manifest is None or not meta.get("complete")):
         save(directory, gallery, config, plan, meta, complete=True)
     elif meta["changes"] != last_changes:       # "changes" describes the latest update, even an empty one
         write_json(directory / "meta.json", meta)
     if changes.added or changes.changed or changes.removed:
-        log(f"{gallery.name}: {changes.summary()}")
+        reporter.message(f"{gallery.name}: {changes.summary()}")
 
 
-def _build_whitened(gallery: Gallery, config: EmbeddingConfig, embedder: Embedder | None, progress: bool,
-                    on_progress, log) -> Embeddings:
+def _build_whitened(gallery: Gallery, config: EmbeddingConfig, embedder: Embedder | None,
+                    reporter: Reporter) -> Embeddings:
     """Whitened descriptors: the base cache, plus a PCA-whitening learned on the gallery itself
     ("gallery") or on another gallery's base descriptors (its name)."""
-    base = build_embeddings(gallery, config.base(), embedder, progress, on_progress, log)
+    base = build_embeddings(gallery, config.base(), embedder, reporter)
     if config.whitening == "gallery":
         learn_on = base
     else:
         source = load_gallery(config.whitening)
-        learn_on = build_embeddings(source, config.base(), embedder, progress, None, log)
+        learn_on = build_embeddings(source, config.base(), embedder, reporter.without_callback())
     whitening = learn_pca_whitening(learn_on.vectors, config.whiten_dim, config.whiten_shrinkage)
     directory = cache_dir(gallery.name, config)
-    _check_config(directory, config)
+    check_config(directory, config)
     base_meta = dict(base.meta)
     base_meta.update({"config": config.to_dict(), "label": config.label(), "dim": whitening.dim,
                       "whitening_learned_on": {"gallery": learn_on.gallery, "n": len(learn_on.ids)},
                       "base_key": config.base().key()})
     failures = {k: (v, "") for k, v in base.failures.items()}
-    npz = _read_npz(base.directory / NPZ)
     with exclusive_lock(directory / LOCK):
-        _save(directory, config, base.ids, whitening.apply(base.vectors), npz["fingerprints"].tolist(),
-              failures, base_meta, extra=whitening.to_arrays())
+        migrate_legacy(directory)
+        write_json(directory / "config.json", config.to_dict())
+        store.rewrite(directory, base.ids, base.fingerprints, [whitening.apply(base.vectors)] if base.ids else [],
+                      failures, whitening.to_arrays())
+        write_json(directory / "meta.json", base_meta)
     return load_embeddings(gallery.name, config)
 
 

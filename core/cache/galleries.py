@@ -39,6 +39,7 @@ class Gallery:
     root: Path
     dataset: str | None = None               # benchmark whose ground truth covers this gallery
     ground_truth: Path | None = None         # its ground-truth folder
+    imported: bool = False                   # descriptors imported (``python -m core import``), not embedded
 
     def scan(self) -> Scan:
         """The folder now: usable image files with their stat results, and the image-named
@@ -119,9 +120,28 @@ def register_gallery(name: str, root: str | os.PathLike, ground_truth: str | os.
     return _from_record(data)
 
 
+def register_imported(name: str, images: str | os.PathLike | None = None) -> Gallery:
+    """Record (or find) a gallery whose descriptors are imported, not embedded from a folder:
+    ``images`` is where its images are, if they are on this machine (results show the id of an
+    image without a file). A gallery indexed from a folder is refused: its next ``index`` would
+    drop every imported id that is not a file of the folder."""
+    record = galleries_dir() / f"{check_name(name)}.json"
+    if record.exists():
+        gallery = _from_record(json.loads(record.read_text()))
+        if not gallery.imported:
+            raise GalleryError(f"gallery {name!r} is indexed from the folder {gallery.root}; import into another --name")
+        return gallery
+    root = Path(images).expanduser().resolve() if images else embeddings_dir().parent / "imported" / name
+    root.mkdir(parents=True, exist_ok=True)
+    write_json(record, {"name": name, "root": str(root), "imported": True,
+                        "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    return Gallery(name, root, imported=True)
+
+
 def _from_record(data: dict) -> Gallery:
     gt = data.get("ground_truth")
-    return Gallery(data["name"], Path(data["root"]), data.get("dataset"), Path(gt) if gt else None)
+    return Gallery(data["name"], Path(data["root"]), data.get("dataset"), Path(gt) if gt else None,
+                   bool(data.get("imported", False)))
 
 
 def load_gallery(name: str) -> Gallery:

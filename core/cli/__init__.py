@@ -1,4 +1,4 @@
-"""Command line: ``python -m core {evaluate,validate,index,search,quantize,galleries,data,train} ...``.
+"""Command line: ``python -m core {evaluate,validate,index,search,quantize,galleries,import,data,train} ...``.
 
 One module per command (``data`` holds its family of actions), each declaring its arguments in
 ``add_parser`` beside its handler, which ``set_defaults(run=...)`` attaches; the argument blocks
@@ -13,7 +13,7 @@ import sys
 
 from core.cache.descriptors import CacheError
 from core.cache.galleries import GalleryError
-from core.cli import data, evaluate, galleries, index, quantize, search, train, validate
+from core.cli import data, evaluate, galleries, index, quantize, search, train, transfer, validate
 from core.cli.options import config_from_args
 from core.datasets.download import DownloadError
 from core.embed.backbones import WeightsUnavailable
@@ -21,7 +21,7 @@ from core.embed.precision import PrecisionRefused
 from core.images import ImageError
 from core.index import IndexMismatch
 
-COMMANDS = (evaluate, validate, index, search, quantize, galleries, data, train)   # in --help's order
+COMMANDS = (evaluate, validate, index, search, quantize, galleries, transfer, data, train)   # in --help's order
 ERRORS = (GalleryError, CacheError, IndexMismatch, WeightsUnavailable, ImageError, OSError, KeyError, ValueError,
           DownloadError, PrecisionRefused)
 

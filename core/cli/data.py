@@ -29,6 +29,9 @@ def _add_download_parsers(actions: argparse._SubParsersAction) -> None:
     fetching.add_argument("dataset", choices=sorted(CATALOGUE))
     fetching.add_argument("--with-r1m", action="store_true",
                           help="also fetch the R-1M distractor list (roxford5k, rparis6k)")
+    fetching.add_argument("--parts", metavar="RANGE",
+                          help="revisitop1m: the image archives to fetch, e.g. 1-10 (about 100k images) or 1-5,8 "
+                               "(default all 100; each is deleted once unpacked)")
     add_quiet(fetching)
     for sp in (listing, fetching):
         sp.add_argument("--dir", default="data", help="data folder (default data/)")
@@ -49,10 +52,15 @@ def run_list(a: argparse.Namespace) -> int:
 
 
 def run_fetch(a: argparse.Namespace) -> int:
-    from core.datasets.download import fetch
+    from core.datasets.download import fetch, parse_parts
 
-    report = fetch(a.dataset, a.dir, a.base_url, ("r1m",) if a.with_r1m else (), progress=not a.quiet)
-    if a.dataset == "cifar10":
+    report = fetch(a.dataset, a.dir, a.base_url, ("r1m",) if a.with_r1m else (), progress=not a.quiet,
+                   parts=parse_parts(a.parts) if a.parts else None)
+    if a.dataset == "revisitop1m":
+        print(f"distractor images are in {report.folder / 'jpg'}; index them, then evaluate a benchmark with them: "
+              f"python -m core index --folder {report.folder / 'jpg'} --name r1m && python -m core evaluate "
+              f"--dataset rparis6k --root data/rparis6k --distractors r1m")
+    elif a.dataset == "cifar10":
         print(f"cifar10 batches are in {report.folder / 'batches'}; export them to class folders with: "
               f"python -m core data export-cifar10 --source {report.folder / 'batches'} --out data/cifar10-test")
     else:

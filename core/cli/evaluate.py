@@ -24,6 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queries", help="with --dataset classes: a separate folder of query images in class subfolders, "
                                      "searched against the gallery ROOT (same class = relevant); default: every "
                                      "gallery image is a query")
+    p.add_argument("--distractors", metavar="GALLERY",
+                   help="add every image of this indexed gallery (same embedding flags) as a negative: the +R1M "
+                        "protocol with the revisitop distractors (python -m core data fetch revisitop1m), or your photos")
     options.add_retrieval_args(p, search_default="exact")
     p.set_defaults(run=run)
 
@@ -41,9 +44,9 @@ def run(a: argparse.Namespace) -> int:
     gallery = register_gallery(a.name or a.dataset, a.images or layout.images, a.gt or layout.ground_truth, a.dataset)
     cfg = options.prepared_config(a, gallery)
     s = evaluate(gallery, gt, cfg, options.settings_from_args(a), options.rerank_from_args(a),
-                 options.embedder_for(a, cfg), RunOptions(progress=not a.quiet))
+                 options.embedder_for(a, cfg), RunOptions(progress=not a.quiet), a.distractors)
     p = {k: v * 100 for k, v in s.precision_at.items()}
-    print(f"\n{s.dataset} ({s.protocol}) on {s.n_images} images, {s.n_queries} queries "
+    print(f"\n{s.dataset} ({s.protocol_label}) on {s.n_images} images, {s.n_queries} queries "
           f"({s.n_queries_skipped} skipped), {s.embedding_label}, {s.search.method}/{s.search.metric}")
     print(f"  mAP {s.map * 100:.2f}   mAP_interp11 {s.map_interp11 * 100:.2f}   NDCG {s.ndcg * 100:.2f}   "
           f"P@1/5/10 {p[1]:.1f}/{p[5]:.1f}/{p[10]:.1f}   random mAP {s.random_map * 100:.2f}")

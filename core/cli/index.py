@@ -5,6 +5,7 @@ import argparse
 
 from core.cache.galleries import duplicate_groups, load_gallery, register_gallery
 from core.cli import options
+from core.embed.distributed import CHUNK_SIZE
 from core.fs import printable
 from core.index import auto_description, backend, backend_names, param_flags, settings_from
 from core.index.choice import default_method
@@ -27,6 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="with --engine dask: scheduler address such as tcp://host:8786 (default: a local cluster)")
     p.add_argument("--dask-workers", type=int, default=2,
                    help="with --engine dask and no --scheduler: worker processes of the local cluster (default 2)")
+    p.add_argument("--dask-chunk", type=int, default=CHUNK_SIZE,
+                   help=f"with --engine dask: images per task (default {CHUNK_SIZE}; a worker lost mid-run costs "
+                        f"its unfinished tasks, which run again elsewhere)")
     options.add_embedding_args(p)
     options.add_quiet(p)
     p.set_defaults(run=run)
@@ -34,16 +38,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(a: argparse.Namespace) -> int:
     from core.cache.descriptors import build_embeddings
+    from core.progress import Reporter
 
     gallery = register_gallery(a.name, a.folder) if a.folder else load_gallery(a.name)
     cfg = options.prepared_config(a, gallery)
     if a.engine == "dask":
         from core.embed.distributed import DaskEmbedder
 
-        with DaskEmbedder(cfg.base(), scheduler=a.scheduler, n_workers=a.dask_workers) as embedder:
-            emb = build_embeddings(gallery, cfg, embedder, progress=not a.quiet)
+        with DaskEmbedder(cfg.base(), scheduler=a.scheduler, n_workers=a.dask_workers,
+                          chunk_size=a.dask_chunk) as embedder:
+            emb = build_embeddings(gallery, cfg, embedder, Reporter(bar=not a.quiet))
     else:
-        emb = build_embeddings(gallery, cfg, options.embedder_for(a, cfg), progress=not a.quiet)
+        emb = build_embeddings(gallery, cfg, options.embedder_for(a, cfg), Reporter(bar=not a.quiet))
     print(f"{gallery.name}: {len(emb.ids)} images embedded ({emb.dim}-d, {cfg.label()}) in {emb.directory}")
     changes = emb.meta.get("changes", {})
     if not any(changes.get(k) for k in ("added", "changed", "removed")):

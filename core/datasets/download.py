@@ -105,6 +105,7 @@ class Resource:
     extract: bool = False
     sha256: str | None = None
     md5: str | None = None
+    keep: bool = True              # False: the archive is deleted once unpacked (R-1M: 100 archives, tens of GB)
 
     @property
     def filename(self) -> str:
@@ -126,6 +127,27 @@ _OXFORD_IMAGES = Resource("vgg-oxford", "oxbuild_images-v1.tgz", "jpg", extract=
 _PARIS_IMAGES = (Resource("vgg-paris", "paris_1-v1.tgz", "jpg", extract=True),
                  Resource("vgg-paris", "paris_2-v1.tgz", "jpg", extract=True))
 _R1M_LIST = Resource("revisitop1m", "revisitop1m.txt", "../revisitop1m")
+R1M_PARTS = 100                    # revisitop1m.1.tar.gz ... revisitop1m.100.tar.gz, about 10,000 images each
+
+
+def r1m_archive(part: int) -> Resource:
+    """Archive ``part`` (1-100) of the R-1M distractor images, unpacked into ``revisitop1m/jpg``."""
+    return Resource("revisitop1m", f"jpg/revisitop1m.{part}.tar.gz", "jpg", extract=True, keep=False)
+
+
+def parse_parts(text: str) -> tuple[int, ...]:
+    """``"1-10"``, ``"3"`` or ``"1-5,8"`` as sorted part numbers, each within 1..R1M_PARTS."""
+    parts: set[int] = set()
+    for piece in text.split(","):
+        try:
+            first, _, last = piece.strip().partition("-")
+            lo, hi = int(first), int(last or first)
+        except ValueError:
+            raise ValueError(f"--parts {text!r}: expected numbers and ranges such as 1-10 or 1-5,8") from None
+        if not 1 <= lo <= hi <= R1M_PARTS:
+            raise ValueError(f"--parts {text!r}: parts run from 1 to {R1M_PARTS}")
+        parts.update(range(lo, hi + 1))
+    return tuple(sorted(parts))
 
 CATALOGUE: dict[str, DatasetSpec] = {spec.name: spec for spec in (
     DatasetSpec("oxford5k", "Oxford Buildings: 5063 images, 55 queries (VGG, Philbin et al. 2007)",
@@ -144,8 +166,9 @@ CATALOGUE: dict[str, DatasetSpec] = {spec.name: spec for spec in (
                 f"pickle batches; export them to class folders with: {command_line('data', 'export-cifar10')}",
                 (Resource("toronto", "cifar-10-python.tar.gz", "batches", extract=True,
                           md5="c58f30108f718f92721af3b95e74349a"),)),
-    DatasetSpec("revisitop1m", "R-1M distractors: the list of the 1,001,001 image names (the images "
-                "themselves are 100 archives on the same host)", (Resource("revisitop1m", "revisitop1m.txt"),)),
+    DatasetSpec("revisitop1m", "R-1M distractors: 1,001,001 images in 100 archives (--parts for a subset, "
+                "e.g. 1-10 for about 100k) and the list of their names",
+                (Resource("revisitop1m", "revisitop1m.txt"), *(r1m_archive(p) for p in range(1, R1M_PARTS + 1)))),
 )}
 
 
@@ -342,37 +365,57 @@ class FetchReport:
     files: list[str] = field(default_factory=list)       # what was done with each resource, one line each
 
 
-def resources_of(name: str, extras: tuple[str, ...] = ()) -> tuple[Resource, ...]:
+def resources_of(name: str, extras: tuple[str, ...] = (), parts: tuple[int, ...] | None = None) -> tuple[Resource, ...]:
+    """The files of dataset ``name`` with its optional ``extras``; ``parts`` keeps only those R-1M
+    image archives (revisitop1m; None: all of them)."""
     if name not in CATALOGUE:
         raise KeyError(f"unknown dataset {name!r}; the downloader knows: {', '.join(CATALOGUE)}")
     spec = CATALOGUE[name]
     unknown = [e for e in extras if e not in spec.extras]
     if unknown:
         raise ValueError(f"{name} has no optional part {', '.join(unknown)}")
-    return spec.resources + tuple(r for e in extras for r in spec.extras[e])
+    if parts is not None and name != "revisitop1m":
+        raise ValueError("--parts selects archives of revisitop1m only")
+    chosen = {r1m_archive(p) for p in parts} if parts is not None else None
+    return tuple(r for r in spec.resources + tuple(r for e in extras for r in spec.extras[e])
+                 if chosen is None or not r.path.startswith("jpg/") or r in chosen)
+
+
+def _unpack(res: Resource, archive: Path, target: Path, marker: Path) -> str:
+    """Extract ``archive`` into ``target``, record it in ``marker`` (the archive's size), and
+    delete the archive when the resource does not keep it. Returns the report line."""
+    size = archive.stat().st_size
+    if marker.exists() and marker.read_text() == f"{size}":
+        return f"{res.filename}: already extracted in {target}"
+    n = extract(archive, target)
+    try:
+        write_text(marker, f"{size}")
+    except OSError as exc:
+        raise _kept(f"recording the extraction of {res.filename}", archive, exc) from exc
+    if not res.keep:
+        archive.unlink()
+    return f"{res.filename}: {n} files extracted into {target}"
 
 
 def fetch(name: str, directory: str | Path, base_url: str | None = None, extras: tuple[str, ...] = (),
-          progress: bool = True, log: Callable[[str], None] = print) -> FetchReport:
+          progress: bool = True, log: Callable[[str], None] = print,
+          parts: tuple[int, ...] | None = None) -> FetchReport:
     """Download (or resume) every file of dataset ``name`` under ``directory`` and unpack it
-    into ``directory/<name>``. Archives already extracted are not extracted again."""
+    into ``directory/<name>``. Archives already extracted are not extracted again (nor
+    downloaded again, for those deleted once unpacked). ``parts``: see ``resources_of``."""
     directory = Path(directory)
     folder = directory / name
     report = FetchReport(name, folder)
-    for res in resources_of(name, extras):
-        archive = download(res.url(base_url), directory / DOWNLOADS / res.filename, res.sha256, progress, md5=res.md5)
+    for res in resources_of(name, extras, parts):
         target = (folder / res.into).resolve()
+        marker = folder / f".extracted-{res.filename}"
+        if res.extract and not res.keep and marker.exists():
+            report.files.append(f"{res.filename}: already extracted in {target}")
+            log(report.files[-1])
+            continue
+        archive = download(res.url(base_url), directory / DOWNLOADS / res.filename, res.sha256, progress, md5=res.md5)
         if res.extract:
-            marker = folder / f".extracted-{res.filename}"
-            if marker.exists() and marker.read_text() == f"{archive.stat().st_size}":
-                report.files.append(f"{res.filename}: already extracted in {target}")
-                continue
-            n = extract(archive, target)
-            try:
-                write_text(marker, f"{archive.stat().st_size}")
-            except OSError as exc:
-                raise _kept(f"recording the extraction of {res.filename}", archive, exc) from exc
-            report.files.append(f"{res.filename}: {n} files extracted into {target}")
+            report.files.append(_unpack(res, archive, target, marker))
         else:
             try:
                 with atomic_path(target / res.filename) as tmp:

@@ -23,7 +23,7 @@ from typing import TypeVar
 
 import torch
 
-from core.config import EmbeddingConfig
+from core.config import EmbeddingConfig, command_line
 from core.embed.heads import EmbeddingHead, HeadConfig
 from core.embed.network import Backbone, assemble
 from core.embed.specs import BackboneSpec, WeightsUnavailable
@@ -154,7 +154,7 @@ def load_trained_backbone(spec: BackboneSpec, path: str | Path) -> Backbone:
     small file declaring a huge head is refused, not built)."""
     data = read_checkpoint(path)
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("state_dict"), dict):
-        raise WeightsUnavailable(f"{path} is not a model written by `python -m core train`")
+        raise WeightsUnavailable(f"{path} is not a model written by `{command_line('train')}`")
     if data["backbone"] != spec.name:
         raise WeightsUnavailable(f"{path} was trained from backbone {data['backbone']}, not {spec.name}; "
                                  f"use --backbone {data['backbone']} (or leave --backbone out)")
@@ -174,7 +174,7 @@ def _check_head(config: HeadConfig, state: dict, path: str | Path) -> None:
         held = "none" if not isinstance(weight, torch.Tensor) else "x".join(map(str, weight.shape))
         raise WeightsUnavailable(f"{path} declares a {config.dim}-wide head on {config.in_channels} channels but "
                                  f"holds projection weights of shape {held}: the model file is damaged or was "
-                                 f"not written by `python -m core train`; train it again")
+                                 f"not written by `{command_line('train')}`; train it again")
 
 
 def apply_model(config: EmbeddingConfig, backbone_given: bool = False, layer_given: bool = False) -> EmbeddingConfig:
@@ -186,7 +186,7 @@ def apply_model(config: EmbeddingConfig, backbone_given: bool = False, layer_giv
     Other weights leave ``config`` unchanged, so the default config's key stays what it was."""
     if not is_trained_model(config.weights):
         if config.layer == "head":
-            raise ValueError(f"--layer head reads the embedding head of a model trained by `python -m core train`; "
+            raise ValueError(f"--layer head reads the embedding head of a model trained by `{command_line('train')}`; "
                              f"pass its model.pt as --weights ({config.weights!r} is not one)")
         if is_path(config.weights) and Path(config.weights).is_file():
             return replace(config, weights_digest=file_digest(config.weights))

@@ -22,11 +22,13 @@ from core.config import EmbeddingConfig
 from core.datasets import DATASET_PROTOCOLS, GroundTruth, Resolution, ResolvedQuery, resolve
 from core.datasets.validation import VALIDATION_PROTOCOL
 from core.embed.embedder import Embedder
+from core.evaluation.distractors import load_distractors, with_distractors
 from core.evaluation.metrics import TOP_KS, QueryScores, score_queries, score_query
 from core.evaluation.reports import ProtocolReport, protocol_report
 from core.evaluation.runs import machine_info, new_run_id, package_versions, write_run
-from core.evaluation.summary import IndexRun, RerankRun, RunSummary
+from core.evaluation.summary import DistractorsRun, IndexRun, RerankRun, RunSummary
 from core.index import ExactIndex, Index, SearchSettings, open_index, recall_at
+from core.progress import Reporter
 from core.rerank import RegionQuery, Reranker
 from core.search.retriever import Ranked, Retriever
 
@@ -210,7 +212,8 @@ def _write(summary: RunSummary, q: Queries, ids: list[str], ranking: np.ndarray,
            report: ProtocolReport, scores: list[QueryScores]) -> None:
     gt = q.gt
     with_protocol = gt.dataset in DATASET_PROTOCOLS or gt.protocol.startswith(VALIDATION_PROTOCOL)
-    dataset_tag = f"{gt.dataset}-{gt.protocol}" if with_protocol else gt.dataset
+    dataset_tag = (f"{gt.dataset}-{gt.protocol}" if with_protocol else gt.dataset) + (
+        summary.distractors.label if summary.distractors else "")
     rerank = summary.rerank_label
     summary.run_id = new_run_id(dataset_tag, summary.embedding.label() + f"-{summary.search.method}"
                                 + (f"-{rerank}" if rerank else ""), summary.gallery)
@@ -222,13 +225,17 @@ def _write(summary: RunSummary, q: Queries, ids: list[str], ranking: np.ndarray,
 
 def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig, settings: SearchSettings | None = None,
              rerank: Reranker | None = None, embedder: Embedder | None = None,
-             options: RunOptions = RunOptions()) -> RunSummary:
-    """Run the whole pipeline: descriptors of the gallery (through the cache), the queries, one
+             options: RunOptions = RunOptions(), distractors: str | None = None) -> RunSummary:
+    """Run the whole pipeline: descriptors of the gallery (through the cache; with
+    ``distractors``, every image of that indexed gallery added as a negative), the queries, one
     ``Retriever`` (the index, then ``rerank``: the path the app's search takes too), the metrics
     of the re-ranked rankings, and (with ``options.write``) a run, whose folder the summary's
     ``run_dir`` names."""
     embedder = embedder or Embedder(config.base())
-    emb = build_embeddings(gallery, config, embedder, progress=options.progress, log=options.log)
+    emb = build_embeddings(gallery, config, embedder, Reporter(bar=options.progress, log=options.log))
+    negatives = load_distractors(distractors, config) if distractors else None
+    if negatives is not None:
+        emb = with_distractors(emb, negatives)
     settings = (settings or SearchSettings()).resolved(len(emb.ids), emb.dim)   # "auto": what it stands for here
     q = embed_queries(emb, resolve_queries(gt, emb, gallery, options.log), gt, embedder, gallery, options)
     start = time.perf_counter()
@@ -238,6 +245,8 @@ def evaluate(gallery: Gallery, gt: GroundTruth, config: EmbeddingConfig, setting
     ranked = Retriever(emb, index, gallery, embedder, rerank).rank(q.vectors, regions, options.progress, options.log)
     per_query, report, scores = score_run(q.gt, q.resolution, ranked.ranking, emb.ids, options.ks)
     summary = _summary(gallery, q, emb, settings, per_query, report, ranked, index_run(index, emb, q, ranked, open_seconds))
+    if negatives is not None:
+        summary.distractors = DistractorsRun(negatives.gallery, len(negatives.ids))
     if options.write:
         _write(summary, q, emb.ids, ranked.ranking, per_query, report, scores)
     return summary

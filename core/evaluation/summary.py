@@ -69,6 +69,29 @@ class RerankRun:
                    float(data.get("extra_ms_per_query", 0.0)))
 
 
+@dataclass(frozen=True)
+class DistractorsRun:
+    """A run's ``distractors`` record: the indexed gallery whose images joined the benchmark's
+    gallery as negatives (the +R1M protocol, or the user's own photos), and how many."""
+
+    gallery: str
+    n_images: int
+
+    @property
+    def label(self) -> str:
+        """``+1M`` for 1,001,001 images, ``+100k``, ``+250``: how papers name the protocol."""
+        if self.n_images >= 1_000_000:
+            return f"+{self.n_images / 1e6:.0f}M"
+        return f"+{self.n_images / 1e3:.0f}k" if self.n_images >= 10_000 else f"+{self.n_images}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"gallery": self.gallery, "n_images": self.n_images, "label": self.label}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DistractorsRun | None:
+        return cls(str(data["gallery"]), int(data["n_images"])) if data.get("gallery") else None
+
+
 @dataclass
 class RunSummary:
     dataset: str
@@ -101,6 +124,7 @@ class RunSummary:
     query_crops_cached: int = 0                # crops read from core.cache.queries (not timed in query_embed_ms)
     index: IndexRun | None = None
     rerank: RerankRun = field(default_factory=RerankRun)
+    distractors: DistractorsRun | None = None  # images of another gallery added as negatives
     ground_truth_notes: list[str] = field(default_factory=list)
     protocol_extras: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
@@ -120,6 +144,13 @@ class RunSummary:
     @property
     def rerank_label(self) -> str:
         return self.rerank.label
+
+    @property
+    def protocol_label(self) -> str:
+        """The protocol as papers print it: ``Medium +1M`` (revisited, with 1M distractors),
+        ``Hard``, or the protocol's own name."""
+        name = self.protocol.capitalize() if self.protocol in ("easy", "medium", "hard") else self.protocol
+        return " ".join(p for p in (name, self.distractors.label if self.distractors else "") if p)
 
     def metric(self, name: str) -> float | None:
         """A mean metric by its JSON name: ``map``, ``map_interp11``, ``ndcg``, ``p@k``,
@@ -149,7 +180,7 @@ class RunSummary:
                 data.update(value)
             elif f.name in ("run_id", "run_dir") and not value:
                 continue
-            elif f.name in ("search", "index", "rerank"):
+            elif f.name in ("search", "index", "rerank", "distractors"):
                 data[f.name] = value.to_dict() if value is not None else {}
             else:
                 data[f.name] = value
@@ -164,6 +195,7 @@ class RunSummary:
         known["search"] = settings_from(search.get("method", "exact"), search.get("metric", "cosine"), search)
         known["index"] = IndexRun.from_dict(data.get("index") or {})
         known["rerank"] = RerankRun.from_dict(data.get("rerank") or {})
+        known["distractors"] = DistractorsRun.from_dict(data.get("distractors") or {})
         known["precision_at"] = {int(k[2:]): v for k, v in data.items() if k.startswith("p@") and k[2:].isdigit()}
         known["top_k"] = {int(k[3:]): v for k, v in data.items() if k.startswith("top") and k[3:].isdigit()}
         derived = {"embedding_label", "embedding_key"}

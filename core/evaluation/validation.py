@@ -40,6 +40,7 @@ from core.files import write_json, write_text
 from core.images import image_size, list_images
 from core.index import SearchSettings
 from core.paths import artifacts_dir
+from core.progress import Reporter
 from core.rerank import Reranker, create_reranker
 
 SET_NAMES = ("paris-whole", "paris-crop", "corel1k", "fashion-mnist", "paris-official")
@@ -145,7 +146,7 @@ def set_arrays(vs: ValidationSet, config: EmbeddingConfig, embedder: Embedder | 
     """``vs`` under ``config`` as arrays (descriptors from the caches, built when missing)."""
     config = config_for(config, vs.gallery.name)
     embedder = embedder or Embedder(config.base())
-    emb = build_embeddings(vs.gallery, config, embedder, progress=False, log=lambda m: None)
+    emb = build_embeddings(vs.gallery, config, embedder, Reporter.quiet())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = resolve(vs.ground_truth, emb.ids)

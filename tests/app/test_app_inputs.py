@@ -15,6 +15,7 @@ from PIL import Image, ImageFile
 import core.app.preview as preview
 from core.app.preview import MAX_UPLOAD_PIXELS, check_upload, fit_box, gallery_image_size, missing_thumbnail
 from core.images import Box, ImageError
+from core.progress import Reporter
 
 # ------------------------------------------------------------------ linked boxes
 
@@ -99,7 +100,7 @@ def small_gallery(artifacts, tmp_path):
     for p in paris_images(4, step=50):
         shutil.copy(p, folder / p.name)
     gallery = register_gallery("small", folder)
-    build_embeddings(gallery, EmbeddingConfig(max_size=128, scales=(1.0,)), progress=False, log=lambda m: None)
+    build_embeddings(gallery, EmbeddingConfig(max_size=128, scales=(1.0,)), reporter=Reporter.quiet())
     return folder
 
 

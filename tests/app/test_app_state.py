@@ -9,7 +9,17 @@ from conftest import PARIS
 from PIL import Image
 
 from core.app.browse import filter_ids, groups, image_group, page_of
-from core.app.comparison import default_pair, run_name, run_names, variant_labels, varying_options, worst_query
+from core.app.comparison import (
+    PALETTE,
+    default_pair,
+    fitted_domain,
+    method_colours,
+    run_name,
+    run_names,
+    variant_labels,
+    varying_options,
+    worst_query,
+)
 from core.app.export import failure_frame, results_frame, score_kind, to_json
 from core.app.failures import analyse_ranking
 from core.app.preview import box_from_cropper, check_upload, cropper_coords
@@ -77,8 +87,9 @@ def test_score_kinds_say_distance_for_euclidean_and_name_the_reranker():
 def test_failure_export_lists_found_missed_and_negatives_by_rank():
     frame = failure_frame(analyse_ranking(QUERY, [1, 0, 3, 4, 2, 6, 5], IDS, k=3))
     assert frame[["role", "image", "rank"]].values.tolist() == [
-        ["negative above a missed positive", "b.jpg", 1], ["found", "a.jpg", 2],
-        ["negative above a missed positive", "e.jpg", 4], ["missed", "c.jpg", 5], ["missed", "f.jpg", 7]]
+        ["negative above a relevant image", "b.jpg", 1], ["found", "a.jpg", 2],
+        ["negative above a relevant image", "e.jpg", 4], ["missed", "c.jpg", 5],
+        ["negative above a relevant image", "g.jpg", 6], ["missed", "f.jpg", 7]]
 
 
 # ------------------------------------------------------------------ run names and chart groups
@@ -206,3 +217,18 @@ def test_thumbnails_are_decoded_once_and_framed_without_decoding_the_photo(tmp_p
         assert g > 200 and r < 60 and b < 60
     assert thumbnails.frame_jpeg(first, None) is first
     assert len(decoded) == 4                                                # 3 photos and the broken file
+
+
+def test_each_method_keeps_one_colour_whatever_the_other_runs():
+    few = method_colours(["b", "a"])
+    more = method_colours(["c", "a", "b", "a"])
+    assert few == {"a": PALETTE[0], "b": PALETTE[1]} and more["a"] == few["a"] and more["b"] == few["b"]
+    assert len(set(method_colours([str(i) for i in range(len(PALETTE))]).values())) == len(PALETTE)
+
+
+def test_a_score_axis_is_fitted_to_the_data():
+    lo, hi = fitted_domain([0.946, 0.991])
+    assert 0.93 < lo < 0.946 and 0.991 < hi <= 1.0                # 0.946 and 0.991 far apart on the axis
+    lo, hi = fitted_domain([0.5, 0.5])
+    assert hi - lo == pytest.approx(0.02, abs=1e-6) and lo < 0.5 < hi
+    assert fitted_domain([0.0, 0.995]) == (0.0, 1.0)

@@ -2,6 +2,7 @@
 comparisons, benchmark reports, thumbnails, uploads and cropper boxes."""
 import io
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,9 @@ from core.app.catalog import (
     ap_comparison,
     bench_reports,
     chart_columns,
+    fresh_query_time,
     gallery_ground_truth,
+    hit_points,
     interpolated_precision,
     pr_curves,
     queries_in_gallery,
@@ -23,11 +26,12 @@ from core.app.catalog import (
     runs_table,
 )
 from core.app.labels import complete_ranking, label_results, query_report
-from core.app.preview import box_from_cropper, check_upload, cropper_coords, preview, thumbnail
+from core.app.preview import box_from_cropper, check_upload, cropper_coords, preview, read_upload, thumbnail
 from core.cache.galleries import load_gallery, register_gallery
 from core.datasets import Query
 from core.evaluation.metrics import interpolated_ap11, precision_recall, score_query
 from core.evaluation.runs import load_run, write_run
+from core.evaluation.summary import RunSummary
 from core.images import Box, ImageError
 
 QUERY = Query(name="q_1", image="a", box=None, positives=frozenset({"a", "b", "c"}), junk=frozenset({"j"}),
@@ -85,8 +89,32 @@ def test_runs_table_and_ap_comparison(tmp_path):
     assert single["query"].tolist() == ["q0", "q2", "q1"]          # by AP, best first
     curves = pr_curves([a, b], "q1")
     assert set(curves["curve"]) == {"measured", "interpolated (11-pt)"} and set(curves["run"]) == {"r1", "r2"}
+    measured = curves[(curves["curve"] == "measured") & (curves["run"] == "r1")]
+    assert measured["recall"].tolist() == [0.0, 0.5] and measured["precision"].tolist() == [1.0, 1.0]
     mean = pr_curves([a])
     assert len(mean) == 11 and mean["precision"].iloc[0] == pytest.approx(1.0) and mean["precision"].iloc[-1] == 0
+
+
+def test_query_time_is_measured_with_fresh_embedding_not_the_cache():
+    # 10 queries, 6 whole images read from the cache: 120 ms of embedding were spent on the other 4
+    summary = RunSummary.from_dict({"n_queries": 10, "queries_from_cache": 6, "query_embed_ms": 12.0,
+                                    "query_search_ms": 0.5, "rerank": {"extra_ms_per_query": 2.0},
+                                    "images_per_second": 20.0})
+    t = fresh_query_time(summary)
+    assert (t.embed_ms, t.search_ms, t.rerank_ms, t.embed_measured_on) == (30.0, 0.5, 2.0, "queries")
+    assert t.total_ms == 32.5
+    cached = fresh_query_time(replace(summary, queries_from_cache=8, query_crops_cached=2))
+    assert (cached.embed_ms, cached.embed_measured_on) == (50.0, "gallery extraction")     # 1 s / 20 images
+    unknown = fresh_query_time(replace(summary, queries_from_cache=10, images_per_second=None))
+    assert unknown.total_ms is None and unknown.embed_measured_on == "unknown"
+
+
+def test_a_perfect_querys_measured_curve_stays_at_precision_1():
+    # 2 relevant images first, then 3 negatives: the stored curve goes on to precision 0.4 at recall 1
+    precision, recall = hit_points([1.0, 1.0, 2 / 3, 0.5, 0.4], [0.5, 1.0, 1.0, 1.0, 1.0])
+    assert precision.tolist() == [1.0, 1.0] and recall.tolist() == [0.5, 1.0]
+    precision, recall = hit_points([0.0, 0.5, 1 / 3, 0.5], [0.0, 0.5, 0.5, 1.0])     # miss, hit, miss, hit
+    assert precision.tolist() == [0.5, 0.5] and recall.tolist() == [0.5, 1.0]
 
 
 def test_bench_reports_read_any_json_shape(tmp_path):
@@ -131,12 +159,43 @@ def test_thumbnail_is_small_and_framed():
 def test_check_upload_explains_what_is_wrong():
     data = (PARIS / "jpg" / "paris_louvre_000081.jpg").read_bytes()
     assert check_upload("photo.JPG", data, 20).size == Image.open(io.BytesIO(data)).size
-    with pytest.raises(ImageError, match="gif files are not supported"):
-        check_upload("anim.gif", data, 20)
+    with pytest.raises(ImageError, match="svg files are not supported; upload a JPEG, PNG, WebP, BMP, GIF or TIFF"):
+        check_upload("drawing.svg", data, 20)
     with pytest.raises(ImageError, match="the limit is 0.1 MB"):
         check_upload("big.jpg", data, 0.1)
     with pytest.raises(ImageError, match="not an image"):
         check_upload("fake.png", b"hello", 20)
+
+
+def encoded(img: Image.Image, fmt: str, **options) -> bytes:
+    out = io.BytesIO()
+    img.save(out, format=fmt, **options)
+    return out.getvalue()
+
+
+def test_gif_first_frame_and_tiff_are_accepted():
+    frames = [Image.new("RGB", (64, 48), colour) for colour in ("red", "blue")]
+    gif = read_upload("anim.gif", encoded(frames[0], "GIF", save_all=True, append_images=frames[1:]), 20)
+    assert gif.image.size == (64, 48) and gif.image.mode == "RGB" and gif.note is None
+    assert gif.image.getpixel((10, 10))[0] > 200                              # the first frame: red
+    tiff = read_upload("scan.TIFF", encoded(Image.new("RGB", (80, 60), "green"), "TIFF"), 20)
+    assert tiff.image.size == (80, 60) and tiff.original_size == (80, 60)
+
+
+def test_a_tiny_upload_is_searched_with_a_warning():
+    tiny = read_upload("icon.png", encoded(Image.new("RGB", (8, 8), "white"), "PNG"), 20)
+    assert tiny.image.size == (8, 8) and "only 8×8 px" in tiny.note
+
+
+def test_a_jpeg_over_the_pixel_limit_is_downscaled_not_refused():
+    side = 12_000                                                   # 144 megapixels, over core.images.MAX_PIXELS
+    data = encoded(Image.new("L", (side, side), 128), "JPEG", quality=50)
+    huge = read_upload("camera.jpg", data, 20)
+    assert huge.original_size == (side, side) and max(huge.image.size) <= 4096 and huge.image.mode == "RGB"
+    assert huge.note.startswith("camera.jpg is 12000×12000 px (144 megapixels): searched at")
+    png = encoded(Image.new("1", (side, side)), "PNG")                # not a JPEG: refused with the reason
+    with pytest.raises(ImageError, match="megapixels exceeds the limit"):
+        read_upload("scan.png", png, 20)
 
 
 def test_cropper_boxes_round_trip_through_the_preview():

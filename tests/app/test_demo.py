@@ -20,6 +20,7 @@ from core.app.labels import query_report
 from core.cache.galleries import load_gallery
 from core.config import DEFAULT_CONFIG
 from core.datasets import stem_of
+from core.progress import Reporter
 from core.search.engine import SearchEngine
 
 SMALL = replace(DEFAULT_CONFIG, max_size=256)      # same network, smaller inputs: a faster test
@@ -48,7 +49,7 @@ def demo(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CBIR_ARTIFACTS", str(tmp_path_factory.mktemp("demo-artifacts")))
         progress = []
-        gallery = build_demo_gallery(SMALL, on_progress=lambda d, n: progress.append((d, n)), log=lambda m: None)
+        gallery = build_demo_gallery(SMALL, reporter=Reporter(bar=False, on_progress=lambda d, n: progress.append((d, n)), log=lambda m: None))
         yield gallery, progress
 
 

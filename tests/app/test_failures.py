@@ -1,5 +1,5 @@
 """Failure analysis of one ranking and of two runs, against hand-computed ranks."""
-from core.app.failures import analyse_ranking, rank_moves
+from core.app.failures import analyse_ranking, failure_reason, rank_moves
 from core.datasets import Query
 
 QUERY = Query(name="q_1", image="a", box=None, positives=frozenset({"a", "c", "f"}), junk=frozenset({"d"}))
@@ -15,17 +15,34 @@ def test_positives_are_placed_with_the_negatives_above_them():
     assert [(p.image_id, p.rank) for p in f.missed] == [("c.jpg", 5), ("f.jpg", 7)]
 
 
-def test_intruders_are_the_bad_images_above_the_first_missed_positive():
-    f = analyse_ranking(QUERY, RANKING, IDS, k=3)
-    assert [(p.image_id, p.rank, p.label) for p in f.intruders] == [("b.jpg", 1, "bad"), ("e.jpg", 4, "bad")]
-    assert f.n_intruders == 2
+def test_found_is_judged_at_the_number_of_relevant_images_by_default():
+    f = analyse_ranking(QUERY, RANKING, IDS)
+    assert f.k == 3 and [p.image_id for p in f.missed] == ["c.jpg", "f.jpg"]
+
+
+def test_intruders_are_the_bad_images_above_the_last_positive_whatever_k():
+    for k in (3, 7, None):
+        f = analyse_ranking(QUERY, RANKING, IDS, k=k)
+        assert [(p.image_id, p.rank, p.label) for p in f.intruders] == [
+            ("b.jpg", 1, "bad"), ("e.jpg", 4, "bad"), ("g.jpg", 6, "bad")]
+        assert f.n_intruders == 3
     capped = analyse_ranking(QUERY, RANKING, IDS, k=3, max_intruders=1)
-    assert [p.image_id for p in capped.intruders] == ["b.jpg"] and capped.n_intruders == 2
+    assert [p.image_id for p in capped.intruders] == ["b.jpg"] and capped.n_intruders == 3
 
 
-def test_nothing_missed_means_no_intruders():
-    f = analyse_ranking(QUERY, RANKING, IDS, k=7)
+def test_a_perfect_ranking_has_no_intruders():
+    f = analyse_ranking(QUERY, [0, 2, 5, 3, 1, 4, 6], IDS)             # a c f d b e g
     assert f.missed == [] and f.intruders == [] and f.n_intruders == 0
+    assert failure_reason(f).startswith("A perfect ranking: all 3 relevant images")
+
+
+def test_the_reason_names_the_negatives_and_their_group():
+    ids = ["x/a.jpg", "x/c.jpg", "y/b.jpg", "y/e.jpg", "z/g.jpg", "x/f.jpg"]
+    query = Query(name="q", image="a", box=None, positives=frozenset({"a", "c", "f"}), junk=frozenset())
+    f = analyse_ranking(query, [2, 0, 3, 1, 4, 5], ids)                # b a e c g f
+    assert failure_reason(f) == "3 negatives outrank 3 of the 3 relevant images; 2 of them are y images."
+    assert failure_reason(analyse_ranking(query, [2, 0, 1, 5, 3, 4], ids)) == \
+        "1 negative outranks 3 of the 3 relevant images: a y image."
 
 
 def test_moves_between_two_runs_largest_first():

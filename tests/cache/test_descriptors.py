@@ -11,6 +11,7 @@ from core.cache.descriptors import CacheError, build_embeddings, cache_dir, load
 from core.cache.galleries import register_gallery
 from core.config import EmbeddingConfig
 from core.embed.embedder import Embedder
+from core.progress import Reporter
 
 CFG = EmbeddingConfig(pooling="gem", scales=(1.0,), max_size=96)
 
@@ -44,11 +45,11 @@ def test_killed_run_resumes_without_recomputing(artifacts, folder, embedder, mon
     g = register_gallery("photos", folder)
     dying = CountingEmbedder(embedder, die_after=4)
     with pytest.raises(KeyboardInterrupt):
-        build_embeddings(g, CFG, dying, progress=False, log=lambda m: None)
+        build_embeddings(g, CFG, dying, reporter=Reporter.quiet())
     partial = load_embeddings("photos", CFG)
     assert 1 <= len(partial.ids) <= 4 and partial.meta["complete"] is False
     again = CountingEmbedder(embedder)
-    full = build_embeddings(g, CFG, again, progress=False, log=lambda m: None)
+    full = build_embeddings(g, CFG, again, reporter=Reporter.quiet())
     assert again.count == 6 - len(partial.ids)
     assert len(full.ids) == 6 and full.meta["complete"] is True
     fresh = embedder.embed_image(folder / full.ids[0])
@@ -62,13 +63,13 @@ def test_unreadable_files_are_skipped_reported_and_not_retried(artifacts, folder
     (folder / "empty.png").write_bytes(b"")
     logs = []
     g = register_gallery("photos", folder)
-    emb = build_embeddings(g, CFG, embedder, progress=False, log=logs.append)
+    emb = build_embeddings(g, CFG, embedder, reporter=Reporter(bar=False, log=logs.append))
     assert len(emb.ids) == 6
     assert set(emb.failures) == {"broken.jpg", "empty.png"}
     assert "not an image" in emb.failures["broken.jpg"]
     assert any("skipped broken.jpg" in m for m in logs)
     counting = CountingEmbedder(embedder)
-    build_embeddings(g, CFG, counting, progress=False, log=lambda m: None)
+    build_embeddings(g, CFG, counting, reporter=Reporter.quiet())
     assert counting.count == 0                                   # nothing changed, nothing re-read
 
 
@@ -79,7 +80,7 @@ def test_missing_cache_names_the_build_command(artifacts):
 
 def test_foreign_config_in_cache_dir_is_refused(artifacts, folder, embedder):
     g = register_gallery("photos", folder)
-    build_embeddings(g, CFG, embedder, progress=False, log=lambda m: None)
+    build_embeddings(g, CFG, embedder, reporter=Reporter.quiet())
     other = EmbeddingConfig(max_size=97)
     shutil.copytree(cache_dir("photos", CFG), cache_dir("photos", other))
     with pytest.raises(CacheError, match="holds config"):
@@ -89,7 +90,7 @@ def test_foreign_config_in_cache_dir_is_refused(artifacts, folder, embedder):
 def test_whitening_learned_on_gallery_is_recorded(artifacts, folder, embedder):
     g = register_gallery("photos", folder)
     cfg = EmbeddingConfig(max_size=96, whitening="gallery", whiten_dim=4)
-    emb = build_embeddings(g, cfg, embedder, progress=False, log=lambda m: None)
+    emb = build_embeddings(g, cfg, embedder, reporter=Reporter.quiet())
     assert emb.dim == 4 and emb.whitening is not None
     assert emb.meta["whitening_learned_on"] == {"gallery": "photos", "n": 6}
     np.testing.assert_allclose(np.linalg.norm(emb.vectors, axis=1), 1.0, atol=1e-5)

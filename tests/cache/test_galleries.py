@@ -48,7 +48,7 @@ def test_add_remove_change_updates_incrementally(artifacts, photos, capsys):
     emb = load_embeddings("photos", CFG)
     assert emb.meta["changes"] == {"added": [extra.name], "changed": [names[1]], "removed": [names[0]], "unchanged": 3}
     assert emb.meta["extraction"]["n_embedded"] == 2                          # only the added and the changed
-    assert emb.ids == sorted(p.name for p in photos.iterdir())
+    assert sorted(emb.ids) == sorted(p.name for p in photos.iterdir())        # new rows are appended
     for image_id in names[2:]:                                               # unchanged vectors reused as they were
         np.testing.assert_array_equal(emb.vectors[emb.ids.index(image_id)], first.vectors[first.ids.index(image_id)])
     fresh = Embedder(CFG).embed_image(changed)

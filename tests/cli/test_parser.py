@@ -24,11 +24,15 @@ def option_strings(parser: argparse.ArgumentParser) -> set[str]:
 
 def test_every_command_runs_the_handler_of_its_own_module():
     parser = build_parser()
-    assert list(subcommands(parser)) == [m.__name__.rsplit(".", 1)[1] for m in COMMANDS]
+    def command_of(module):
+        return getattr(module, "COMMAND", module.__name__.rsplit(".", 1)[1])
+
+    assert list(subcommands(parser)) == [command_of(m) for m in COMMANDS]
     minimal = {"evaluate": ["--dataset", "paris6k", "--root", "x"], "index": ["--name", "g"],
-               "search": ["q.jpg", "--name", "g"], "train": ["--root", "r", "--name", "m"]}
+               "search": ["q.jpg", "--name", "g"], "train": ["--root", "r", "--name", "m"],
+               "import": ["--name", "g", "--vectors", "v.npy"]}
     for module in COMMANDS:
-        name = module.__name__.rsplit(".", 1)[1]
+        name = command_of(module)
         if name == "data":
             continue
         args = parser.parse_args([name, *minimal.get(name, [])])

@@ -251,6 +251,15 @@ def independent_missed(run, query: str, k: int) -> list[int]:
     return [r + 1 for r, i in enumerate(run.ranking[row]) if r + 1 > k and stems[i] in q.positives]
 
 
+def junk_above(run, query: str) -> int:
+    """Junk images ranked above the last relevant image of ``query`` (neither relevant nor negative)."""
+    row = int(np.flatnonzero(run.per_query["query"].to_numpy() == query)[0])
+    q = next(q for q in load_ground_truth("paris6k", PARIS / "gt").queries if q.name == query)
+    stems = [run.ids[i].rsplit(".", 1)[0] for i in run.ranking[row]]
+    last = max(r for r, s in enumerate(stems) if s in q.positives)
+    return sum(s in q.junk and s not in q.positives for s in stems[:last])
+
+
 def open_metrics_tab(page, tab: str) -> None:
     if not page.get_by_role("heading", name="Metrics").is_visible():
         page.get_by_role("link", name="Metrics").click()
@@ -278,12 +287,19 @@ def test_failure_view_of_a_real_run_shows_each_missed_positive_with_its_rank(app
     run = runs[1]                                                         # the newest run, shown first
     query = run.per_query.sort_values("ap")["query"].iloc[0]
     assert page.locator(".st-key-fail_query input").input_value().startswith(query)        # the worst first
-    expected = independent_missed(run, query, 10)
+    k = int(page.locator(".st-key-fail_k input").input_value())
+    relevant = independent_missed(run, query, 0)                         # every relevant image's rank
+    assert k == len(relevant)                                            # opens at k = the relevant images
+    expected = [r for r in relevant if r > k]
     assert expected
     page.wait_for_function("(n) => document.querySelectorAll('.st-key-fail_missed img').length === n",
                            arg=min(len(expected), 40), timeout=60_000)
     shown = [int(r) for r in re.findall(r"#(\d+) · \d+ negatives above", page.locator(".st-key-fail_missed").inner_text())]
     assert shown == expected[:40]
+    negatives = [int(r) for r in re.findall(r"#(\d+)\n", page.locator(".st-key-fail_intruders").inner_text())]
+    assert negatives and max(negatives) < relevant[-1] and len(negatives) == min(40, relevant[-1] - len(relevant)
+                                                                                 - junk_above(run, query))
+    assert "outrank" in page.get_by_text("Why:").inner_text()
     page.screenshot(path=str(SCREENS / "metrics-failures.png"))
     ap = float(run.per_query.set_index("query").loc[query, "ap"])
     link = page.get_by_role("link", name="Open in search")
@@ -335,6 +351,62 @@ def test_galleries_page(page):
     page.screenshot(path=str(SCREENS / "galleries.png"))
     page.locator(".st-key-cancel_paris40 button").click()
     wait_idle(page)
+
+
+def tiles_in_first_row(page) -> int:
+    return page.evaluate("""() => { const cells = [...document.querySelectorAll(
+        '.st-key-results [data-testid=stGridCell]')].map(c => Math.round(c.getBoundingClientRect().top));
+        return cells.filter(t => t === cells[0]).length; }""")
+
+
+def test_results_fill_the_width_and_the_search_is_kept_across_pages(app, page):
+    url, _ = app
+    open_search(page, url, f"/?gallery=paris40&embedding={DEFAULT_CONFIG.key()}&query=defense_4&k=12&rerank=none")
+    page.wait_for_function("() => document.querySelectorAll('.st-key-results img').length === 12", timeout=120_000)
+    wait_idle(page)
+    try:
+        for width, least in ((1280, 3), (1920, 4)):
+            page.set_viewport_size({"width": width, "height": 1080 if width > 1280 else HEIGHT})
+            page.wait_for_timeout(800)                            # the grid reflows
+            assert tiles_in_first_row(page) >= least, (width, tiles_in_first_row(page))
+            page.screenshot(path=str(SCREENS / f"search-results-{width}.png"))
+    finally:
+        page.set_viewport_size({"width": WIDTH, "height": HEIGHT})
+    first = page.locator(".st-key-results [data-testid=stGridCell]").first.inner_text()
+    for link in ("Galleries", "Metrics", "Search"):                # away and back by the navigation
+        page.get_by_role("link", name=link).click()
+        page.get_by_role("heading", name=link).wait_for(timeout=60_000)
+        wait_idle(page)
+    page.wait_for_function("() => document.querySelectorAll('.st-key-results img').length === 12", timeout=120_000)
+    assert page.locator(".st-key-gt_query input").input_value().startswith("defense_4")
+    assert page.locator(".st-key-results [data-testid=stGridCell]").first.inner_text() == first
+    page.get_by_role("link", name="Metrics").click()
+    page.get_by_role("heading", name="Metrics").wait_for(timeout=60_000)
+    page.go_back()                                                # and by the browser's Back
+    page.get_by_role("heading", name="Search").wait_for(timeout=60_000)
+    page.wait_for_function("() => document.querySelectorAll('.st-key-results img').length === 12", timeout=120_000)
+    assert page.locator(".st-key-gt_query input").input_value().startswith("defense_4")
+
+
+def test_no_page_or_tab_scrolls_sideways_at_800(app, page):
+    url, _ = app
+    page.set_viewport_size({"width": 800, "height": HEIGHT})
+    try:
+        open_search(page, url, f"/?gallery=paris40&embedding={DEFAULT_CONFIG.key()}&query=louvre_1")
+        assert page.locator(".st-key-search button").bounding_box()["y"] < HEIGHT       # on the first screen
+        widths = {"search": page.evaluate("() => document.documentElement.scrollWidth")}
+        for tab in ("Runs", "Trade-off", "Per-query AP", "PR curves", "Failures"):
+            open_metrics_tab(page, tab)
+            page.wait_for_timeout(1500)                           # charts size themselves once drawn
+            widths[tab] = page.evaluate("() => document.documentElement.scrollWidth")
+            page.screenshot(path=str(SCREENS / f"metrics-{tab.lower().replace(' ', '-')}-800.png"), full_page=True)
+        page.get_by_role("link", name="Galleries").click()
+        page.get_by_role("heading", name="Galleries").wait_for(timeout=60_000)
+        wait_idle(page)
+        widths["galleries"] = page.evaluate("() => document.documentElement.scrollWidth")
+        assert all(w <= 800 for w in widths.values()), widths
+    finally:
+        page.set_viewport_size({"width": WIDTH, "height": HEIGHT})
 
 
 def test_every_request_went_to_the_app_itself(app, requests):

@@ -5,6 +5,7 @@ uploads, Annoy, "search with this", deep links) and every tab of the metrics pag
 The cropper is a custom component, which AppTest cannot drive: here it returns its starting box
 (the query's ground-truth box, or the whole image); the browser test drags it for real.
 """
+import io
 import json
 import os
 import re
@@ -13,6 +14,7 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 from conftest import PARIS, REPO, SHARED_DATA
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.app.markdown import escape_markdown
@@ -22,9 +24,10 @@ from core.config import DEFAULT_CONFIG
 from core.datasets import load_class_folders, load_ground_truth
 from core.evaluation.pipeline import RunOptions, evaluate
 from core.evaluation.runs import load_run
+from core.progress import Reporter
 
 TIMEOUT = 300
-QUIET = dict(options=RunOptions(progress=False, log=lambda m: None))
+QUIET = dict(options=RunOptions(progress=False, log=lambda m: None))          # evaluate
 
 
 def app() -> AppTest:
@@ -52,7 +55,7 @@ def scores(at: AppTest) -> dict[str, str]:
 def paris(paris_gallery, paris_gt):
     """The 250 Paris images with the default embedding, their ground truth, and two runs."""
     gallery = register_gallery(paris_gallery.name, paris_gallery.root, PARIS / "gt", "paris6k")
-    build_embeddings(gallery, DEFAULT_CONFIG, **QUIET)
+    build_embeddings(gallery, DEFAULT_CONFIG, reporter=Reporter.quiet())
     runs = [evaluate(gallery, paris_gt, cfg, **QUIET) for cfg in (DEFAULT_CONFIG, replace(DEFAULT_CONFIG, whitening="gallery"))]
     return gallery, runs
 
@@ -76,7 +79,7 @@ def test_search_page_re_ranks_with_the_default_of_core(paris):
     assert at.sidebar.selectbox(key="rerank").value == DEFAULT_RERANK
     at.selectbox(key="gt_query").set_value("louvre_1").run()
     at.button(key="search").click().run()
-    assert not at.exception and "re-ranked by kr" in texts(at)
+    assert not at.exception and "re-ranked by k-reciprocal, k1 = " in texts(at)       # words, not "kr28"
     assert float(scores(at)["AP"]) > 0.5
 
 
@@ -141,8 +144,15 @@ def test_upload_searches_and_refuses_other_files(paris):
                                           "image/jpeg").run()
     at.button(key="search").click().run()
     assert not at.exception and "defense" in result_ids(at)[0]
-    at.file_uploader(key="upload").upload("anim.gif", b"GIF89a", "image/gif").run()
+    at.file_uploader(key="upload").upload("drawing.svg", b"<svg/>", "image/svg+xml").run()
     assert any("not supported" in e.value for e in at.error)
+    frames = [Image.new("RGB", (8, 8), colour) for colour in ("red", "blue")]
+    gif = io.BytesIO()
+    frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:])
+    at.file_uploader(key="upload").upload("icon.gif", gif.getvalue(), "image/gif").run()
+    assert not at.error and any(escape_markdown("icon.gif is only 8×8 px") in w.value for w in at.warning)   # warned
+    at.button(key="search").click().run()
+    assert not at.exception and len(result_ids(at)) == 10
     at.file_uploader(key="upload").upload("fake.png", b"not a png", "image/png").run()
     assert any("not an image" in e.value for e in at.error)
 
@@ -196,7 +206,8 @@ def test_deep_link_restores_the_full_state_and_the_page_keeps_it_in_the_url(pari
     assert at.sidebar.radio(key="method").value == "annoy" and at.sidebar.number_input(key="effort").value == 2000
     assert at.sidebar.selectbox(key="rerank").value == "alpha_qe"
     assert "x1 200, y1 100, x2 800, y2 400 (600×300 of 1024×768)" in texts(at)
-    assert len(result_ids(at)) == 7 and re.search(r"re-ranked by aqe\d+a3 ", texts(at))    # k adapted to the gallery
+    assert len(result_ids(at)) == 7 and re.search(r"re-ranked by alpha query expansion, qe_n = \d+, alpha = 3 ",
+                                                  texts(at))    # qe_n adapted to the gallery
     assert at.query_params == params
     at.sidebar.slider(key="k").set_value(12).run()
     assert at.query_params["k"] == "12" and at.query_params["box"] == "200,100,800,400"
@@ -269,7 +280,7 @@ def test_first_blcf_rerank_shows_its_preparation_and_times_it_apart(artifacts, t
     folder.mkdir()
     for name in sorted(os.listdir(PARIS / "jpg"))[::12][:20]:
         (folder / name).symlink_to(PARIS / "jpg" / name)
-    build_embeddings(register_gallery("twenty", folder), DEFAULT_CONFIG, **QUIET)
+    build_embeddings(register_gallery("twenty", folder), DEFAULT_CONFIG, reporter=Reporter.quiet())
     at = open_gallery("twenty", "Gallery image")
     at.sidebar.selectbox(key="rerank").set_value("blcf").run()
     at.button(key="search").click().run()
@@ -278,11 +289,11 @@ def test_first_blcf_rerank_shows_its_preparation_and_times_it_apart(artifacts, t
     assert any(re.match(r"Prepared BLCF .* for twenty in [\d.]+ s \(once per gallery and embedding\)", lab)
                for lab in labels), labels
     line = next(m.value for m in at.markdown if m.value.startswith("**"))
-    assert re.search(r"re-ranked by blcf\w+ in \d+ ms \(the gallery was prepared first, once: [\d.]+ s, not counted\)",
+    assert re.search(r"re-ranked by BLCF, top_n = 50, fusion = [\d.]+ in \d+ ms \(the gallery was prepared first, once: [\d.]+ s, not counted\)",
                      line), line
     at.button(key="search").click().run()
     line = next(m.value for m in at.markdown if m.value.startswith("**"))
-    assert "re-ranked by blcf" in line and "prepared first" not in line and not at.status
+    assert "re-ranked by BLCF" in line and "prepared first" not in line and not at.status
 
 
 def test_a_gallery_deleted_elsewhere_is_reported_not_silently_replaced(artifacts, tmp_path):
@@ -291,7 +302,7 @@ def test_a_gallery_deleted_elsewhere_is_reported_not_silently_replaced(artifacts
         folder.mkdir()
         for image in sorted(os.listdir(PARIS / "jpg"))[:3]:
             (folder / image).symlink_to(PARIS / "jpg" / image)
-        build_embeddings(register_gallery(name, folder), DEFAULT_CONFIG, **QUIET)
+        build_embeddings(register_gallery(name, folder), DEFAULT_CONFIG, reporter=Reporter.quiet())
     at = open_gallery("second")
     delete_gallery("second")                               # e.g. from the Galleries page in another tab
     at.sidebar.slider(key="k").set_value(3).run()
@@ -330,36 +341,48 @@ def test_metrics_page_tabs(paris):
     assert ids <= set(table["run_id"]) and {"mAP", "mAP_interp11", "NDCG", "P@10", "extraction_s", "query_ms",
                                               "backbone", "pooling", "whitening", "dim"} <= set(table.columns)
     assert at.get("download_button")
-    assert len(metrics_tab(at, "Trade-off").get("vega_lite_chart")) == table["dataset"].nunique()   # one per dataset
+    charts = [json.loads(c.proto.spec) for c in metrics_tab(at, "Trade-off").get("vega_lite_chart")]
+    assert len(charts) == 3 * table["dataset"].nunique()          # mAP against query time, extraction; stages
+    paris_maps = table.loc[table["dataset"] == "paris6k", "mAP"]
+    low, high = charts[0]["encoding"]["y"]["scale"]["domain"]          # fitted to the runs' mAPs, not 0-1
+    assert 0 < low < paris_maps.min() and paris_maps.max() < high <= 1
+    assert charts[0]["encoding"]["x"]["field"] == "fresh_query_ms"
+    colours = [dict(zip(c["encoding"]["color"]["scale"]["domain"], c["encoding"]["color"]["scale"]["range"]))
+               for c in charts[:2]]
+    assert colours[0] == colours[1] and len(colours[0]) == len(table)   # one colour per run, the same in both
     at = metrics_tab(at, "Per-query AP")
     at.multiselect(key="pq_runs").set_value(list(ids)).run()
     assert len(at.get("vega_lite_chart")) == 2 and not at.exception
     at = metrics_tab(at, "PR curves")
     at.multiselect(key="pr_runs").set_value(list(ids)).run()
     aps = pd.concat([load_run(r).per_query.set_index("query")["ap"] for r in ids], axis=1).mean(axis=1)
-    assert len(at.get("vega_lite_chart")) == 1 and at.selectbox(key="pr_query").value == aps.idxmin()   # the worst
+    assert len(at.get("vega_lite_chart")) == 2 and at.selectbox(key="pr_query").value == aps.idxmin()   # the worst
     at = metrics_tab(at, "Failures")
     shown_run = load_run(at.selectbox(key="fail_run").value)
     assert at.selectbox(key="fail_query").value == shown_run.per_query.sort_values("ap")["query"].iloc[0]  # the worst
     at.selectbox(key="fail_run").set_value(paris[1][0].run_id).run()
-    links = at.get("page_link")
+    links = [link for link in at.get("page_link") if link.proto.label == "Open in search"]
     assert len(links) == 1 and "gallery=paris6k&embedding=" in links[0].proto.query_string
     at = metrics_tab(at, "Performance")
     assert any("No benchmark results yet" in i.value for i in at.info)
 
 
-def expected_missed(run_id: str, query: str, k: int) -> list[tuple[str, int]]:
-    """Relevant images of ``query`` ranked below ``k`` in the stored ranking, computed here from
-    ranking.npy and the ground-truth files, independently of core.app.failures."""
+def expected_failure(run_id: str, query: str) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """(relevant images of ``query``, negatives ranked above its last relevant image), each as
+    (id, rank), computed here from ranking.npy and the ground-truth files, independently of
+    core.app.failures."""
     run = load_run(run_id)
     row = int(run.per_query.index[run.per_query["query"] == query][0])
     q = next(q for q in load_ground_truth("paris6k", PARIS / "gt").queries if q.name == query)
     ids = run.ids
-    return [(ids[i], r + 1) for r, i in enumerate(run.ranking[row]) if r + 1 > k
-            and ids[i].rsplit(".", 1)[0] in q.positives and ids[i].rsplit(".", 1)[0] not in q.junk]
+    ranked = [(ids[i], r + 1, ids[i].rsplit(".", 1)[0]) for r, i in enumerate(run.ranking[row])]
+    relevant = [(i, r) for i, r, stem in ranked if stem in q.positives and stem not in q.junk]
+    last = relevant[-1][1]
+    negatives = [(i, r) for i, r, stem in ranked[:last] if stem not in q.positives and stem not in q.junk]
+    return relevant, negatives
 
 
-def test_failure_view_shows_each_missed_positive_with_its_rank(paris):
+def test_failure_view_opens_at_k_relevant_and_lists_the_negatives_above_the_last_one(paris):
     run_id = paris[1][0].run_id
     at = app().run()
     at.switch_page("pages/metrics.py").run()
@@ -367,13 +390,23 @@ def test_failure_view_shows_each_missed_positive_with_its_rank(paris):
     at.selectbox(key="fail_run").set_value(run_id).run()
     at.selectbox(key="fail_query").set_value("louvre_3").run()
     assert not at.exception
-    missed = expected_missed(run_id, "louvre_3", 10)
-    assert missed, "louvre_3 misses relevant images at k = 10 on this gallery"
+    relevant, negatives = expected_failure(run_id, "louvre_3")
+    assert at.number_input(key="fail_k").value == len(relevant) == 39      # louvre_3's relevant images in Paris
+    missed = [rank for _, rank in relevant if rank > 39]
+    assert missed and negatives, "louvre_3 misses relevant images on this gallery"
     shown = [c.value for c in at.caption if re.match(r"#\d+ · \d+ negatives above", c.value)]
-    assert [int(re.match(r"#(\d+)", c)[1]) for c in shown] == [rank for _, rank in missed][:40]
+    assert [int(re.match(r"#(\d+)", c)[1]) for c in shown] == missed[:40]
     head = next(m.value for m in at.markdown if m.value.startswith(r"**louvre\_3**"))
-    assert f"{len(missed)} missed" in head
+    assert f"{len(missed)} missed" in head and "in the top 39" in head
+    why = next(m.value for m in at.markdown if m.value.startswith("**Why:**"))
+    assert f"{len(negatives)} negative" in why and "outrank" in why
+    searches = [link.proto.query_string for link in at.get("page_link") if link.proto.label == "Search"]
+    intruders = [i for i, _ in negatives][:40]
+    assert [re.search(r"image=([^&]+)", q)[1] for q in searches][:len(intruders)] == intruders
     assert {b.proto.label for b in at.get("download_button")} >= {"Failure case as CSV", "Failure case as JSON"}
+    at.number_input(key="fail_k").set_value(10).run()
+    shown = [c.value for c in at.caption if re.match(r"#\d+ · \d+ negatives above", c.value)]
+    assert [int(re.match(r"#(\d+)", c)[1]) for c in shown] == [rank for _, rank in relevant if rank > 10][:40]
     at.selectbox(key="fail_other").set_value(paris[1][1].run_id).run()
     assert any(m.value.startswith("**Images that moved**") for m in at.markdown)
     assert any(re.match(r"#\d+ → #\d+ \((up|down) \d+\)", c.value) for c in at.caption)
@@ -398,6 +431,10 @@ def test_failures_of_a_class_folder_run_show_their_thumbnails(artifacts, tmp_pat
     images = at.get("image")
     assert len(images) >= 1 + 5                    # the query and its 5 relevant images, missed or not
     assert not any("cannot be found" in w.value for w in at.warning)
+    at = metrics_tab(at, "Classes")
+    heat = json.loads(at.get("vega_lite_chart")[0].proto.spec)["layer"][0]
+    assert heat["encoding"]["color"]["condition"]["test"] == "datum.count > 0"     # empty cells are not tinted
+    assert heat["encoding"]["color"]["value"] == "white"
 
 
 def test_performance_tab_renders_bench_files(paris, session_artifacts):
@@ -414,3 +451,66 @@ def test_performance_tab_renders_bench_files(paris, session_artifacts):
         assert len(at.get("vega_lite_chart")) == 1
     finally:
         (bench / "example.json").unlink()
+
+
+def test_galleries_page_shows_a_gallery_being_embedded_its_thumbnails_and_cache_size(artifacts, tmp_path):
+    from core.app.activity import cache_bytes
+    from core.cache.descriptors import LOCK, cache_dir
+    from core.files import exclusive_lock
+
+    folder = tmp_path / "three"
+    folder.mkdir()
+    for name in sorted(os.listdir(PARIS / "jpg"))[:3]:
+        (folder / name).symlink_to(PARIS / "jpg" / name)
+    register_gallery("three", folder)
+    lock = cache_dir("three", DEFAULT_CONFIG) / LOCK
+    lock.parent.mkdir(parents=True)
+    with exclusive_lock(lock):                              # as `python -m core index` holds it while embedding
+        at = app().run()
+        at.switch_page("pages/galleries.py").run()
+        assert not at.exception
+        assert any(i.value.startswith("Embedding in progress") for i in at.info)
+        assert not any("No descriptors yet" in c.value for c in at.caption)
+        assert len(at.get("image")) == 3                    # the gallery's first images
+    build_embeddings(register_gallery("three", folder), DEFAULT_CONFIG, reporter=Reporter.quiet())
+    at = app().run()
+    at.switch_page("pages/galleries.py").run()
+    assert not at.info
+    table = at.dataframe[0].value
+    size = cache_bytes("three", DEFAULT_CONFIG.key()) / 1e6
+    assert table["on disk (MB)"].iloc[0] == pytest.approx(size) and size > 0
+    assert table["embedding"].iloc[0] == "EfficientNet-Lite0 · R-MAC · 3 scales · 512 px"
+
+
+def test_the_search_is_kept_across_pages(paris):
+    at = open_gallery("paris6k", "Ground-truth query")
+    at.selectbox(key="gt_query").set_value("louvre_2").run()
+    at.sidebar.slider(key="k").set_value(6).run()
+    at.sidebar.radio(key="metric").set_value("euclidean").run()
+    at.button(key="search").click().run()
+    before = result_ids(at)
+    assert len(before) == 6
+    at.switch_page("pages/metrics.py").run()
+    at.switch_page("pages/galleries.py").run()
+    at.switch_page("pages/search.py").run()
+    assert not at.exception
+    assert at.radio(key="source").value == "Ground-truth query" and at.selectbox(key="gt_query").value == "louvre_2"
+    assert at.sidebar.slider(key="k").value == 6 and at.sidebar.radio(key="metric").value == "euclidean"
+    assert at.sidebar.selectbox(key="rerank").value == "none"
+    assert result_ids(at) == before and "AP" in scores(at)
+
+
+def test_typed_box_redraws_the_cropper_and_long_lists_paginate(paris):
+    at = open_gallery("paris6k", "Ground-truth query")
+    at.selectbox(key="gt_query").set_value("louvre_1").run()
+    at.number_input(key="box_x1").set_value(300).run()
+    assert not at.exception and "x1 300, y1 69, x2 936, y2 445" in texts(at)
+    assert at.number_input(key="box_x1").value == 300
+    at.number_input(key="box_x2").set_value(200).run()                    # corners ordered: 200 … 300
+    assert "x1 200, y1 69, x2 300, y2 445" in texts(at)
+    at.sidebar.slider(key="k").set_value(60).run()
+    at.button(key="search").click().run()
+    assert len(result_ids(at)) == 24 and "Results 1–24 of 60" in texts(at)
+    at.session_state["results_page"] = 3
+    at.run()
+    assert len(result_ids(at)) == 12 and "Results 49–60 of 60" in texts(at)

@@ -11,6 +11,7 @@ from core.cache.descriptors import build_embeddings
 from core.cache.galleries import register_gallery
 from core.config import EmbeddingConfig
 from core.index import SearchSettings
+from core.progress import Reporter
 from core.search.engine import SearchEngine
 
 CFG = EmbeddingConfig(max_size=128)
@@ -20,7 +21,7 @@ CFG = EmbeddingConfig(max_size=128)
 def engine(tmp_path_factory):
     folder = copy_paris_images(tmp_path_factory.mktemp("concurrent"), step=10)
     g = register_gallery("concurrent", folder)
-    build_embeddings(g, CFG, progress=False, log=lambda m: None)
+    build_embeddings(g, CFG, reporter=Reporter.quiet())
     return SearchEngine(g, CFG)
 
 
