@@ -33,6 +33,7 @@ from pathlib import Path
 from common import DEFAULT_PARIS, derived_vectors, load_average, write_result
 
 SHARED = DEFAULT_PARIS.parent
+REPO = Path(__file__).resolve().parent.parent
 PART = 50_000
 
 
@@ -88,7 +89,7 @@ def search_json(name: str) -> dict:
             "print('PEAK_RSS_MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3, file=sys.stderr)")
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code, "search", str(query), "--name", name, "-k", "10", "--json"],
-                          capture_output=True, text=True, env=os.environ)
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-2000:])
     out = json.loads(done.stdout)

@@ -24,6 +24,15 @@ PRECISIONS = ("float32", "int8", "float16", "bf16")
 LAYERS: tuple[str, ...] = ("pool", "penultimate", "head")
 
 
+PROGRAM = "python -m core"
+
+
+def command_line(command: str, *options: str) -> str:
+    """A command as core's messages tell the user to run it, e.g. ``command_line("index", "--name g",
+    config.cli_flags())``: the one place the program is spelled; empty options are left out."""
+    return " ".join([PROGRAM, command, *(o for o in options if o)])
+
+
 @dataclass(frozen=True)
 class EmbeddingConfig:
     """How an image becomes a global descriptor.

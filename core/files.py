@@ -7,16 +7,21 @@ cache serialise on an advisory lock (``exclusive_lock``).
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import re
+import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from core.fs import iter_blocks
 
 
 @contextmanager
@@ -37,6 +42,31 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+_digests: dict[tuple[str, str, int, int, int, int, int], str] = {}
+_digests_lock = threading.Lock()
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256", remember: bool = True) -> str:
+    """Hex digest (``algorithm``: sha256, or md5 where only an MD5 is published) of a regular
+    file, never reading more than the size it had when opened. Computed once per process for each
+    (path, device, inode, size, mtime, ctime): a file replaced or rewritten under the same name is
+    read again (even with its mtime set back: ctime cannot be), an unchanged one is not (a model
+    checked on every search costs one ``stat``). ``remember=False`` for files read once (a
+    gallery's photos, a download), which the process should not keep a record of."""
+    st = os.stat(path)
+    key = (algorithm, str(Path(path).resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    with _digests_lock:
+        if key in _digests:
+            return _digests[key]
+    h = hashlib.new(algorithm, usedforsecurity=algorithm != "md5")
+    for block in iter_blocks(path, max_bytes=sys.maxsize):
+        h.update(block)
+    if remember:
+        with _digests_lock:
+            _digests[key] = h.hexdigest()
+    return h.hexdigest()
 
 
 def current_umask() -> int:

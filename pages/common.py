@@ -34,6 +34,7 @@ from core import (
     build_demo_gallery,
     build_embeddings,
     cache_version,
+    embedding_name,
     evaluate_demo,
     frame_jpeg,
     gallery_ground_truth,
@@ -186,8 +187,12 @@ def build_demo_widget(primary: bool = True) -> None:
 def build_index_widget(gallery: str, config: EmbeddingConfig = DEFAULT_CONFIG, key: str = "build_index") -> None:
     """Embed a registered gallery under ``config`` (default: the default embedding; the search
     page also offers each trained model's)."""
-    if st.button(f"Build the index of {gallery} ({config.label()})", type="primary", key=key):
-        bar = st.progress(0.0, text="Loading the network…")
-        build_embeddings(load_gallery(gallery), config, embedder(json.dumps(config.base().to_dict())),
-                         _bar_reporter(bar))
+    if st.button(f"Build the index of {gallery} ({embedding_name(config)})", type="primary", key=key):
+        embed_gallery(gallery, config)
         st.rerun()
+
+
+def embed_gallery(gallery: str, config: EmbeddingConfig = DEFAULT_CONFIG) -> None:
+    """Embed (or update) a registered gallery with a progress bar, as ``python -m core index`` does."""
+    bar = st.progress(0.0, text="Loading the network…")
+    build_embeddings(load_gallery(gallery), config, embedder(json.dumps(config.base().to_dict())), _bar_reporter(bar))

@@ -6,12 +6,14 @@ images). Galleries are created and updated with ``python -m core index --folder 
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from core import (
     CacheInfo,
+    GalleryError,
     cache_bytes,
     caches_in_progress,
     delete_descriptors,
@@ -20,10 +22,13 @@ from core import (
     escape_markdown,
     folder_size,
     gallery_entries,
+    load_embeddings,
+    near_duplicates,
     printable,
+    register_gallery,
     sample_images,
 )
-from pages.common import through_app, thumb_uri
+from pages.common import embed_gallery, through_app, thumb_uri
 
 
 def caches_table(gallery: str, caches: list[CacheInfo]) -> pd.DataFrame:
@@ -84,16 +89,62 @@ def deletion(g, size_text: str) -> None:
             st.rerun()
 
 
+def duplicates_panel(g, caches: list[CacheInfo]) -> None:
+    """Groups of near-identical images under the gallery's first complete embedding, with a
+    threshold: for cleaning a photo folder, or spotting a query copied into the gallery."""
+    usable = [c for c in caches if c.usable]
+    if not usable:
+        return
+    with st.expander("Near-duplicates"):
+        threshold = st.slider("Cosine of the descriptors at least", 0.80, 1.0, 0.95, 0.005, key=f"dup_t_{g.name}",
+                              help="1.0: the same picture; about 0.95: resized, recompressed or lightly cropped "
+                                   "copies; lower: near-identical scenes")
+        if st.button("Find near-duplicates", key=f"dup_{g.name}", icon=":material/content_copy:"):
+            emb = load_embeddings(g.name, usable[0].config)
+            st.session_state[f"dups_{g.name}"] = (threshold, near_duplicates(emb.vectors, emb.ids, threshold))
+        found = st.session_state.get(f"dups_{g.name}")
+        if found is None:
+            return
+        at, groups = found
+        st.caption(f"{len(groups)} group{'s' if len(groups) != 1 else ''} at cosine ≥ {at:g} ({embedding_name(usable[0].config)})"
+                   + ("; the 20 largest:" if len(groups) > 20 else ""))
+        for n, group in enumerate(groups[:20]):
+            strip = st.container(horizontal=True, gap="xsmall", key=f"dup_{g.name}_{n}")
+            for image_id in group.ids[:12]:
+                strip.image(thumb_uri(g.root / image_id), width=72, caption=printable(image_id))
+            st.caption(f"{len(group.ids)} images, lowest link cosine {group.min_cosine:.3f}")
+
+
 def descriptors_size(caches: list[CacheInfo]) -> str:
     n = len(caches)
     return f"{n} embedding{'s' if n != 1 else ''}" if n else "none yet"
 
 
+def index_folder() -> None:
+    """Any folder of this machine becomes a gallery: registered and embedded with the default
+    embedding, with a progress bar (``python -m core index --folder PATH --name NAME``)."""
+    with st.expander("Index a folder", expanded=not gallery_entries()):
+        c = st.columns([3, 2])
+        folder = c[0].text_input("Folder of images", key="index_folder", placeholder="/home/me/Pictures")
+        name = c[1].text_input("Gallery name", key="index_name", placeholder="photos")
+        if st.button("Index", key="index_go", type="primary", icon=":material/add_photo_alternate:",
+                     disabled=not (folder.strip() and name.strip())):
+            try:
+                register_gallery(name.strip(), Path(folder.strip()).expanduser())
+            except (GalleryError, OSError) as exc:
+                st.error(escape_markdown(str(exc)))
+                return
+            embed_gallery(name.strip())
+            st.rerun()
+        st.caption("Embeds the images with the default embedding; indexing it again embeds only what changed.")
+
+
 def main() -> None:
     st.title("Galleries")
+    index_folder()
     entries = gallery_entries()
     if not entries:
-        st.info("No gallery yet. Any folder of images becomes one:\n\n"
+        st.info("No gallery yet. Any folder of images becomes one, above or from a terminal:\n\n"
                 "```\npython -m core index --folder PATH/TO/IMAGES --name my-gallery\n```")
         return
     for entry in entries:
@@ -115,6 +166,7 @@ def main() -> None:
                              column_config={"on disk (MB)": st.column_config.NumberColumn(format="%.1f")})
             elif not busy:
                 st.caption("No descriptors yet: `python -m core index --name " + g.name + "`")
+            duplicates_panel(g, entry.caches)
             deletion(g, descriptors_size(entry.caches))
 
 

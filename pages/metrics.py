@@ -30,6 +30,7 @@ from core import (
     bench_reports,
     chart_columns,
     class_results,
+    confusion_cell_images,
     default_pair,
     escape_markdown,
     failure_cases,
@@ -56,7 +57,8 @@ from core import (
 from pages.common import all_runs, artifacts_key, build_demo_widget, run, run_gt, through_app, thumb_uri
 
 TABS = ["Runs", "Trade-off", "Per-query AP", "PR curves", "Failures", "Classes", "Training", "Performance"]
-SHOWN = ["name", "dataset", "protocol", "model", "mAP", "mAP_interp11", "NDCG", "P@10", "backbone", "pooling", "scales", "whitening",
+# mAP beside the run's name: at 800 px the table shows the name and the first figures, the rest scrolls
+SHOWN = ["name", "mAP", "dataset", "protocol", "model", "mAP_interp11", "NDCG", "P@10", "backbone", "pooling", "scales", "whitening",
          "dim", "max_size", "search", "rerank", "extraction_s", "query_ms", "rerank_ms", "n_images", "n_queries",
          "gallery", "timestamp", "run_id"]
 LEGEND = alt.Legend(orient="bottom", direction="vertical", labelLimit=0, title=None)
@@ -87,7 +89,7 @@ def runs_tab(df: pd.DataFrame) -> None:
     if text:
         view = view[view.astype(str).apply(lambda col: col.str.contains(text, case=False, regex=False)).any(axis=1)]
     st.dataframe(view[SHOWN], hide_index=True, column_config={
-        **PERCENT, "name": st.column_config.TextColumn("run", width="large", pinned=True),
+        **PERCENT, "name": st.column_config.TextColumn("run", width="medium", pinned=True),
         "extraction_s": st.column_config.NumberColumn("extraction (s)", format="%.1f"),
         "query_ms": st.column_config.NumberColumn("query (ms)", format="%.1f"),
         "rerank_ms": st.column_config.NumberColumn("re-ranking (ms/query)", format="%.1f")})
@@ -146,14 +148,15 @@ def tradeoff_chart(sub: pd.DataFrame, field: str, title: str, colours: alt.Scale
 
 def stage_chart(sub: pd.DataFrame) -> alt.Chart:
     """Where a query's time goes, per run: embed, search, re-rank (ms)."""
-    stages = sub.melt(id_vars=["run"], value_vars=["embed_ms", "search_ms", "rerank_ms"], var_name="stage",
+    stages = sub.melt(id_vars=["run", "variant"], value_vars=["embed_ms", "search_ms", "rerank_ms"], var_name="stage",
                       value_name="ms").dropna(subset=["ms"])
     stages["stage"] = stages["stage"].map({"embed_ms": "embed", "search_ms": "search", "rerank_ms": "re-rank"})
-    return alt.Chart(stages).mark_bar().encode(
-        y=alt.Y("run:N", title=None, axis=alt.Axis(labelLimit=200)), x=alt.X("ms:Q", title="ms per query", stack=True),
+    return alt.Chart(stages).mark_bar().encode(           # runs by what differs between them: names share a prefix
+        y=alt.Y("variant:N", title=None, axis=alt.Axis(labelLimit=220)),
+        x=alt.X("ms:Q", title="ms per query", stack=True),
         color=alt.Color("stage:N", scale=alt.Scale(domain=["embed", "search", "re-rank"],
                                                    range=["#9ecae9", "#4c78a8", "#1f3b5a"]),
-                        legend=alt.Legend(orient="bottom", title=None)),
+                        legend=alt.Legend(orient="top", direction="horizontal", title=None, labelLimit=0)),
         tooltip=["run", "stage", alt.Tooltip("ms:Q", format=".1f")]).properties(
         title="Query time by stage (fresh embedding)")
 
@@ -466,19 +469,36 @@ def classes_tab(df: pd.DataFrame) -> None:
                 f"{s['chance_precision']:.3f}")
     st.dataframe(table, hide_index=True, column_config={c: st.column_config.NumberColumn(c, format="%.3f")
                                                         for c in table.columns if c not in ("class", "n_queries")})
+    confusion_chart(confusion, s["knn_k"])
+    st.caption("Every image is a query; the other images of its class are relevant, the query itself is ignored. "
+               "Rows: true class; columns: the class voted by its nearest neighbours. Click a cell for its images.")
+    cell = st.session_state.get("confusion_cell")
+    if cell:
+        images = confusion_cell_images(r, *cell)
+        st.markdown(f"**{escape_markdown(cell[0])} voted {escape_markdown(cell[1])}**: {len(images)} images")
+        thumbs(gallery_root(r), [(i, "good" if cell[0] == cell[1] else "bad", cell[1]) for i in images[:48]],
+               "confusion_images", image_link(r))
+
+
+def confusion_chart(confusion: pd.DataFrame, knn_k: int) -> None:
+    """The k-NN confusion matrix; a click on a cell keeps it in ``confusion_cell`` (true, predicted)."""
     base = alt.Chart(confusion).encode(x=alt.X("predicted:N", title="predicted class"),
                                        y=alt.Y("true:N", title="true class"))
+    cell = alt.selection_point(name="cell", fields=["true", "predicted"], on="click")
     # empty cells stay white: the colour scale starts at the smallest non-zero share, not at 0
     heat = base.mark_rect(stroke="#eeeeee").encode(
         color=alt.condition("datum.count > 0", alt.Color("share:Q", scale=alt.Scale(scheme="blues", zero=False),
                                                          title="share of row"), alt.value("white")),
-        tooltip=["true", "predicted", "count", alt.Tooltip("share:Q", format=".2f")])
+        tooltip=["true", "predicted", "count", alt.Tooltip("share:Q", format=".2f")]).add_params(cell)
     labels = base.mark_text(fontSize=11).transform_filter("datum.count > 0").encode(
         text="count:Q", color=alt.condition("datum.share > 0.5", alt.value("white"), alt.value("black")))
-    st.altair_chart((heat + labels).properties(title=f"Confusion matrix of the {s['knn_k']}-NN vote", height=420),
-                    width="stretch")
-    st.caption("Every image is a query; the other images of its class are relevant, the query itself is ignored. "
-               "Rows: true class; columns: the class voted by its nearest neighbours.")
+
+    def clicked() -> None:
+        points = st.session_state["confusion"].selection.get("cell") or []
+        st.session_state["confusion_cell"] = (str(points[0]["true"]), str(points[0]["predicted"])) if points else None
+
+    st.altair_chart((heat + labels).properties(title=f"Confusion matrix of the {knn_k}-NN vote", height=420),
+                    width="stretch", key="confusion", on_select=clicked, selection_mode="cell")
 
 
 def training_tab(df: pd.DataFrame) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 
 from core.cache.descriptors import Embeddings, build_embeddings
 from core.cache.galleries import Gallery
-from core.config import PLAIN_GEM
+from core.config import PLAIN_GEM, EmbeddingConfig
 from core.datasets import ResolvedQuery, resolve
 from core.embed.embedder import Embedder
 from core.evaluation.metrics import score_query
@@ -36,7 +38,8 @@ OXFORD = SHARED_DATA / "oxford5k"
 SLOW_CALLS = ("Embedder(", "evaluate(", "build_embeddings(", 'main(["evaluate"', 'main(["index"', 'main(["search"',
               '"evaluate", "--dataset"', "SearchEngine(", "build_demo_gallery(", "AppTest", "sync_playwright",
               "subprocess")
-SLOW_FIXTURES = {"paris", "paris_gallery", "engine", "default_run", "page", "app_url", "demo", "embedder"}
+SLOW_FIXTURES = {"paris", "paris_gallery", "engine", "default_run", "page", "app_url", "demo", "embedder",
+                 "small_embedder"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -66,6 +69,36 @@ def write_legacy_cache(directory: Path, emb: Embeddings, fingerprints: list[str]
                 directory / "whitening.npz"]:
         old.unlink(missing_ok=True)
     write_npz(directory / "embeddings.npz", **arrays)
+
+
+# Small real galleries (shared Paris images at 64 pixels): the input-robustness tests' embedding.
+SMALL = EmbeddingConfig(max_size=64, scales=(1.0,))
+SMALL_FLAGS = ["--max-size", "64", "--scales", "1.0", "--quiet"]
+
+
+@pytest.fixture(scope="session")
+def small_embedder() -> Embedder:
+    return Embedder(SMALL)
+
+
+def run_core(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m core`` in a child process: a hang or a segfault there fails the test, not the suite."""
+    try:
+        return subprocess.run([sys.executable, "-m", "core", *argv], cwd=REPO, capture_output=True,
+                              encoding="utf-8", errors="replace", env=dict(os.environ, PYTHONPATH=str(REPO)),
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"python -m core {' '.join(argv)} still running after {timeout} s (it hangs)")
+
+
+class Reduce:
+    """A pickle payload that calls ``func(*args)`` when unpickled: what hostile pickles carry."""
+
+    def __init__(self, func, args) -> None:
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
 
 
 def require_shared() -> None:

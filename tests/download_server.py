@@ -1,5 +1,5 @@
 """A local HTTP server for the downloader's tests (``tests/datasets/test_download.py`` and the
-full-disk case of ``tests/test_faults.py``): serves archives built from the real shared files, with
+full-disk case of ``tests/cli/test_faults.py``): serves archives built from the real shared files, with
 HTTP Range support, so transfers, resumes and checksums run for real without the internet."""
 from __future__ import annotations
 

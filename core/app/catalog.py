@@ -216,6 +216,18 @@ def pr_curves(runs: Sequence[Run], query: str | None = None) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run", "curve", "recall", "precision"])
 
 
+def confusion_cell_images(run: Run, true: str, predicted: str) -> list[str]:
+    """The query images of a class-folder run whose class is ``true`` and whose nearest
+    neighbours voted ``predicted``: the images behind one cell of its confusion matrix (gallery
+    ids; empty for a run without votes)."""
+    pq = run.per_query
+    if "predicted" not in pq or "group" not in pq:
+        return []
+    rows = pq[(pq["group"].astype(str) == true) & (pq["predicted"].astype(str) == predicted)]
+    present = set(run.ids)
+    return [str(q) for q in rows["query"] if str(q) in present]       # a class-folder query is named by its id
+
+
 @dataclass(frozen=True)
 class FailureCase:
     """One badly ranked query of a run: its crop and its top results with their labels."""

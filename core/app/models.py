@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from core.config import DEFAULT_CONFIG, EmbeddingConfig
-from core.embed.trained import ModelCard, apply_model, list_models
+from core.embed.trained import MODEL_FILE, ModelCard, apply_model, list_models
 
 CURVE_COLUMNS = ["model", "epoch", "split", "metric", "value"]
 
@@ -61,8 +61,10 @@ def model_table(models: list[TrainedModel]) -> pd.DataFrame:
 
 
 def model_of_run(embedding: EmbeddingConfig) -> str:
-    """The trained model a run's embedding used ("" for off-the-shelf weights)."""
-    return Path(embedding.weights).parent.name if embedding.weights_digest else ""
+    """The trained model a run's embedding used ("" for off-the-shelf weights and for plain
+    checkpoints, whose digest is recorded too but which no training wrote)."""
+    trained = embedding.weights_digest and Path(embedding.weights).name == MODEL_FILE
+    return Path(embedding.weights).parent.name if trained else ""
 
 
 def side_by_side(runs: pd.DataFrame, model: str) -> pd.DataFrame:

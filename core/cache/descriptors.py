@@ -34,7 +34,7 @@ import numpy as np
 from core.cache import store
 from core.cache.galleries import Gallery, fingerprint, load_gallery, same_file
 from core.cache.store import MANIFEST, WHITENING
-from core.config import EmbeddingConfig
+from core.config import EmbeddingConfig, command_line
 from core.embed.embedder import Embedder
 from core.embed.whitening import Whitening, learn_pca_whitening
 from core.files import exclusive_lock, remove_stale_temporaries, write_json
@@ -81,6 +81,11 @@ class Embeddings:
     @property
     def dim(self) -> int:
         return int(self.vectors.shape[1])
+
+    def whiten(self, vectors: np.ndarray) -> np.ndarray:
+        """Query descriptors [n, D] (or [D]) made comparable with the gallery's: whitened and
+        L2-normalised as its own were, unchanged when it has no whitening."""
+        return self.whitening.apply(vectors) if self.whitening is not None else vectors
 
     def content_digest(self) -> str:
         """A digest of the ids and of each image's fingerprint: it changes when an image is added,
@@ -140,7 +145,7 @@ def load_embeddings(gallery: str, config: EmbeddingConfig) -> Embeddings:
     contents = store.open_contents(directory)
     if contents is None:
         raise CacheError(f"no descriptors of gallery {gallery!r} for {config.label()}; build them with: "
-                         f"python -m core index --name {gallery} {config.cli_flags()}")
+                         f"{command_line('index', f'--name {gallery}', config.cli_flags())}")
     meta_file = directory / "meta.json"
     whitening_file = directory / WHITENING
     whitening = None
@@ -166,7 +171,7 @@ def build_embeddings(gallery: Gallery, config: EmbeddingConfig, embedder: Embedd
     reporter = reporter or Reporter()
     if gallery.imported:
         raise CacheError(f"gallery {gallery.name!r} holds imported descriptors, not a folder to embed: add to it "
-                         f"with python -m core import --name {gallery.name} --vectors FILE.npy")
+                         f"with {command_line('import', f'--name {gallery.name}', '--vectors FILE.npy')}")
     if config.whitening != "none":
         return _build_whitened(gallery, config, embedder, reporter)
     directory = cache_dir(gallery.name, config)

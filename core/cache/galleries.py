@@ -3,7 +3,6 @@ remembers the folder so that the app and the CLI can find it again; its descript
 live under ``artifacts/embeddings/<name>/``."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -13,8 +12,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.files import write_json
-from core.fs import Scan, describe_error, iter_blocks
+from core.config import command_line
+from core.files import file_digest, write_json
+from core.fs import Scan, describe_error
 from core.images import scan_images
 from core.paths import embeddings_dir, galleries_dir
 
@@ -109,7 +109,7 @@ def register_gallery(name: str, root: str | os.PathLike, ground_truth: str | os.
                                                           "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     if Path(data["root"]) != root:
         raise GalleryError(f"gallery {name!r} already points at {data['root']}; delete it first "
-                           f"(python -m core galleries delete {name}) or choose another --name")
+                           f"({command_line('galleries', 'delete', name)}) or choose another --name")
     changed = not exists
     if ground_truth is not None:
         gt = {"dataset": dataset, "ground_truth": str(Path(ground_truth).expanduser().resolve())}
@@ -148,7 +148,7 @@ def load_gallery(name: str) -> Gallery:
     record = galleries_dir() / f"{check_name(name)}.json"
     if not record.exists():
         raise GalleryError(f"no gallery named {name!r}; known: {', '.join(list_galleries()) or 'none'}. "
-                           f"Create one with: python -m core index --folder PATH --name {name}")
+                           f"Create one with: {command_line('index', '--folder PATH', f'--name {name}')}")
     return _from_record(json.loads(record.read_text()))
 
 
@@ -178,14 +178,6 @@ def delete_gallery(name: str) -> None:
 HASHES = "content-hashes.json"
 
 
-def _sha256(path: Path) -> str:
-    """sha256 of a regular file, reading no more than the size it had when opened."""
-    h = hashlib.sha256()
-    for block in iter_blocks(path):
-        h.update(block)
-    return h.hexdigest()
-
-
 def _read_hashes(path: Path) -> dict[str, list[str]]:
     try:
         cache = json.loads(path.read_text())
@@ -209,7 +201,7 @@ def duplicate_groups(gallery: Gallery, ids: list[str] | None = None) -> list[lis
             current[image_id] = known
             continue
         try:
-            current[image_id] = [fp, _sha256(gallery.root / image_id)]
+            current[image_id] = [fp, file_digest(gallery.root / image_id, remember=False)]
         except OSError:
             continue
     if current != cache:

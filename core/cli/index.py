@@ -3,11 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from core.cache.galleries import (
-    duplicate_groups,
-    load_gallery,
-    register_gallery,
-)
+from core.cache.galleries import duplicate_groups, load_gallery, register_gallery
 from core.cli import options
 from core.embed.distributed import CHUNK_SIZE
 from core.fs import printable

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.cache.galleries import Gallery
 from core.config import DEFAULT_CONFIG, LAYERS, MULTI_SCALES, PRECISIONS, EmbeddingConfig
@@ -24,6 +25,10 @@ from core.index import (
     param_flags,
     settings_from,
 )
+
+if TYPE_CHECKING:                     # imported where used: the network and the re-rankers load on demand
+    from core.embed.embedder import Embedder
+    from core.rerank import Reranker
 
 
 def add_embedding_args(p: argparse.ArgumentParser) -> None:
@@ -98,7 +103,7 @@ def prepared_config(a: argparse.Namespace, gallery: Gallery) -> EmbeddingConfig:
     return cfg
 
 
-def embedder_for(a: argparse.Namespace, cfg: EmbeddingConfig):
+def embedder_for(a: argparse.Namespace, cfg: EmbeddingConfig) -> Embedder:
     from core.embed.embedder import Embedder
 
     return Embedder(cfg.base(), device=a.device)
@@ -140,7 +145,7 @@ def add_rerank_args(p: argparse.ArgumentParser) -> None:
         g.add_argument(param.flag, type=param.type, choices=param.choices, help=param.help.replace("%", "%%"))
 
 
-def rerank_from_args(a: argparse.Namespace):
+def rerank_from_args(a: argparse.Namespace) -> Reranker:
     """The chosen re-ranker with the flags given that it has (the others would not apply)."""
     from core.rerank import create_reranker, reranker_parameters
     from core.rerank.tunable import tunable_parameters

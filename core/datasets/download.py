@@ -22,7 +22,6 @@ for the tests, which serve archives from 127.0.0.1.
 """
 from __future__ import annotations
 
-import hashlib
 import http.client
 import lzma
 import os
@@ -39,7 +38,8 @@ from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
-from core.files import atomic_path, write_text
+from core.config import command_line
+from core.files import atomic_path, file_digest, write_text
 from core.fs import describe_error
 
 CHUNK = 1 << 20
@@ -163,7 +163,7 @@ CATALOGUE: dict[str, DatasetSpec] = {spec.name: spec for spec in (
                  Resource("inria", "jpg2.tar.gz", "jpg", extract=True),
                  Resource("inria-eval", "eval_holidays.tgz", "", extract=True))),
     DatasetSpec("cifar10", "CIFAR-10: 60,000 32x32 colour images of 10 classes (Krizhevsky 2009), as the python "
-                "pickle batches; export them to class folders with: python -m core data export-cifar10",
+                f"pickle batches; export them to class folders with: {command_line('data', 'export-cifar10')}",
                 (Resource("toronto", "cifar-10-python.tar.gz", "batches", extract=True,
                           md5="c58f30108f718f92721af3b95e74349a"),)),
     DatasetSpec("revisitop1m", "R-1M distractors: 1,001,001 images in 100 archives (--parts for a subset, "
@@ -172,21 +172,8 @@ CATALOGUE: dict[str, DatasetSpec] = {spec.name: spec for spec in (
 )}
 
 
-def digest_of(path: str | os.PathLike, algorithm: str = "sha256") -> str:
-    """Hex digest of a file (``algorithm``: sha256, or md5 where only an MD5 is published)."""
-    h = hashlib.new(algorithm, usedforsecurity=algorithm != "md5")
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    return digest_of(path)
-
-
 def _digests_match(path: Path, sha256: str | None, md5: str | None) -> bool:
-    return (sha256 is None or digest_of(path) == sha256) and (md5 is None or digest_of(path, "md5") == md5)
+    return (sha256 is None or file_digest(path, remember=False) == sha256) and (md5 is None or file_digest(path, "md5", False) == md5)
 
 
 def _offline(url: str, dest: Path, reason: object) -> OfflineError:
@@ -253,7 +240,7 @@ def download(url: str, dest: str | Path, sha256: str | None = None, progress: bo
 def _finish(part: Path, dest: Path, sha256: str | None, url: str, md5: str | None = None) -> Path:
     for algorithm, expected in (("sha256", sha256), ("md5", md5)):
         if expected is not None:
-            actual = digest_of(part, algorithm)
+            actual = file_digest(part, algorithm, remember=False)
             if actual != expected:
                 part.unlink()
                 raise ChecksumError(f"{url}: {algorithm} {actual} is not the published {expected}; the file was "

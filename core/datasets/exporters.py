@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from core.config import command_line
 from core.datasets.safepickle import safe_load
 
 FASHION_MNIST_CLASSES: tuple[str, ...] = ("t-shirt_top", "trouser", "pullover", "dress", "coat", "sandal",
@@ -116,8 +117,8 @@ def cifar10_source(source: str | Path | None = None, split: str = "test") -> Pat
         if all((d / name).is_file() for name in CIFAR10_BATCHES[split]):
             return d
     raise FileNotFoundError(f"no CIFAR-10 {split} batches ({', '.join(CIFAR10_BATCHES[split])}) in "
-                            f"{', '.join(map(str, candidates))}; download them with: python -m core data fetch "
-                            f"cifar10, or pass --source")
+                            f"{', '.join(map(str, candidates))}; download them with: {command_line('data', 'fetch cifar10')}, "
+                            f"or pass --source")
 
 
 def export_cifar10(out: str | Path, source: str | Path | None = None, split: str = "test",

@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from core.config import command_line
 from core.datasets.safemat import UnsafeMat, load_mat
 from core.datasets.types import GroundTruth, GroundTruthError, Query, read_label_text
 from core.fs import printable
@@ -90,5 +91,5 @@ def load_holidays(folder: str | Path) -> GroundTruth:
     names = list_images(images) if images.is_dir() else []
     if not names:
         raise FileNotFoundError(f"no {MAT_NAME}, {LIST_NAME} or Holidays images in {folder}; "
-                                f"get them with: python -m core data fetch holidays")
+                                f"get them with: {command_line('data', 'fetch holidays')}")
     return holidays_from_names(names, source=f"names of the images in {images}")

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from core.config import command_line
 from core.datasets.safemat import UnsafeMat, load_mat
 from core.datasets.safepickle import UnsafePickle, safe_load
 from core.datasets.types import MAX_LABEL_FILE_BYTES, GroundTruth, GroundTruthError, Query
@@ -118,7 +119,7 @@ def find_gnd(folder: str | Path, dataset: str) -> Path:
             if path.is_file():
                 return path
     raise FileNotFoundError(f"no gnd_{dataset}.pkl or gnd_{dataset}.mat in {folder} or {folder.parent}; "
-                            f"get it with: python -m core data fetch {dataset}")
+                            f"get it with: {command_line('data', 'fetch', dataset)}")
 
 
 def protocol_sets(easy: frozenset[str], hard: frozenset[str], junk: frozenset[str],

@@ -43,8 +43,8 @@ from core.images import Box, ImageError, ImageSource, image_size, load_image, lo
 
 MIN_SIDE = 32          # smaller scaled inputs are resized up to this side
 BACKENDS = ("auto", "torch", "openvino")
-# Pipeline defaults, measured by benchmarks/bench_extraction.py (artifacts/bench/extraction.json,
-# "pipeline_sweep") with OpenVINO on 2 shared cores at longer side 512: batch 1 beat batches of 4
+# Pipeline defaults, measured by an earlier benchmarks/bench_extraction.py (its "pipeline_sweep",
+# before issue 22) with OpenVINO on 2 shared cores at longer side 512: batch 1 beat batches of 4
 # and 8 in every run (the activations of one image stay in cache). Decoding in this thread (it
 # overlaps the inference threads; JPEG draft decoding is a few % of the work) against one
 # decoding process: within the machine's noise (0 vs 1 process: 19.5 vs 12.4, 17.3 vs 13.5 and

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.config import LAYERS
+from core.config import LAYERS, command_line
 from core.embed.adapters import child_stages
 from core.embed.pooling import pool
 from core.embed.specs import BackboneSpec
@@ -43,7 +43,7 @@ class Backbone(nn.Module):
         if layer == "penultimate" and self.prelogits is None:
             raise ValueError(f"{self.spec.name} has no penultimate layer in the registry; use --layer pool")
         if layer == "head" and self.head is None:
-            raise ValueError(f"--layer head needs a model trained by `python -m core train` (its model.pt as "
+            raise ValueError(f"--layer head needs a model trained by `{command_line('train')}` (its model.pt as "
                              f"--weights); {self.weights!r} has no embedding head")
 
     def describe(self, fmap: torch.Tensor, layer: str, pooling: str, gem_p: float) -> torch.Tensor:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from core.embed.backbones import Backbone
-from core.files import exclusive_lock, write_json
+from core.files import exclusive_lock, file_digest, write_json
 
 EXAMPLE_SHAPE = (1, 3, 384, 512)
 
@@ -57,14 +57,6 @@ def _ir_path(backbone: torch.nn.Module, name: str) -> Path:
     return model_cache_dir() / f"{name}-{weights_digest(backbone)}-ov{ov.__version__.split('-')[0]}.xml"
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def digest_path(path: Path) -> Path:
     """The digests of the IR ``path`` (``.xml``): sha256 of its ``.xml`` and ``.bin``."""
     return path.with_suffix(".sha256.json")
@@ -84,7 +76,7 @@ def save_ir(model, path: Path) -> None:
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.xml")
     ov.save_model(model, str(tmp), compress_to_fp16=False)
     with exclusive_lock(_lock(path)):
-        write_json(digest_path(path), {"xml": file_sha256(tmp), "bin": file_sha256(tmp.with_suffix(".bin"))})
+        write_json(digest_path(path), {"xml": file_digest(tmp, remember=False), "bin": file_digest(tmp.with_suffix(".bin"), remember=False)})
         tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
         tmp.replace(path)
 
@@ -99,7 +91,7 @@ def ir_problem(path: Path) -> str | None:
         part = path.with_suffix(f".{suffix}")
         if not part.exists():
             return f"its .{suffix} is missing"
-        if not isinstance(expected, dict) or file_sha256(part) != expected.get(suffix):
+        if not isinstance(expected, dict) or file_digest(part) != expected.get(suffix):
             return f"its .{suffix} does not match the sha256 written with it"
     return None
 
@@ -115,6 +107,8 @@ def read_ir(path: Path):
     removed with a one-line warning, and None returned, so that the caller makes it again."""
     import openvino as ov
 
+    if not path.exists():                   # nothing to check (and no lock file left for nothing)
+        return None
     with exclusive_lock(_lock(path)):
         if not path.exists():
             return None

@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from core.config import EmbeddingConfig
+from core.config import EmbeddingConfig, command_line
 from core.files import write_json
 
 # Thresholds of the gate (issue 15): every validation descriptor within cosine 0.99 of float32
@@ -101,7 +101,7 @@ def read_report(path: Path) -> FidelityReport | None:
 def require_passed(path: Path, config: EmbeddingConfig) -> FidelityReport:
     """The passing report at ``path``; ``PrecisionRefused`` when it is absent or failed."""
     report = read_report(path)
-    check = f"python -m core quantize {config.cli_flags()}" + (" --calibration FOLDER" if config.precision == "int8" else "")
+    check = command_line("quantize", config.cli_flags(), "--calibration FOLDER" if config.precision == "int8" else "")
     if report is None:
         raise PrecisionRefused(f"{config.precision} descriptors of {config.label()} have not been checked against "
                                f"float32 yet; measure them with: {check}")

@@ -26,10 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
+from core.config import command_line
 from core.embed.backbones import Backbone
-from core.embed.openvino import convert, file_sha256, model_cache_dir, read_ir, save_ir, weights_digest
+from core.embed.openvino import convert, model_cache_dir, read_ir, save_ir, weights_digest
 from core.embed.precision import PrecisionRefused
-from core.files import write_json
+from core.files import file_digest, write_json
 from core.images import list_images
 
 # Images per calibration, each at every scale of the config (300 network inputs for the default
@@ -39,6 +40,8 @@ from core.images import list_images
 CALIBRATION_IMAGES = 100
 RECIPE = {"name": "ptq-performance-biascorrection-float-stem", "version": 2, "preset": "performance",
           "fast_bias_correction": False, "float_layers": "first convolution"}
+
+CALIBRATE = command_line("quantize", "--calibration FOLDER")   # how a user makes an int8 network
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ def calibration_set(folder: str | Path, scales: tuple[float, ...], max_size: int
         raise ValueError(f"no images to calibrate int8 on in {folder}")
     h = hashlib.sha256(json.dumps({"recipe": RECIPE, "scales": list(scales), "max_size": max_size}).encode())
     for f in files:
-        h.update(file_sha256(f).encode())
+        h.update(file_digest(f).encode())
     return Calibration(str(folder), tuple(files), h.hexdigest()[:12])
 
 
@@ -127,14 +130,12 @@ def quantize(backbone: Backbone, calibration: Calibration, inputs: Callable[[], 
 
 def load_int8(backbone: Backbone, calibration_digest: str):
     """The cached int8 OpenVINO model of ``backbone`` for this calibration digest."""
-
     if not calibration_digest:
-        raise PrecisionRefused("an int8 config needs the digest of its calibration images; make it with "
-                               "python -m core quantize --calibration FOLDER (or let index/evaluate/search "
-                               "calibrate on the gallery)")
+        raise PrecisionRefused(f"an int8 config needs the digest of its calibration images; make it with "
+                               f"{CALIBRATE} (or let index/evaluate/search calibrate on the gallery)")
     path = int8_ir_path(backbone, calibration_digest)
     model = read_ir(path)
     if model is None:
         raise PrecisionRefused(f"no int8 {backbone.spec.name} calibrated as {calibration_digest} in {path.parent}; "
-                               f"calibrate it again with python -m core quantize --calibration FOLDER")
+                               f"calibrate it again with {CALIBRATE}")
     return model

@@ -16,22 +16,26 @@ model is refused, with the reason, on another backbone than its own.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
-from core.config import EmbeddingConfig
+from core.config import EmbeddingConfig, command_line
 from core.embed.heads import EmbeddingHead, HeadConfig
 from core.embed.network import Backbone, assemble
 from core.embed.specs import BackboneSpec, WeightsUnavailable
+from core.embed.weights import is_path, load_state, read_checkpoint
+from core.files import file_digest
 from core.paths import models_dir
 
 FORMAT = "cbir-model/1"
 MODEL_FILE = "model.pt"
 CARD_FILE = "model.json"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -69,21 +73,18 @@ class TrainingTiming:
     load_average: list[float] = field(default_factory=list)
 
 
-def _record(cls: type, value: object) -> object:
-    """``value`` as the record ``cls``: of a dict read from ``model.json`` (or built by the
-    trainer) the keys ``cls`` knows, the others dropped, the missing ones at their defaults; the
-    record's field order is the trainer's, so a complete card is written back unchanged."""
-    if isinstance(value, cls):
-        return value
+def _record(cls: type[T], value: dict | None) -> T:
+    """The record ``cls`` of a dict read from ``model.json``: the keys ``cls`` knows, the others
+    dropped, the missing ones at their defaults; the record's field order is the trainer's, so a
+    complete card is written back unchanged."""
     known = {f.name for f in fields(cls)}
     return cls(**{k: v for k, v in dict(value or {}).items() if k in known})
 
 
 @dataclass(frozen=True)
 class ModelCard:
-    """What ``model.json`` says about a trained model: ``data`` and ``timing`` as typed records
-    (given as dicts, they are converted), ``training`` (the settings) and ``history`` (one dict per
-    epoch) as the trainer wrote them."""
+    """What ``model.json`` says about a trained model: ``data`` and ``timing`` as typed records,
+    ``training`` (the settings) and ``history`` (one dict per epoch) as the trainer wrote them."""
 
     name: str
     backbone: str
@@ -98,10 +99,6 @@ class ModelCard:
     timing: TrainingTiming = field(default_factory=TrainingTiming)
     created: str = ""
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "data", _record(TrainingData, self.data))
-        object.__setattr__(self, "timing", _record(TrainingTiming, self.timing))
-
     def to_dict(self) -> dict:
         return {"format": FORMAT, "name": self.name, "backbone": self.backbone, "base_weights": self.base_weights,
                 "layer": self.layer, "classes": list(self.classes), "sha256": self.sha256,
@@ -114,17 +111,9 @@ class ModelCard:
         return cls(name=data["name"], backbone=data["backbone"], base_weights=data["base_weights"],
                    layer=data["layer"], classes=tuple(data["classes"]), sha256=data["sha256"],
                    head=HeadConfig.from_dict(data["head"]) if data.get("head") else None,
-                   training=data.get("training", {}), data=data.get("data", {}),
-                   history=tuple(data.get("history", ())), timing=data.get("timing", {}),
+                   training=data.get("training", {}), data=_record(TrainingData, data.get("data")),
+                   history=tuple(data.get("history", ())), timing=_record(TrainingTiming, data.get("timing")),
                    created=data.get("created", ""))
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _card_path(path: str | Path) -> Path:
@@ -159,35 +148,55 @@ def read_card(path: str | Path) -> ModelCard:
 
 
 def load_trained_backbone(spec: BackboneSpec, path: str | Path) -> Backbone:
-    """The backbone ``spec`` with the trained weights and head of ``path``; refused when the
-    model was trained from another backbone."""
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise WeightsUnavailable(f"{path} is not a model written by `python -m core train`")
+    """The backbone ``spec`` with the trained weights and head of ``path``; refused, in one line,
+    when the model was trained from another backbone, when the file is damaged, and when the head
+    it declares does not match the tensors it holds (checked before the head is allocated: a
+    small file declaring a huge head is refused, not built)."""
+    data = read_checkpoint(path)
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("state_dict"), dict):
+        raise WeightsUnavailable(f"{path} is not a model written by `{command_line('train')}`")
     if data["backbone"] != spec.name:
         raise WeightsUnavailable(f"{path} was trained from backbone {data['backbone']}, not {spec.name}; "
                                  f"use --backbone {data['backbone']} (or leave --backbone out)")
-    head = EmbeddingHead(HeadConfig.from_dict(data["head"])) if data.get("head") else None
-    backbone = assemble(spec, spec.build(), str(path), head)
-    backbone.load_state_dict(data["state_dict"], strict=True)
+    config = HeadConfig.from_dict(data["head"]) if data.get("head") else None
+    if config is not None:
+        _check_head(config, data["state_dict"], path)
+    backbone = assemble(spec, spec.build(), str(path), EmbeddingHead(config) if config else None)
+    load_state(backbone, data["state_dict"], path, strict=True)
     return backbone
 
 
+def _check_head(config: HeadConfig, state: dict, path: str | Path) -> None:
+    """Refuse a head whose declared size is not the one of its projection in ``state``."""
+    weight = state.get("head.project.weight")
+    declared = (config.dim, config.in_channels)
+    if not isinstance(weight, torch.Tensor) or tuple(weight.shape) != declared:
+        held = "none" if not isinstance(weight, torch.Tensor) else "x".join(map(str, weight.shape))
+        raise WeightsUnavailable(f"{path} declares a {config.dim}-wide head on {config.in_channels} channels but "
+                                 f"holds projection weights of shape {held}: the model file is damaged or was "
+                                 f"not written by `{command_line('train')}`; train it again")
+
+
 def apply_model(config: EmbeddingConfig, backbone_given: bool = False, layer_given: bool = False) -> EmbeddingConfig:
-    """``config`` completed from the card of its trained model (unchanged for other weights):
-    the model's backbone and, unless given, its descriptor layer; its sha256 always. A backbone
-    given explicitly must be the model's own; the head layer needs a trained model."""
+    """``config`` completed from its weights file: a plain checkpoint's sha256; for a trained
+    model the backbone of its card and, unless given, its descriptor layer, and the sha256 of
+    ``model.pt`` itself, not the one its card recorded: a model replaced under the same path is
+    another network, with other descriptors (the card's figure only matches an unchanged file).
+    A backbone given explicitly must be the model's own; the head layer needs a trained model.
+    Other weights leave ``config`` unchanged, so the default config's key stays what it was."""
     if not is_trained_model(config.weights):
         if config.layer == "head":
-            raise ValueError(f"--layer head reads the embedding head of a model trained by `python -m core train`; "
+            raise ValueError(f"--layer head reads the embedding head of a model trained by `{command_line('train')}`; "
                              f"pass its model.pt as --weights ({config.weights!r} is not one)")
+        if is_path(config.weights) and Path(config.weights).is_file():
+            return replace(config, weights_digest=file_digest(config.weights))
         return config
     card = read_card(config.weights)
     if backbone_given and config.backbone != card.backbone:
         raise WeightsUnavailable(f"{config.weights} was trained from backbone {card.backbone}, not {config.backbone}; "
                                  f"leave --backbone out to use the model's own")
     return replace(config, backbone=card.backbone, layer=config.layer if layer_given else card.layer,
-                   weights_digest=card.sha256)
+                   weights_digest=file_digest(config.weights))
 
 
 def list_models(root: Path | None = None) -> list[tuple[Path, ModelCard]]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.config import EmbeddingConfig
+from core.config import EmbeddingConfig, command_line
 from core.datasets import dataset_layout, load_ground_truth, resolve, stem_of
 from core.datasets.validation import VALIDATION_PROTOCOL, landmark_queries
 from core.embed.embedder import Embedder
@@ -108,7 +108,7 @@ def ensure_precision(config: EmbeddingConfig, calibration: Calibration | None = 
         validation = validation or default_validation_root()
         if validation is None:
             raise PrecisionRefused(f"{config.precision} needs a fidelity check on a labelled validation set and none "
-                                   "was found: fetch one with python -m core data fetch paris6k (into data/), or "
+                                   f"was found: fetch one with {command_line('data', 'fetch paris6k')} (into data/), or "
                                    "pass --validation-root / set CBIR_VALIDATION_ROOT")
         report = measure_fidelity(reduced, Path(validation), calibration, progress, log)
         write_report(path, report)

@@ -60,7 +60,7 @@ def query_vectors(emb: Embeddings, res: Resolution, embedder: Embedder,
     refused = {boxed[j]: reason for j, reason in crops.refused.items()}
     kept = [i for i in boxed if i not in refused]
     if kept:
-        out[kept] = emb.whitening.apply(crops.vectors) if emb.whitening is not None else crops.vectors
+        out[kept] = emb.whiten(crops.vectors)
     return np.delete(out, list(refused), axis=0), refused, crops.n_cached
 
 
@@ -75,8 +75,7 @@ def folder_query_vectors(emb: Embeddings, res: Resolution, embedder: Embedder, r
     kept = set(got.ids)
     res = Resolution([rq for rq in res.queries if rq.query.name in kept], res.skipped + sorted(got.failures),
                      res.no_positives)
-    vectors = emb.whitening.apply(got.vectors) if emb.whitening is not None else got.vectors
-    return vectors, res
+    return emb.whiten(got.vectors), res
 
 
 def _query_path(rq: ResolvedQuery, gt: GroundTruth, gallery: Gallery, ids: list[str]) -> Path:

@@ -27,6 +27,7 @@ class AnnoyParams(IndexParams):
     recall"."""
 
     effort = "search_k"
+    minimums = {"n_trees": 1, "search_k": 1}
 
     # 25 trees: on the Pareto front of benchmarks/bench_search.py (artifacts/bench/search.json) at
     # 1M x 512 as at 100k: at a given search_k, 50 or 100 trees found no more neighbours (1M,
@@ -35,9 +36,6 @@ class AnnoyParams(IndexParams):
     n_trees: int = 25
     search_k: int | None = None
 
-    def __post_init__(self) -> None:
-        if self.n_trees < 1:
-            raise ValueError("n_trees must be at least 1")
 
 
 class AnnoyIndex(StoredIndex):

@@ -103,6 +103,12 @@ class IndexParams:
     are in its file name and in a run's ``search`` record)."""
 
     effort: ClassVar[str | None] = None
+    minimums: ClassVar[dict[str, int]] = {}        # the smallest value each field accepts
+
+    def __post_init__(self) -> None:
+        low = [f"{k} >= {v}" for k, v in self.minimums.items() if getattr(self, k) is not None and getattr(self, k) < v]
+        if low:
+            raise ValueError(f"{type(self).__name__} needs {', '.join(low)}")
 
     def with_effort(self, value: int | None) -> IndexParams:
         """These parameters with the search effort set (unchanged when the backend has none)."""

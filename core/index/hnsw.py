@@ -36,13 +36,10 @@ class HnswParams(IndexParams):
     sweep reached recall@10 0.98 at 1M x 512 (artifacts/bench/search.json)."""
 
     effort = "ef"
+    minimums = {"m": 2, "ef_construction": 1, "ef": 1}
     m: int = 16
     ef_construction: int = 100
     ef: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.m < 2 or self.ef_construction < 1:
-            raise ValueError("HNSW needs M >= 2 and ef_construction >= 1")
 
 
 class HnswIndex(StoredIndex):

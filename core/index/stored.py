@@ -12,7 +12,6 @@ library reads it: hnswlib and Annoy would crash or answer garbage on such a file
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -26,8 +25,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from core.cache.descriptors import Embeddings
-from core.config import EmbeddingConfig
-from core.files import atomic_path, exclusive_lock, write_json
+from core.config import EmbeddingConfig, command_line
+from core.files import atomic_path, exclusive_lock, file_digest, write_json
 from core.index.base import Index, IndexFigures, IndexMismatch, IndexParams, Trial, Tuning
 from core.index.choice import RECALL_TARGET
 from core.index.exact import ExactIndex
@@ -35,7 +34,6 @@ from core.index.exact import ExactIndex
 RECALL_SAMPLE = 100         # gallery vectors used as sample queries when measuring recall
 STALE = "the gallery's images changed since it was built"
 
-_checked: dict[tuple[str, int, int], str] = {}
 _loaded: dict[tuple[str, int, int], Any] = {}
 _lock = threading.Lock()
 
@@ -43,19 +41,6 @@ _lock = threading.Lock()
 def _stat_key(path: Path) -> tuple[str, int, int]:
     st = os.stat(path)
     return str(Path(path).resolve()), st.st_size, st.st_mtime_ns
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, computed once per process for each (path, size, mtime)."""
-    key = _stat_key(path)
-    with _lock:
-        if key in _checked:
-            return _checked[key]
-    with open(path, "rb") as fh:
-        digest = hashlib.file_digest(fh, "sha256").hexdigest()
-    with _lock:
-        _checked[key] = digest
-    return digest
 
 
 @dataclass(frozen=True)
@@ -92,8 +77,8 @@ class StoredMeta:
 def rebuild_command(emb: Embeddings, method: str, metric: str, params: IndexParams) -> str:
     """The command that rebuilds this index from the cached descriptors."""
     flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in params.build_fields().items() if v is not None)
-    return (f"rebuild it with: python -m core index --name {emb.gallery} {emb.config.cli_flags()} --index {method} "
-            f"--metric {metric} {flags}").rstrip()
+    return "rebuild it with: " + command_line("index", f"--name {emb.gallery}", emb.config.cli_flags(),
+                                              f"--index {method}", f"--metric {metric}", flags)
 
 
 def _problems(meta: dict[str, Any], emb: Embeddings, path: Path) -> list[str]:
@@ -108,7 +93,7 @@ def _problems(meta: dict[str, Any], emb: Embeddings, path: Path) -> list[str]:
     size = path.stat().st_size
     if "file_bytes" in meta and size != meta["file_bytes"]:
         problems.append(f"its file has {size} bytes, {meta['file_bytes']} were written (truncated or altered)")
-    elif "file_sha256" in meta and file_sha256(path) != meta["file_sha256"]:
+    elif "file_sha256" in meta and file_digest(path) != meta["file_sha256"]:
         problems.append("its file's SHA-256 is not the one written (corrupted or replaced)")
     return problems
 
@@ -228,7 +213,7 @@ class StoredIndex(Index):
                 cls._save(native, tmp)
             forget(path)
             untuned = StoredMeta(emb.config.key(), emb.config.to_dict(), emb.dim, len(emb.ids), emb.content_digest(),
-                                 metric, path.name, path.stat().st_size, file_sha256(path), build_seconds, params,
+                                 metric, path.name, path.stat().st_size, file_digest(path), build_seconds, params,
                                  Tuning(0, 0.0, 0.0, False))
             index = cls(load_once(path, lambda: cls._load(path, metric, emb.dim, len(emb.ids))), untuned, path, vectors)
             tuning = index.tune(ExactIndex(vectors, metric), vectors, params)

@@ -64,21 +64,20 @@ def nearest_centroid(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return out
 
 
-def kmeans(x: np.ndarray, k: int, iterations: int = KMEANS_ITERATIONS, seed: int = 0) -> np.ndarray:
-    """Lloyd's k-means of ``x`` [m, d] into ``k`` centroids [k, d], initialised on random rows;
-    a cluster that empties is re-seeded on a random row so that every word stays in use."""
+def kmeans(x: np.ndarray, k: int, iterations: int = KMEANS_ITERATIONS, seed: int = 0, restarts: int = 1) -> np.ndarray:
+    """k-means of ``x`` [m, d] into ``k`` centroids [k, d] by ``faiss.Kmeans``: Lloyd's
+    iterations from ``k`` random rows, multi-threaded, every row used (no subsampling), a cluster
+    that empties re-seeded by splitting a large one so that every word stays in use; with
+    ``restarts`` > 1 the best of that many starts (the vocabulary uses one: it is learned on
+    thousands of features, where starts differ little, and each start costs a full run)."""
     if k > len(x):
         raise ValueError(f"a vocabulary of {k} words needs at least {k} local descriptors, got {len(x)}")
-    rng = np.random.default_rng(seed)
-    centroids = x[rng.choice(len(x), k, replace=False)].astype(np.float32)
-    for _ in range(iterations):
-        assign = nearest_centroid(x, centroids)
-        counts = np.bincount(assign, minlength=k)
-        sums = np.zeros_like(centroids)
-        np.add.at(sums, assign, x)
-        empty = counts == 0
-        centroids = np.where(empty[:, None], x[rng.choice(len(x), k)], sums / np.maximum(counts, 1)[:, None])
-    return centroids.astype(np.float32)
+    import faiss  # imported lazily: only BLCF's vocabulary needs it
+
+    km = faiss.Kmeans(x.shape[1], k, niter=iterations, seed=seed, nredo=restarts, max_points_per_centroid=len(x),
+                      min_points_per_centroid=1, verbose=False)
+    km.train(np.ascontiguousarray(x, np.float32))
+    return np.asarray(km.centroids, np.float32)
 
 
 @dataclass(frozen=True)

@@ -55,19 +55,20 @@ class Diffusion(Reranker):
 
     diffusion_k: int = tunable(0, f"k of the diffusion graph ({RULE})")
 
-    def for_gallery(self, n_images: int) -> Diffusion:
-        return replace(self, diffusion_k=self.diffusion_k or rules.diffusion_k(n_images))
     diffusion_alpha: float = 0.99
     diffusion_gamma: float = 3.0
+
+    def for_gallery(self, n_images: int) -> Diffusion:
+        return replace(self, diffusion_k=self.diffusion_k or rules.diffusion_k(n_images))
+
+    def prepare(self, ctx):
+        return knn_affinity(ctx.embeddings.vectors, self.diffusion_k, self.diffusion_gamma)
 
     def label(self) -> str:
         return f"diff{self.diffusion_k}"
 
     def state_key(self) -> tuple:
         return (self.diffusion_k, self.diffusion_gamma)
-
-    def prepare(self, ctx):
-        return knn_affinity(ctx.embeddings.vectors, self.diffusion_k, self.diffusion_gamma)
 
     def rerank(self, ranking, queries, regions, ctx, prepared):
         scores = diffusion_scores(queries, ctx.embeddings.vectors, prepared, self.diffusion_k,

@@ -80,9 +80,7 @@ class SearchEngine:
     def embed(self, source: ImageSource, box: Box | Sequence[float] | None = None) -> np.ndarray:
         """Descriptor of a query (a path, a file-like object or a decoded image), cropped by
         ``box`` in its original pixels, whitened like the gallery."""
-        vec = self.embedder.embed_image(source, box)
-        w = self.embeddings.whitening
-        return w.apply(vec) if w is not None else vec
+        return self.embeddings.whiten(self.embedder.embed_image(source, box))
 
     def search(self, source: ImageSource, box: Box | Sequence[float] | None = None, k: int = 10,
                settings: SearchSettings | None = None, reranker: Reranker | None = None,

@@ -20,8 +20,8 @@ from typing import Any
 import torch
 
 from core.embed.backbones import Backbone
-from core.embed.trained import CARD_FILE, FORMAT, MODEL_FILE, ModelCard, file_sha256
-from core.files import atomic_path, write_json
+from core.embed.trained import CARD_FILE, FORMAT, MODEL_FILE, ModelCard
+from core.files import atomic_path, file_digest, write_json
 
 STATE_FILE = "train_state.pt"
 LOCK_FILE = ".train.lock"
@@ -125,7 +125,7 @@ def finished_card(directory: Path) -> ModelCard | None:
         written = ModelCard.from_dict(json.loads(card.read_text()))
     except (json.JSONDecodeError, KeyError, TypeError, OSError):
         return None
-    return written if written.sha256 == file_sha256(model) else None
+    return written if written.sha256 == file_digest(model) else None
 
 
 def export_model(directory: Path, backbone: Backbone, card: ModelCard) -> ModelCard:
@@ -137,6 +137,6 @@ def export_model(directory: Path, backbone: Backbone, card: ModelCard) -> ModelC
             "state_dict": {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}}
     path = directory / MODEL_FILE
     save_tensors(data, path)
-    written = replace(card, sha256=file_sha256(path), created=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    written = replace(card, sha256=file_digest(path), created=time.strftime("%Y-%m-%dT%H:%M:%S"))
     write_json(directory / CARD_FILE, written.to_dict())
     return written

@@ -181,7 +181,7 @@ def test_decompression_bomb_message_is_plain(tmp_path):
     side = int(MAX_PIXELS ** 0.5) + 100
     buffer = io.BytesIO()
     Image.new("1", (side, side)).save(buffer, format="PNG")
-    with pytest.raises(ImageError) as err:
+    with pytest.raises(ImageError) as err:                       # over the decoder's limit: refused as a bomb
         check_upload("scan.png", buffer.getvalue(), 20)
     text = str(err.value)
     assert text.startswith(f"scan.png: {side * side / 1e6:.0f} megapixels exceeds the limit of 100 megapixels"), text

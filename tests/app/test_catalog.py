@@ -15,6 +15,7 @@ from core.app.catalog import (
     ap_comparison,
     bench_reports,
     chart_columns,
+    confusion_cell_images,
     fresh_query_time,
     gallery_ground_truth,
     hit_points,
@@ -109,6 +110,20 @@ def test_query_time_is_measured_with_fresh_embedding_not_the_cache():
     assert unknown.total_ms is None and unknown.embed_measured_on == "unknown"
 
 
+def test_a_confusion_cell_lists_the_images_behind_it(tmp_path):
+    ids = ["Beach/1.jpg", "Beach/2.jpg", "Buses/3.jpg", "Buses/4.jpg"]
+    per_query = pd.DataFrame({"query": ids, "ap": 0.5, "image": ["1", "2", "3", "4"],
+                              "group": ["Beach", "Beach", "Buses", "Buses"],
+                              "predicted": ["Beach", "Buses", "Buses", "Buses"]})
+    summary = {"run_id": "c1", "dataset": "classes", "gallery": "g", "map": 0.5, "embedding": {}}
+    write_run("c1", summary, per_query, ids, np.array([[0, 1, 2, 3]] * 4), {}, root=tmp_path)
+    run = load_run("c1", tmp_path)
+    assert confusion_cell_images(run, "Beach", "Buses") == ["Beach/2.jpg"]
+    assert confusion_cell_images(run, "Buses", "Buses") == ["Buses/3.jpg", "Buses/4.jpg"]
+    assert confusion_cell_images(run, "Buses", "Beach") == []
+    assert confusion_cell_images(fake_run(tmp_path, "r9", [0.5]), "a", "b") == []          # not a class run
+
+
 def test_a_perfect_querys_measured_curve_stays_at_precision_1():
     # 2 relevant images first, then 3 negatives: the stored curve goes on to precision 0.4 at recall 1
     precision, recall = hit_points([1.0, 1.0, 2 / 3, 0.5, 0.4], [0.5, 1.0, 1.0, 1.0, 1.0])
@@ -194,7 +209,7 @@ def test_a_jpeg_over_the_pixel_limit_is_downscaled_not_refused():
     assert huge.original_size == (side, side) and max(huge.image.size) <= 4096 and huge.image.mode == "RGB"
     assert huge.note.startswith("camera.jpg is 12000×12000 px (144 megapixels): searched at")
     png = encoded(Image.new("1", (side, side)), "PNG")                # not a JPEG: refused with the reason
-    with pytest.raises(ImageError, match="megapixels exceeds the limit"):
+    with pytest.raises(ImageError, match="144 megapixels exceeds the limit of 100 megapixels"):
         read_upload("scan.png", png, 20)
 
 

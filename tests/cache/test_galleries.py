@@ -65,8 +65,8 @@ def test_duplicate_files_are_reported_and_hashes_cached(artifacts, photos, capsy
     assert "1 groups of identical files" in out
     assert f"copy_of_first.jpg = {first.name}" in out
     reads = []
-    real = galleries._sha256
-    monkeypatch.setattr(galleries, "_sha256", lambda p: reads.append(p) or real(p))
+    real = galleries.file_digest
+    monkeypatch.setattr(galleries, "file_digest", lambda p, **kw: reads.append(p) or real(p, **kw))
     assert duplicate_groups(load_gallery("photos")) == [["copy_of_first.jpg", first.name]]
     assert reads == []                                                       # nothing changed: no file re-read
 

@@ -23,6 +23,7 @@ from core.cli import main
 from core.datasets import download as dl
 from core.datasets import load_ground_truth
 from core.datasets.revisited import load_gnd
+from core.files import file_digest
 
 
 @pytest.fixture
@@ -121,7 +122,7 @@ def test_checksum_is_verified(server, tmp_path):
     with pytest.raises(dl.ChecksumError, match="deleted"):
         dl.download(f"{url}/gnd.mat", tmp_path / "gnd.mat", sha256="0" * 64, progress=False)
     assert not (tmp_path / "gnd.mat").exists() and not (tmp_path / "gnd.mat.part").exists()
-    digest = dl.sha256_of(PARIS / "gnd_rparis6k.mat")
+    digest = file_digest(PARIS / "gnd_rparis6k.mat")
     assert dl.download(f"{url}/gnd.mat", tmp_path / "gnd.mat", sha256=digest, progress=False).read_bytes() == data
 
 

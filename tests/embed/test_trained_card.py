@@ -34,7 +34,7 @@ def test_data_and_timing_are_typed_records():
     assert (card.timing.best_epoch, card.timing.threads) == (1, 2)
 
 
-def test_the_trainers_dicts_become_records_and_unknown_keys_are_dropped():
-    card = ModelCard(name="m", backbone="small_cnn", base_weights="random", layer="head", classes=("a",), sha256="",
-                     data={"n_train": 5, "later_key": 1}, timing={"best_epoch": 4})
+def test_unknown_keys_are_dropped_and_missing_ones_take_their_defaults():
+    older = {**WRITTEN, "data": {"n_train": 5, "later_key": 1}, "timing": {"best_epoch": 4}}
+    card = ModelCard.from_dict(older)
     assert card.data == TrainingData(n_train=5) and card.timing == TrainingTiming(best_epoch=4)

@@ -10,6 +10,7 @@ import json
 import os
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -36,6 +37,14 @@ def app() -> AppTest:
 
 def texts(at: AppTest) -> str:
     return "\n".join(e.value for kind in (at.markdown, at.caption, at.info, at.warning, at.error) for e in kind)
+
+
+def linked_paris(folder: Path, count: int, step: int = 1) -> Path:
+    """A gallery folder of links to the first ``count`` of every ``step``-th shared Paris image."""
+    folder.mkdir()
+    for name in sorted(os.listdir(PARIS / "jpg"))[::step][:count]:
+        (folder / name).symlink_to(PARIS / "jpg" / name)
+    return folder
 
 
 def result_ids(at: AppTest) -> list[str]:
@@ -276,10 +285,7 @@ def test_browsing_thumbnails_picks_the_query(paris):
 
 
 def test_first_blcf_rerank_shows_its_preparation_and_times_it_apart(artifacts, tmp_path):
-    folder = tmp_path / "twenty"
-    folder.mkdir()
-    for name in sorted(os.listdir(PARIS / "jpg"))[::12][:20]:
-        (folder / name).symlink_to(PARIS / "jpg" / name)
+    folder = linked_paris(tmp_path / "twenty", 20, step=12)
     build_embeddings(register_gallery("twenty", folder), DEFAULT_CONFIG, reporter=Reporter.quiet())
     at = open_gallery("twenty", "Gallery image")
     at.sidebar.selectbox(key="rerank").set_value("blcf").run()
@@ -298,10 +304,7 @@ def test_first_blcf_rerank_shows_its_preparation_and_times_it_apart(artifacts, t
 
 def test_a_gallery_deleted_elsewhere_is_reported_not_silently_replaced(artifacts, tmp_path):
     for name in ("first", "second"):
-        folder = tmp_path / name
-        folder.mkdir()
-        for image in sorted(os.listdir(PARIS / "jpg"))[:3]:
-            (folder / image).symlink_to(PARIS / "jpg" / image)
+        folder = linked_paris(tmp_path / name, 3)
         build_embeddings(register_gallery(name, folder), DEFAULT_CONFIG, reporter=Reporter.quiet())
     at = open_gallery("second")
     delete_gallery("second")                               # e.g. from the Galleries page in another tab
@@ -313,10 +316,7 @@ def test_a_gallery_deleted_elsewhere_is_reported_not_silently_replaced(artifacts
 
 
 def test_a_gallery_without_index_offers_to_build_it(artifacts, tmp_path):
-    folder = tmp_path / "five"
-    folder.mkdir()
-    for name in sorted(os.listdir(PARIS / "jpg"))[:5]:
-        (folder / name).symlink_to(PARIS / "jpg" / name)
+    folder = linked_paris(tmp_path / "five", 5)
     register_gallery("five", folder)
     at = app().run()
     assert "has no index yet" in texts(at)
@@ -340,6 +340,7 @@ def test_metrics_page_tabs(paris):
     ids = {r.run_id for r in paris[1]}
     assert ids <= set(table["run_id"]) and {"mAP", "mAP_interp11", "NDCG", "P@10", "extraction_s", "query_ms",
                                               "backbone", "pooling", "whitening", "dim"} <= set(table.columns)
+    assert list(table.columns[:2]) == ["name", "mAP"]               # visible beside the name at 800 px
     assert at.get("download_button")
     charts = [json.loads(c.proto.spec) for c in metrics_tab(at, "Trade-off").get("vega_lite_chart")]
     assert len(charts) == 3 * table["dataset"].nunique()          # mAP against query time, extraction; stages
@@ -435,6 +436,11 @@ def test_failures_of_a_class_folder_run_show_their_thumbnails(artifacts, tmp_pat
     heat = json.loads(at.get("vega_lite_chart")[0].proto.spec)["layer"][0]
     assert heat["encoding"]["color"]["condition"]["test"] == "datum.count > 0"     # empty cells are not tinted
     assert heat["encoding"]["color"]["value"] == "white"
+    at.session_state["confusion_cell"] = ("Buses", "Buses")             # as a click on the cell keeps it
+    at.run()
+    behind = [t.value for t in at.text]
+    predicted = run.per_query.query("group == 'Buses' and predicted == 'Buses'")
+    assert len(behind) == len(predicted) > 0 and all(i.startswith("Buses/") for i in behind)
 
 
 def test_performance_tab_renders_bench_files(paris, session_artifacts):
@@ -458,10 +464,7 @@ def test_galleries_page_shows_a_gallery_being_embedded_its_thumbnails_and_cache_
     from core.cache.descriptors import LOCK, cache_dir
     from core.files import exclusive_lock
 
-    folder = tmp_path / "three"
-    folder.mkdir()
-    for name in sorted(os.listdir(PARIS / "jpg"))[:3]:
-        (folder / name).symlink_to(PARIS / "jpg" / name)
+    folder = linked_paris(tmp_path / "three", 3)
     register_gallery("three", folder)
     lock = cache_dir("three", DEFAULT_CONFIG) / LOCK
     lock.parent.mkdir(parents=True)
@@ -472,10 +475,15 @@ def test_galleries_page_shows_a_gallery_being_embedded_its_thumbnails_and_cache_
         assert any(i.value.startswith("Embedding in progress") for i in at.info)
         assert not any("No descriptors yet" in c.value for c in at.caption)
         assert len(at.get("image")) == 3                    # the gallery's first images
+    first = sorted(folder.iterdir())[0]
+    Image.open(first).reduce(2).save(folder / "zz_copy.jpg", quality=80)       # a resized, recompressed copy
     build_embeddings(register_gallery("three", folder), DEFAULT_CONFIG, reporter=Reporter.quiet())
     at = app().run()
     at.switch_page("pages/galleries.py").run()
     assert not at.info
+    at.button(key="dup_three").click().run()                    # near-duplicates at the default cosine 0.95
+    assert any(c.value.startswith("1 group at cosine ≥ 0.95") for c in at.caption)
+    assert [i.proto.imgs[0].caption for i in at.get("image")][-2:] == [first.name, "zz_copy.jpg"]
     table = at.dataframe[0].value
     size = cache_bytes("three", DEFAULT_CONFIG.key()) / 1e6
     assert table["on disk (MB)"].iloc[0] == pytest.approx(size) and size > 0
@@ -514,3 +522,19 @@ def test_typed_box_redraws_the_cropper_and_long_lists_paginate(paris):
     at.session_state["results_page"] = 3
     at.run()
     assert len(result_ids(at)) == 12 and "Results 49–60 of 60" in texts(at)
+
+
+def test_a_folder_is_indexed_from_the_galleries_page(artifacts, tmp_path):
+    at = app().run()
+    at.switch_page("pages/galleries.py").run()
+    assert "No gallery yet" in texts(at)
+    at.text_input(key="index_folder").input(str(tmp_path / "nowhere")).run()
+    at.text_input(key="index_name").input("mine").run()
+    at.button(key="index_go").click().run()
+    assert not at.exception and len(at.error) == 1 and "nowhere" in at.error[0].value      # one line, nothing kept
+    at.text_input(key="index_folder").input(str(linked_paris(tmp_path / "four", 4))).run()
+    at.button(key="index_go").click().run()
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    assert table["images"].tolist() == [4] and table["complete"].tolist() == [True]
+    assert any(s.value == "mine" for s in at.subheader)

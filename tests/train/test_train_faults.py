@@ -18,7 +18,8 @@ import torch
 from conftest import REPO, SHARED_DATA
 
 from core.cli import main
-from core.embed.trained import CARD_FILE, MODEL_FILE, file_sha256, read_card
+from core.embed.trained import CARD_FILE, MODEL_FILE, read_card
+from core.files import file_digest
 from core.train import TrainSettings, train
 from core.train.checkpoint import LOCK_FILE, STATE_FILE, load_state
 
@@ -78,13 +79,13 @@ def test_a_run_killed_before_its_card_was_written_is_finished_by_the_same_comman
     logs: list[str] = []
     again = train(tiny, "cut", TINY, progress=False, log=logs.append)
     assert not any("already trained" in m for m in logs), logs
-    assert read_card(again.model_path).sha256 == file_sha256(again.model_path)
+    assert read_card(again.model_path).sha256 == file_digest(again.model_path)
     assert [h["loss"] for h in again.card.history] == [h["loss"] for h in done.card.history]
 
     card = (folder / CARD_FILE).read_text()                                 # a card of an older model.pt
     (folder / CARD_FILE).write_text(card.replace(again.card.sha256, "0" * 64))
     third = train(tiny, "cut", TINY, progress=False, log=quiet)
-    assert read_card(third.model_path).sha256 == file_sha256(third.model_path)
+    assert read_card(third.model_path).sha256 == file_digest(third.model_path)
 
 
 # ---------------------------------------------------------------- item 6: two runs of one name at once
@@ -150,7 +151,7 @@ def test_a_full_disk_while_the_model_is_written_is_one_line_and_loses_nothing(ar
     logs: list[str] = []
     result = train(tiny, "full", TINY, progress=False, log=logs.append)    # the same command, space freed
     assert result.resumed_from == TINY.epochs and len(result.card.history) == TINY.epochs
-    assert read_card(result.model_path).sha256 == file_sha256(result.model_path)
+    assert read_card(result.model_path).sha256 == file_digest(result.model_path)
 
 
 def test_settings_that_differ_only_in_epochs_are_refused_after_the_wait(artifacts, tiny):
