@@ -10,7 +10,7 @@ measures and writes the result (``default_by_size`` in ``artifacts/bench/search.
 
 HNSW keeps every vector and its links in the process's memory (hnswlib cannot memory-map its
 file): about 4·dim + 8·M + 12 bytes an item, 5.3 kB at 1280-d. Past ``INDEX_MEMORY_BYTES`` the
-default is the compressed index (IVF-PQ, ``core.index.ivfpq``: 72 bytes an item in memory, its
+default is the compressed index (IVF-PQ, ``core.index.ivfpq``: 136 bytes an item in memory, its
 candidates re-scored from the memory-mapped vectors), the fastest at recall@10 ≥ 0.95 among what
 fits, on the front of ``benchmarks/bench_scale_index.py`` (``artifacts/bench/scale_index.json``).
 """

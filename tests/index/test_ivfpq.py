@@ -90,7 +90,7 @@ def test_ivfpq_parameters_and_lists():
     assert default_lists(1_000_000) == ivfpq.MAX_LISTS and default_lists(10_000) == 100 and default_lists(20) == 1 and default_lists(100_000) == 256
     with pytest.raises(ValueError, match="pq_m"):
         IvfPqParams(pq_m=-1)
-    assert default_sub_quantisers(1280) == 64 and default_sub_quantisers(500) == 50 and default_sub_quantisers(7) == 7
+    assert default_sub_quantisers(1280) == 128 and default_sub_quantisers(500) == 125 and default_sub_quantisers(7) == 7
 
 
 def test_ivfpq_refuses_a_pq_m_that_does_not_divide_the_dimension(tmp_path, vectors):
