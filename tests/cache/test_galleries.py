@@ -12,6 +12,7 @@ from conftest import PARIS, copy_paris_images
 
 import core.cache.galleries as galleries
 from core.app.markdown import escape_markdown
+from core.app.names import embedding_name
 from core.cache.descriptors import load_embeddings
 from core.cache.galleries import duplicate_groups, list_galleries, load_gallery
 from core.cli import main
@@ -103,7 +104,7 @@ def test_app_galleries_page_lists_and_deletes(artifacts, photos, capsys):
     assert [h.value for h in at.subheader] == ["photos"]
     assert any(f"{escape_markdown(str(photos))} · 5 images" in c.value for c in at.caption)   # the path as literal text
     table = at.dataframe[0].value
-    assert table.loc[0, "embedding"] == CFG.label() and "5 trees" in table.loc[0, "indexes"]
+    assert table.loc[0, "embedding"] == embedding_name(CFG) and "n_trees 5" in table.loc[0, "indexes"]
     at.button(key="ask_forget_photos").click().run()
     assert any("Removes **photos** from the app" in w.value and "images in" in w.value for w in at.warning)
     assert at.button(key="delete_photos").disabled

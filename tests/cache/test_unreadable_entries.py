@@ -103,7 +103,7 @@ def test_files_failing_with_eacces_or_eio_are_skipped_and_the_rest_indexed(artif
     out = capsys.readouterr().out
     assert f"{denied}: cannot read" in out and "Permission denied" in out
     assert f"{broken}: cannot read" in out and "Input/output error" in out
-    assert "Annoy angular, 2 trees" in out
+    assert "Annoy cosine: built in" in out and "n_trees 2" in out
     assert len(load_embeddings("g", CFG).ids) == 2
 
 

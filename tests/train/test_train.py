@@ -100,7 +100,7 @@ def test_short_training_run_reloads_to_the_same_descriptors(artifacts, few_image
     assert not search.exception
     search.button(key="build-few").click().run()
     assert not search.exception
-    assert any("@few/head" in o for o in search.sidebar.selectbox(key="embedding").options)
+    assert any("fine-tuned on few" in o for o in search.sidebar.selectbox(key="embedding").options)   # named in words
 
     (few_images / "Buses" / sorted(os.listdir(few_images / "Buses"))[0]).unlink()
     with pytest.raises(ValueError, match="other images"):
