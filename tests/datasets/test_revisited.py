@@ -133,7 +133,7 @@ def test_cli_evaluates_rparis6k_medium_and_hard_on_the_shared_images(session_art
     for protocol in ("medium", "hard"):
         assert main(common + ["--protocol", protocol]) == 0
         out = capsys.readouterr().out
-        assert f"rparis6k ({protocol}) on 250 images" in out and "revisitop mP@1/5/10" in out
+        assert f"rparis6k ({protocol.capitalize()}) on 250 images" in out and "revisitop mP@1/5/10" in out
         run_dir = next(line.split()[-1] for line in out.splitlines() if "run written to" in line)
         on_disk = json.loads(open(f"{run_dir}/summary.json").read())
         assert {"mp@1", "mp@5", "mp@10", "dataset_info"} <= set(on_disk)

@@ -96,6 +96,6 @@ def test_search_page_offers_the_methods_and_draws_best_windows(paris):
     at.sidebar.selectbox(key="rerank").set_value("local").run()
     at.button(key="search").click().run()
     assert not at.exception
-    assert any("re-ranked by local50" in m.value for m in at.markdown)
+    assert any("re-ranked by local windows, top_n = 50" in m.value for m in at.markdown)   # named in words
     shown = at.session_state["results"]                                   # what the thumbnails draw
     assert {item.image_id for item in shown.results.items} <= set(shown.windows)
