@@ -91,6 +91,13 @@ def run_core(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess:
         pytest.fail(f"python -m core {' '.join(argv)} still running after {timeout} s (it hangs)")
 
 
+def unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
+    """``n`` random unit vectors of ``dim`` (float32, normal then L2-normalised): the toy galleries
+    of the index tests."""
+    v = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
 class Reduce:
     """A pickle payload that calls ``func(*args)`` when unpickled: what hostile pickles carry."""
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import unit_vectors
 
 from core.cache.descriptors import Embeddings
 from core.config import EmbeddingConfig
@@ -27,9 +28,7 @@ CFG = EmbeddingConfig(pooling="gem", scales=(1.0,))
 
 @pytest.fixture
 def vectors():
-    rng = np.random.default_rng(5)
-    v = rng.normal(size=(2000, 48)).astype(np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
+    return unit_vectors(2000, 48, seed=5)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from conftest import unit_vectors
 
 from core.cache.descriptors import Embeddings
 from core.config import EmbeddingConfig
@@ -13,9 +14,7 @@ from core.index.annoy import AnnoyIndex, AnnoyParams
 
 @pytest.fixture
 def vectors():
-    rng = np.random.default_rng(3)
-    v = rng.normal(size=(300, 32)).astype(np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
+    return unit_vectors(300, 32, seed=3)
 
 
 def test_exact_cosine_and_euclidean_agree_on_normalised_vectors(vectors):

@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from conftest import unit_vectors
 
 pytest.importorskip("milvus_lite")
 
@@ -19,9 +20,7 @@ CFG = EmbeddingConfig(pooling="gem", scales=(1.0,))
 
 @pytest.fixture
 def vectors():
-    rng = np.random.default_rng(3)
-    v = rng.normal(size=(3000, 32)).astype(np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
+    return unit_vectors(3000, 32, seed=3)
 
 
 def gallery(vectors, directory, config=CFG, ids=None) -> Embeddings:
