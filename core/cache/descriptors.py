@@ -77,6 +77,9 @@ class Embeddings:
     meta: dict = field(default_factory=dict)
     whitening: Whitening | None = None
     fingerprints: list[str] = field(default_factory=list)   # per id: the file's size:mtime:ctime:inode when embedded
+    # the first row of each source the gallery joins (a benchmark's images, then distractors: (0, n)):
+    # an index's recall is measured on sample queries of each, so queries like the fewer are served too
+    strata: tuple[int, ...] = (0,)
 
     @property
     def dim(self) -> int:

@@ -68,11 +68,16 @@ def run(a: argparse.Namespace) -> int:
 
 
 def index_to_build(a: argparse.Namespace, n_items: int, dim: int) -> str:
-    """``--index``; "auto": the backend whose parameters were given, else the default at this size."""
+    """``--index``; "auto": the backend whose parameters were given (the default at this size, or
+    else the first registered, among several that have them all), else the default at this size."""
     if a.index != "auto":
         return a.index
-    given = {p.backend for p in param_flags() if getattr(a, p.name) is not None}
-    return given.pop() if len(given) == 1 else default_method(n_items, dim)
+    default = default_method(n_items, dim)
+    given = [set(p.backends) for p in param_flags() if getattr(a, p.name) is not None]
+    common = set.intersection(*given) if given else set()
+    if not common or default in common:
+        return default
+    return next(name for name in backend_names() if name in common)
 
 
 def build_index(a: argparse.Namespace, emb) -> None:

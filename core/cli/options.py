@@ -114,7 +114,7 @@ def add_index_params(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--metric", default="cosine", choices=METRICS, help="similarity (default cosine)")
     for p in param_flags():
         default = f"the smallest measured to give recall@10 >= {RECALL_TARGET}" if p.effort else p.default
-        g.add_argument(p.flag, type=p.kind, default=None, help=f"{backend(p.backend).title} {p.name} (default {default})")
+        g.add_argument(p.flag, type=p.kind, default=None, help=f"{' / '.join(backend(b).title for b in p.backends)} {p.name} (default {default})")
 
 
 def add_search_args(p: argparse.ArgumentParser, default: str = "auto") -> None:

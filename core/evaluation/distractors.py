@@ -7,10 +7,7 @@ images), so a distractor is never relevant and never junk. Any indexed gallery c
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
-import numpy as np
-
+from core.cache.combined import joined
 from core.cache.descriptors import Embeddings, load_embeddings
 from core.config import EmbeddingConfig
 
@@ -23,15 +20,14 @@ def distractor_id(gallery: str, image_id: str) -> str:
 
 def with_distractors(emb: Embeddings, distractors: Embeddings) -> Embeddings:
     """``emb`` (the benchmark's gallery) followed by every image of ``distractors``: ids
-    prefixed by ``distractor_id``, vectors [n + m, dim] concatenated in that order, so the
-    benchmark's images keep their rows. Refuses descriptors of another dimension."""
+    prefixed by ``distractor_id``, vectors [n + m, dim] in that order, so the benchmark's images
+    keep their rows, in a store of their own written once (``core.cache.combined``), never
+    joined in memory. Refuses descriptors of another dimension."""
     if distractors.dim != emb.dim:
         raise ValueError(f"distractors {distractors.gallery!r} are {distractors.dim}-d, the benchmark's "
                          f"descriptors {emb.dim}-d: index them with the same embedding flags")
-    return replace(emb, ids=emb.ids + [distractor_id(distractors.gallery, i) for i in distractors.ids],
-                   vectors=np.concatenate([emb.vectors, distractors.vectors]),
-                   fingerprints=emb.fingerprints + distractors.fingerprints,
-                   meta={**emb.meta, "distractors": {"gallery": distractors.gallery, "n_images": len(distractors.ids)}})
+    return joined(emb, distractors, [distractor_id(distractors.gallery, i) for i in distractors.ids],
+                  {"distractors": {"gallery": distractors.gallery, "n_images": len(distractors.ids)}})
 
 
 def load_distractors(gallery: str, config: EmbeddingConfig) -> Embeddings:

@@ -10,9 +10,11 @@ measures and writes the result (``default_by_size`` in ``artifacts/bench/search.
 
 HNSW keeps every vector and its links in the process's memory (hnswlib cannot memory-map its
 file): about 4·dim + 8·M + 12 bytes an item, 5.3 kB at 1280-d. Past ``INDEX_MEMORY_BYTES`` the
-default is the compressed index (IVF-PQ, ``core.index.ivfpq``: 136 bytes an item in memory, its
-candidates re-scored from the memory-mapped vectors), the fastest at recall@10 ≥ 0.95 among what
-fits, on the front of ``benchmarks/bench_scale_index.py`` (``artifacts/bench/scale_index.json``).
+default is a compressed index whose candidates are re-scored from the memory-mapped vectors:
+IVF-SQ (``core.index.ivfsq``: ``SQ_BITS`` bits a dimension, 640 bytes an item at 1280-d) while its
+codes fit, IVF-PQ (``core.index.ivfpq``: 136 bytes an item) beyond. Scalar codes keep the ranking
+of photos unlike the bulk of the gallery (a benchmark's images among a million distractors)
+where PQ's learned codebooks lose it (RParis6k +1M, ``core.index.ivfsq``).
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ EXACT_UP_TO_MACS = 5_000 * 1280
 # (rss_before_mb 998 in artifacts/bench/scale_index.json).
 INDEX_MEMORY_BYTES = 1_000_000_000
 HNSW_M = 16
+SQ_BITS = 4
 
 
 def hnsw_bytes(n_items: int, dim: int, m: int = HNSW_M) -> int:
@@ -64,12 +67,20 @@ def default_at_size(points: Iterable[Measured], budget_ms: float = EXACT_BUDGET_
     return exact[0] if exact else fastest_at_target(points)
 
 
+def sq_bytes(n_items: int, dim: int, bits: int = SQ_BITS) -> int:
+    """IVF-SQ's memory: ``bits`` a dimension and an 8-byte id per item."""
+    return n_items * (dim * bits // 8 + 8)
+
+
 def default_method(n_items: int, dim: int) -> str:
     """The search method "auto" stands for at a gallery of ``n_items`` descriptors of ``dim``:
-    exact while a query is within budget, HNSW while it fits the index's memory, IVF-PQ above."""
+    exact while a query is within budget, HNSW while it fits the index's memory, then IVF-SQ
+    while its codes fit, IVF-PQ above."""
     if n_items * dim <= EXACT_UP_TO_MACS:
         return "exact"
-    return "hnsw" if hnsw_bytes(n_items, dim) <= INDEX_MEMORY_BYTES else "ivfpq"
+    if hnsw_bytes(n_items, dim) <= INDEX_MEMORY_BYTES:
+        return "hnsw"
+    return "ivfsq" if sq_bytes(n_items, dim) <= INDEX_MEMORY_BYTES else "ivfpq"
 
 
 def resolve_method(method: str, n_items: int, dim: int) -> str:
@@ -80,7 +91,8 @@ def resolve_method(method: str, n_items: int, dim: int) -> str:
 def auto_description() -> str:
     """What "auto" means, for help texts."""
     largest = INDEX_MEMORY_BYTES // hnsw_bytes(1, 1280)
+    largest_sq = INDEX_MEMORY_BYTES // sq_bytes(1, 1280)
     return (f"exact search while a query costs at most {EXACT_UP_TO_MACS // 1280:,} x 1280 multiply-adds "
             f"(about {EXACT_BUDGET_MS:g} ms), HNSW above: the fastest at recall@10 >= {RECALL_TARGET}, while it "
-            f"fits {INDEX_MEMORY_BYTES / 1e9:g} GB ({largest:,} x 1280), IVF-PQ beyond (compressed, re-scored "
-            f"from the stored vectors)")
+            f"fits {INDEX_MEMORY_BYTES / 1e9:g} GB ({largest:,} x 1280), then compressed indexes re-scored from the "
+            f"stored vectors: IVF-SQ while its {SQ_BITS}-bit codes fit ({largest_sq:,} x 1280), IVF-PQ beyond")

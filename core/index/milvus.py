@@ -125,7 +125,8 @@ class MilvusIndex(Index):
                                         for i, v in enumerate(block)])
         db.flush(self.collection)
         build_seconds = time.perf_counter() - start
-        tuning = measure_recall(lambda q, k, _: self.search(q, k)[0], self._exact_top, self.emb.vectors, [0])
+        tuning = measure_recall(lambda q, k, _: self.search(q, k)[0], self._exact_top, self.emb.vectors, [0],
+                               strata=self.emb.strata)
         self.meta = _meta(self.emb, self.metric, build_seconds, tuning)
         db.alter_collection_properties(self.collection, properties={META_KEY: json.dumps(self.meta)})
         return self

@@ -13,7 +13,7 @@ import importlib
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import cache
 from typing import Any
 
@@ -27,6 +27,7 @@ BACKENDS: dict[str, str] = {
     "annoy": "core.index.annoy:AnnoyIndex",
     "hnsw": "core.index.hnsw:HnswIndex",
     "ivfpq": "core.index.ivfpq:IvfPqIndex",
+    "ivfsq": "core.index.ivfsq:IvfSqIndex",
     "milvus": "core.index.milvus:MilvusIndex",
 }
 AUTO = "auto"
@@ -89,9 +90,10 @@ def open_index(emb: Embeddings, settings: SearchSettings) -> Index:
 class ParamFlag:
     """One backend parameter as a command-line option: ``--n-trees`` for Annoy's ``n_trees``,
     ``--milvus-uri`` for Milvus's ``milvus_uri``; ``kind`` is the type its value is parsed as
-    (from the dataclass annotation: ``int``, ``float`` or ``str``, optional or not)."""
+    (from the dataclass annotation: ``int``, ``float`` or ``str``, optional or not). Backends whose
+    parameters share a base (``nlist``, ``nprobe`` of the inverted-file indexes) share its option."""
 
-    backend: str
+    backends: tuple[str, ...]
     name: str
     default: Any
     effort: bool
@@ -113,14 +115,17 @@ def value_type(params: type[IndexParams], name: str) -> type:
 
 
 def param_flags() -> list[ParamFlag]:
-    """Every backend's parameters, each name once (two backends may not share one)."""
+    """Every backend's parameters, each name once: backends may share a parameter only as the
+    same field of a common base (same default, type and role)."""
     out: dict[str, ParamFlag] = {}
     for name in BACKENDS:
         params = backend(name).Params
         for f in fields(params):
-            if f.name in out:
-                raise TypeError(f"index parameter {f.name!r} is declared by {out[f.name].backend} and {name}")
-            out[f.name] = ParamFlag(name, f.name, f.default, f.name == params.effort, value_type(params, f.name))
+            flag = ParamFlag((name,), f.name, f.default, f.name == params.effort, value_type(params, f.name))
+            seen = out.get(f.name)
+            if seen is not None and replace(seen, backends=flag.backends) != flag:
+                raise TypeError(f"index parameter {f.name!r} is declared by {', '.join(seen.backends)} and {name}")
+            out[f.name] = replace(flag, backends=(*seen.backends, name)) if seen else flag
     return list(out.values())
 
 

@@ -11,6 +11,7 @@ import pytest
 from conftest import PARIS, SHARED_DATA
 
 from core.app.catalog import runs_table
+from core.cache import combined
 from core.cache.descriptors import Embeddings
 from core.cli import main
 from core.config import EmbeddingConfig
@@ -26,12 +27,19 @@ def _emb(name: str, n: int, dim: int) -> Embeddings:
                       rng.standard_normal((n, dim)).astype(np.float32), Path("."), fingerprints=["f"] * n)
 
 
-def test_distractors_follow_the_benchmark_rows_under_ids_no_benchmark_image_has():
+def test_distractors_follow_the_benchmark_rows_under_ids_no_benchmark_image_has(artifacts, monkeypatch):
     bench, extra = _emb("paris", 3, 8), _emb("r1m", 2, 8)
+    monkeypatch.setattr(combined, "BLOCK_ROWS", 2)                    # written in blocks, never joined in memory
     both = with_distractors(bench, extra)
     assert both.ids == ["0.jpg", "1.jpg", "2.jpg", "r1m:0.jpg", "r1m:1.jpg"] and distractor_id("r1m", "0.jpg") == "r1m:0.jpg"
     np.testing.assert_array_equal(both.vectors, np.vstack([bench.vectors, extra.vectors]))
-    assert both.gallery == "paris" and len(both.fingerprints) == 5
+    assert isinstance(both.vectors, np.memmap) and both.strata == (0, 3)
+    assert both.gallery == "paris" and len(both.fingerprints) == 5 and both.directory.name == EmbeddingConfig().key()
+    written = sorted(both.directory.glob("vectors-*.f32"))
+    again = with_distractors(bench, extra)                            # unchanged: reused, nothing rewritten
+    assert sorted(again.directory.glob("vectors-*.f32")) == written and again.directory == both.directory
+    changed = with_distractors(bench, _emb("r1m", 4, 8))              # a distractor added: written anew
+    assert len(changed.ids) == 7 and sorted(changed.directory.glob("vectors-*.f32")) != written
     with pytest.raises(ValueError, match="4-d"):
         with_distractors(bench, _emb("r1m", 2, 4))
 

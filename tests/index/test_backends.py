@@ -21,7 +21,7 @@ from core.index.choice import (
     resolve_method,
 )
 from core.index.hnsw import HnswIndex, HnswParams
-from core.index.stored import RECALL_TARGET, load_once, tune_by_recall
+from core.index.stored import RECALL_SAMPLE, RECALL_TARGET, load_once, sample_queries, tune_by_recall
 
 CFG = EmbeddingConfig(pooling="gem", scales=(1.0,))
 
@@ -165,6 +165,24 @@ def test_tune_by_recall_keeps_the_smallest_effort_reaching_the_target():
     assert [t.effort for t in got.trials] == [5, 9, 10, 96]         # stops once recall@100 >= 0.95 too
     none = tune_by_recall(search, truth, np.zeros((4, 3)), [2, 3])
     assert not none.target_met and none.effort == 3
+
+
+def test_each_stratum_of_a_joined_gallery_gets_its_own_sample_queries_and_the_lowest_recall_decides():
+    rows, sample, groups = sample_queries(np.eye(1000, 4, dtype=np.float32), strata=(0, 40))
+    assert [len(g) for g in groups] == [40, RECALL_SAMPLE]                      # all 40 of the few, 100 of the rest
+    assert (rows[groups[0]] < 40).all() and (rows[groups[1]] >= 40).all()
+    truth = np.tile(np.arange(100), (4, 1))
+
+    def search(q, k, effort):            # the last two queries (another stratum) need effort 50 to find anything
+        out = np.tile(np.arange(k), (len(q), 1))
+        out[2:] = -1 if effort < 50 else out[2:]
+        return out
+
+    one = tune_by_recall(search, truth, np.zeros((4, 3)), [1, 10, 50])
+    both = tune_by_recall(search, truth, np.zeros((4, 3)), [1, 10, 50], [np.arange(2), np.arange(2, 4)])
+    assert one.effort == 50 and one.trials[0].recall_at_10 == 0.5
+    assert both.effort == 50 and both.trials[0].recall_at_10 == 0.0
+    assert tune_by_recall(search, truth[:2], np.zeros((2, 3)), [1, 10, 50]).effort == 1
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
