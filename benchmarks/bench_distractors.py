@@ -50,6 +50,13 @@ def import_distractors(name: str, n: int) -> dict:
     from core.cache.transfer import import_vectors
     from core.config import DEFAULT_CONFIG
 
+    from core.cache.descriptors import CacheError, load_embeddings
+
+    try:
+        if len(load_embeddings(name, DEFAULT_CONFIG).ids) == n:
+            return {"reused": True, "load": load_average()}      # imported by an earlier run: nothing to redo
+    except CacheError:
+        pass
     start = time.perf_counter()
     base = corel_descriptors()
     embed_s = time.perf_counter() - start

@@ -22,7 +22,7 @@ from core.cache.galleries import Gallery, GalleryError, list_galleries, load_gal
 from core.datasets import LOADERS, GroundTruth, Query, dataset_layout, load_ground_truth, load_oxford_paris, stem_of
 from core.datasets.classes import PROTOCOL as CLASSES
 from core.datasets.classes import load_class_folders
-from core.evaluation.metrics import RECALL_LEVELS_11, interpolated_precision
+from core.evaluation.metrics import RECALL_LEVELS_11, hit_points, interpolated_precision
 from core.evaluation.runs import Run, list_runs, load_run
 from core.evaluation.summary import RunSummary
 from core.images import Box
@@ -184,15 +184,6 @@ def ap_comparison(runs: Sequence[Run]) -> pd.DataFrame:
     long = wide.reset_index().melt(id_vars=["query", "diff", "better", "order"], value_vars=names,
                                    var_name="run", value_name="ap")
     return long.sort_values(["order", "run"]).reset_index(drop=True)
-
-
-def hit_points(precision: Sequence[float], recall: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """The points of a stored PR curve (one per rank of the full list) where a relevant image
-    was found: the measured curve. The ranks after the last relevant image only lower precision
-    at recall 1; drawn, they would make a perfect query's curve fall to the gallery's base rate."""
-    p, r = np.asarray(precision, float), np.asarray(recall, float)
-    hit = np.diff(r, prepend=0.0) > 0
-    return p[hit], r[hit]
 
 
 def pr_curves(runs: Sequence[Run], query: str | None = None) -> pd.DataFrame:

@@ -68,6 +68,34 @@ def interpolated_precision(precision: Sequence[float] | np.ndarray, recall: Sequ
     return np.where(idx < r.size, best_after[np.minimum(idx, r.size - 1)], 0.0)
 
 
+def expected_random_ap(n_images: int, positives: Iterable[int], junk: Iterable[int] = ()) -> float:
+    """``average_precision`` of a uniformly random ranking, in expectation (exact, no sampling).
+    With junk removed, ``N`` images of which ``R`` relevant, a relevant image at 0-based rank r
+    has on average (R-1)·r/(N-1) relevant ones before it. The trapezoid's two precisions then
+    average R/N (i/r before it, 1 at rank 0) and (H_N + (R-1)(N - H_N)/(N-1)) / N (i+1 over
+    r+1; H_N the N-th harmonic number). Sampling 20 permutations instead took 0.08 s a query
+    and trial at 1M images (19 s a run of 12 queries)."""
+    junk = set(int(j) for j in junk)
+    positives = [int(p) for p in positives]
+    relevant = sum(p not in junk for p in positives)        # junk wins over a positive, as in relevance_vector
+    n = n_images - len(junk)
+    if not relevant or n < 1:
+        return 0.0
+    harmonic = float(np.sum(1.0 / np.arange(1, n + 1)))
+    after = (harmonic + ((relevant - 1) * (n - harmonic) / (n - 1) if n > 1 else 0.0)) / n
+    return (relevant / n + after) / 2 * relevant / len(positives)
+
+
+def hit_points(precision: Sequence[float], recall: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """The points of a PR curve in rank order where a relevant image was found: the measured
+    curve. Precision only rises at a hit, so these points hold everything the interpolated curve
+    and 11-point AP read; the ranks after the last relevant image only lower precision at recall
+    1 (drawn, they would make a perfect query's curve fall to the gallery's base rate)."""
+    p, r = np.asarray(precision, float), np.asarray(recall, float)
+    hit = np.diff(r, prepend=0.0) > 0
+    return p[hit], r[hit]
+
+
 def interpolated_ap11(hits: np.ndarray, n_relevant: int) -> float:
     """11-point interpolated AP: mean over recall levels 0, 0.1, ..., 1 of the highest precision
     reached at a recall >= that level (0 where the level is never reached)."""

@@ -23,7 +23,7 @@ from core.datasets import DATASET_PROTOCOLS, GroundTruth, Resolution, ResolvedQu
 from core.datasets.validation import VALIDATION_PROTOCOL
 from core.embed.embedder import Embedder
 from core.evaluation.distractors import load_distractors, with_distractors
-from core.evaluation.metrics import TOP_KS, QueryScores, score_queries, score_query
+from core.evaluation.metrics import TOP_KS, QueryScores, expected_random_ap, hit_points, score_queries
 from core.evaluation.reports import ProtocolReport, protocol_report
 from core.evaluation.runs import machine_info, new_run_id, package_versions, write_run
 from core.evaluation.summary import DistractorsRun, IndexRun, RerankRun, RunSummary
@@ -32,15 +32,10 @@ from core.progress import Reporter
 from core.rerank import RegionQuery, Reranker
 from core.search.retriever import Ranked, Retriever
 
-RANDOM_TRIALS = 20
 
-
-def random_baseline_map(resolution: Resolution, n_images: int, trials: int = RANDOM_TRIALS,
-                        seed: int = 0) -> float:
-    """mAP of uniformly random rankings (mean over ``trials``): the chance level of this gallery."""
-    rng = np.random.default_rng(seed)
-    aps = [score_query(rng.permutation(n_images), rq.positives, rq.junk).ap
-           for _ in range(trials) for rq in resolution.queries]
+def random_baseline_map(resolution: Resolution, n_images: int) -> float:
+    """Expected mAP of uniformly random rankings: the chance level of this gallery."""
+    aps = [expected_random_ap(n_images, rq.positives, rq.junk) for rq in resolution.queries]
     return float(np.mean(aps)) if aps else 0.0
 
 
@@ -217,7 +212,7 @@ def _write(summary: RunSummary, q: Queries, ids: list[str], ranking: np.ndarray,
     rerank = summary.rerank_label
     summary.run_id = new_run_id(dataset_tag, summary.embedding.label() + f"-{summary.search.method}"
                                 + (f"-{rerank}" if rerank else ""), summary.gallery)
-    pr = {rq.query.name: {"precision": s.precision.round(5).tolist(), "recall": s.recall.round(5).tolist()}
+    pr = {rq.query.name: dict(zip(("precision", "recall"), (a.round(5).tolist() for a in hit_points(s.precision, s.recall))))
           for rq, s in zip(q.resolution.queries, scores)}
     run_dir = write_run(summary.run_id, summary, per_query, ids, ranking, pr, extra=report.files)
     summary.run_id, summary.run_dir = run_dir.name, str(run_dir)

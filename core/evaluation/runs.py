@@ -6,7 +6,9 @@
   included); ``images.txt`` holds the same ids one a line, escaped by ``core.fs.printable``, for
   people and shell tools only;
 - ``ranking.npy``: int32 [n_queries, n_images], full rankings, gallery indices best first;
-- ``pr.json``: {query: {"precision": [...], "recall": [...]}} after junk removal;
+- ``pr.json``: {query: {"precision": [...], "recall": [...]}} after junk removal, at each relevant
+  image found (``metrics.hit_points``: all the curves and 11-point AP need; runs written before
+  kept a point per rank, 24 million numbers for 12 queries at 1M images);
 - protocol files (``core.evaluation.reports``): ``classes.csv`` and ``confusion.json`` of class-folder runs.
 
 The app's metrics page and outside tools read runs with ``load_run``/``list_runs``. Run ids are

@@ -51,7 +51,8 @@ class AnnoyIndex(StoredIndex):
         return f"annoy-{ANNOY_METRIC[metric]}-{params.n_trees}.ann"
 
     @classmethod
-    def _build(cls, vectors: np.ndarray, metric: str, params: AnnoyParams, seed: int = 1234) -> Any:
+    def _build(cls, vectors: np.ndarray, metric: str, params: AnnoyParams, strata: Sequence[int] = (0,),
+               seed: int = 1234) -> Any:
         from annoy import AnnoyIndex as _Annoy
 
         index = _Annoy(vectors.shape[1], ANNOY_METRIC[metric])

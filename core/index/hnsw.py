@@ -9,6 +9,7 @@ M links per item), shared by every session of that process.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,8 @@ class HnswIndex(StoredIndex):
         return f"hnsw-{metric}-m{params.m}-efc{params.ef_construction}.bin"
 
     @classmethod
-    def _build(cls, vectors: np.ndarray, metric: str, params: HnswParams, seed: int = 1234) -> Any:
+    def _build(cls, vectors: np.ndarray, metric: str, params: HnswParams, strata: Sequence[int] = (0,),
+               seed: int = 1234) -> Any:
         import hnswlib
 
         n, dim = vectors.shape

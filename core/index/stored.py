@@ -158,9 +158,10 @@ class StoredIndex(Index):
 
     @classmethod
     @abstractmethod
-    def _build(cls, vectors: np.ndarray, metric: str, params: IndexParams) -> Any:
+    def _build(cls, vectors: np.ndarray, metric: str, params: IndexParams, strata: Sequence[int] = (0,)) -> Any:
         """The library's index of ``vectors`` [n, d] (the store's array, memory-mapped where the
-        store maps it: a backend that works in bounded memory reads it in chunks)."""
+        store maps it: a backend that works in bounded memory reads it in chunks); ``strata``:
+        ``Embeddings.strata``, for a backend that learns from a sample of the gallery."""
 
     @classmethod
     @abstractmethod
@@ -205,7 +206,7 @@ class StoredIndex(Index):
         index with the other's description), reload, tune the effort and describe the index."""
         vectors = emb.vectors
         start = time.perf_counter()
-        native = cls._build(vectors, metric, params)
+        native = cls._build(vectors, metric, params, emb.strata)
         build_seconds = time.perf_counter() - start
         path = emb.directory / cls.file_name(metric, params)
         with exclusive_lock(path.parent / f".{path.stem}.lock"):

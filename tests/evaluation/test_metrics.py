@@ -6,13 +6,17 @@ import pytest
 
 from core.evaluation.metrics import (
     average_precision,
+    expected_random_ap,
     first_relevant_rank,
+    hit_points,
     interpolated_ap11,
+    interpolated_precision,
     mean_average_precision,
     ndcg,
     precision_at_k,
     recall_at_k,
     relevance_vector,
+    score_queries,
     score_query,
     top_k_accuracy,
 )
@@ -83,3 +87,30 @@ def test_pr_curve_points():
 def test_mean_average_precision():
     rankings = np.array([[0, 1, 2], [2, 1, 0]])
     assert mean_average_precision(rankings, [{0}, {0}]) == pytest.approx((1.0 + (0 + 1 / 3) / 2) / 2)
+
+
+def test_a_pr_curve_kept_at_its_hits_gives_the_same_interpolated_curve_and_11_point_ap():
+    rng = np.random.default_rng(3)
+    rankings = np.array([rng.permutation(400) for _ in range(5)])
+    positives = [set(rng.choice(400, size=m, replace=False).tolist()) for m in (1, 3, 10, 40, 0)]
+    for s in score_queries(rankings, positives):
+        p, r = hit_points(s.precision, s.recall)
+        assert len(p) == s.n_relevant                           # one point a relevant image, not one a rank
+        np.testing.assert_allclose(interpolated_precision(p, r), interpolated_precision(s.precision, s.recall))
+        assert np.mean(interpolated_precision(p, r)) == pytest.approx(s.ap_interp11)
+
+
+def test_expected_random_ap_is_the_mean_over_every_ranking():
+    """N = 4 images, 2 relevant: the mean AP over all 24 orders, by enumeration; junk is
+    removed before ranking and a positive that is junk can never be found."""
+    import itertools
+
+    orders = list(itertools.permutations(range(4)))
+    assert expected_random_ap(4, {0, 1}) == pytest.approx(np.mean([score_query(o, {0, 1}).ap for o in orders]))
+    with_junk = list(itertools.permutations(range(5)))
+    assert expected_random_ap(5, {0, 1}, {4}) == pytest.approx(np.mean([score_query(o, {0, 1}, {4}).ap for o in with_junk]))
+    assert expected_random_ap(5, {0, 4}, {4}) == pytest.approx(np.mean([score_query(o, {0, 4}, {4}).ap for o in with_junk]))
+    assert expected_random_ap(1, {0}) == 1.0 and expected_random_ap(10, set()) == 0.0
+    rng = np.random.default_rng(0)                              # and a larger case against sampling
+    sampled = np.mean([score_query(rng.permutation(200), set(range(7))).ap for _ in range(4000)])
+    assert expected_random_ap(200, set(range(7))) == pytest.approx(sampled, rel=0.03)

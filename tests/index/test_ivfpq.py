@@ -8,7 +8,7 @@ import pytest
 from core.cache.descriptors import Embeddings
 from core.config import EmbeddingConfig
 from core.index import ExactIndex, IndexMismatch, SearchSettings, ivf, open_index, param_flags, recall_at
-from core.index.ivf import default_lists
+from core.index.ivf import default_lists, training_rows
 from core.index.ivfpq import IvfPqIndex, IvfPqParams, default_sub_quantisers
 from core.index.ivfsq import IvfSqIndex, IvfSqParams
 from core.index.stored import RECALL_TARGET
@@ -116,3 +116,12 @@ def test_auto_is_exact_then_hnsw_then_the_compressed_indexes_as_each_outgrows_me
     assert default_method(largest_hnsw + 1, 1280) == "ivfsq" and default_method(1_000_000, 1280) == "ivfsq"
     assert default_method(largest_sq, 1280) == "ivfsq" and default_method(largest_sq + 1, 1280) == "ivfpq"
     assert default_method(1_000_000, 128) == "hnsw" and sq_bytes(1_000_000, 1280) == 648_000_000
+
+
+def test_the_quantisers_learn_from_an_equal_share_of_each_stratum():
+    rows = training_rows(1_000_250, (0, 250), np.random.default_rng(0))
+    assert len(rows) == ivf.TRAIN_SAMPLE and (rows < 250).sum() == 250              # every benchmark photo
+    assert len(set(rows.tolist())) == len(rows) and rows.max() < 1_000_250
+    even = training_rows(200_000, (0, 100_000), np.random.default_rng(0))
+    assert (even < 100_000).sum() == ivf.TRAIN_SAMPLE // 2
+    assert sorted(training_rows(300, (0,), np.random.default_rng(0)).tolist()) == list(range(300))
