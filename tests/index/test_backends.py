@@ -56,7 +56,7 @@ def test_hnsw_scores_are_exact_scores_and_recall_is_measured(tmp_path, vectors, 
     step = np.diff(scores, axis=1)
     assert (step <= 1e-6).all() if metric == "cosine" else (step >= -1e-6).all()
     trials = hn.meta.tuning.trials
-    assert hn.effort == next(t.effort for t in trials if t.recall_at_10 >= RECALL_TARGET)
+    assert hn.effort == next(t.effort for t in trials if min(t.recall_at_10, t.recall_at_100) >= RECALL_TARGET)
 
 
 def test_hnsw_refuses_foreign_stale_or_damaged_files(tmp_path, vectors, ids):
@@ -151,7 +151,7 @@ def test_an_index_is_loaded_once_per_process_until_its_file_changes(tmp_path):
     assert load_once(path, lambda: made.append(1) or object()) is not first and len(made) == 2
 
 
-def test_tune_by_recall_keeps_the_smallest_effort_reaching_the_target():
+def test_tune_by_recall_keeps_the_smallest_effort_reaching_the_target_at_10_and_100():
     truth = np.tile(np.arange(100), (4, 1))
 
     def search(q, k, effort):            # effort e finds the first e of the true top 100
@@ -161,8 +161,10 @@ def test_tune_by_recall_keeps_the_smallest_effort_reaching_the_target():
         return out
 
     got = tune_by_recall(search, truth, np.zeros((4, 3)), [5, 9, 10, 96, 100])
-    assert got.effort == 10 and got.recall_at_10 == 1.0            # 9 finds 9 of 10: 0.9 < 0.95
-    assert [t.effort for t in got.trials] == [5, 9, 10, 96]         # stops once recall@100 >= 0.95 too
+    assert got.effort == 96 and got.recall_at_100 == 0.96            # 10 finds the top 10, not the top 100
+    assert [t.effort for t in got.trials] == [5, 9, 10, 96]         # stops once both reach 0.95
+    shallow = tune_by_recall(search, truth, np.zeros((4, 3)), [5, 9, 10, 20])
+    assert shallow.effort == 10 and shallow.target_met              # recall@100 never reached: recall@10 decides
     none = tune_by_recall(search, truth, np.zeros((4, 3)), [2, 3])
     assert not none.target_met and none.effort == 3
 
