@@ -25,8 +25,9 @@ and zarr or LanceDB a decode into memory, for no gain in append cost.
 from __future__ import annotations
 
 import json
+import mmap
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -98,6 +99,38 @@ def map_vectors(directory: Path, manifest: Manifest) -> np.ndarray:
     if not manifest.n_rows:
         return np.zeros((0, manifest.dim), np.float32)
     return np.memmap(directory / manifest.vectors_file, np.float32, "r", shape=(manifest.n_rows, manifest.dim))
+
+
+def _file_position(vectors: np.ndarray) -> int | None:
+    """Where row 0 of ``vectors`` lies in its file, for a C-contiguous float32 memory map (or a
+    view of one); None for anything else."""
+    mapped = getattr(vectors, "_mmap", None)
+    if not isinstance(vectors, np.memmap) or mapped is None or vectors.dtype != np.float32 \
+            or not vectors.flags.c_contiguous or vectors.filename is None:
+        return None
+    start = vectors.offset - vectors.offset % mmap.ALLOCATIONGRANULARITY       # where the mapping begins
+    return start + vectors.ctypes.data - np.frombuffer(mapped, np.uint8).ctypes.data
+
+
+def gather(vectors: np.ndarray, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+    """``vectors[rows]`` as float32. From a memory-mapped store, by positioned reads: indexing
+    the map would leave every page it touched (and the kernel's fault-around neighbours) in the
+    process's resident set; 20 searches re-scoring 4,096 candidates of a 1M gallery that way
+    left 3.5 GB of file pages resident, read this way none (11-12 ms a query either way)."""
+    position = _file_position(vectors)
+    if position is None or not len(rows):
+        return np.asarray(vectors[np.asarray(rows, np.int64)], np.float32)
+    out = np.empty((len(rows), vectors.shape[1]), np.float32)
+    size = out.shape[1] * 4
+    buffer = memoryview(out).cast("B")
+    fd = os.open(vectors.filename, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        for i, row in enumerate(np.asarray(rows, np.int64).tolist()):
+            if os.preadv(fd, [buffer[i * size:(i + 1) * size]], position + row * size) != size:
+                raise StoreError(f"{vectors.filename} ends before row {row}")
+    finally:
+        os.close(fd)
+    return out
 
 
 def open_contents(directory: Path) -> Contents | None:

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from core.cache.descriptors import Embeddings
+from core.cache.store import gather
 
 METRICS = ("cosine", "euclidean")
 # How deep an approximate index is asked for one query's ranking. Asking a graph index for all n
@@ -70,13 +71,13 @@ def results_of(indices: np.ndarray, scores: np.ndarray, ids: list[str]) -> list[
 def rescored(vectors: np.ndarray, queries: np.ndarray, candidates: list[np.ndarray], k: int,
              metric: str) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` [q, k] indices and exact scores of each query among its candidate rows (padded
-    with -1 / NaN), read from the stored ``vectors`` (a memory map reads only those rows): how an
+    with -1 / NaN), read from the stored ``vectors`` (``store.gather``: only those rows): how an
     index whose own distances are approximate (compressed codes, another engine) gives the
     metric's scores."""
     out_i = np.full((len(queries), k), -1, np.int64)
     out_s = np.full((len(queries), k), np.nan, np.float32)
     for row, (query, rows) in enumerate(zip(queries, candidates)):
-        stored = np.asarray(vectors[rows], np.float32)
+        stored = gather(vectors, rows)
         diff = stored - query if metric == "euclidean" else None
         exact = stored @ query if diff is None else np.sqrt(np.einsum("kd,kd->k", diff, diff))
         order = np.argsort(-exact if higher_is_better(metric) else exact, kind="stable")[:k]

@@ -100,11 +100,18 @@ def _rows(vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 class IvfIndex(StoredIndex):
     """A faiss inverted-file index of one gallery, its candidates re-scored from the exact vectors.
-    A subclass names its codes (``codes``) and may set up its quantiser before training
-    (``_prepare``)."""
+    A subclass names its codes (``codes``, ``code_field``) and may set up its quantiser before
+    training (``_prepare``)."""
 
     packages = ("faiss-cpu",)
     efforts = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+    code_field: ClassVar[tuple[str, str]]   # (tag, parameter): what sizes the codes, in the file's name
+
+    @classmethod
+    def file_name(cls, metric: str, params: IvfParams) -> str:
+        """e.g. ``ivfsq-cosine-nlist0-sq4-r4096.faiss`` (nlist 0: chosen by the gallery's size)."""
+        tag, field = cls.code_field
+        return f"{cls.name}-{metric}-nlist{params.nlist}-{tag}{getattr(params, field)}-r{params.rescore}.faiss"
 
     @classmethod
     def codes(cls, n_items: int, dim: int, n_sample: int, params: IvfParams) -> str:

@@ -40,9 +40,7 @@ class IvfPqIndex(IvfIndex):
     title = "IVF-PQ (faiss)"
     Params = IvfPqParams
 
-    @classmethod
-    def file_name(cls, metric: str, params: IvfPqParams) -> str:
-        return f"ivfpq-{metric}-nlist{params.nlist}-pq{params.pq_m}-r{params.rescore}.faiss"
+    code_field = ("pq", "pq_m")
 
     @classmethod
     def codes(cls, n_items: int, dim: int, n_sample: int, params: IvfPqParams) -> str:

@@ -38,9 +38,7 @@ class IvfSqIndex(IvfIndex):
     title = "IVF-SQ (faiss)"
     Params = IvfSqParams
 
-    @classmethod
-    def file_name(cls, metric: str, params: IvfSqParams) -> str:
-        return f"ivfsq-{metric}-nlist{params.nlist}-sq{params.bits}-r{params.rescore}.faiss"
+    code_field = ("sq", "bits")
 
     @classmethod
     def codes(cls, n_items: int, dim: int, n_sample: int, params: IvfSqParams) -> str:

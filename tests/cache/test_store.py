@@ -168,3 +168,18 @@ def test_a_migrated_real_cache_is_updated_without_re_embedding(artifacts, tmp_pa
     assert again.ids == first.ids[1:] and again.meta["changes"]["removed"] == [first.ids[0]]
     np.testing.assert_array_equal(again.vectors, first.vectors[1:])
     assert isinstance(again.vectors, np.memmap)                      # the removed row was compacted away
+
+
+def test_gather_reads_rows_of_a_memory_map_by_position_as_indexing_would(tmp_path):
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((500, 12)).astype(np.float32)
+    store.append(tmp_path / "s", [f"{i}" for i in range(500)], ["f"] * 500, vectors)
+    mapped = store.open_contents(tmp_path / "s").vectors
+    np.save(tmp_path / "v.npy", vectors)                       # a header before row 0
+    npy = np.load(tmp_path / "v.npy", mmap_mode="r")
+    rows = np.sort(rng.choice(400, 60, replace=False))
+    for source in (mapped, npy, npy[100:], mapped[7:], vectors):
+        assert store._file_position(source) is None if source is vectors else store._file_position(source) >= 0
+        np.testing.assert_array_equal(store.gather(source, rows), np.asarray(source[rows]))
+    np.testing.assert_array_equal(store.gather(npy[:, :6], rows), vectors[rows, :6])       # not contiguous: indexed
+    assert store.gather(mapped, []).shape == (0, 12)
