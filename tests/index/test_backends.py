@@ -11,6 +11,7 @@ from conftest import unit_vectors
 from core.cache.descriptors import Embeddings
 from core.config import EmbeddingConfig
 from core.index import ExactIndex, IndexMismatch, SearchSettings, backend, open_index, param_flags, recall_at
+from core.index import exact as exact_module
 from core.index.annoy import AnnoyIndex, AnnoyParams
 from core.index.choice import (
     EXACT_UP_TO_MACS,
@@ -241,3 +242,17 @@ def test_cli_builds_and_searches_hnsw_and_auto_picks_exact_for_small_galleries(a
     assert "choose the precision" in capsys.readouterr().err
     assert main(["quantize", "--precision", "int8", *flags]) == 2
     assert "--name GALLERY" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_exact_search_scores_queries_in_blocks_bounded_by_the_gallery_size(vectors, metric, monkeypatch):
+    q = vectors[:37] + 0.1
+    whole = ExactIndex(vectors, metric)
+    top, ranks = whole.search(q, 15), whole.rank_all(q)
+    assert whole.query_block() == exact_module.QUERY_BLOCK                                 # all 37 at once
+    monkeypatch.setattr(exact_module, "SCORE_BLOCK_BYTES", 4 * len(vectors) * 5)         # 5 queries a block
+    blocked = ExactIndex(vectors, metric)
+    assert blocked.query_block() == 5
+    np.testing.assert_array_equal(blocked.search(q, 15)[0], top[0])
+    np.testing.assert_allclose(blocked.search(q, 15)[1], top[1], rtol=1e-6)
+    np.testing.assert_array_equal(blocked.rank_all(q), ranks)
