@@ -49,10 +49,9 @@ def corel_descriptors():
 
 
 def import_distractors(name: str, n: int) -> dict:
+    from core.cache.descriptors import CacheError, load_embeddings
     from core.cache.transfer import import_vectors
     from core.config import DEFAULT_CONFIG
-
-    from core.cache.descriptors import CacheError, load_embeddings
 
     try:
         if len(load_embeddings(name, DEFAULT_CONFIG).ids) == n:
