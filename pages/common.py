@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -88,6 +89,13 @@ def engine(gallery: str, config: EmbeddingConfig) -> SearchEngine:
     return _engine(*_descriptors_key(gallery, config))
 
 
+@st.cache_resource(show_spinner=False)
+def search_threads() -> ThreadPoolExecutor:
+    """The threads every session's searches run on, made once: glibc gives a new thread its own
+    malloc arena (up to 8 per core), and the memory freed in an arena stays with the process."""
+    return ThreadPoolExecutor(SEARCH_THREADS, thread_name_prefix="search")
+
+
 @st.cache_resource(show_spinner="Grouping the gallery's images…", max_entries=16)
 def _groups(artifacts: str, gallery: str, config_json: str, version: int) -> dict[str, list[str]]:
     return groups(_engine(artifacts, gallery, config_json, version).embeddings.ids)
@@ -117,6 +125,7 @@ def ground_truth(artifacts: str, gallery: str) -> GroundTruth | None:
     return gallery_ground_truth(load_gallery(gallery))
 
 
+SEARCH_THREADS = 4             # searches of all sessions at once (more queue): twice the cores here
 THUMB_SIDE = 200                # every thumbnail of the app (results, picker, failures) is this large
 
 

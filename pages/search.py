@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field, fields, replace
 from functools import partial
 
@@ -81,6 +81,7 @@ from pages.common import (
     ground_truth,
     image_of,
     missing_uri,
+    search_threads,
     through_app,
     thumb_uri,
     warm_thumbnails,
@@ -409,9 +410,9 @@ def run_search(eng: SearchEngine, query: QueryImage, box: Box | None, settings: 
     title = RERANKERS[settings.rerank].title
     message = "Searching…" if settings.rerank == "none" else f"Searching and re-ranking by {title}…"
     ask = partial(eng.search_stored, query.image_id) if query.source is None else partial(eng.search, query.source, box)
-    with st.spinner(message), ThreadPoolExecutor(1) as pool:
-        results = with_progress(pool.submit(ask, k=settings.k + extra, settings=search, reranker=reranker,
-                                            depth=None if query.gt else RANK_DEPTH),
+    with st.spinner(message):
+        results = with_progress(search_threads().submit(ask, k=settings.k + extra, settings=search, reranker=reranker,
+                                                        depth=None if query.gt else RANK_DEPTH),
                                 first_rerank_estimate(eng, reranker),     # AP (ground truth) needs the full ranking
                                 "Searching: a saved index is built on its first use" if settings.rerank == "none"
                                 else f"Preparing {title} for this gallery, once")
