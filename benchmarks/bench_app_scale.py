@@ -76,8 +76,8 @@ def artifacts_at(path: Path):
 
 def situation() -> dict:
     """How busy the shared machine is: load averages, and the other benchmarks running."""
-    own = os.getpid()
-    others = {Path(arg).name for p in psutil.process_iter(["pid", "cmdline"]) if p.info["pid"] != own
+    own = {os.getpid(), *(p.pid for p in psutil.Process().parents())}       # this run (under nohup, timeout)
+    others = {Path(arg).name for p in psutil.process_iter(["pid", "cmdline"]) if p.info["pid"] not in own
               for arg in p.info["cmdline"] or [] if re.search(r"benchmarks/bench_\w+\.py$", arg)}
     return {"load": load_average(), "other_benchmarks": sorted(others)}
 

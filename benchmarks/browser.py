@@ -22,6 +22,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync"]
 RESULTS = ".st-key-results"             # the results grid (st.grid(key="results"))
 CELL = '[data-testid="stGridCell"], [data-testid="stColumn"]'      # one result (grid cell; columns before issue 14)
+CROPPER = "iframe[title='streamlit_cropper.st_cropper']"
 
 PREVIOUS = "results of the previous query"       # the page's warning above results of another query
 
@@ -137,10 +138,13 @@ def type_text(page, key: str, text: str) -> None:
 
 
 def upload(page, key: str, path: str | Path) -> None:
-    """Give the file uploader of widget ``key`` the file ``path`` and wait for the rerun that
-    follows its transfer (a click before it would be lost: the rerun supersedes the click's)."""
+    """Give the file uploader of widget ``key`` the file ``path``, wait for the rerun that follows
+    its transfer, then for the cropper to draw the new image and for the rerun its first box
+    starts: a click before either rerun is over is lost (the rerun supersedes the click's)."""
     with page.expect_request_finished(lambda request: "/_stcore/upload_file/" in request.url, timeout=60_000):
         page.locator(f".st-key-{key} input[type=file]").set_input_files(str(path))
+    wait_rerun(page)
+    page.frame_locator(CROPPER).locator("canvas").first.wait_for(timeout=60_000)
     wait_rerun(page)
 
 
