@@ -83,8 +83,9 @@ def situation() -> dict:
 
 
 def memory(pid: int, vectors: Path) -> dict:
-    """Resident memory of process ``pid`` in MB: RSS, its anonymous and file-backed parts, and the
-    pages of the memory-mapped ``vectors`` file it maps (part of RssFile)."""
+    """Resident memory of process ``pid`` in MiB (2^20 bytes, though the keys say mb): RSS, its
+    anonymous and file-backed parts, and the pages of the memory-mapped ``vectors`` file it maps
+    (part of RssFile)."""
     status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
     kb = {key: int(status[key].split()[0]) for key in ("VmRSS", "RssAnon", "RssFile", "VmHWM")}
     mapped, inside = 0, False
