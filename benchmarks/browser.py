@@ -22,17 +22,22 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync"]
 RESULTS = ".st-key-results"             # the results grid (st.grid(key="results"))
 CELL = '[data-testid="stGridCell"], [data-testid="stColumn"]'      # one result (grid cell; columns before issue 14)
+CROPPER = "iframe[title='streamlit_cropper.st_cropper']"
+
+PREVIOUS = "results of the previous query"       # the page's warning above results of another query
 
 # True once the results grid shows ``k`` loaded images and, when given, ``first`` is in the first
-# result's cell, with no element left stale by a rerun in progress.
-RESULTS_SHOWN = """([k, first]) => {
+# result's cell, with no element left stale by a rerun in progress and, when ``fresh``, no warning
+# that the results shown are those of the previous query.
+RESULTS_SHOWN = """([k, first, fresh]) => {
   const grid = document.querySelector('%s');
   if (!grid || document.querySelector('[data-stale="true"]')) return false;
+  if (fresh && document.body.innerText.includes('%s')) return false;
   const imgs = [...grid.querySelectorAll('img')];
   if (imgs.length !== k || !imgs.every(i => i.complete && i.naturalWidth > 0)) return false;
   const cell = grid.querySelector('%s');
   return !first || (cell !== null && cell.innerText.includes(first));
-}""" % (RESULTS, CELL)
+}""" % (RESULTS, PREVIOUS, CELL)
 
 
 def free_port() -> int:
@@ -124,20 +129,40 @@ def choose(page, key: str, option: str) -> None:
     wait_rerun(page)
 
 
-def search(page, k: int, first: str | None = None, timeout_ms: float = 120_000) -> float:
-    """Press Search and wait until ``k`` results are on screen (``first`` in the first cell);
-    returns the seconds from the click to the results, timed inside the page (the browser's
-    clock, from the click event to the frame that shows them) so that the round trips of the
-    test driver are not counted."""
+def type_text(page, key: str, text: str) -> None:
+    """Type ``text`` into the text field of widget ``key``, commit it (Enter) and wait for the rerun."""
+    box = page.locator(f".st-key-{key} input")
+    box.fill(text)
+    box.press("Enter")
+    wait_rerun(page)
+
+
+def upload(page, key: str, path: str | Path) -> None:
+    """Give the file uploader of widget ``key`` the file ``path``, wait for the rerun that follows
+    its transfer, then for the cropper to draw the new image and for the rerun its first box
+    starts: a click before either rerun is over is lost (the rerun supersedes the click's)."""
+    with page.expect_request_finished(lambda request: "/_stcore/upload_file/" in request.url, timeout=60_000):
+        page.locator(f".st-key-{key} input[type=file]").set_input_files(str(path))
+    wait_rerun(page)
+    page.frame_locator(CROPPER).locator("canvas").first.wait_for(timeout=60_000)
+    wait_rerun(page)
+
+
+def search(page, k: int, first: str | None = None, timeout_ms: float = 120_000, fresh: bool = False) -> float:
+    """Press Search and wait until ``k`` results are on screen (``first`` in the first cell; with
+    ``fresh``, once the warning that they belong to the previous query is gone: the results of a
+    new query whose best match is unknown); returns the seconds from the click to the results,
+    timed inside the page (the browser's clock, from the click event to the frame that shows
+    them) so that the round trips of the test driver are not counted."""
     page.locator(".st-key-search button").wait_for()
-    ms = page.evaluate("""async ([k, first, timeout]) => {
+    ms = page.evaluate("""async ([k, first, fresh, timeout]) => {
       const shown = %s;
       const t0 = performance.now();
       document.querySelector('.st-key-search button').click();
-      while (!shown([k, first])) {
+      while (!shown([k, first, fresh])) {
         if (performance.now() - t0 > timeout) throw new Error('no results after ' + timeout + ' ms');
         await new Promise(r => requestAnimationFrame(r));
       }
       return performance.now() - t0;
-    }""" % RESULTS_SHOWN, [k, first, timeout_ms])
+    }""" % RESULTS_SHOWN, [k, first, fresh, timeout_ms])
     return ms / 1000

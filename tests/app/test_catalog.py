@@ -19,6 +19,7 @@ from core.app.catalog import (
     fresh_query_time,
     gallery_ground_truth,
     hit_points,
+    image_id_of,
     interpolated_precision,
     pr_curves,
     queries_in_gallery,
@@ -156,7 +157,8 @@ def test_gallery_ground_truth_from_its_record(artifacts):
     gt = gallery_ground_truth(load_gallery("p"))
     assert gt.dataset == "paris6k" and len(gt.queries) == 55
     ids = load_gallery("p").image_ids()
-    assert len(queries_in_gallery(gt, ids)) == 12
+    found = queries_in_gallery(gt, ids)
+    assert len(found) == 12 and all(image_id == image_id_of(q.image, ids) for q, image_id in found)
 
 
 def test_thumbnail_is_small_and_framed():

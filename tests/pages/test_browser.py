@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import PARIS, REPO, require_shared
 
-from benchmarks.browser import CHROMIUM, app_server, choose, chromium_page, search, wait_idle, wait_rerun
+from benchmarks.browser import CHROMIUM, CROPPER, app_server, choose, chromium_page, search, wait_idle, wait_rerun
 from core.cache.galleries import register_gallery
 from core.config import DEFAULT_CONFIG
 from core.datasets import load_ground_truth
@@ -26,7 +26,6 @@ LANDMARKS = ("defense", "eiffel", "invalides", "louvre", "moulinrouge")
 QUERY_IMAGES = ("paris_louvre_000081.jpg", "paris_defense_000056.jpg")     # louvre_1, defense_4
 QUIET = dict(options=RunOptions(progress=False, log=lambda m: None))
 WIDTH, HEIGHT = 1280, 800
-CROPPER = "iframe[title='streamlit_cropper.st_cropper']"
 LOCAL = ("data:", "blob:", "about:")
 
 
