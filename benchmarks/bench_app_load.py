@@ -5,8 +5,9 @@ stays flat over a few hundred searches.
     python benchmarks/bench_app_load.py [--sessions 1 2 4] [--searches 60]
 
 Each browser page is its own Streamlit session; a search is a deep link that opens one gallery
-image as the query and searches at once (``/search?gallery=&embedding=&image=``). For each level
-of concurrency, every page gets its own queue of images and all pages work at the same time; a
+image as the query and searches at once (``/?gallery=&embedding=&image=``: the search page is the
+app's default, at ``/``; ``/search`` is "page not found" in a second session). For each level of
+concurrency, every page gets its own queue of images and all pages work at the same time; a
 search counts when its page shows 10 loaded result thumbnails with its query image first (a whole
 image query finds itself first: a session shown another session's results would fail this).
 The baseline is one session searching alone in the same run; figures are ratios to it.
@@ -61,7 +62,7 @@ def run_level(browser, url: str, images: list[str], sessions: int) -> dict:
         sent = {}
         for page, image_id in batch:                      # all sessions start their search ...
             sent[image_id] = time.perf_counter()
-            page.goto(f"{url}/search?{urlencode({'gallery': 'paris6k', 'embedding': DEFAULT_CONFIG.key(), 'image': image_id})}",
+            page.goto(f"{url}/?{urlencode({'gallery': 'paris6k', 'embedding': DEFAULT_CONFIG.key(), 'image': image_id})}",
                       wait_until="commit")
         for page, image_id in batch:                      # ... then each is waited for
             try:
