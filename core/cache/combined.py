@@ -15,8 +15,8 @@ from dataclasses import replace
 import numpy as np
 
 from core.cache import store
-from core.cache.descriptors import LOCK, Embeddings, cache_dir
-from core.files import exclusive_lock, write_json
+from core.cache.descriptors import LOCK, Embeddings, cache_dir, write_config
+from core.files import exclusive_lock
 
 BLOCK_ROWS = store.REWRITE_ROWS
 
@@ -37,7 +37,7 @@ def joined(first: Embeddings, second: Embeddings, second_ids: list[str], meta: d
         contents = store.open_contents(directory)
         if contents is None or contents.ids != ids or contents.fingerprints != fingerprints:
             store.rewrite(directory, ids, fingerprints, _blocks(first.vectors, second.vectors), {})
-            write_json(directory / "config.json", first.config.to_dict())
+            write_config(directory, first.config)
             contents = store.open_contents(directory)
     return replace(first, ids=ids, vectors=contents.vectors, directory=directory, fingerprints=fingerprints,
                    meta={**first.meta, **meta}, strata=(0, len(first.ids)))

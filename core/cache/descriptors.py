@@ -113,6 +113,11 @@ def cache_dir(gallery: str, config: EmbeddingConfig) -> Path:
     return embeddings_dir() / gallery / config.key()
 
 
+def write_config(directory: Path, config: EmbeddingConfig) -> None:
+    """Record the config a cache's descriptors were made with (what ``check_config`` reads)."""
+    write_json(directory / "config.json", config.to_dict())
+
+
 def check_config(directory: Path, config: EmbeddingConfig) -> None:
     cfg_file = directory / "config.json"
     if cfg_file.exists():
@@ -298,7 +303,7 @@ def save(directory: Path, gallery: Gallery, config: EmbeddingConfig, plan: Updat
          complete: bool) -> None:
     """Commit the plan as it is now; at the end of an update (``complete``), drop dead rows and
     renew older fingerprints by one rewrite. Then write the config and the meta."""
-    write_json(directory / "config.json", config.to_dict())
+    write_config(directory, config)
     manifest = commit(directory, plan)
     if complete and (manifest.dead or plan.renewed):
         manifest = store.compact(directory, plan.fingerprints if plan.renewed else None)
@@ -357,7 +362,7 @@ def _build_whitened(gallery: Gallery, config: EmbeddingConfig, embedder: Embedde
     failures = {k: (v, "") for k, v in base.failures.items()}
     with exclusive_lock(directory / LOCK):
         migrate_legacy(directory)
-        write_json(directory / "config.json", config.to_dict())
+        write_config(directory, config)
         store.rewrite(directory, base.ids, base.fingerprints, [whitening.apply(base.vectors)] if base.ids else [],
                       failures, whitening.to_arrays())
         write_json(directory / "meta.json", base_meta)

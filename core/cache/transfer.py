@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from core.cache import store
-from core.cache.descriptors import LOCK, cache_dir, check_config, load_embeddings, migrate_legacy
+from core.cache.descriptors import LOCK, cache_dir, check_config, load_embeddings, migrate_legacy, write_config
 from core.cache.galleries import register_imported
 from core.config import EmbeddingConfig
 from core.files import exclusive_lock, write_json, write_npy, write_text
@@ -96,7 +96,7 @@ def import_vectors(name: str, config: EmbeddingConfig, ids: list[str], vectors: 
         dead_now = set(manifest.dead) if manifest else set()
         wanted = set(ids)
         dead = [r for r, i in enumerate(rows) if i in wanted and r not in dead_now]
-        write_json(directory / "config.json", config.to_dict())
+        write_config(directory, config)
         for s in range(0, len(ids), block):
             rows = normalised(vectors[s:s + block])
             manifest = store.append(directory, ids[s:s + block], _fingerprints(rows), rows, dead if s == 0 else ())

@@ -113,7 +113,7 @@ def add_index_params(g: argparse._ArgumentGroup) -> None:
     """--metric and one option per parameter of every index backend (from their dataclasses)."""
     g.add_argument("--metric", default="cosine", choices=METRICS, help="similarity (default cosine)")
     for p in param_flags():
-        default = f"the smallest measured to give recall@10 >= {RECALL_TARGET}" if p.effort else p.default
+        default = f"the smallest measured to give recall@10 and recall@100 >= {RECALL_TARGET}" if p.effort else p.default
         g.add_argument(p.flag, type=p.kind, default=None, help=f"{' / '.join(backend(b).title for b in p.backends)} {p.name} (default {default})")
 
 

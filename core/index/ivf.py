@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from core.index.base import IndexParams, rescored
-from core.index.stored import StoredIndex
+from core.index.stored import StoredIndex, stratum_ranges
 
 TRAIN_SAMPLE = 50_000       # vectors the quantisers are trained on (faiss asks 39 per centroid at least)
 # Rows read from the store and added at a time. faiss encodes a batch through distance tables of
@@ -77,14 +77,13 @@ def training_rows(n: int, strata: Sequence[int], rng: np.random.Generator) -> np
     held 12 of them, their neighbours fell in cells of distractors, and RParis6k +1M lost 10 mAP
     points at 16 of 256 cells searched (77.2 against 87.5 exact); drawn by stratum, its photos
     fell in 7 cells and 4 cells searched gave 87.5 (Medium; Hard 58.0 against 57.8)."""
-    bounds = [*[s for s in strata if s < n], n]
-    sizes = [hi - lo for lo, hi in zip(bounds, bounds[1:])]
-    share, left = min(n, TRAIN_SAMPLE), len(sizes)
+    ranges = stratum_ranges(n, strata)
+    share, left = min(n, TRAIN_SAMPLE), len(ranges)
     takes = {}
-    for i in sorted(range(len(sizes)), key=lambda i: sizes[i]):        # the smallest first: they give what they lack
-        takes[i] = min(sizes[i], share // left)
-        share, left = share - takes[i], left - 1
-    return np.concatenate([bounds[i] + rng.choice(sizes[i], size=takes[i], replace=False) for i in range(len(sizes))])
+    for lo, hi in sorted(ranges, key=lambda r: r[1] - r[0]):            # the smallest first: they give what they lack
+        takes[lo] = min(hi - lo, share // left)
+        share, left = share - takes[lo], left - 1
+    return np.concatenate([lo + rng.choice(hi - lo, size=takes[lo], replace=False) for lo, hi in ranges])
 
 
 def _metric(metric: str) -> int:

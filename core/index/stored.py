@@ -270,6 +270,13 @@ def lowest_recall(approx: np.ndarray, exact: np.ndarray, k: int, groups: Sequenc
     return min(recall_at(approx[g], exact[g], k) for g in groups)
 
 
+def stratum_ranges(n: int, strata: Sequence[int]) -> list[tuple[int, int]]:
+    """The non-empty row ranges [lo, hi) of a gallery of ``n`` rows whose strata begin at rows
+    ``strata`` (``Embeddings.strata``)."""
+    bounds = [*[s for s in strata if s < n], n]
+    return [(lo, hi) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
+
+
 def sample_queries(vectors: np.ndarray, seed: int = 0,
                    strata: Sequence[int] = (0,)) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """Up to RECALL_SAMPLE gallery rows of each stratum (rows ``strata[i]`` to ``strata[i+1]``),
@@ -279,10 +286,8 @@ def sample_queries(vectors: np.ndarray, seed: int = 0,
     250 photos among a million distractors are a stratum of their own: a sample of the whole
     would hold none of them, and the effort it chose would serve the distractors' queries only."""
     rng = np.random.default_rng(seed)
-    n = vectors.shape[0]
-    bounds = [*[s for s in strata if s < n], n]
     parts = [lo + rng.choice(hi - lo, size=min(RECALL_SAMPLE, hi - lo), replace=False)
-             for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
+             for lo, hi in stratum_ranges(vectors.shape[0], strata)]
     rows = np.concatenate(parts)
     groups = np.split(np.arange(len(rows)), np.cumsum([len(p) for p in parts])[:-1])
     return rows, np.ascontiguousarray(vectors[rows], dtype=np.float32), groups

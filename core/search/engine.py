@@ -41,10 +41,14 @@ class Results:
     ranking: np.ndarray
     plain: np.ndarray
     times: StageTimes
-    rerank_label: str = ""
     evidence: dict[str, tuple[float, Box | None]] = field(default_factory=dict)
     rerank_note: str = ""           # why the re-ranking is not the one asked for (too large a gallery)
     reranker: Reranker | None = None        # the re-ranker as it ran (fitted to the gallery); None: plain
+
+    @property
+    def rerank_label(self) -> str:
+        """The re-ranking that ran, as a run names it (e.g. ``aqe30a3``); "" for the plain ranking."""
+        return self.reranker.label() if self.reranker else ""
 
     def plain_rank(self, rows: Sequence[int]) -> dict[int, int]:
         """Gallery row → its 1-based rank in the plain ranking (before re-ranking), for those of
@@ -136,6 +140,5 @@ class SearchEngine:
         ids = self.embeddings.ids
         evidence = {ids[i]: v for i, v in ranked.evidence[0].items()}
         times = StageTimes(embed_ms, ranked.times.search_ms, ranked.times.rerank_ms, ranked.times.prepare_seconds)
-        label = ranked.reranker.label() if ranked.reranked else ""
-        return Results(results_of(order, scores, ids), vec, ranked.ranking[0], ranked.plain[0], times, label, evidence,
+        return Results(results_of(order, scores, ids), vec, ranked.ranking[0], ranked.plain[0], times, evidence,
                        ranked.note, ranked.reranker if ranked.reranked else None)
